@@ -1,0 +1,13 @@
+//! archai-rs host runtime: plugin loading, parameter ownership, and (in later modules) config,
+//! data, models, the trainer and logging.
+pub mod bench;
+pub mod params;
+pub mod plugins;
+
+/// Resident set size of this process in bytes (Linux), for leak checks and reports.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,131 @@
+//! The host owns every parameter: weights, buffers (batch-norm statistics) and architecture
+//! parameters, kept in separate stores so optimizers and checkpoints can treat them apart.
+use abi_stable::std_types::{RResult, RString};
+use archai_plugin_api::{Init, ParamHost, ParamRole, ParamSpec, TensorOwned};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Weights and buffers in one `VarStore`, architecture parameters in another.
+pub struct ParamStore {
+    pub weights: VarStore,
+    pub arch: VarStore,
+    /// Names of the non-trainable buffers in `weights`.
+    buffers: RefCell<Vec<String>>,
+}
+
+impl ParamStore {
+    pub fn new(device: Device) -> Self {
+        Self { weights: VarStore::new(device), arch: VarStore::new(device), buffers: RefCell::new(Vec::new()) }
+    }
+
+    pub fn device(&self) -> Device {
+        self.weights.device()
+    }
+
+    /// Creates one parameter named `name` (dot-separated path).
+    pub fn create(&self, name: &str, shape: &[i64], init: Init, role: ParamRole) -> Result<Tensor, String> {
+        let store = if role == ParamRole::Arch { &self.arch } else { &self.weights };
+        if store.variables_.lock().map_err(|_| "parameter store poisoned")?.named_variables.contains_key(name) {
+            return Err(format!("parameter `{name}` already exists; two components share one scope"));
+        }
+        let parts: Vec<&str> = name.split('.').collect();
+        let (leaf, dirs) = parts.split_last().ok_or("empty parameter name")?;
+        if leaf.is_empty() || dirs.iter().any(|d| d.is_empty()) {
+            return Err(format!("bad parameter name `{name}`"));
+        }
+        let mut path = store.root();
+        for d in dirs {
+            path = path.sub(*d);
+        }
+        let tensor = match role {
+            ParamRole::Buffer => {
+                let t = match init {
+                    Init::Zeros => path.f_zeros_no_train(leaf, shape),
+                    Init::Ones => path.f_ones_no_train(leaf, shape),
+                    other => {
+                        let v = path.f_var(leaf, shape, to_tch_init(other)).map_err(|e| e.to_string())?;
+                        let _ = v.set_requires_grad(false);
+                        Ok(v)
+                    }
+                }
+                .map_err(|e| e.to_string())?;
+                self.buffers.borrow_mut().push(name.to_string());
+                t
+            }
+            ParamRole::Weight | ParamRole::Arch => path.f_var(leaf, shape, to_tch_init(init)).map_err(|e| e.to_string())?,
+        };
+        Ok(tensor)
+    }
+
+    /// Trainable weights by name, sorted (buffers excluded).
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let buffers = self.buffers.borrow();
+        sorted(&self.weights).into_iter().filter(|(n, _)| !buffers.contains(n)).collect()
+    }
+
+    /// Buffers by name, sorted.
+    pub fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let buffers = self.buffers.borrow();
+        sorted(&self.weights).into_iter().filter(|(n, _)| buffers.contains(n)).collect()
+    }
+
+    /// Architecture parameters by name, sorted.
+    pub fn named_arch(&self) -> Vec<(String, Tensor)> {
+        sorted(&self.arch)
+    }
+
+    /// Number of trainable weight elements.
+    pub fn weight_count(&self) -> i64 {
+        self.named_weights().iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Number of architecture-parameter elements.
+    pub fn arch_count(&self) -> i64 {
+        self.named_arch().iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+}
+
+fn sorted(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let map: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    map.into_iter().collect()
+}
+
+fn to_tch_init(init: Init) -> nn::Init {
+    match init {
+        Init::Zeros => nn::Init::Const(0.0),
+        Init::Ones => nn::Init::Const(1.0),
+        Init::Const(v) => nn::Init::Const(v),
+        Init::Uniform { lo, hi } => nn::Init::Uniform { lo, up: hi },
+        Init::Normal { mean, std } => nn::Init::Randn { mean, stdev: std },
+        Init::KaimingUniform => nn::init::DEFAULT_KAIMING_UNIFORM,
+    }
+}
+
+/// The [`ParamHost`] handed to one component: names are prefixed with its scope.
+pub struct ScopedParamHost<'s> {
+    store: &'s ParamStore,
+    scope: String,
+}
+
+impl<'s> ScopedParamHost<'s> {
+    pub fn new(store: &'s ParamStore, scope: &str) -> Self {
+        Self { store, scope: scope.to_string() }
+    }
+}
+
+impl ParamHost for ScopedParamHost<'_> {
+    fn param(&mut self, spec: ParamSpec) -> RResult<TensorOwned, RString> {
+        let name = if self.scope.is_empty() { spec.name.to_string() } else { format!("{}.{}", self.scope, spec.name) };
+        match self.store.create(&name, &spec.shape, spec.init, spec.role) {
+            Ok(t) => RResult::ROk(TensorOwned::new(t.shallow_clone())),
+            Err(e) => RResult::RErr(e.into()),
+        }
+    }
+}
+
+/// A float tensor on `device` (helper for callers building inputs).
+pub fn randn(shape: &[i64], device: Device) -> Tensor {
+    Tensor::randn(shape, (Kind::Float, device))
+}

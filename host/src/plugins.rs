@@ -1,0 +1,362 @@
+//! Finding, checking and indexing plugin libraries; building their components by name.
+use crate::params::{ParamStore, ScopedParamHost};
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::{RResult, RStr};
+use archai_plugin_api::{
+    param_host_box, AlgorithmBox, ComponentInfo, ComponentKind, DatasetAdapterBox, FinalizerBox, OpBox, PluginInfo,
+    PluginModuleRef, TensorOwned, TensorRef, API_VERSION, LIBTORCH_VERSION,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::Tensor;
+
+/// Everything that can go wrong between the host and a plugin, each a message that tells the
+/// user which file is at fault and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin directory {0} does not exist; pass --plugin-dir DIR or set ARCHAI_PLUGIN_DIR (scripts/setup.sh gathers the plugins in target/plugins)")]
+    MissingDir(PathBuf),
+    #[error("{path}: built against archai-plugin-api {found}, this archai needs a version compatible with {expected}; rebuild the plugin against archai-plugin-api {expected}")]
+    IncompatibleApi { path: PathBuf, found: String, expected: String },
+    #[error("{path}: the plugin API types in this library have a different layout than this archai's ({summary}); rebuild the plugin against archai-plugin-api {expected}")]
+    AbiLayout { path: PathBuf, summary: String, expected: String },
+    #[error("{path}: built against libtorch {found}, this archai uses libtorch {expected}; rebuild the plugin against libtorch {expected} (tensors cannot cross between different libtorch builds)")]
+    LibtorchMismatch { path: PathBuf, found: String, expected: String },
+    #[error("{path}: cannot use this plugin: {reason}")]
+    Broken { path: PathBuf, reason: String },
+    #[error("{kind} `{name}` is registered by two plugins: {first} and {second}; remove one of them from the plugin directory")]
+    Duplicate { kind: ComponentKind, name: String, first: PathBuf, second: PathBuf },
+    #[error("refused {} plugin(s):\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<PluginError>),
+    #[error("no {kind} named `{name}`{}; available: {}", suggest(.close), .available.join(", "))]
+    Unknown { kind: ComponentKind, name: String, close: Vec<String>, available: Vec<String> },
+    #[error("{plugin}: {kind} `{name}`: {message}")]
+    Call { plugin: String, kind: ComponentKind, name: String, message: String },
+}
+
+fn suggest(close: &[String]) -> String {
+    if close.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", close.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" or "))
+    }
+}
+
+/// One loaded and checked plugin library.
+pub struct LoadedPlugin {
+    pub path: PathBuf,
+    pub info: PluginInfo,
+    module: PluginModuleRef,
+}
+
+impl LoadedPlugin {
+    /// The file name, as used in messages.
+    pub fn file_name(&self) -> String {
+        self.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+}
+
+/// A component as indexed by the registry.
+#[derive(Clone, Debug)]
+pub struct RegisteredComponent {
+    pub plugin: usize,
+    pub info: ComponentInfo,
+}
+
+/// All plugins found in the plugin directories, indexed by (kind, name).
+pub struct PluginRegistry {
+    plugins: Vec<LoadedPlugin>,
+    components: BTreeMap<(ComponentKind, String), RegisteredComponent>,
+    /// Shared libraries that are not archai plugins, with the reason; skipped, not fatal.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// The plugin directories to use when none is given: `$ARCHAI_PLUGIN_DIR`, else `target/plugins`
+/// when run from the repository (the current directory's, or the one holding this binary), else
+/// `plugins/` beside the binary.
+pub fn default_plugin_dirs() -> Vec<PathBuf> {
+    if let Some(dir) = std::env::var_os("ARCHAI_PLUGIN_DIR") {
+        return std::env::split_paths(&dir).collect();
+    }
+    let cwd_repo = PathBuf::from("target/plugins");
+    if cwd_repo.is_dir() {
+        return vec![cwd_repo];
+    }
+    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        // target/release/archai or target/release/deps/<test>
+        for up in [exe_dir.parent(), exe_dir.parent().and_then(Path::parent)].into_iter().flatten() {
+            if up.file_name().is_some_and(|n| n == "target") && up.join("plugins").is_dir() {
+                return vec![up.join("plugins")];
+            }
+        }
+        return vec![exe_dir.join("plugins")];
+    }
+    vec![PathBuf::from("plugins")]
+}
+
+fn is_shared_library(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("so" | "dylib" | "dll"))
+}
+
+/// Shortens abi_stable's layout report (hundreds of lines) to its first few meaningful lines.
+fn summarize_layout_error(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let interesting: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("Error") || l.contains("expected") || l.contains("found") || l.contains("mismatch"))
+        .take(3)
+        .collect();
+    let pick = if interesting.is_empty() { lines.into_iter().take(3).collect() } else { interesting };
+    let joined = pick.join("; ");
+    if joined.len() > 300 {
+        format!("{}...", &joined[..300])
+    } else {
+        joined
+    }
+}
+
+enum Loaded {
+    Plugin(LoadedPlugin),
+    NotAPlugin(String),
+}
+
+fn load_one(path: &Path) -> Result<Loaded, PluginError> {
+    let header = match lib_header_from_path(path) {
+        Ok(h) => h,
+        Err(LibraryError::OpenError { err, .. }) => return Ok(Loaded::NotAPlugin(format!("not loadable: {err}"))),
+        Err(LibraryError::GetSymbolError { .. }) => {
+            return Ok(Loaded::NotAPlugin("no archai root module (not an archai plugin)".into()))
+        }
+        Err(e) => return Err(PluginError::Broken { path: path.into(), reason: e.to_string() }),
+    };
+    let module = match header.init_root_module::<PluginModuleRef>() {
+        Ok(m) => m,
+        Err(LibraryError::IncompatibleVersionNumber { actual_version, expected_version, .. }) => {
+            return Err(PluginError::IncompatibleApi {
+                path: path.into(),
+                found: actual_version.to_string(),
+                expected: expected_version.to_string(),
+            })
+        }
+        Err(LibraryError::AbiInstability(e)) => {
+            return Err(PluginError::AbiLayout {
+                path: path.into(),
+                summary: summarize_layout_error(&e.to_string()),
+                expected: API_VERSION.into(),
+            })
+        }
+        Err(e) => return Err(PluginError::Broken { path: path.into(), reason: summarize_layout_error(&e.to_string()) }),
+    };
+    let info = (module.info())();
+    if info.libtorch_version.as_str() != LIBTORCH_VERSION {
+        return Err(PluginError::LibtorchMismatch {
+            path: path.into(),
+            found: info.libtorch_version.to_string(),
+            expected: LIBTORCH_VERSION.into(),
+        });
+    }
+    Ok(Loaded::Plugin(LoadedPlugin { path: path.into(), info, module }))
+}
+
+impl PluginRegistry {
+    /// Loads every shared library in `dirs`. Libraries that are not plugins are skipped (listed in
+    /// `skipped`); incompatible plugins and duplicate registrations are refused together, in one
+    /// error with a line per file.
+    pub fn scan(dirs: &[PathBuf]) -> Result<Self, PluginError> {
+        let mut files = Vec::new();
+        for dir in dirs {
+            let entries = std::fs::read_dir(dir).map_err(|_| PluginError::MissingDir(dir.clone()))?;
+            let mut in_dir: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && is_shared_library(p)).collect();
+            in_dir.sort();
+            files.extend(in_dir);
+        }
+        let mut registry = Self { plugins: Vec::new(), components: BTreeMap::new(), skipped: Vec::new() };
+        let mut refused = Vec::new();
+        for path in files {
+            match load_one(&path) {
+                Ok(Loaded::Plugin(p)) => registry.plugins.push(p),
+                Ok(Loaded::NotAPlugin(reason)) => {
+                    tracing::warn!("skipping {}: {reason}", path.display());
+                    registry.skipped.push((path, reason));
+                }
+                Err(e) => refused.push(e),
+            }
+        }
+        for (index, plugin) in registry.plugins.iter().enumerate() {
+            for info in (plugin.module.components())() {
+                let key = (info.kind, info.name.to_string());
+                if let Some(first) = registry.components.get(&key) {
+                    refused.push(PluginError::Duplicate {
+                        kind: info.kind,
+                        name: key.1.clone(),
+                        first: registry.plugins[first.plugin].path.clone(),
+                        second: plugin.path.clone(),
+                    });
+                    continue;
+                }
+                registry.components.insert(key, RegisteredComponent { plugin: index, info });
+            }
+        }
+        if refused.is_empty() {
+            Ok(registry)
+        } else {
+            Err(PluginError::Refused(refused))
+        }
+    }
+
+    pub fn plugins(&self) -> &[LoadedPlugin] {
+        &self.plugins
+    }
+
+    /// Every component, sorted by kind then name.
+    pub fn components(&self) -> impl Iterator<Item = (&LoadedPlugin, &ComponentInfo)> {
+        self.components.values().map(|c| (&self.plugins[c.plugin], &c.info))
+    }
+
+    /// Names of the components of one kind.
+    pub fn names(&self, kind: ComponentKind) -> Vec<String> {
+        self.components.keys().filter(|(k, _)| *k == kind).map(|(_, n)| n.clone()).collect()
+    }
+
+    /// Finds a component, or an error listing the closest names.
+    pub fn find(&self, kind: ComponentKind, name: &str) -> Result<(&LoadedPlugin, &ComponentInfo), PluginError> {
+        match self.components.get(&(kind, name.to_string())) {
+            Some(c) => Ok((&self.plugins[c.plugin], &c.info)),
+            None => {
+                let available = self.names(kind);
+                let mut scored: Vec<(f64, &String)> =
+                    available.iter().map(|n| (strsim::normalized_damerau_levenshtein(name, n), n)).collect();
+                scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+                let close = scored.iter().filter(|(s, _)| *s >= 0.5).take(3).map(|(_, n)| (*n).clone()).collect();
+                Err(PluginError::Unknown { kind, name: name.into(), close, available })
+            }
+        }
+    }
+
+    fn call_error(plugin: &LoadedPlugin, kind: ComponentKind, name: &str, message: impl ToString) -> PluginError {
+        PluginError::Call { plugin: plugin.file_name(), kind, name: name.into(), message: message.to_string() }
+    }
+
+    /// Builds an op. Its parameters are created in `store` under `scope` (e.g. `cells.0.edges.3`).
+    pub fn create_op(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        store: &ParamStore,
+        scope: &str,
+    ) -> Result<PluginOp, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::Op, name)?;
+        let mut host = param_host_box(ScopedParamHost::new(store, scope));
+        let json = config.to_string();
+        match (plugin.module.create_op())(RStr::from(name), RStr::from(json.as_str()), &mut host) {
+            RResult::ROk(op) => Ok(PluginOp { op, plugin: plugin.file_name().into(), name: name.into() }),
+            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::Op, name, e)),
+        }
+    }
+
+    /// Builds an algorithm from its config section.
+    pub fn create_algorithm(&self, name: &str, config: &serde_json::Value) -> Result<PluginAlgorithm, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::Algorithm, name)?;
+        let json = config.to_string();
+        match (plugin.module.create_algorithm())(RStr::from(name), RStr::from(json.as_str())) {
+            RResult::ROk(inner) => Ok(PluginAlgorithm { inner, plugin: plugin.file_name(), name: name.into() }),
+            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::Algorithm, name, e)),
+        }
+    }
+
+    /// Builds a finalizer from its config section.
+    pub fn create_finalizer(&self, name: &str, config: &serde_json::Value) -> Result<PluginFinalizer, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::Finalizer, name)?;
+        let json = config.to_string();
+        match (plugin.module.create_finalizer())(RStr::from(name), RStr::from(json.as_str())) {
+            RResult::ROk(inner) => Ok(PluginFinalizer { inner, plugin: plugin.file_name(), name: name.into() }),
+            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::Finalizer, name, e)),
+        }
+    }
+
+    /// Builds a dataset adapter from the dataset's config section.
+    pub fn create_dataset_adapter(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<PluginDatasetAdapter, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::DatasetAdapter, name)?;
+        let json = config.to_string();
+        match (plugin.module.create_dataset_adapter())(RStr::from(name), RStr::from(json.as_str())) {
+            RResult::ROk(inner) => Ok(PluginDatasetAdapter { inner, plugin: plugin.file_name(), name: name.into() }),
+            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::DatasetAdapter, name, e)),
+        }
+    }
+}
+
+/// An op instance living in a plugin.
+pub struct PluginOp {
+    op: OpBox,
+    plugin: Arc<str>,
+    name: Arc<str>,
+}
+
+impl PluginOp {
+    /// Runs the op; inputs are borrowed for the call, the result is owned by the caller.
+    pub fn forward(&self, inputs: &[&Tensor], train: bool) -> Result<Tensor, PluginError> {
+        let refs: Vec<TensorRef<'_>> = inputs.iter().map(|t| TensorRef::new(t)).collect();
+        match self.op.forward(refs.as_slice().into(), train) {
+            RResult::ROk(t) => Ok(t.into_tensor()),
+            RResult::RErr(e) => Err(PluginError::Call {
+                plugin: self.plugin.to_string(),
+                kind: ComponentKind::Op,
+                name: self.name.to_string(),
+                message: e.into_string(),
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// An algorithm instance living in a plugin.
+pub struct PluginAlgorithm {
+    pub inner: AlgorithmBox,
+    pub plugin: String,
+    pub name: String,
+}
+
+/// A finalizer instance living in a plugin.
+pub struct PluginFinalizer {
+    pub inner: FinalizerBox,
+    pub plugin: String,
+    pub name: String,
+}
+
+/// A dataset adapter instance living in a plugin.
+pub struct PluginDatasetAdapter {
+    pub inner: DatasetAdapterBox,
+    pub plugin: String,
+    pub name: String,
+}
+
+/// Turns a plugin call's result into the host's error with plugin and component named.
+pub fn plugin_result<T>(r: RResult<T, abi_stable::std_types::RString>, plugin: &str, kind: ComponentKind, name: &str) -> Result<T, PluginError> {
+    match r {
+        RResult::ROk(v) => Ok(v),
+        RResult::RErr(e) => Err(PluginError::Call { plugin: plugin.into(), kind, name: name.into(), message: e.into_string() }),
+    }
+}
+
+impl PluginDatasetAdapter {
+    /// Reads one split: (uint8 NCHW images, int64 labels, class names).
+    pub fn load(&mut self, split: &str) -> Result<(Tensor, Tensor, Vec<String>), PluginError> {
+        let s = plugin_result(self.inner.load(RStr::from(split)), &self.plugin, ComponentKind::DatasetAdapter, &self.name)?;
+        Ok((s.images.into_tensor(), s.labels.into_tensor(), s.class_names.into_iter().map(|c| c.into_string()).collect()))
+    }
+}
+
+/// Owned handle helper for host-side callers that hand tensors to plugins.
+pub fn owned(t: &Tensor) -> TensorOwned {
+    TensorOwned::new(t.shallow_clone())
+}

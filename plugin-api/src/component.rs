@@ -1,0 +1,395 @@
+//! The Rust side of components: the traits plugin authors implement, their registration through
+//! `inventory`, and the generic exported functions that wrap every call in `catch_unwind`.
+use crate::abi::*;
+use crate::params::{ParamBuilder, ParamHostBox};
+use crate::tensor::{as_tensor_slice, view_slice, NamedTensor, TensorOwned, TensorRef};
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use tch::Tensor;
+
+/// A network operation. `inputs` are borrowed for the call.
+pub trait Op: Send + 'static {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor>;
+}
+
+/// Registration of an op; submit with [`crate::register_op!`].
+pub struct OpRegistration {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub create: fn(config: &serde_json::Value, params: &mut ParamBuilder<'_, '_>) -> anyhow::Result<Box<dyn Op>>,
+}
+inventory::collect!(OpRegistration);
+
+/// Tensors of one training step, as owned shallow clones.
+pub struct StepData {
+    pub x: Tensor,
+    pub y: Tensor,
+    pub val_x: Tensor,
+    pub val_y: Tensor,
+    pub epoch: u32,
+    pub step: u64,
+    pub lr: f64,
+}
+
+/// The host's model as seen by an algorithm, with Rust types.
+pub struct Model<'m, 'a> {
+    services: &'m mut ModelServicesMut<'a>,
+}
+
+fn named(v: RVec<NamedTensor>) -> Vec<(String, Tensor)> {
+    v.into_iter().map(|n| (n.name.into_string(), n.tensor.into_tensor())).collect()
+}
+
+impl<'m, 'a> Model<'m, 'a> {
+    /// Trainable weights (same storage and autograd leaf as the host's), sorted by name.
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        named(self.services.weights())
+    }
+    /// Architecture parameters, sorted by name.
+    pub fn arch_params(&self) -> Vec<(String, Tensor)> {
+        named(self.services.arch_params())
+    }
+    /// Train-mode loss of the model on `(x, y)`, graph kept.
+    pub fn loss(&mut self, x: &Tensor, y: &Tensor) -> anyhow::Result<Tensor> {
+        match self.services.loss(TensorRef::new(x), TensorRef::new(y)) {
+            RResult::ROk(t) => Ok(t.into_tensor()),
+            RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+    /// The weight optimizer's hyper-parameters.
+    pub fn weight_optimizer(&self) -> anyhow::Result<WeightOptimizerInfo> {
+        Ok(serde_json::from_str(self.services.weight_optimizer().as_str())?)
+    }
+    /// The weight optimizer's momentum buffers (undefined tensors where none exists yet).
+    pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
+        named(self.services.momentum_buffers())
+    }
+}
+
+/// Hyper-parameters of the weight optimizer that bilevel algorithms need for the unrolled step.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct WeightOptimizerInfo {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
+/// A search algorithm.
+pub trait Algorithm: Send + 'static {
+    /// The model description (YAML) to build for the given dataset facts.
+    fn model_desc(&mut self, context: &serde_json::Value) -> anyhow::Result<String>;
+    /// Work before each weight step (an architecture step for DARTS); returns metrics to log.
+    fn before_step(&mut self, _model: &mut Model<'_, '_>, _batch: &StepData) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({}))
+    }
+    /// Work after each epoch; returns values to log.
+    fn after_epoch(&mut self, _model: &mut Model<'_, '_>, _epoch: u32) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({}))
+    }
+}
+
+/// Registration of an algorithm; submit with [`crate::register_algorithm!`].
+pub struct AlgorithmRegistration {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub create: fn(config: &serde_json::Value) -> anyhow::Result<Box<dyn Algorithm>>,
+}
+inventory::collect!(AlgorithmRegistration);
+
+/// A finalizer: searched description + architecture parameters -> final description.
+pub trait Finalizer: Send + 'static {
+    fn finalize(&mut self, search_desc_yaml: &str, arch: Vec<(String, Tensor)>) -> anyhow::Result<String>;
+}
+
+/// Registration of a finalizer; submit with [`crate::register_finalizer!`].
+pub struct FinalizerRegistration {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub create: fn(config: &serde_json::Value) -> anyhow::Result<Box<dyn Finalizer>>,
+}
+inventory::collect!(FinalizerRegistration);
+
+/// A dataset split read by an adapter: uint8 N x C x H x W images, int64 labels.
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Tensor,
+    pub class_names: Vec<String>,
+}
+
+/// A dataset adapter (reads one on-disk format).
+pub trait DatasetAdapter: Send + 'static {
+    fn load(&mut self, split: &str) -> anyhow::Result<Split>;
+}
+
+/// Registration of a dataset adapter; submit with [`crate::register_dataset_adapter!`].
+pub struct DatasetAdapterRegistration {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub create: fn(config: &serde_json::Value) -> anyhow::Result<Box<dyn DatasetAdapter>>,
+}
+inventory::collect!(DatasetAdapterRegistration);
+
+/// Registers an op: `register_op!("name", "description", constructor_fn);`
+#[macro_export]
+macro_rules! register_op {
+    ($name:expr, $description:expr, $create:expr) => {
+        $crate::inventory::submit! {
+            $crate::OpRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create }
+        }
+    };
+}
+
+/// Registers an algorithm: `register_algorithm!("name", "description", constructor_fn);`
+#[macro_export]
+macro_rules! register_algorithm {
+    ($name:expr, $description:expr, $create:expr) => {
+        $crate::inventory::submit! {
+            $crate::AlgorithmRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create }
+        }
+    };
+}
+
+/// Registers a finalizer: `register_finalizer!("name", "description", constructor_fn);`
+#[macro_export]
+macro_rules! register_finalizer {
+    ($name:expr, $description:expr, $create:expr) => {
+        $crate::inventory::submit! {
+            $crate::FinalizerRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create }
+        }
+    };
+}
+
+/// Registers a dataset adapter: `register_dataset_adapter!("name", "description", constructor_fn);`
+#[macro_export]
+macro_rules! register_dataset_adapter {
+    ($name:expr, $description:expr, $create:expr) => {
+        $crate::inventory::submit! {
+            $crate::DatasetAdapterRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create }
+        }
+    };
+}
+
+/// Exports the plugin's root module. Call once at the plugin crate's root; the crate must depend
+/// on `abi_stable` directly (the attribute macro refers to it by name).
+#[macro_export]
+macro_rules! export_plugin {
+    () => {
+        extern "C" fn __archai_plugin_info() -> $crate::PluginInfo {
+            $crate::plugin_info(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        }
+
+        #[::abi_stable::export_root_module]
+        pub fn __archai_plugin_root_module() -> $crate::PluginModuleRef {
+            $crate::build_root_module(__archai_plugin_info)
+        }
+    };
+}
+
+/// The [`PluginInfo`] of a plugin built with this API crate.
+pub fn plugin_info(name: &str, version: &str) -> PluginInfo {
+    PluginInfo {
+        name: name.into(),
+        version: version.into(),
+        api_version: crate::API_VERSION.into(),
+        libtorch_version: crate::LIBTORCH_VERSION.into(),
+    }
+}
+
+/// The root module made of this crate's generic entry points (used by [`export_plugin!`]).
+pub fn build_root_module(info: extern "C" fn() -> PluginInfo) -> PluginModuleRef {
+    use abi_stable::prefix_type::PrefixTypeTrait;
+    PluginModule {
+        info,
+        components: plugin_components,
+        create_op: plugin_create_op,
+        create_algorithm: plugin_create_algorithm,
+        create_finalizer: plugin_create_finalizer,
+        create_dataset_adapter: plugin_create_dataset_adapter,
+    }
+    .leak_into_prefix()
+}
+
+/// The panic text, without libtorch's C++ backtrace.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-text panic payload".to_string()
+    };
+    trim_backtrace(&text)
+}
+
+/// Cuts libtorch's C++ backtrace ("Exception raised from ...") off an error text.
+pub fn trim_backtrace(text: &str) -> String {
+    let cut = text.find("Exception raised from").unwrap_or(text.len());
+    text[..cut].trim_end().to_string()
+}
+
+/// Runs plugin code so that neither an error nor a panic crosses the boundary as anything but
+/// an error value. Panics are reported as `panic: <text>`.
+pub fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, RString> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    // The host reports every caught panic itself; the default hook would also print the message
+    // with libtorch's C++ backtrace to stderr.
+    QUIET_HOOK.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(trim_backtrace(&format!("{e:#}")).into()),
+        Err(payload) => RResult::RErr(format!("panic: {}", panic_text(payload.as_ref())).into()),
+    }
+}
+
+fn unknown(kind: ComponentKind, name: &str, known: impl Iterator<Item = &'static str>) -> anyhow::Error {
+    let known: Vec<_> = known.collect();
+    anyhow::anyhow!("this plugin has no {kind} named `{name}` (it has: {})", known.join(", "))
+}
+
+fn parse_config(config_json: RStr<'_>) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(config_json.as_str()).map_err(|e| anyhow::anyhow!("component config is not valid JSON: {e}"))
+}
+
+extern "C" fn plugin_components() -> RVec<ComponentInfo> {
+    let info = |kind, name: &str, version: &str, description: &str| ComponentInfo {
+        kind,
+        name: name.into(),
+        version: version.into(),
+        description: description.into(),
+    };
+    let mut out = RVec::new();
+    for r in inventory::iter::<OpRegistration> {
+        out.push(info(ComponentKind::Op, r.name, r.version, r.description));
+    }
+    for r in inventory::iter::<AlgorithmRegistration> {
+        out.push(info(ComponentKind::Algorithm, r.name, r.version, r.description));
+    }
+    for r in inventory::iter::<FinalizerRegistration> {
+        out.push(info(ComponentKind::Finalizer, r.name, r.version, r.description));
+    }
+    for r in inventory::iter::<DatasetAdapterRegistration> {
+        out.push(info(ComponentKind::DatasetAdapter, r.name, r.version, r.description));
+    }
+    out
+}
+
+struct OpAdapter(Box<dyn Op>);
+
+impl OpObj for OpAdapter {
+    fn forward(&self, inputs: RSlice<'_, TensorRef<'_>>, train: bool) -> RResult<TensorOwned, RString> {
+        guard(|| {
+            let views = view_slice(inputs.as_slice());
+            Ok(TensorOwned::new(self.0.forward(as_tensor_slice(&views), train)?))
+        })
+    }
+}
+
+extern "C" fn plugin_create_op(name: RStr<'_>, config_json: RStr<'_>, params: &mut ParamHostBox<'_>) -> RResult<OpBox, RString> {
+    guard(|| {
+        let reg = inventory::iter::<OpRegistration>
+            .into_iter()
+            .find(|r| r.name == name.as_str())
+            .ok_or_else(|| unknown(ComponentKind::Op, name.as_str(), inventory::iter::<OpRegistration>.into_iter().map(|r| r.name)))?;
+        let config = parse_config(config_json)?;
+        let mut builder = ParamBuilder::new(params);
+        let op = (reg.create)(&config, &mut builder)?;
+        Ok(OpObj_TO::from_value(OpAdapter(op), TD_Opaque))
+    })
+}
+
+struct AlgorithmAdapter(Box<dyn Algorithm>);
+
+impl AlgorithmObj for AlgorithmAdapter {
+    fn model_desc(&mut self, context_json: RStr<'_>) -> RResult<RString, RString> {
+        guard(|| {
+            let context = parse_config(context_json)?;
+            Ok(self.0.model_desc(&context)?.into())
+        })
+    }
+
+    fn before_step(&mut self, mut model: ModelServicesMut<'_>, batch: StepBatch<'_>) -> RResult<RString, RString> {
+        guard(|| {
+            let data = StepData {
+                x: batch.x.shallow_clone(),
+                y: batch.y.shallow_clone(),
+                val_x: batch.val_x.shallow_clone(),
+                val_y: batch.val_y.shallow_clone(),
+                epoch: batch.epoch,
+                step: batch.step,
+                lr: batch.lr,
+            };
+            let mut m = Model { services: &mut model };
+            Ok(self.0.before_step(&mut m, &data)?.to_string().into())
+        })
+    }
+
+    fn after_epoch(&mut self, mut model: ModelServicesMut<'_>, epoch: u32) -> RResult<RString, RString> {
+        guard(|| {
+            let mut m = Model { services: &mut model };
+            Ok(self.0.after_epoch(&mut m, epoch)?.to_string().into())
+        })
+    }
+}
+
+extern "C" fn plugin_create_algorithm(name: RStr<'_>, config_json: RStr<'_>) -> RResult<AlgorithmBox, RString> {
+    guard(|| {
+        let reg = inventory::iter::<AlgorithmRegistration>
+            .into_iter()
+            .find(|r| r.name == name.as_str())
+            .ok_or_else(|| unknown(ComponentKind::Algorithm, name.as_str(), inventory::iter::<AlgorithmRegistration>.into_iter().map(|r| r.name)))?;
+        let algo = (reg.create)(&parse_config(config_json)?)?;
+        Ok(AlgorithmObj_TO::from_value(AlgorithmAdapter(algo), TD_Opaque))
+    })
+}
+
+struct FinalizerAdapter(Box<dyn Finalizer>);
+
+impl FinalizerObj for FinalizerAdapter {
+    fn finalize(&mut self, search_desc_yaml: RStr<'_>, arch: RVec<NamedTensor>) -> RResult<RString, RString> {
+        guard(|| Ok(self.0.finalize(search_desc_yaml.as_str(), named(arch))?.into()))
+    }
+}
+
+extern "C" fn plugin_create_finalizer(name: RStr<'_>, config_json: RStr<'_>) -> RResult<FinalizerBox, RString> {
+    guard(|| {
+        let reg = inventory::iter::<FinalizerRegistration>
+            .into_iter()
+            .find(|r| r.name == name.as_str())
+            .ok_or_else(|| unknown(ComponentKind::Finalizer, name.as_str(), inventory::iter::<FinalizerRegistration>.into_iter().map(|r| r.name)))?;
+        let f = (reg.create)(&parse_config(config_json)?)?;
+        Ok(FinalizerObj_TO::from_value(FinalizerAdapter(f), TD_Opaque))
+    })
+}
+
+struct DatasetAdapterAdapter(Box<dyn DatasetAdapter>);
+
+impl DatasetAdapterObj for DatasetAdapterAdapter {
+    fn load(&mut self, split: RStr<'_>) -> RResult<DatasetSplit, RString> {
+        guard(|| {
+            let s = self.0.load(split.as_str())?;
+            Ok(DatasetSplit {
+                images: TensorOwned::new(s.images),
+                labels: TensorOwned::new(s.labels),
+                class_names: s.class_names.into_iter().map(RString::from).collect(),
+            })
+        })
+    }
+}
+
+extern "C" fn plugin_create_dataset_adapter(name: RStr<'_>, config_json: RStr<'_>) -> RResult<DatasetAdapterBox, RString> {
+    guard(|| {
+        let reg = inventory::iter::<DatasetAdapterRegistration>
+            .into_iter()
+            .find(|r| r.name == name.as_str())
+            .ok_or_else(|| {
+                unknown(ComponentKind::DatasetAdapter, name.as_str(), inventory::iter::<DatasetAdapterRegistration>.into_iter().map(|r| r.name))
+            })?;
+        let a = (reg.create)(&parse_config(config_json)?)?;
+        Ok(DatasetAdapterObj_TO::from_value(DatasetAdapterAdapter(a), TD_Opaque))
+    })
+}

@@ -1,0 +1,44 @@
+//! The contract between the archai host and its plugins.
+//!
+//! A plugin is a `cdylib` that exports one [`PluginModule`] root module (use
+//! [`export_plugin!`]). Its components register themselves with [`inventory`] through
+//! [`register_op!`], [`register_algorithm!`], [`register_finalizer!`] and
+//! [`register_dataset_adapter!`]; the root module lists them and builds them by name.
+//!
+//! What crosses the boundary:
+//! - plain `abi_stable` data (strings, vectors, results) and JSON text for configuration;
+//! - libtorch tensors as opaque handles ([`TensorRef`] borrowed, [`TensorOwned`] moved), valid on
+//!   both sides because host and plugins share one dynamically linked libtorch;
+//! - trait objects for the components ([`OpObj`], [`AlgorithmObj`], ...) and for the services the
+//!   host offers to them ([`ParamHost`], [`ModelServices`]).
+//!
+//! Every call into plugin code is wrapped in `catch_unwind`: a panic becomes an error value that
+//! the host reports, it never unwinds across the boundary.
+//!
+//! Versioning: the crate version is checked by `abi_stable` at load time (`0.y` minor bumps are
+//! breaking), type layouts are checked structurally, and [`LIBTORCH_VERSION`] is compared by the
+//! host because `abi_stable` cannot see libtorch's C++ ABI.
+#![allow(non_local_definitions)]
+
+pub mod abi;
+pub mod component;
+pub mod params;
+pub mod tensor;
+
+pub use abi::*;
+pub use component::*;
+pub use params::*;
+pub use tensor::*;
+
+// Re-exported so plugin crates and the export macros use the exact versions this API was built with.
+pub use abi_stable;
+pub use anyhow;
+pub use inventory;
+pub use serde_json;
+pub use tch;
+
+/// The libtorch version (major.minor.patch) of the headers this crate was compiled against.
+pub const LIBTORCH_VERSION: &str = env!("ARCHAI_LIBTORCH_VERSION");
+
+/// The version of this API crate, as embedded in every plugin.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,440 @@
+//! The eight DARTS primitives with stride 1 and 2 (`none`, `max_pool_3x3`, `avg_pool_3x3`,
+//! `skip_connect`, `sep_conv_3x3`, `sep_conv_5x5`, `dil_conv_3x3`, `dil_conv_5x5`), plus the
+//! building blocks a DARTS network needs (`relu_conv_bn`, `factorized_reduce`, `conv_bn` for
+//! stems) and a few generic layers for handcrafted models (`linear`, `global_avg_pool`,
+//! `basic_block`, `identity`).
+//!
+//! Every op takes its configuration as JSON (from the model description's YAML) and creates its
+//! parameters through the host, so the host names, optimizes and checkpoints them.
+use archai_plugin_api::{export_plugin, register_op, Init, Op, ParamBuilder};
+use archai_plugin_api::tch::Tensor;
+use serde::Deserialize;
+
+pub mod layers;
+use layers::{BatchNorm, Conv};
+
+export_plugin!();
+
+/// Configuration shared by the cell ops (`{c_in, c_out, stride, affine}`).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CellOpConfig {
+    pub c_in: i64,
+    #[serde(default)]
+    pub c_out: Option<i64>,
+    #[serde(default = "one")]
+    pub stride: i64,
+    /// Learnable batch-norm scale and shift (DARTS searches with `affine: false`).
+    #[serde(default = "yes")]
+    pub affine: bool,
+    /// Batch norm after pooling (the DARTS search network adds it to pool candidates).
+    #[serde(default)]
+    pub pool_bn: bool,
+}
+
+fn one() -> i64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+impl CellOpConfig {
+    fn parse(v: &serde_json::Value) -> anyhow::Result<Self> {
+        let c: Self = serde_json::from_value(v.clone()).map_err(|e| anyhow::anyhow!("bad op config {v}: {e}"))?;
+        anyhow::ensure!(c.c_in > 0, "c_in must be positive, got {}", c.c_in);
+        anyhow::ensure!(c.stride == 1 || c.stride == 2, "stride must be 1 or 2, got {}", c.stride);
+        Ok(c)
+    }
+    fn c_out(&self) -> i64 {
+        self.c_out.unwrap_or(self.c_in)
+    }
+}
+
+fn single(inputs: &[Tensor]) -> anyhow::Result<&Tensor> {
+    anyhow::ensure!(inputs.len() == 1, "expected 1 input tensor, got {}", inputs.len());
+    Ok(&inputs[0])
+}
+
+/// `none`: the zero op. Stride 2 halves the spatial size.
+pub struct Zero {
+    stride: i64,
+    c_out: i64,
+    c_in: i64,
+}
+
+impl Op for Zero {
+    fn forward(&self, inputs: &[Tensor], _train: bool) -> anyhow::Result<Tensor> {
+        let x = single(inputs)?;
+        let (n, _, h, w) = x.size4()?;
+        let (ho, wo) = ((h + self.stride - 1) / self.stride, (w + self.stride - 1) / self.stride);
+        let _ = self.c_in;
+        Ok(Tensor::zeros([n, self.c_out, ho, wo], (x.kind(), x.device())))
+    }
+}
+
+/// 3x3 max or average pooling (padding 1), optionally followed by batch norm.
+pub struct Pool {
+    max: bool,
+    stride: i64,
+    bn: Option<BatchNorm>,
+}
+
+impl Op for Pool {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let x = single(inputs)?;
+        let y = if self.max {
+            x.f_max_pool2d([3, 3], [self.stride, self.stride], [1, 1], [1, 1], false)?
+        } else {
+            // count_include_pad = false, as in DARTS.
+            x.f_avg_pool2d([3, 3], [self.stride, self.stride], [1, 1], false, false, None)?
+        };
+        match &self.bn {
+            Some(bn) => bn.forward(&y, train),
+            None => Ok(y),
+        }
+    }
+}
+
+/// ReLU -> conv -> BN.
+pub struct ReluConvBn {
+    conv: Conv,
+    bn: BatchNorm,
+}
+
+impl ReluConvBn {
+    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, k: i64, stride: i64, pad: i64, affine: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            conv: Conv::new(&mut p.sub("conv"), c_in, c_out, k, stride, pad, 1, 1)?,
+            bn: BatchNorm::new(&mut p.sub("bn"), c_out, affine)?,
+        })
+    }
+    pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        self.bn.forward(&self.conv.forward(&x.f_relu()?)?, train)
+    }
+}
+
+impl Op for ReluConvBn {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        ReluConvBn::forward(self, single(inputs)?, train)
+    }
+}
+
+/// ReLU -> depthwise conv (dilated) -> pointwise conv -> BN.
+pub struct DilConv {
+    dw: Conv,
+    pw: Conv,
+    bn: BatchNorm,
+}
+
+impl DilConv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, k: i64, stride: i64, pad: i64, dil: i64, affine: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            dw: Conv::new(&mut p.sub("dw"), c_in, c_in, k, stride, pad, dil, c_in)?,
+            pw: Conv::new(&mut p.sub("pw"), c_in, c_out, 1, 1, 0, 1, 1)?,
+            bn: BatchNorm::new(&mut p.sub("bn"), c_out, affine)?,
+        })
+    }
+    /// The part after the leading ReLU, so callers that share ReLU(x) can skip recomputing it.
+    pub fn forward_after_relu(&self, relu_x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        self.bn.forward(&self.pw.forward(&self.dw.forward(relu_x)?)?, train)
+    }
+}
+
+impl Op for DilConv {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        self.forward_after_relu(&single(inputs)?.f_relu()?, train)
+    }
+}
+
+/// Two stacked `DilConv`s with dilation 1, the first carrying the stride.
+pub struct SepConv {
+    first: DilConv,
+    second: DilConv,
+}
+
+impl SepConv {
+    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, k: i64, stride: i64, pad: i64, affine: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            first: DilConv::new(&mut p.sub("op1"), c_in, c_in, k, stride, pad, 1, affine)?,
+            second: DilConv::new(&mut p.sub("op2"), c_in, c_out, k, 1, pad, 1, affine)?,
+        })
+    }
+    pub fn forward_after_relu(&self, relu_x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        let y = self.first.forward_after_relu(relu_x, train)?;
+        self.second.forward_after_relu(&y.f_relu()?, train)
+    }
+}
+
+impl Op for SepConv {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        self.forward_after_relu(&single(inputs)?.f_relu()?, train)
+    }
+}
+
+/// ReLU, two 1x1 stride-2 convs on offset grids, concatenated, BN: halves the spatial size.
+pub struct FactorizedReduce {
+    conv1: Conv,
+    conv2: Conv,
+    bn: BatchNorm,
+}
+
+impl FactorizedReduce {
+    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, affine: bool) -> anyhow::Result<Self> {
+        anyhow::ensure!(c_out % 2 == 0, "factorized_reduce needs an even c_out, got {c_out}");
+        Ok(Self {
+            conv1: Conv::new(&mut p.sub("conv1"), c_in, c_out / 2, 1, 2, 0, 1, 1)?,
+            conv2: Conv::new(&mut p.sub("conv2"), c_in, c_out / 2, 1, 2, 0, 1, 1)?,
+            bn: BatchNorm::new(&mut p.sub("bn"), c_out, affine)?,
+        })
+    }
+    pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        let x = x.f_relu()?;
+        let a = self.conv1.forward(&x)?;
+        let shifted = x.f_slice(2, 1, None, 1)?.f_slice(3, 1, None, 1)?;
+        let b = self.conv2.forward(&shifted)?;
+        // Odd sizes: the shifted grid is one smaller; pad it so the halves line up.
+        let b = if b.size() != a.size() {
+            let (dh, dw) = (a.size()[2] - b.size()[2], a.size()[3] - b.size()[3]);
+            b.f_constant_pad_nd([0, dw, 0, dh])?
+        } else {
+            b
+        };
+        self.bn.forward(&Tensor::f_cat(&[a, b], 1)?, train)
+    }
+}
+
+impl Op for FactorizedReduce {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        FactorizedReduce::forward(self, single(inputs)?, train)
+    }
+}
+
+/// Identity (stride 1, same channels) or a factorized reduction.
+pub struct SkipConnect {
+    reduce: Option<FactorizedReduce>,
+}
+
+impl Op for SkipConnect {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let x = single(inputs)?;
+        match &self.reduce {
+            Some(r) => r.forward(x, train),
+            None => Ok(x.shallow_clone()),
+        }
+    }
+}
+
+fn create_none(v: &serde_json::Value, _: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c = CellOpConfig::parse(v)?;
+    Ok(Box::new(Zero { stride: c.stride, c_out: c.c_out(), c_in: c.c_in }))
+}
+
+fn pool(v: &serde_json::Value, p: &mut ParamBuilder, max: bool) -> anyhow::Result<Box<dyn Op>> {
+    let c = CellOpConfig::parse(v)?;
+    anyhow::ensure!(c.c_out() == c.c_in, "pooling keeps channels: c_out ({}) must equal c_in ({})", c.c_out(), c.c_in);
+    let bn = if c.pool_bn { Some(BatchNorm::new(&mut p.sub("bn"), c.c_in, false)?) } else { None };
+    Ok(Box::new(Pool { max, stride: c.stride, bn }))
+}
+
+fn create_max_pool(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    pool(v, p, true)
+}
+fn create_avg_pool(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    pool(v, p, false)
+}
+
+fn create_skip(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c = CellOpConfig::parse(v)?;
+    let reduce = if c.stride == 1 && c.c_out() == c.c_in { None } else { Some(FactorizedReduce::new(p, c.c_in, c.c_out(), c.affine)?) };
+    anyhow::ensure!(c.stride == 2 || reduce.is_none(), "skip_connect with stride 1 must keep channels");
+    Ok(Box::new(SkipConnect { reduce }))
+}
+
+fn sep(v: &serde_json::Value, p: &mut ParamBuilder, k: i64) -> anyhow::Result<Box<dyn Op>> {
+    let c = CellOpConfig::parse(v)?;
+    Ok(Box::new(SepConv::new(p, c.c_in, c.c_out(), k, c.stride, k / 2, c.affine)?))
+}
+fn dil(v: &serde_json::Value, p: &mut ParamBuilder, k: i64) -> anyhow::Result<Box<dyn Op>> {
+    let c = CellOpConfig::parse(v)?;
+    Ok(Box::new(DilConv::new(p, c.c_in, c.c_out(), k, c.stride, k - 1, 2, c.affine)?))
+}
+fn create_sep3(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    sep(v, p, 3)
+}
+fn create_sep5(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    sep(v, p, 5)
+}
+fn create_dil3(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    dil(v, p, 3)
+}
+fn create_dil5(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    dil(v, p, 5)
+}
+
+/// `{c_in, c_out, kernel_size (1), stride (1), padding (kernel_size/2), affine (true)}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConvBnConfig {
+    c_in: i64,
+    c_out: i64,
+    #[serde(default = "one")]
+    kernel_size: i64,
+    #[serde(default = "one")]
+    stride: i64,
+    padding: Option<i64>,
+    #[serde(default = "yes")]
+    affine: bool,
+    /// `conv_bn` only: apply ReLU after BN.
+    #[serde(default)]
+    relu: bool,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> anyhow::Result<T> {
+    serde_json::from_value(v.clone()).map_err(|e| anyhow::anyhow!("bad op config {v}: {e}"))
+}
+
+fn create_relu_conv_bn(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c: ConvBnConfig = parse(v)?;
+    anyhow::ensure!(!c.relu, "relu_conv_bn always starts with ReLU; `relu` is for conv_bn");
+    Ok(Box::new(ReluConvBn::new(p, c.c_in, c.c_out, c.kernel_size, c.stride, c.padding.unwrap_or(c.kernel_size / 2), c.affine)?))
+}
+
+fn create_factorized_reduce(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c = CellOpConfig::parse(v)?;
+    Ok(Box::new(FactorizedReduce::new(p, c.c_in, c.c_out(), c.affine)?))
+}
+
+/// conv -> BN (-> ReLU): stems and handcrafted nets.
+pub struct ConvBn {
+    conv: Conv,
+    bn: BatchNorm,
+    relu: bool,
+}
+
+impl Op for ConvBn {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let y = self.bn.forward(&self.conv.forward(single(inputs)?)?, train)?;
+        Ok(if self.relu { y.f_relu()? } else { y })
+    }
+}
+
+fn create_conv_bn(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c: ConvBnConfig = parse(v)?;
+    Ok(Box::new(ConvBn {
+        conv: Conv::new(&mut p.sub("conv"), c.c_in, c.c_out, c.kernel_size, c.stride, c.padding.unwrap_or(c.kernel_size / 2), 1, 1)?,
+        bn: BatchNorm::new(&mut p.sub("bn"), c.c_out, c.affine)?,
+        relu: c.relu,
+    }))
+}
+
+/// ResNet basic block: conv3x3-BN-ReLU-conv3x3-BN plus shortcut (1x1 conv-BN when the shape
+/// changes), then ReLU.
+pub struct BasicBlock {
+    conv1: Conv,
+    bn1: BatchNorm,
+    conv2: Conv,
+    bn2: BatchNorm,
+    shortcut: Option<(Conv, BatchNorm)>,
+}
+
+impl Op for BasicBlock {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let x = single(inputs)?;
+        let y = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;
+        let y = self.bn2.forward(&self.conv2.forward(&y)?, train)?;
+        let s = match &self.shortcut {
+            Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
+            None => x.shallow_clone(),
+        };
+        Ok((y + s).f_relu()?)
+    }
+}
+
+fn create_basic_block(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c = CellOpConfig::parse(v)?;
+    let c_out = c.c_out();
+    let shortcut = if c.stride != 1 || c_out != c.c_in {
+        Some((Conv::new(&mut p.sub("shortcut.conv"), c.c_in, c_out, 1, c.stride, 0, 1, 1)?, BatchNorm::new(&mut p.sub("shortcut.bn"), c_out, true)?))
+    } else {
+        None
+    };
+    Ok(Box::new(BasicBlock {
+        conv1: Conv::new(&mut p.sub("conv1"), c.c_in, c_out, 3, c.stride, 1, 1, 1)?,
+        bn1: BatchNorm::new(&mut p.sub("bn1"), c_out, true)?,
+        conv2: Conv::new(&mut p.sub("conv2"), c_out, c_out, 3, 1, 1, 1, 1)?,
+        bn2: BatchNorm::new(&mut p.sub("bn2"), c_out, true)?,
+        shortcut,
+    }))
+}
+
+/// Fully connected layer `{c_in, c_out}` on (N, c_in) input.
+pub struct Linear {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Op for Linear {
+    fn forward(&self, inputs: &[Tensor], _train: bool) -> anyhow::Result<Tensor> {
+        Ok(single(inputs)?.f_linear(&self.w, Some(&self.b))?)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinearConfig {
+    c_in: i64,
+    c_out: i64,
+}
+
+fn create_linear(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c: LinearConfig = parse(v)?;
+    let bound = 1.0 / (c.c_in as f64).sqrt();
+    Ok(Box::new(Linear {
+        w: p.weight("weight", &[c.c_out, c.c_in], Init::KaimingUniform)?,
+        b: p.weight("bias", &[c.c_out], Init::Uniform { lo: -bound, hi: bound })?,
+    }))
+}
+
+/// Global average pooling to (N, C).
+pub struct GlobalAvgPool;
+
+impl Op for GlobalAvgPool {
+    fn forward(&self, inputs: &[Tensor], _train: bool) -> anyhow::Result<Tensor> {
+        Ok(single(inputs)?.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)?)
+    }
+}
+
+fn create_global_avg_pool(_: &serde_json::Value, _: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    Ok(Box::new(GlobalAvgPool))
+}
+
+/// Passes its single input through.
+pub struct Identity;
+
+impl Op for Identity {
+    fn forward(&self, inputs: &[Tensor], _train: bool) -> anyhow::Result<Tensor> {
+        Ok(single(inputs)?.shallow_clone())
+    }
+}
+
+fn create_identity(_: &serde_json::Value, _: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    Ok(Box::new(Identity))
+}
+
+register_op!("none", "zero op (DARTS); stride 2 halves H and W", create_none);
+register_op!("max_pool_3x3", "3x3 max pooling, padding 1 (pool_bn: add BN)", create_max_pool);
+register_op!("avg_pool_3x3", "3x3 average pooling, padding 1, pad not counted (pool_bn: add BN)", create_avg_pool);
+register_op!("skip_connect", "identity; factorized reduce when stride 2", create_skip);
+register_op!("sep_conv_3x3", "separable conv 3x3, applied twice (DARTS)", create_sep3);
+register_op!("sep_conv_5x5", "separable conv 5x5, applied twice (DARTS)", create_sep5);
+register_op!("dil_conv_3x3", "dilated (2) depthwise-separable conv 3x3", create_dil3);
+register_op!("dil_conv_5x5", "dilated (2) depthwise-separable conv 5x5", create_dil5);
+register_op!("relu_conv_bn", "ReLU -> conv(kernel_size, stride, padding) -> BN", create_relu_conv_bn);
+register_op!("factorized_reduce", "ReLU -> two offset 1x1 stride-2 convs, concat -> BN", create_factorized_reduce);
+register_op!("conv_bn", "conv -> BN (-> ReLU with relu: true); stems", create_conv_bn);
+register_op!("basic_block", "ResNet basic block with projection shortcut", create_basic_block);
+register_op!("linear", "fully connected layer", create_linear);
+register_op!("global_avg_pool", "global average pooling to (N, C)", create_global_avg_pool);
+register_op!("identity", "passes its input through", create_identity);
