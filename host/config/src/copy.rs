@@ -2,10 +2,11 @@
 //!
 //! Two forms: a string value `'_copy: PATH'` is replaced by a deep copy of the value at PATH;
 //! a mapping key `{_copy: PATH, k: v}` merges the mapping at PATH in, local keys winning.
-//! PATH is absolute (`/nas/search/loader`) or relative to the mapping that contains the
-//! directive (`../x` climbs one level). For the value form that mapping is the one holding the
-//! key; for the key form it is the mapping carrying `_copy` itself, so in both cases a path is
-//! read like a file path from the directory the directive sits in.
+//! PATH is absolute (`/nas/search/loader`) or relative. A relative PATH is read like a file
+//! path whose current directory is the node where `_copy` stands (the key holding the value
+//! form, or the mapping holding the `_copy` key): `..` is the mapping containing that node, so
+//! `../x` is a sibling. Both forms read the same way, and this matches Archai's resolver, so
+//! Archai-style configs keep their meaning.
 //!
 //! A target is fully resolved before it is copied, so copies chain; a directive met again while
 //! it is still being resolved is a cycle, reported with the whole chain.
@@ -68,11 +69,7 @@ impl Resolver {
             Ok(Some(d)) => d,
             Ok(None) => return Ok(()),
             Err(reason) => {
-                return Err(ConfigError::BadCopy {
-                    key_path: names.join("."),
-                    origin: node.src.clone(),
-                    reason,
-                })
+                return Err(ConfigError::BadCopy { key_path: names.join("."), origin: node.src.clone(), reason })
             }
         };
         let target = match &directive {
@@ -82,14 +79,9 @@ impl Resolver {
         if let Some(pos) = self.stack.iter().position(|f| f.site == path) {
             let mut chain: Vec<&str> = self.stack[pos..].iter().map(|f| f.shown.as_str()).collect();
             chain.push(&shown);
-            return Err(ConfigError::CopyCycle {
-                chain: chain.join(" -> "),
-            });
+            return Err(ConfigError::CopyCycle { chain: chain.join(" -> ") });
         }
-        self.stack.push(Frame {
-            site: path.to_vec(),
-            shown,
-        });
+        self.stack.push(Frame { site: path.to_vec(), shown });
         let result = self.apply(root, path, &names, directive);
         self.stack.pop();
         result
@@ -106,17 +98,11 @@ impl Resolver {
             Some(n) => n.src.clone(),
             None => return Ok(()),
         };
-        let bad = |reason: String| ConfigError::BadCopy {
-            key_path: names.join("."),
-            origin: site_src.clone(),
-            reason,
+        let bad = |reason: String| ConfigError::BadCopy { key_path: names.join("."), origin: site_src.clone(), reason };
+        let target = match &directive {
+            Directive::Value(t) | Directive::Key(t) => t,
         };
-        let (target, base) = match &directive {
-            // The value form lives in its parent mapping; the key form is its own mapping.
-            Directive::Value(t) => (t, &names[..names.len().saturating_sub(1)]),
-            Directive::Key(t) => (t, names),
-        };
-        let target_names = join(base, target).map_err(&bad)?;
+        let target_names = join(names, target).map_err(&bad)?;
         let target_path = self.locate(root, &target_names, names, &site_src, target)?;
         self.resolve_subtree(root, &target_path)?;
         let Some(found) = root.at(&target_path) else {
@@ -132,22 +118,15 @@ impl Resolver {
             Directive::Value(_) => *site = copied,
             Directive::Key(_) => {
                 let local: Vec<(Value, Node)> = match &mut site.kind {
-                    Kind::Map(entries) => std::mem::take(entries)
-                        .into_iter()
-                        .filter(|(k, _)| !is_copy_key(k))
-                        .collect(),
+                    Kind::Map(entries) => {
+                        std::mem::take(entries).into_iter().filter(|(k, _)| !is_copy_key(k)).collect()
+                    }
                     _ => Vec::new(),
                 };
                 if local.is_empty() {
                     *site = copied;
                 } else if matches!(copied.kind, Kind::Map(_)) {
-                    merge(
-                        &mut copied,
-                        Node {
-                            kind: Kind::Map(local),
-                            src: site_src.clone(),
-                        },
-                    );
+                    merge(&mut copied, Node { kind: Kind::Map(local), src: site_src.clone() });
                     *site = copied;
                 } else {
                     return Err(bad(format!(
@@ -243,7 +222,7 @@ fn non_empty(t: &str) -> Result<String, String> {
     }
 }
 
-/// Joins a `/`-separated copy path onto `base` (the names of the containing mapping).
+/// Joins a `/`-separated copy path onto `base`, the names of the node holding the directive.
 fn join(base: &[String], target: &str) -> Result<Vec<String>, String> {
     let (mut out, rest) = match target.strip_prefix('/') {
         Some(rest) => (Vec::new(), rest),
@@ -255,7 +234,7 @@ fn join(base: &[String], target: &str) -> Result<Vec<String>, String> {
             ".." => {
                 if out.pop().is_none() {
                     return Err(format!(
-                        "`_copy: {target}` climbs above the top of the tree (this mapping is at `/{}`)",
+                        "`_copy: {target}` climbs above the top of the tree (it is relative to `/{}`)",
                         base.join("/")
                     ));
                 }

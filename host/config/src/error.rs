@@ -50,19 +50,19 @@ pub(crate) fn show_path(path: &str) -> String {
     }
 }
 
-fn show_suggestion(s: &Option<String>) -> String {
-    match s {
-        Some(s) => format!("; did you mean `{s}`?"),
-        None => String::new(),
-    }
-}
-
-fn show_valid(kind: &str, valid: &[String]) -> String {
+/// "; did you mean `x`? valid keys here: a, b" -- the suggestion first because it is the
+/// likely fix, the full list after it for when the guess is wrong.
+fn show_hint(suggestion: &Option<String>, kind: &str, valid: &[String]) -> String {
+    let mut out = match suggestion {
+        Some(s) => format!("; did you mean `{s}`? "),
+        None => "; ".to_string(),
+    };
     if valid.is_empty() {
-        format!("; no {kind} are accepted here")
+        out.push_str(&format!("no {kind} are accepted here"));
     } else {
-        format!("; valid {kind} here: {}", valid.join(", "))
+        out.push_str(&format!("valid {kind} here: {}", valid.join(", ")));
     }
+    out
 }
 
 /// Everything that can go wrong while loading, resolving or typing a configuration.
@@ -175,10 +175,7 @@ pub enum ConfigError {
     },
 
     /// A `_copy` points to a key path that does not exist.
-    #[error(
-        "`{}` (from {origin}): `_copy: {target}` points to nothing: {missing}",
-        show_path(key_path)
-    )]
+    #[error("`{}` (from {origin}): `_copy: {target}` points to nothing: {missing}", show_path(key_path))]
     CopyTargetMissing {
         /// Dotted key path where the `_copy` stands.
         key_path: String,
@@ -234,11 +231,7 @@ pub enum ConfigError {
     },
 
     /// Typed deserialization met a key the target struct does not have.
-    #[error(
-        "unknown key `{key_path}` (from {origin}){}{}",
-        show_suggestion(suggestion),
-        show_valid("keys", valid)
-    )]
+    #[error("unknown key `{key_path}` (from {origin}){}", show_hint(suggestion, "keys", valid))]
     UnknownKey {
         /// Dotted key path of the unknown key.
         key_path: String,
@@ -251,11 +244,7 @@ pub enum ConfigError {
     },
 
     /// Typed deserialization met a value that is not one of an enum's variants.
-    #[error(
-        "{key_path} (from {origin}): unknown value `{value}`{}{}",
-        show_suggestion(suggestion),
-        show_valid("values", valid)
-    )]
+    #[error("{key_path} (from {origin}): unknown value `{value}`{}", show_hint(suggestion, "values", valid))]
     UnknownVariant {
         /// Dotted key path of the value.
         key_path: String,
@@ -270,10 +259,7 @@ pub enum ConfigError {
     },
 
     /// Typed deserialization is missing a required key.
-    #[error(
-        "missing required key `{field}` in `{}` (from {origin})",
-        show_path(mapping_path)
-    )]
+    #[error("missing required key `{field}` in `{}` (from {origin})", show_path(mapping_path))]
     MissingKey {
         /// Dotted key path of the mapping that lacks the key.
         mapping_path: String,

@@ -34,47 +34,28 @@ pub(crate) fn load_file(
             tried: file.to_path_buf(),
             source,
         },
-        None => ConfigError::Read {
-            role,
-            file: file.to_path_buf(),
-            source,
-        },
+        None => ConfigError::Read { role, file: file.to_path_buf(), source },
     };
     // Identity by canonical path: the same file reached as `a/../b.yaml` and `b.yaml` must
     // still be recognised as a cycle.
     let canonical = std::fs::canonicalize(file).map_err(io_err)?;
     if let Some(pos) = chain.iter().position(|e| e.canonical == canonical) {
-        let mut names: Vec<String> = chain[pos..]
-            .iter()
-            .map(|e| e.shown.display().to_string())
-            .collect();
+        let mut names: Vec<String> = chain[pos..].iter().map(|e| e.shown.display().to_string()).collect();
         names.push(file.display().to_string());
-        return Err(ConfigError::IncludeCycle {
-            chain: names.join(" -> "),
-        });
+        return Err(ConfigError::IncludeCycle { chain: names.join(" -> ") });
     }
     let text = std::fs::read_to_string(file).map_err(io_err)?;
-    let mut value: Value = yaml_serde::from_str(&text).map_err(|e| ConfigError::Parse {
-        file: file.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let mut value: Value = yaml_serde::from_str(&text)
+        .map_err(|e| ConfigError::Parse { file: file.to_path_buf(), message: e.to_string() })?;
     // `<<: *anchor` is common YAML practice; without this the `<<` key would reach the typed
     // structs as an unknown key.
-    value.apply_merge().map_err(|e| ConfigError::Parse {
-        file: file.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    value.apply_merge().map_err(|e| ConfigError::Parse { file: file.to_path_buf(), message: e.to_string() })?;
     let src = Source::File(file.to_path_buf());
     let mut node = match value {
         // An empty file is a valid (if useless) config, e.g. a placeholder override.
         Value::Null => Node::empty_map(src.clone()),
         v @ Value::Mapping(_) => Node::from_value(v, &src),
-        other => {
-            return Err(ConfigError::NotAMapping {
-                file: file.to_path_buf(),
-                found: describe(&other),
-            })
-        }
+        other => return Err(ConfigError::NotAMapping { file: file.to_path_buf(), found: describe(&other) }),
     };
     check_keys(&node, &mut Vec::new())?;
 
@@ -84,10 +65,7 @@ pub(crate) fn load_file(
         return Ok(node);
     }
 
-    chain.push(ChainEntry {
-        canonical,
-        shown: file.to_path_buf(),
-    });
+    chain.push(ChainEntry { canonical, shown: file.to_path_buf() });
     let dir = file.parent().unwrap_or(Path::new(""));
     let mut acc = Node::empty_map(src);
     for written in &includes {
@@ -115,10 +93,7 @@ fn take_includes(node: &mut Node, file: &Path) -> Result<Vec<String>, ConfigErro
         return Ok(Vec::new());
     };
     let (_, inc) = entries.remove(pos);
-    let bad = |found: String| ConfigError::BadInclude {
-        file: file.to_path_buf(),
-        found,
-    };
+    let bad = |found: String| ConfigError::BadInclude { file: file.to_path_buf(), found };
     match inc.kind {
         Kind::Leaf(Value::String(s)) => Ok(vec![s]),
         Kind::Leaf(Value::Null) => Ok(Vec::new()),
@@ -126,19 +101,12 @@ fn take_includes(node: &mut Node, file: &Path) -> Result<Vec<String>, ConfigErro
             .into_iter()
             .map(|n| match n.kind {
                 Kind::Leaf(Value::String(s)) => Ok(s),
-                other => Err(bad(format!(
-                    "a list containing {}",
-                    describe(&Node { kind: other, src: n.src }.into_value())
-                ))),
+                other => {
+                    Err(bad(format!("a list containing {}", describe(&Node { kind: other, src: n.src }.into_value()))))
+                }
             })
             .collect(),
-        other => Err(bad(describe(
-            &Node {
-                kind: other,
-                src: inc.src,
-            }
-            .into_value(),
-        ))),
+        other => Err(bad(describe(&Node { kind: other, src: inc.src }.into_value()))),
     }
 }
 
@@ -149,26 +117,15 @@ fn is_include_key(k: &Value) -> bool {
 /// A nested `__include__` would otherwise survive to typed deserialization and fail there with
 /// an "unknown key" message that hides the real mistake. Runs after the top-level one was
 /// taken out, so every remaining occurrence is misplaced.
-fn reject_nested_includes(
-    node: &Node,
-    file: &Path,
-    path: &mut Vec<String>,
-) -> Result<(), ConfigError> {
+fn reject_nested_includes(node: &Node, file: &Path, path: &mut Vec<String>) -> Result<(), ConfigError> {
     let children: Vec<(String, &Node)> = match &node.kind {
         Kind::Map(e) => {
             if e.iter().any(|(k, _)| is_include_key(k)) {
-                return Err(ConfigError::NestedInclude {
-                    file: file.to_path_buf(),
-                    key_path: path.join("."),
-                });
+                return Err(ConfigError::NestedInclude { file: file.to_path_buf(), key_path: path.join(".") });
             }
             e.iter().map(|(k, n)| (key_str(k), n)).collect()
         }
-        Kind::Seq(s) => s
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i.to_string(), n))
-            .collect(),
+        Kind::Seq(s) => s.iter().enumerate().map(|(i, n)| (i.to_string(), n)).collect(),
         Kind::Leaf(_) => Vec::new(),
     };
     for (name, child) in children {

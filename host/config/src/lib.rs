@@ -7,7 +7,8 @@
 //!    merged on top: mappings merge key by key, anything else replaces.
 //! 2. `_copy` directives are resolved: the value `'_copy: /abs/path'` (or `'_copy: ../rel'`)
 //!    becomes a deep copy of the value there; the key form `{_copy: /path, k: v}` merges the
-//!    mapping at that path in, local keys winning.
+//!    mapping at that path in, local keys winning. Relative paths start at the node holding
+//!    the directive, so `..` is its containing mapping and `../x` a sibling (as in Archai).
 //! 3. Toy mode (`--toy` or top-level `toy: true`) merges the toy file on top.
 //! 4. Each `--set a.b.c=value` (value parsed as YAML) is applied.
 //!
@@ -18,6 +19,11 @@
 //!
 //! Errors are values ([`ConfigError`]); each names the file or flag, the key path and what was
 //! expected.
+
+// Errors occur at most once per process start, while loading; flat variants with owned
+// fields keep matching simple for the host, so their size does not matter.
+#![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
 
 mod copy;
 mod error;
@@ -85,11 +91,7 @@ pub struct ResolvedConfig {
 /// the base config), and again after the toy merge and after the flags, so that directives
 /// written in the toy file or in a `--set` value work too.
 pub fn load_tree(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, ConfigError> {
-    let sets = opts
-        .sets
-        .iter()
-        .map(|s| set::parse_set(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let sets = opts.sets.iter().map(|s| set::parse_set(s)).collect::<Result<Vec<_>, _>>()?;
 
     let mut root = include::load_file(path, "config file", &mut Vec::new(), None)?;
     copy::resolve_all(&mut root)?;
@@ -98,10 +100,8 @@ pub fn load_tree(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Conf
     if let Some(requested_by) = toy_request(&root, opts, &sets)? {
         let file = match &opts.toy_file {
             Some(f) => f.clone(),
-            None => find_toy_file(path).ok_or_else(|| ConfigError::ToyFileNotFound {
-                conf: path.to_path_buf(),
-                requested_by,
-            })?,
+            None => find_toy_file(path)
+                .ok_or_else(|| ConfigError::ToyFileNotFound { conf: path.to_path_buf(), requested_by })?,
         };
         let toy = include::load_file(&file, "toy file", &mut Vec::new(), None)?;
         tree::merge(&mut root, toy);
@@ -116,31 +116,17 @@ pub fn load_tree(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Conf
         copy::resolve_all(&mut root)?;
     }
     if let Some(file) = &toy_file {
-        set_top(
-            &mut root,
-            TOY_KEY,
-            Value::Bool(false),
-            Source::File(file.clone()),
-        );
+        set_top(&mut root, TOY_KEY, Value::Bool(false), Source::File(file.clone()));
     }
 
     let mut sources = BTreeMap::new();
     root.collect_sources(&mut Vec::new(), &mut sources);
-    Ok(ResolvedConfig {
-        tree: root.into_value(),
-        sources,
-        file: path.to_path_buf(),
-        toy_file,
-    })
+    Ok(ResolvedConfig { tree: root.into_value(), sources, file: path.to_path_buf(), toy_file })
 }
 
 /// Says why toy mode is on (for the error when no toy file exists), or `None` if it is off.
 /// `--toy` wins; otherwise the last `--set toy=...` decides; otherwise the tree's `toy`.
-fn toy_request(
-    root: &Node,
-    opts: &LoadOptions,
-    sets: &[set::SetFlag],
-) -> Result<Option<String>, ConfigError> {
+fn toy_request(root: &Node, opts: &LoadOptions, sets: &[set::SetFlag]) -> Result<Option<String>, ConfigError> {
     if opts.toy {
         return Ok(Some("--toy".to_string()));
     }
@@ -148,29 +134,22 @@ fn toy_request(
         return match &s.value {
             Value::Bool(true) => Ok(Some(format!("--set {}", s.flag))),
             Value::Bool(false) => Ok(None),
-            other => Err(ConfigError::BadToyFlag {
-                origin: Source::SetFlag(s.flag.clone()),
-                found: tree::describe(other),
-            }),
+            other => {
+                Err(ConfigError::BadToyFlag { origin: Source::SetFlag(s.flag.clone()), found: tree::describe(other) })
+            }
         };
     }
     let Kind::Map(entries) = &root.kind else {
         return Ok(None);
     };
-    match entries.iter().find(|(k, _)| *k == Value::from(TOY_KEY)) {
+    match entries.iter().find(|(k, _)| k.as_str() == Some(TOY_KEY)) {
         None => Ok(None),
         Some((_, n)) => match &n.kind {
             Kind::Leaf(Value::Bool(true)) => Ok(Some(format!("`toy: true` in {}", n.src))),
             Kind::Leaf(Value::Bool(false)) => Ok(None),
             other => Err(ConfigError::BadToyFlag {
                 origin: n.src.clone(),
-                found: tree::describe(
-                    &Node {
-                        kind: other.clone(),
-                        src: n.src.clone(),
-                    }
-                    .into_value(),
-                ),
+                found: tree::describe(&Node { kind: other.clone(), src: n.src.clone() }.into_value()),
             }),
         },
     }
@@ -181,7 +160,7 @@ fn toy_request(
 fn set_top(root: &mut Node, key: &str, value: Value, src: Source) {
     if let Kind::Map(entries) = &mut root.kind {
         let node = Node::from_value(value, &src);
-        match entries.iter_mut().find(|(k, _)| *k == Value::from(key)) {
+        match entries.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
             Some((_, slot)) => *slot = node,
             None => entries.push((Value::from(key), node)),
         }
@@ -201,11 +180,9 @@ pub fn find_toy_file(conf: &Path) -> Option<PathBuf> {
             .map(|d| d.join("toy.yaml"))
             .find(|f| f.is_file())
     }
-    conf.parent().and_then(search).or_else(|| {
-        std::fs::canonicalize(conf)
-            .ok()
-            .and_then(|c| c.parent().and_then(search))
-    })
+    conf.parent()
+        .and_then(search)
+        .or_else(|| std::fs::canonicalize(conf).ok().and_then(|c| c.parent().and_then(search)))
 }
 
 /// Writes a tree as YAML, e.g. a resolved tree as `RUN_DIR/config_used.yaml`.
@@ -216,13 +193,10 @@ pub fn find_toy_file(conf: &Path) -> Option<PathBuf> {
 /// empty config so that the problem surfaces as missing keys rather than wrong values. Use
 /// [`try_to_yaml_string`] to handle that case explicitly.
 pub fn to_yaml_string(tree: &Value) -> String {
-    try_to_yaml_string(tree)
-        .unwrap_or_else(|e| format!("# archai-config could not write this tree: {e}\n"))
+    try_to_yaml_string(tree).unwrap_or_else(|e| format!("# archai-config could not write this tree: {e}\n"))
 }
 
 /// Like [`to_yaml_string`] but reports a tree YAML cannot represent as an error.
 pub fn try_to_yaml_string(tree: &Value) -> Result<String, ConfigError> {
-    yaml_serde::to_string(tree).map_err(|e| ConfigError::Serialize {
-        message: e.to_string(),
-    })
+    yaml_serde::to_string(tree).map_err(|e| ConfigError::Serialize { message: e.to_string() })
 }

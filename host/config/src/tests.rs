@@ -93,13 +93,7 @@ fn load(p: &Path) -> Result<ResolvedConfig, ConfigError> {
 }
 
 fn load_sets(p: &Path, sets: &[&str]) -> Result<ResolvedConfig, ConfigError> {
-    load_tree(
-        p,
-        &LoadOptions {
-            sets: sets.iter().map(|s| s.to_string()).collect(),
-            ..LoadOptions::default()
-        },
-    )
+    load_tree(p, &LoadOptions { sets: sets.iter().map(|s| s.to_string()).collect(), ..LoadOptions::default() })
 }
 
 /// Follows a dotted path through the tree; panics (test-only) with the path if it is absent.
@@ -125,10 +119,7 @@ fn err_text<T: std::fmt::Debug>(r: Result<T, ConfigError>) -> (ConfigError, Stri
 #[test]
 fn three_level_include_chain_overrides_at_each_level() {
     let d = Dir::new();
-    d.write(
-        "confs/base.yaml",
-        &format!("{BASE}extra: {{list: [1, 2, 3], keep: base, over: base}}\n"),
-    );
+    d.write("confs/base.yaml", &format!("{BASE}extra: {{list: [1, 2, 3], keep: base, over: base}}\n"));
     d.write(
         "confs/mid.yaml",
         "__include__: base.yaml\n\
@@ -282,10 +273,7 @@ fn copy_value_absolute_and_provenance() {
     assert_eq!(int(&cfg.tree, "nas.eval.loader.batch"), 64);
     assert_eq!(
         cfg.sources.get("nas.eval.loader.batch"),
-        Some(&Source::Copy {
-            from: "nas.search.loader.batch".to_string(),
-            origin: Box::new(Source::File(f.clone())),
-        })
+        Some(&Source::Copy { from: "nas.search.loader.batch".to_string(), origin: Box::new(Source::File(f.clone())) })
     );
 }
 
@@ -316,15 +304,26 @@ fn copy_relative_paths() {
     let d = Dir::new();
     let f = d.write(
         "r.yaml",
-        "nas:\n  search:\n    loader: {batch: 64}\n    batch2: '_copy: loader/batch'\n  \
-         eval:\n    loader: '_copy: ../search/loader'\n    trainer: {_copy: ../../top_trainer, lr: 1}\n\
+        "nas:\n  search:\n    loader: {batch: 64}\n    batch2: '_copy: ../loader/batch'\n  \
+         eval:\n    loader: '_copy: ../../search/loader'\n    trainer: {_copy: ../../../top_trainer, lr: 1}\n    \
+         defaults: {workers: 3}\n    loader2: {_copy: ../defaults, batch: 1}\n    \
+         self_rel: {inner: {v: 5}, v: '_copy: ../inner/v', w: {_copy: ../inner}}\n\
          top_trainer: {epochs: 5, lr: 0.5}\n",
     );
     let t = load(&f).expect("load").tree;
-    assert_eq!(int(&t, "nas.search.batch2"), 64, "plain relative = sibling");
-    assert_eq!(int(&t, "nas.eval.loader.batch"), 64, "value form: relative to containing map");
-    assert_eq!(int(&t, "nas.eval.trainer.epochs"), 5, "key form: relative to its own map");
-    assert_eq!(get(&t, "nas.eval.trainer.lr").as_i64(), Some(1));
+    assert_eq!(int(&t, "nas.search.batch2"), 64, "`..` from a value is its mapping: sibling");
+    assert_eq!(int(&t, "nas.eval.loader.batch"), 64, "value form climbs two levels");
+    assert_eq!(int(&t, "nas.eval.trainer.epochs"), 5, "key form climbs three levels");
+    assert_eq!(get(&t, "nas.eval.trainer.lr").as_i64(), Some(1), "local key wins");
+    assert_eq!((int(&t, "nas.eval.loader2.workers"), int(&t, "nas.eval.loader2.batch")), (3, 1));
+    assert_eq!(int(&t, "nas.eval.self_rel.v"), 5);
+    assert_eq!(int(&t, "nas.eval.self_rel.w.v"), 5);
+
+    // Without `..` the key form would copy its own child into itself: reported, not looped.
+    let f = d.write("child.yaml", "m: {_copy: inner, inner: {v: 1}}\n");
+    let (e, msg) = err_text(load(&f));
+    assert!(matches!(e, ConfigError::CopyCycle { .. }), "{msg}");
+    assert!(msg.contains("/m (_copy: inner) -> /m"), "{msg}");
 }
 
 #[test]
@@ -349,10 +348,7 @@ fn copy_chains_resolve_in_any_order() {
 #[test]
 fn copy_through_a_copied_value() {
     let d = Dir::new();
-    let f = d.write(
-        "thru.yaml",
-        "x: '_copy: /b/inner/v'\nb: '_copy: /a'\na: {inner: {v: 7}}\n",
-    );
+    let f = d.write("thru.yaml", "x: '_copy: /b/inner/v'\nb: '_copy: /a'\na: {inner: {v: 7}}\n");
     let t = load(&f).expect("load").tree;
     assert_eq!(int(&t, "x"), 7);
 }
@@ -376,10 +372,7 @@ fn copy_cycles_report_the_chain() {
     let f = d.write("cyc.yaml", "a: '_copy: /b'\nb: {_copy: /a}\n");
     let (e, msg) = err_text(load(&f));
     assert!(matches!(e, ConfigError::CopyCycle { .. }), "{msg}");
-    assert!(
-        msg.contains("/a (_copy: /b) -> /b (_copy: /a) -> /a (_copy: /b)"),
-        "{msg}"
-    );
+    assert!(msg.contains("/a (_copy: /b) -> /b (_copy: /a) -> /a (_copy: /b)"), "{msg}");
 
     // A value that copies its own ancestor can never finish.
     let f = d.write("self.yaml", "a: {b: '_copy: /a'}\n");
@@ -391,10 +384,7 @@ fn copy_cycles_report_the_chain() {
 #[test]
 fn copy_missing_target_names_site_and_target() {
     let d = Dir::new();
-    let f = d.write(
-        "miss.yaml",
-        "nas: {search: {loader: {batch: 1}}, eval: {loader: '_copy: /nas/search/loadr'}}\n",
-    );
+    let f = d.write("miss.yaml", "nas: {search: {loader: {batch: 1}}, eval: {loader: '_copy: /nas/search/loadr'}}\n");
     let (e, msg) = err_text(load(&f));
     assert!(matches!(e, ConfigError::CopyTargetMissing { .. }), "{msg}");
     assert!(msg.starts_with(&format!("`nas.eval.loader` (from {})", f.display())), "{msg}");
@@ -460,10 +450,8 @@ fn set_values_are_typed_as_yaml_and_create_keys() {
     assert_eq!(get(&cfg.tree, "a"), &Value::Sequence(vec![Value::from(1), Value::from(5)]));
     assert_eq!(int(&cfg.tree, "x"), 2);
 
-    let conf: Conf = from_tree(
-        &load_sets(&f, &["nas.eval.trainer.epochs=7", "common.device=cuda"]).expect("load"),
-    )
-    .expect("typed");
+    let conf: Conf =
+        from_tree(&load_sets(&f, &["nas.eval.trainer.epochs=7", "common.device=cuda"]).expect("load")).expect("typed");
     assert_eq!(conf.nas.eval.trainer.epochs, 7);
     assert_eq!(conf.common.device, Device::Cuda);
 }
@@ -496,10 +484,7 @@ fn malformed_sets_name_the_flag() {
 fn unknown_key_from_file_suggests_and_lists_valid_keys() {
     let d = Dir::new();
     d.write("confs/common.yaml", BASE);
-    let f = d.write(
-        "confs/algos/darts.yaml",
-        "__include__: ../common.yaml\nnas: {search: {trainer: {epocs: 5}}}\n",
-    );
+    let f = d.write("confs/algos/darts.yaml", "__include__: ../common.yaml\nnas: {search: {trainer: {epocs: 5}}}\n");
     let (e, msg) = err_text(from_tree::<Conf>(&load(&f).expect("load")));
     assert!(matches!(e, ConfigError::UnknownKey { .. }), "{msg}");
     assert_eq!(
@@ -554,13 +539,7 @@ fn type_errors_name_path_source_and_expectation() {
 
     let f = d.write("neg.yaml", &BASE.replace("batch: 96", "batch: -1"));
     let (_, msg) = err_text(from_tree::<Conf>(&load(&f).expect("load")));
-    assert_eq!(
-        msg,
-        format!(
-            "nas.eval.loader.batch (from {}): invalid value: integer `-1`, expected u32",
-            f.display()
-        )
-    );
+    assert_eq!(msg, format!("nas.eval.loader.batch (from {}): invalid value: integer `-1`, expected u32", f.display()));
 
     let f = d.write("dev.yaml", &BASE.replace("device: cpu", "device: cdua"));
     let (e, msg) = err_text(from_tree::<Conf>(&load(&f).expect("load")));
@@ -575,28 +554,16 @@ fn missing_key_names_mapping_and_field() {
     let f = d.write("m.yaml", &BASE.replace(", lr: 0.025", ""));
     let (e, msg) = err_text(from_tree::<Conf>(&load(&f).expect("load")));
     assert!(matches!(e, ConfigError::MissingKey { .. }), "{msg}");
-    assert_eq!(
-        msg,
-        format!("missing required key `lr` in `nas.eval.trainer` (from {})", f.display())
-    );
+    assert_eq!(msg, format!("missing required key `lr` in `nas.eval.trainer` (from {})", f.display()));
     let f = d.write("top.yaml", "common: {seed: 1, device: cpu}\n");
     let (_, msg) = err_text(from_tree::<Conf>(&load(&f).expect("load")));
-    assert_eq!(
-        msg,
-        format!("missing required key `nas` in `(top level)` (from {})", f.display())
-    );
+    assert_eq!(msg, format!("missing required key `nas` in `(top level)` (from {})", f.display()));
 }
 
 #[test]
 fn errors_in_copied_values_name_the_copy_and_its_origin() {
     let d = Dir::new();
-    let f = d.write(
-        "c.yaml",
-        &BASE.replace(
-            "loader: {batch: 96, workers: 8}",
-            "loader: '_copy: /nas/search/loader'",
-        ),
-    );
+    let f = d.write("c.yaml", &BASE.replace("loader: {batch: 96, workers: 8}", "loader: '_copy: /nas/search/loader'"));
     let cfg = load_sets(&f, &["nas.search.loader.bach=3"]).expect("load");
     let (_, msg) = err_text(from_tree::<Conf>(&cfg));
     // Sets run after copies, so only the search loader has the typo.
@@ -613,7 +580,9 @@ fn errors_in_copied_values_name_the_copy_and_its_origin() {
     assert!(msg.starts_with(&format!("unknown key `nas.search.loader.workerz` (from {})", f.display())), "{msg}");
     let mut cfg = cfg;
     // Fix the search loader only; the copied eval loader then reports the copy chain.
-    if let Some(Value::Mapping(m)) = cfg.tree.get_mut("nas").and_then(|n| n.get_mut("search")).and_then(|s| s.get_mut("loader")) {
+    if let Some(Value::Mapping(m)) =
+        cfg.tree.get_mut("nas").and_then(|n| n.get_mut("search")).and_then(|s| s.get_mut("loader"))
+    {
         m.remove("workerz");
         m.insert("workers".into(), 4.into());
     }
@@ -647,21 +616,14 @@ fn toy_via_flag_merges_toy_file_and_clears_toy() {
     let d = Dir::new();
     d.write("confs/toy.yaml", TOY);
     let f = d.write("confs/algos/darts.yaml", BASE);
-    let opts = LoadOptions {
-        toy: true,
-        toy_file: None,
-        sets: vec!["nas.search.loader.batch=5".into()],
-    };
+    let opts = LoadOptions { toy: true, toy_file: None, sets: vec!["nas.search.loader.batch=5".into()] };
     let cfg = load_tree(&f, &opts).expect("load");
     assert_eq!(int(&cfg.tree, "nas.search.trainer.epochs"), 1, "toy value");
     assert_eq!(int(&cfg.tree, "nas.search.trainer.batch_size"), 32, "base kept");
     assert_eq!(int(&cfg.tree, "nas.search.loader.batch"), 5, "--set beats toy");
     assert_eq!(get(&cfg.tree, "toy"), &Value::Bool(false));
     assert_eq!(cfg.toy_file, Some(d.path("confs/toy.yaml")));
-    assert_eq!(
-        cfg.sources.get("nas.search.trainer.epochs"),
-        Some(&Source::File(d.path("confs/toy.yaml")))
-    );
+    assert_eq!(cfg.sources.get("nas.search.trainer.epochs"), Some(&Source::File(d.path("confs/toy.yaml"))));
 
     // Without --toy nothing is merged.
     let cfg = load(&f).expect("load");
@@ -682,14 +644,7 @@ fn toy_via_config_key_and_explicit_toy_file() {
     let keys: Vec<&Value> = cfg.tree.as_mapping().expect("map").keys().collect();
     assert_eq!(keys[0], &Value::from("toy"), "toy keeps its position");
 
-    let cfg = load_tree(
-        &f,
-        &LoadOptions {
-            toy_file: Some(alt.clone()),
-            ..LoadOptions::default()
-        },
-    )
-    .expect("load");
+    let cfg = load_tree(&f, &LoadOptions { toy_file: Some(alt.clone()), ..LoadOptions::default() }).expect("load");
     assert_eq!(int(&cfg.tree, "nas.eval.trainer.epochs"), 2);
     assert_eq!(get(&cfg.tree, "nas.search.trainer.lr").as_f64(), Some(9.0), "toy file includes work");
     assert_eq!(int(&cfg.tree, "nas.search.trainer.epochs"), 10, "confs/toy.yaml not used");
@@ -710,13 +665,8 @@ fn toy_errors() {
     assert!(matches!(e, ConfigError::ToyFileNotFound { .. }), "{msg}");
     assert!(msg.contains(&format!("`toy: true` in {}", f.display())), "{msg}");
 
-    let (_, msg) = err_text(load_tree(
-        &f,
-        &LoadOptions {
-            toy_file: Some(d.path("missing_toy.yaml")),
-            ..LoadOptions::default()
-        },
-    ));
+    let (_, msg) =
+        err_text(load_tree(&f, &LoadOptions { toy_file: Some(d.path("missing_toy.yaml")), ..LoadOptions::default() }));
     assert!(msg.contains("cannot read toy file") && msg.contains("missing_toy.yaml"), "{msg}");
 
     let f = d.write("nowhere/bad.yaml", "toy: yes please\n");
@@ -753,7 +703,7 @@ fn config_used_round_trip_gives_the_same_tree() {
     let f = d.write(
         "confs/algos/darts.yaml",
         "__include__: ../common.yaml\ntoy: true\n\
-         nas: {eval: {loader: {_copy: /nas/search/loader, workers: 1}}}\n\
+         nas: {eval: {loader: {_copy: /nas/search/loader, workers: 1}, trainer: '_copy: /nas/search/trainer'}}\n\
          odd: {s3: '3', t: 'true', n: ~, f: 1.0e-3, inf: .inf, empty: {}, el: [], \
          seqmap: [{a: 1}, [2, 3]], quoted: '_not a copy', multi: \"a\\nb\", 7: int_key, tagged: !custom 5}\n",
     );
@@ -767,7 +717,10 @@ fn config_used_round_trip_gives_the_same_tree() {
     )
     .expect("load");
     assert_eq!(int(&cfg.tree, "nas.search.trainer.epochs"), 4, "set beats toy");
-    assert_eq!(int(&cfg.tree, "nas.eval.loader.batch"), 64, "copy made before toy merge");
+    assert_eq!(int(&cfg.tree, "nas.eval.trainer.epochs"), 10, "copy made before toy merge");
+    // Keys merged in from included files are local to the key-form copy, so they win.
+    assert_eq!(int(&cfg.tree, "nas.eval.loader.batch"), 96);
+    assert_eq!(int(&cfg.tree, "nas.eval.loader.workers"), 1);
 
     let text = to_yaml_string(&cfg.tree);
     // Written where no `confs/toy.yaml` can be found, as a run directory would be.
@@ -801,10 +754,8 @@ fn try_to_yaml_string_reports_unrepresentable_trees() {
         tag: yaml_serde::value::Tag::new("a"),
         value: Value::from(1),
     }));
-    let outer = Value::Tagged(Box::new(yaml_serde::value::TaggedValue {
-        tag: yaml_serde::value::Tag::new("b"),
-        value: inner,
-    }));
+    let outer =
+        Value::Tagged(Box::new(yaml_serde::value::TaggedValue { tag: yaml_serde::value::Tag::new("b"), value: inner }));
     let e = try_to_yaml_string(&outer).expect_err("nested tag");
     assert!(matches!(e, ConfigError::Serialize { .. }));
     assert!(to_yaml_string(&outer).starts_with("# archai-config could not write"));

@@ -29,28 +29,16 @@ pub(crate) enum Kind {
 
 impl Node {
     pub fn empty_map(src: Source) -> Node {
-        Node {
-            kind: Kind::Map(Vec::new()),
-            src,
-        }
+        Node { kind: Kind::Map(Vec::new()), src }
     }
 
     pub fn from_value(value: Value, src: &Source) -> Node {
         let kind = match value {
-            Value::Mapping(m) => Kind::Map(
-                m.into_iter()
-                    .map(|(k, v)| (k, Node::from_value(v, src)))
-                    .collect(),
-            ),
-            Value::Sequence(s) => {
-                Kind::Seq(s.into_iter().map(|v| Node::from_value(v, src)).collect())
-            }
+            Value::Mapping(m) => Kind::Map(m.into_iter().map(|(k, v)| (k, Node::from_value(v, src))).collect()),
+            Value::Sequence(s) => Kind::Seq(s.into_iter().map(|v| Node::from_value(v, src)).collect()),
             other => Kind::Leaf(other),
         };
-        Node {
-            kind,
-            src: src.clone(),
-        }
+        Node { kind, src: src.clone() }
     }
 
     pub fn into_value(self) -> Value {
@@ -113,10 +101,7 @@ impl Node {
     pub fn child_names(&self) -> String {
         match &self.kind {
             Kind::Map(e) if e.is_empty() => "it is an empty mapping".to_string(),
-            Kind::Map(e) => format!(
-                "keys there: {}",
-                e.iter().map(|(k, _)| key_str(k)).collect::<Vec<_>>().join(", ")
-            ),
+            Kind::Map(e) => format!("keys there: {}", e.iter().map(|(k, _)| key_str(k)).collect::<Vec<_>>().join(", ")),
             Kind::Seq(s) => format!("it is a list of {} items", s.len()),
             Kind::Leaf(v) => format!("it is {}", describe(v)),
         }
@@ -148,10 +133,7 @@ impl Node {
 
     /// Rewrites every origin in this subtree as "copied from here", keeping the old origin.
     pub fn mark_copied(&mut self, from: &mut Vec<String>) {
-        self.src = Source::Copy {
-            from: from.join("."),
-            origin: Box::new(self.src.clone()),
-        };
+        self.src = Source::Copy { from: from.join("."), origin: Box::new(self.src.clone()) };
         match &mut self.kind {
             Kind::Map(e) => {
                 for (k, n) in e {
@@ -208,12 +190,7 @@ pub(crate) fn merge(base: &mut Node, over: Node) {
                 }
             }
         }
-        (_, kind) => {
-            *base = Node {
-                kind,
-                src: over.src,
-            }
-        }
+        (_, kind) => *base = Node { kind, src: over.src },
     }
 }
 

@@ -36,41 +36,19 @@ fn convert(cfg: &ResolvedConfig, err: serde_path_to_error::Error<yaml_serde::Err
         let (field, valid) = split_expected(rest);
         // serde_path_to_error already puts the unknown key at the end of the path; guard
         // against a version that does not, so the message still names the full key.
-        let key_path = if segs.last().map(String::as_str) == Some(field.as_str()) {
-            key_path
-        } else {
-            join(&key_path, &field)
-        };
-        return ConfigError::UnknownKey {
-            suggestion: suggest(&field, &valid),
-            key_path,
-            origin,
-            valid,
-        };
+        let key_path =
+            if segs.last().map(String::as_str) == Some(field.as_str()) { key_path } else { join(&key_path, &field) };
+        return ConfigError::UnknownKey { suggestion: suggest(&field, &valid), key_path, origin, valid };
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (value, valid) = split_expected(rest);
-        return ConfigError::UnknownVariant {
-            suggestion: suggest(&value, &valid),
-            key_path,
-            origin,
-            value,
-            valid,
-        };
+        return ConfigError::UnknownVariant { suggestion: suggest(&value, &valid), key_path, origin, value, valid };
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest).to_string();
-        return ConfigError::MissingKey {
-            mapping_path: key_path,
-            field,
-            origin,
-        };
+        return ConfigError::MissingKey { mapping_path: key_path, field, origin };
     }
-    ConfigError::InvalidValue {
-        key_path,
-        origin,
-        message,
-    }
+    ConfigError::InvalidValue { key_path, origin, message }
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -95,12 +73,7 @@ fn origin_of(cfg: &ResolvedConfig, segs: &[String]) -> Source {
 /// the name and the listed alternatives.
 fn split_expected(rest: &str) -> (String, Vec<String>) {
     let (name, tail) = rest.split_once('`').unwrap_or((rest, ""));
-    let valid = tail
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
+    let valid = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
     (name.to_string(), valid)
 }
 

@@ -143,11 +143,7 @@ pub enum RunLogError {
 
 impl RunLogError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        RunLogError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        RunLogError::Io { action, path: path.into(), source }
     }
 }
 

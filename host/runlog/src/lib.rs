@@ -11,6 +11,8 @@
 //! rather than pulled in, and the few protobuf fields of a TensorBoard event are encoded by
 //! hand, checked byte for byte against bytes written by TensorBoard itself.
 
+#![warn(missing_docs)]
+
 mod crc32c;
 mod error;
 mod logging;
@@ -25,6 +27,4 @@ pub use crate::logging::{init_logging, LoggingGuard, Verbosity};
 pub use crate::logtree::LogTree;
 pub use crate::progress::Progress;
 pub use crate::rundir::RunDir;
-pub use crate::tb::{
-    read_events, read_events_allow_partial_tail, TbEvent, TbScalar, TbWriter, FILE_VERSION,
-};
+pub use crate::tb::{read_events, read_events_allow_partial_tail, TbEvent, TbScalar, TbWriter, FILE_VERSION};

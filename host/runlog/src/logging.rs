@@ -48,10 +48,7 @@ struct FileTarget {
     generation: u64,
 }
 
-static FILE_TARGET: Mutex<FileTarget> = Mutex::new(FileTarget {
-    file: None,
-    generation: 0,
-});
+static FILE_TARGET: Mutex<FileTarget> = Mutex::new(FileTarget { file: None, generation: 0 });
 static INSTALLED: Mutex<bool> = Mutex::new(false);
 
 // A panic while holding these locks leaves the data usable (a file handle or a flag), and
@@ -90,19 +87,14 @@ impl Drop for LoggingGuard {
 pub fn init_logging(log_txt: Option<&Path>, verbosity: Verbosity) -> Result<LoggingGuard> {
     let file = match log_txt {
         Some(p) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| RunLogError::io("open log file", p, e))?,
+            OpenOptions::new().create(true).append(true).open(p).map_err(|e| RunLogError::io("open log file", p, e))?,
         ),
         None => None,
     };
 
     let mut installed = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
     if !*installed {
-        let filter = EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(verbosity.directive()));
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(verbosity.directive()));
         let console = tracing_subscriber::fmt::layer()
             .with_writer(ConsoleSink)
             .with_ansi(io::stderr().is_terminal())
@@ -118,9 +110,7 @@ pub fn init_logging(log_txt: Option<&Path>, verbosity: Verbosity) -> Result<Logg
             .with(console)
             .with(to_file)
             .try_init()
-            .map_err(|e| {
-                RunLogError::Logging(format!("another global tracing subscriber is installed ({e})"))
-            })?;
+            .map_err(|e| RunLogError::Logging(format!("another global tracing subscriber is installed ({e})")))?;
         *installed = true;
     }
     drop(installed);
@@ -128,9 +118,7 @@ pub fn init_logging(log_txt: Option<&Path>, verbosity: Verbosity) -> Result<Logg
     let mut t = file_target();
     t.generation += 1;
     t.file = file;
-    Ok(LoggingGuard {
-        generation: t.generation,
-    })
+    Ok(LoggingGuard { generation: t.generation })
 }
 
 struct LocalTime;

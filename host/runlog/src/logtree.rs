@@ -30,12 +30,8 @@ impl LogTree {
         let root = match fs::read_to_string(&path) {
             Ok(text) if text.trim().is_empty() => Value::Mapping(Mapping::new()),
             Ok(text) => {
-                let v: Value = yaml_serde::from_str(&text).map_err(|source| {
-                    RunLogError::YamlParse {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
+                let v: Value = yaml_serde::from_str(&text)
+                    .map_err(|source| RunLogError::YamlParse { path: path.clone(), source })?;
                 match v {
                     Value::Mapping(_) => v,
                     Value::Null => Value::Mapping(Mapping::new()),
@@ -66,10 +62,8 @@ impl LogTree {
     /// keys (`epochs: {3: ...}`), never list indices: the tree holds no lists of our making.
     /// An empty key path merges into the root.
     pub fn set(&mut self, key_path: &str, value: impl Serialize) -> Result<()> {
-        let new = yaml_serde::to_value(value).map_err(|source| RunLogError::Serialize {
-            key_path: key_path.to_string(),
-            source,
-        })?;
+        let new = yaml_serde::to_value(value)
+            .map_err(|source| RunLogError::Serialize { key_path: key_path.to_string(), source })?;
         let segs = split(key_path)?;
         let mut node = &mut self.root;
         for (i, seg) in segs.iter().enumerate() {
@@ -84,9 +78,7 @@ impl LogTree {
                 });
             };
             let key = existing_key(map, seg).unwrap_or_else(|| segment_key(seg));
-            node = map
-                .entry(key)
-                .or_insert_with(|| Value::Mapping(Mapping::new()));
+            node = map.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()));
         }
         merge(node, new);
         Ok(())
@@ -110,18 +102,15 @@ impl LogTree {
     /// The rename is what makes a reader (or a crash, kill -9 included) see either the old
     /// or the new complete file, never a partial one; the fsyncs extend that to power loss.
     pub fn flush(&self) -> Result<()> {
-        let text = yaml_serde::to_string(&self.root).map_err(|source| RunLogError::Emit {
-            path: self.path.clone(),
-            source,
-        })?;
-        let tmp = self.path.clone();
+        let text = yaml_serde::to_string(&self.root)
+            .map_err(|source| RunLogError::Emit { path: self.path.clone(), source })?;
+        let tmp = temp_path(&self.path, std::process::id());
         {
             let mut f = File::create(&tmp).map_err(|e| RunLogError::io("create", &tmp, e))?;
-            f.write_all(text.as_bytes())
-                .map_err(|e| RunLogError::io("write", &tmp, e))?;
+            f.write_all(text.as_bytes()).map_err(|e| RunLogError::io("write", &tmp, e))?;
             f.sync_all().map_err(|e| RunLogError::io("fsync", &tmp, e))?;
         }
-        fs::rename(&tmp, &tmp).map_err(|e| RunLogError::io("rename temp file onto", &self.path, e))?;
+        fs::rename(&tmp, &self.path).map_err(|e| RunLogError::io("rename temp file onto", &self.path, e))?;
         sync_dir(&parent_dir(&self.path))
     }
 }
@@ -129,10 +118,7 @@ impl LogTree {
 /// `.log.yaml.<pid>.tmp` beside the target: the same directory keeps the rename atomic (one
 /// filesystem), the pid keeps two processes from writing through each other's temp file.
 fn temp_path(path: &Path, pid: u32) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "log.yaml".to_string());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log.yaml".to_string());
     parent_dir(path).join(format!(".{name}.{pid}.tmp"))
 }
 
@@ -155,10 +141,7 @@ fn remove_stale_temps(path: &Path) {
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = file_name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-        {
+        if let Some(pid) = file_name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".tmp")) {
             if pid.parse::<u32>().is_ok() {
                 let _ = fs::remove_file(entry.path());
             }
@@ -169,9 +152,7 @@ fn remove_stale_temps(path: &Path) {
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<()> {
     // The rename lives in the directory's data; without this a power cut could lose it.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| RunLogError::io("fsync directory", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| RunLogError::io("fsync directory", dir, e))
 }
 
 #[cfg(not(unix))]

@@ -36,11 +36,9 @@ impl Progress {
     pub fn new(label: impl Into<String>, total: u64) -> Progress {
         let label = label.into();
         let bar = std::io::stderr().is_terminal().then(|| {
-            let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             let bar = multi().add(ProgressBar::new(total));
             bar.set_style(style);
             bar.set_prefix(label.clone());

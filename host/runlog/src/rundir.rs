@@ -24,12 +24,7 @@ impl RunDir {
     ///
     /// `name` is reduced to `[A-Za-z0-9._-]` so that a config's name can never point the run
     /// outside `base`.
-    pub fn create(
-        base: &Path,
-        name: &str,
-        explicit: Option<PathBuf>,
-        resume: bool,
-    ) -> Result<RunDir> {
+    pub fn create(base: &Path, name: &str, explicit: Option<PathBuf>, resume: bool) -> Result<RunDir> {
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
         Self::create_with_stamp(base, name, explicit, resume, &stamp)
     }
@@ -53,8 +48,7 @@ impl RunDir {
         match fs::metadata(&dir) {
             Ok(meta) if !meta.is_dir() => Err(RunLogError::NotADirectory(dir)),
             Ok(_) => {
-                let mut entries =
-                    fs::read_dir(&dir).map_err(|e| RunLogError::io("list directory", &dir, e))?;
+                let mut entries = fs::read_dir(&dir).map_err(|e| RunLogError::io("list directory", &dir, e))?;
                 let empty = entries.next().is_none();
                 if empty || resume {
                     Ok(RunDir { path: dir, resumed: resume })
@@ -66,8 +60,7 @@ impl RunDir {
                 if resume {
                     return Err(RunLogError::ResumeMissing(dir));
                 }
-                fs::create_dir_all(&dir)
-                    .map_err(|e| RunLogError::io("create run directory", &dir, e))?;
+                fs::create_dir_all(&dir).map_err(|e| RunLogError::io("create run directory", &dir, e))?;
                 Ok(RunDir { path: dir, resumed: false })
             }
             Err(e) => Err(RunLogError::io("inspect", dir, e)),
@@ -79,11 +72,7 @@ impl RunDir {
         // create_dir (not create_dir_all) fails on an existing directory, so two runs started
         // in the same second can never share one: whoever loses moves on to the next suffix.
         for n in 1u32.. {
-            let leaf = if n == 1 {
-                format!("{name}-{stamp}")
-            } else {
-                format!("{name}-{stamp}-{n}")
-            };
+            let leaf = if n == 1 { format!("{name}-{stamp}") } else { format!("{name}-{stamp}-{n}") };
             let path = base.join(leaf);
             match fs::create_dir(&path) {
                 Ok(()) => return Ok(RunDir { path, resumed: false }),
@@ -111,16 +100,8 @@ impl RunDir {
 }
 
 fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
     // A name of only dots would be "." or ".." and escape `base`.
     if s.chars().all(|c| c == '.') {
         format!("run{s}")
@@ -144,12 +125,9 @@ mod tests {
     #[test]
     fn same_stamp_gets_numbered_suffixes() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let a = RunDir::create_with_stamp(tmp.path(), "x", None, false, "20240101-000000")
-            .expect("first");
-        let b = RunDir::create_with_stamp(tmp.path(), "x", None, false, "20240101-000000")
-            .expect("second");
-        let c = RunDir::create_with_stamp(tmp.path(), "x", None, false, "20240101-000000")
-            .expect("third");
+        let a = RunDir::create_with_stamp(tmp.path(), "x", None, false, "20240101-000000").expect("first");
+        let b = RunDir::create_with_stamp(tmp.path(), "x", None, false, "20240101-000000").expect("second");
+        let c = RunDir::create_with_stamp(tmp.path(), "x", None, false, "20240101-000000").expect("third");
         assert_eq!(a.path(), tmp.path().join("x-20240101-000000"));
         assert_eq!(b.path(), tmp.path().join("x-20240101-000000-2"));
         assert_eq!(c.path(), tmp.path().join("x-20240101-000000-3"));

@@ -39,28 +39,18 @@ impl TbWriter {
     /// contains "tfevents".
     pub fn create(dir: &Path) -> Result<TbWriter> {
         fs::create_dir_all(dir).map_err(|e| RunLogError::io("create directory", dir, e))?;
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let base = format!("events.out.tfevents.{secs}.{}", hostname());
         let mut n = 0u32;
         let (path, file) = loop {
-            let path = if n == 0 {
-                dir.join(&base)
-            } else {
-                dir.join(format!("{base}.{n}"))
-            };
+            let path = if n == 0 { dir.join(&base) } else { dir.join(format!("{base}.{n}")) };
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(f) => break (path, f),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => n += 1,
                 Err(e) => return Err(RunLogError::io("create", path, e)),
             }
         };
-        let mut w = TbWriter {
-            path,
-            out: BufWriter::new(file),
-        };
+        let mut w = TbWriter { path, out: BufWriter::new(file) };
         let first = encode_event(now_secs(), 0, EventBody::FileVersion(FILE_VERSION));
         w.write_record(&first)?;
         // Flushed at once so that even a run killed before its first epoch leaves a file that
@@ -83,16 +73,12 @@ impl TbWriter {
     /// Pushes buffered records to the file (no fsync: TensorBoard reads through the page
     /// cache, and a lost last epoch of curves after a power cut does not warrant the cost).
     pub fn flush(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(|e| RunLogError::io("write", &self.path, e))
+        self.out.flush().map_err(|e| RunLogError::io("write", &self.path, e))
     }
 
     fn write_record(&mut self, data: &[u8]) -> Result<()> {
         let rec = frame_record(data);
-        self.out
-            .write_all(&rec)
-            .map_err(|e| RunLogError::io("write", &self.path, e))
+        self.out.write_all(&rec).map_err(|e| RunLogError::io("write", &self.path, e))
     }
 }
 
@@ -137,11 +123,7 @@ fn read_impl(path: &Path, allow_partial_tail: bool) -> Result<(Vec<TbEvent>, boo
     let mut pos = 0usize;
     let mut record = 0usize;
     while pos < bytes.len() {
-        let truncated = || RunLogError::TbTruncated {
-            path: path.to_path_buf(),
-            record,
-            offset: pos,
-        };
+        let truncated = || RunLogError::TbTruncated { path: path.to_path_buf(), record, offset: pos };
         let rest = &bytes[pos..];
         if rest.len() < 12 {
             if allow_partial_tail {
@@ -153,10 +135,7 @@ fn read_impl(path: &Path, allow_partial_tail: bool) -> Result<(Vec<TbEvent>, boo
         check_crc(path, record, pos, "length", len_bytes, le_u32(&rest[8..12]))?;
         let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
         // The length is CRC-checked, so a huge value is a real claim the file cannot back.
-        let needed = usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_add(16))
-            .filter(|&n| n <= rest.len());
+        let needed = usize::try_from(len).ok().and_then(|l| l.checked_add(16)).filter(|&n| n <= rest.len());
         let Some(needed) = needed else {
             if allow_partial_tail {
                 return Ok((events, true));
@@ -165,11 +144,8 @@ fn read_impl(path: &Path, allow_partial_tail: bool) -> Result<(Vec<TbEvent>, boo
         };
         let data = &rest[12..needed - 4];
         check_crc(path, record, pos, "data", data, le_u32(&rest[needed - 4..needed]))?;
-        let event = decode_event(data).map_err(|msg| RunLogError::TbDecode {
-            path: path.to_path_buf(),
-            record,
-            msg,
-        })?;
+        let event =
+            decode_event(data).map_err(|msg| RunLogError::TbDecode { path: path.to_path_buf(), record, msg })?;
         events.push(event);
         pos += needed;
         record += 1;
@@ -177,26 +153,12 @@ fn read_impl(path: &Path, allow_partial_tail: bool) -> Result<(Vec<TbEvent>, boo
     Ok((events, false))
 }
 
-fn check_crc(
-    path: &Path,
-    record: usize,
-    offset: usize,
-    part: &'static str,
-    data: &[u8],
-    stored: u32,
-) -> Result<()> {
+fn check_crc(path: &Path, record: usize, offset: usize, part: &'static str, data: &[u8], stored: u32) -> Result<()> {
     let computed = masked_crc32c(data);
     if computed == stored {
         Ok(())
     } else {
-        Err(RunLogError::TbCrc {
-            path: path.to_path_buf(),
-            record,
-            offset,
-            part,
-            stored,
-            computed,
-        })
+        Err(RunLogError::TbCrc { path: path.to_path_buf(), record, offset, part, stored, computed })
     }
 }
 
@@ -205,10 +167,7 @@ fn le_u32(b: &[u8]) -> u32 {
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// The name TensorFlow puts in event file names. Read from the kernel rather than via libc to
@@ -219,11 +178,8 @@ fn hostname() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .or_else(|| std::env::var("COMPUTERNAME").ok())
         .unwrap_or_default();
-    let clean: String = raw
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        .collect();
+    let clean: String =
+        raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
     if clean.is_empty() {
         "localhost".to_string()
     } else {
@@ -324,10 +280,7 @@ impl<'a> Fields<'a> {
     fn varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for i in 0..10 {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| format!("varint runs past the end at byte {}", self.pos))?;
+            let b = *self.buf.get(self.pos).ok_or_else(|| format!("varint runs past the end at byte {}", self.pos))?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
@@ -356,16 +309,12 @@ impl<'a> Fields<'a> {
         let field = key >> 3;
         let value = match (key & 7) as u8 {
             WIRE_VARINT => Field::Varint(self.varint()?),
-            WIRE_I64 => Field::I64(u64::from_le_bytes(
-                self.take(8)?.try_into().expect("8 bytes"),
-            )),
+            WIRE_I64 => Field::I64(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"))),
             WIRE_LEN => {
                 let n = usize::try_from(self.varint()?).map_err(|_| "length overflows usize")?;
                 Field::Len(self.take(n)?)
             }
-            WIRE_I32 => Field::I32(u32::from_le_bytes(
-                self.take(4)?.try_into().expect("4 bytes"),
-            )),
+            WIRE_I32 => Field::I32(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"))),
             w => return Err(format!("field {field} has unsupported wire type {w}")),
         };
         Ok(Some((field, value)))
@@ -377,12 +326,7 @@ fn utf8(b: &[u8], what: &str) -> Result<String, String> {
 }
 
 pub(crate) fn decode_event(data: &[u8]) -> Result<TbEvent, String> {
-    let mut ev = TbEvent {
-        wall_time: 0.0,
-        step: 0,
-        file_version: None,
-        scalars: Vec::new(),
-    };
+    let mut ev = TbEvent { wall_time: 0.0, step: 0, file_version: None, scalars: Vec::new() };
     let mut f = Fields::new(data);
     while let Some((field, value)) = f.next_field()? {
         match (field, value) {
@@ -413,9 +357,7 @@ fn decode_summary(data: &[u8], out: &mut Vec<TbScalar>) -> Result<(), String> {
             match (field, value) {
                 (1, Field::Len(t)) => tag = utf8(t, "Summary.Value.tag")?,
                 (2, Field::I32(bits)) => simple = Some(f32::from_bits(bits)),
-                (1 | 2, _) => {
-                    return Err(format!("Summary.Value field {field} has the wrong wire type"))
-                }
+                (1 | 2, _) => return Err(format!("Summary.Value field {field} has the wrong wire type")),
                 _ => {} // images, histograms, tensors: not scalars
             }
         }
@@ -436,35 +378,21 @@ mod tests {
     /// a scalar "lr" = NaN at step -3, wall_time 1700000002.0. Matching them byte for byte
     /// proves the framing, the CRC masking and the protobuf encoding against the reference.
     const GOLDEN: [u8; 137] = [
-        0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa3, 0x7f, 0x4b, 0x22, 0x09, 0x00, 0x00,
-        0x10, 0x40, 0xfc, 0x54, 0xd9, 0x41, 0x1a, 0x0d, 0x62, 0x72, 0x61, 0x69, 0x6e, 0x2e, 0x45,
-        0x76, 0x65, 0x6e, 0x74, 0x3a, 0x32, 0x33, 0x8d, 0x2f, 0xe9, 0x20, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x29, 0xed, 0xa9, 0x50, 0x09, 0x00, 0x00, 0x60, 0x40, 0xfc, 0x54, 0xd9,
-        0x41, 0x10, 0x07, 0x2a, 0x13, 0x0a, 0x11, 0x0a, 0x0a, 0x74, 0x72, 0x61, 0x69, 0x6e, 0x2f,
-        0x6c, 0x6f, 0x73, 0x73, 0x15, 0x00, 0x00, 0x80, 0x3e, 0x1d, 0x2b, 0x5f, 0xdf, 0x21, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x7b, 0xec, 0xf6, 0x09, 0x00, 0x00, 0x80, 0x40,
-        0xfc, 0x54, 0xd9, 0x41, 0x10, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-        0x2a, 0x0b, 0x0a, 0x09, 0x0a, 0x02, 0x6c, 0x72, 0x15, 0x00, 0x00, 0xc0, 0x7f, 0xfa, 0x25,
-        0x4a, 0x1e,
+        0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xa3, 0x7f, 0x4b, 0x22, 0x09, 0x00, 0x00, 0x10, 0x40, 0xfc,
+        0x54, 0xd9, 0x41, 0x1a, 0x0d, 0x62, 0x72, 0x61, 0x69, 0x6e, 0x2e, 0x45, 0x76, 0x65, 0x6e, 0x74, 0x3a, 0x32,
+        0x33, 0x8d, 0x2f, 0xe9, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, 0xed, 0xa9, 0x50, 0x09, 0x00,
+        0x00, 0x60, 0x40, 0xfc, 0x54, 0xd9, 0x41, 0x10, 0x07, 0x2a, 0x13, 0x0a, 0x11, 0x0a, 0x0a, 0x74, 0x72, 0x61,
+        0x69, 0x6e, 0x2f, 0x6c, 0x6f, 0x73, 0x73, 0x15, 0x00, 0x00, 0x80, 0x3e, 0x1d, 0x2b, 0x5f, 0xdf, 0x21, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x7b, 0xec, 0xf6, 0x09, 0x00, 0x00, 0x80, 0x40, 0xfc, 0x54, 0xd9,
+        0x41, 0x10, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x2a, 0x0b, 0x0a, 0x09, 0x0a, 0x02,
+        0x6c, 0x72, 0x15, 0x00, 0x00, 0xc0, 0x7f, 0xfa, 0x25, 0x4a, 0x1e,
     ];
 
     fn golden_events() -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend(frame_record(&encode_event(
-            1_700_000_000.25,
-            0,
-            EventBody::FileVersion(FILE_VERSION),
-        )));
-        out.extend(frame_record(&encode_event(
-            1_700_000_001.5,
-            7,
-            EventBody::Scalars(&[("train/loss", 0.25)]),
-        )));
-        out.extend(frame_record(&encode_event(
-            1_700_000_002.0,
-            -3,
-            EventBody::Scalars(&[("lr", f32::NAN)]),
-        )));
+        out.extend(frame_record(&encode_event(1_700_000_000.25, 0, EventBody::FileVersion(FILE_VERSION))));
+        out.extend(frame_record(&encode_event(1_700_000_001.5, 7, EventBody::Scalars(&[("train/loss", 0.25)]))));
+        out.extend(frame_record(&encode_event(1_700_000_002.0, -3, EventBody::Scalars(&[("lr", f32::NAN)]))));
         out
     }
 
@@ -483,13 +411,7 @@ mod tests {
         assert_eq!(ev[0].file_version.as_deref(), Some(FILE_VERSION));
         assert_eq!((ev[0].wall_time, ev[0].step), (1_700_000_000.25, 0));
         assert_eq!((ev[1].wall_time, ev[1].step), (1_700_000_001.5, 7));
-        assert_eq!(
-            ev[1].scalars,
-            vec![TbScalar {
-                tag: "train/loss".into(),
-                value: 0.25
-            }]
-        );
+        assert_eq!(ev[1].scalars, vec![TbScalar { tag: "train/loss".into(), value: 0.25 }]);
         assert_eq!(ev[2].step, -3);
         assert_eq!(ev[2].scalars[0].tag, "lr");
         assert!(ev[2].scalars[0].value.is_nan());

@@ -30,20 +30,10 @@ fn kill9_child_writer() {
     };
     let mut tree = LogTree::open(Path::new(&dir).join("log.yaml")).expect("child: open");
     // Continue where the killed predecessor stopped, as a resumed run does.
-    let mut n = tree
-        .get("progress/n")
-        .and_then(Value::as_u64)
-        .map_or(0, |n| n + 1);
+    let mut n = tree.get("progress/n").and_then(Value::as_u64).map_or(0, |n| n + 1);
     loop {
-        tree.set(
-            &format!("epochs/{n}"),
-            Epoch {
-                loss: n as f64 * 0.5,
-                check: n * 7,
-                payload: "x".repeat(PAYLOAD),
-            },
-        )
-        .expect("child: set epoch");
+        tree.set(&format!("epochs/{n}"), Epoch { loss: n as f64 * 0.5, check: n * 7, payload: "x".repeat(PAYLOAD) })
+            .expect("child: set epoch");
         tree.set("progress/n", n).expect("child: set n");
         tree.flush().expect("child: flush");
         n += 1;
@@ -53,11 +43,8 @@ fn kill9_child_writer() {
 /// Parses log.yaml and checks it is one complete snapshot; returns progress/n.
 fn check_consistent(path: &Path) -> u64 {
     let text = fs::read_to_string(path).expect("read log.yaml");
-    let v: Value = yaml_serde::from_str(&text)
-        .unwrap_or_else(|e| panic!("log.yaml is not valid YAML ({e}):\n{text}"));
-    let n = v["progress"]["n"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("progress/n missing:\n{text}"));
+    let v: Value = yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("log.yaml is not valid YAML ({e}):\n{text}"));
+    let n = v["progress"]["n"].as_u64().unwrap_or_else(|| panic!("progress/n missing:\n{text}"));
     let epochs = v["epochs"].as_mapping().expect("epochs mapping");
     assert_eq!(epochs.len() as u64, n + 1, "epochs 0..={n} expected");
     for i in 0..=n {
@@ -74,10 +61,8 @@ fn log_yaml_survives_sigkill() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = tmp.path().join("log.yaml");
     let exe = std::env::current_exe().expect("current test executable");
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64 | 1)
-        .unwrap_or(0x9E37_79B9);
+    let mut seed =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64 | 1).unwrap_or(0x9E37_79B9);
     let mut rand_ms = |max: u64| {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -104,7 +89,7 @@ fn log_yaml_survives_sigkill() {
             if log.exists() {
                 let n = check_consistent(&log);
                 reads += 1;
-                if last_n.map_or(true, |last| n > last) {
+                if !matches!(last_n, Some(last) if n <= last) {
                     break;
                 }
             }
@@ -122,16 +107,14 @@ fn log_yaml_survives_sigkill() {
         if let Some(last) = last_n {
             assert!(n > last, "round {round}: progress went backwards ({last} -> {n})");
         }
+        eprintln!("round {round}: n = {n}");
         last_n = Some(n);
     }
     assert!(reads >= 8);
     // Reopening after the kills gives the same tree (and clears the killed writers' temps).
     let tree = LogTree::open(&log).expect("reopen after kills");
     assert_eq!(tree.get("progress/n").and_then(Value::as_u64), last_n);
-    let leftovers: Vec<_> = fs::read_dir(tmp.path())
-        .expect("ls")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name() != "log.yaml")
-        .collect();
+    let leftovers: Vec<_> =
+        fs::read_dir(tmp.path()).expect("ls").filter_map(|e| e.ok()).filter(|e| e.file_name() != "log.yaml").collect();
     assert!(leftovers.is_empty(), "stale temp files: {leftovers:?}");
 }

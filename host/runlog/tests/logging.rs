@@ -33,10 +33,7 @@ fn log_txt_gets_timestamped_lines_and_reinit_switches_files() {
         .unwrap_or_else(|| panic!("no first marker in a:\n{text_a}"));
     // "YYYY-mm-dd HH:MM:SS.mmm  INFO first marker"
     let stamp = line.get(..23).expect("timestamp");
-    assert!(
-        chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").is_ok(),
-        "{line}"
-    );
+    assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").is_ok(), "{line}");
     assert!(line.contains("INFO"), "{line}");
     assert!(!text_a.contains("hidden debug marker"), "{text_a}");
     assert!(!text_a.contains("second marker"), "{text_a}");

@@ -21,8 +21,7 @@ fn num(v: Option<&Value>) -> f64 {
 fn set_get_and_deep_merge() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut t = LogTree::open(tmp.path().join("log.yaml")).expect("open");
-    t.set("search/epochs/3/train", Train { loss: 1.5, top1: 0.25 })
-        .expect("set");
+    t.set("search/epochs/3/train", Train { loss: 1.5, top1: 0.25 }).expect("set");
     // A second mapping at the same path merges instead of replacing.
     let mut extra = BTreeMap::new();
     extra.insert("lr", 0.1);
@@ -32,8 +31,7 @@ fn set_get_and_deep_merge() {
     assert_eq!(num(t.get("search/epochs/3/train/lr")), 0.1);
 
     // Merging is deep: a nested mapping keeps its siblings.
-    t.set("search", serde_json::json!({"epochs": {"3": {"val": {"top1": 0.5}}}}))
-        .expect("deep merge");
+    t.set("search", serde_json::json!({"epochs": {"3": {"val": {"top1": 0.5}}}})).expect("deep merge");
     assert_eq!(num(t.get("search/epochs/3/train/loss")), 1.5);
     // json's "3" is a string key, ours is an integer key: both are found by the segment "3".
     assert_eq!(num(t.get("search/epochs/3/val/top1")), 0.5);
@@ -53,10 +51,7 @@ fn set_get_and_deep_merge() {
     // Leading/trailing slashes are ignored; empty segments are refused.
     t.set("/timings/search/", 12.5).expect("set");
     assert_eq!(num(t.get("timings/search")), 12.5);
-    assert!(matches!(
-        t.set("a//b", 1),
-        Err(RunLogError::InvalidKeyPath(_))
-    ));
+    assert!(matches!(t.set("a//b", 1), Err(RunLogError::InvalidKeyPath(_))));
 }
 
 #[test]
@@ -89,9 +84,17 @@ fn tricky_tree(t: &mut LogTree) {
     t.set("search/epochs/0/train", &floats).expect("floats");
     t.set("search/epochs/10/train/loss", 2.0).expect("set");
     // Strings that look like other YAML types must come back as strings.
-    for (k, v) in [("s1", "3"), ("s2", "true"), ("s3", "null"), ("s4", "~"), ("s5", ".nan"),
-        ("s6", "a: b"), ("s7", "- x"), ("s8", "multi\nline"), ("s9", "")]
-    {
+    for (k, v) in [
+        ("s1", "3"),
+        ("s2", "true"),
+        ("s3", "null"),
+        ("s4", "~"),
+        ("s5", ".nan"),
+        ("s6", "a: b"),
+        ("s7", "- x"),
+        ("s8", "multi\nline"),
+        ("s9", ""),
+    ] {
         t.set(&format!("strings/{k}"), v).expect("string");
     }
     t.set("keys/yes", "key that YAML 1.1 reads as a bool").expect("set");
@@ -113,9 +116,7 @@ fn flush_writes_yaml_equal_to_the_tree_and_reopen_restores_it() {
     // yaml_serde compares NaN equal to NaN (YAML has one NaN), so this covers the floats.
     assert_eq!(&parsed, t.root(), "file:\n{text}");
     assert!(text.contains(".nan") && text.contains(".inf"), "{text}");
-    assert!(parsed["search"]["epochs"][0]["train"]["nan"]
-        .as_f64()
-        .is_some_and(f64::is_nan));
+    assert!(parsed["search"]["epochs"][0]["train"]["nan"].as_f64().is_some_and(f64::is_nan));
     assert_eq!(parsed["strings"]["s1"], Value::String("3".into()));
 
     // Only log.yaml is left: the temp file was renamed over it.
@@ -128,10 +129,7 @@ fn flush_writes_yaml_equal_to_the_tree_and_reopen_restores_it() {
     let mut again = LogTree::open(&path).expect("reopen");
     assert_eq!(again.root(), t.root());
     assert_eq!(num(again.get("search/epochs/10/train/loss")), 2.0);
-    assert_eq!(
-        again.get("keys/03").and_then(Value::as_str),
-        Some("not an integer key")
-    );
+    assert_eq!(again.get("keys/03").and_then(Value::as_str), Some("not an integer key"));
     // A resumed run keeps adding to what was there.
     again.set("search/epochs/11/train/loss", 1.0).expect("set");
     again.flush().expect("flush");

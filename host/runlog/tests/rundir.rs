@@ -16,8 +16,7 @@ fn default_name_is_name_dash_timestamp_under_base() {
     assert!(!rd.resumed());
     let leaf = rd.path().file_name().expect("leaf").to_string_lossy().into_owned();
     let stamp = leaf.strip_prefix("darts-").unwrap_or_else(|| panic!("{leaf}"));
-    let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S")
-        .unwrap_or_else(|e| panic!("{leaf}: {e}"));
+    let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S").unwrap_or_else(|e| panic!("{leaf}: {e}"));
     let secs = |d: chrono::NaiveDateTime| d.and_utc().timestamp();
     assert!(secs(before) <= secs(t) && secs(t) <= secs(after), "{leaf}");
     assert_eq!(rd.join("log.yaml"), rd.path().join("log.yaml"));
@@ -26,20 +25,14 @@ fn default_name_is_name_dash_timestamp_under_base() {
 #[test]
 fn repeated_default_creates_never_share_a_directory() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dirs: Vec<_> = (0..4)
-        .map(|_| RunDir::create(tmp.path(), "x", None, false).expect("create"))
-        .collect();
+    let dirs: Vec<_> = (0..4).map(|_| RunDir::create(tmp.path(), "x", None, false).expect("create")).collect();
     for (i, a) in dirs.iter().enumerate() {
         for b in &dirs[i + 1..] {
             assert_ne!(a.path(), b.path());
         }
     }
     // Created within a second or two, so at least one must carry a -2 suffix.
-    assert!(
-        dirs.iter()
-            .any(|d| d.path().to_string_lossy().ends_with("-2")),
-        "{dirs:?}"
-    );
+    assert!(dirs.iter().any(|d| d.path().to_string_lossy().ends_with("-2")), "{dirs:?}");
 }
 
 #[test]
@@ -62,10 +55,7 @@ fn existing_non_empty_dir_is_refused_without_resume() {
     let err = RunDir::create(tmp.path(), "x", Some(out.clone()), false).expect_err("refused");
     assert!(matches!(err, RunLogError::RunDirExists(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("--resume") && msg.contains("--out") && msg.contains(&out.display().to_string()),
-        "{msg}"
-    );
+    assert!(msg.contains("--resume") && msg.contains("--out") && msg.contains(&out.display().to_string()), "{msg}");
     // Nothing was touched.
     assert_eq!(fs::read_to_string(out.join("log.yaml")).expect("read"), "a: 1\n");
 

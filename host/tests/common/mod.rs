@@ -1,0 +1,73 @@
+//! Shared helpers of the integration tests: where the repo, the plugins and the binary are, and
+//! how to build the out-of-workspace plugin crates the tests load.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// The gathered plugins of the workspace build (scripts/setup.sh or scripts/test.sh make them).
+pub fn plugin_dir() -> PathBuf {
+    let dir = repo_root().join("target/plugins");
+    assert!(
+        dir.join("libops_darts.so").is_file(),
+        "{} has no plugins: run scripts/test.sh (or scripts/setup.sh) so the plugins are built and gathered",
+        dir.display()
+    );
+    dir
+}
+
+pub fn archai_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_archai"))
+}
+
+/// Builds a standalone plugin crate in release mode, sharing the repo's target dir so libtorch's
+/// wrapper is not rebuilt, and returns the path of its library.
+pub fn build_plugin_crate(manifest_dir: &Path) -> PathBuf {
+    let manifest = manifest_dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read fixture manifest");
+    let name = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
+        .expect("package name in fixture manifest")
+        .to_string();
+    let target = repo_root().join("target");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building {} failed", manifest.display());
+    let lib = target.join("release").join(format!("lib{}.so", name.replace('-', "_")));
+    assert!(lib.is_file(), "{} was not produced", lib.display());
+    lib
+}
+
+/// A fresh plugin directory holding copies of `libs`.
+pub fn plugin_dir_with(libs: &[&Path]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for lib in libs {
+        std::fs::copy(lib, dir.path().join(lib.file_name().unwrap())).expect("copy plugin");
+    }
+    dir
+}
+
+/// Copies a directory tree (sources of fixture crates), skipping `target/`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
