@@ -33,6 +33,7 @@ pub use tensor::*;
 // Re-exported so plugin crates and the export macros use the exact versions this API was built with.
 pub use abi_stable;
 pub use anyhow;
+pub use archai_model_desc as model_desc;
 pub use inventory;
 pub use serde_json;
 pub use tch;

@@ -13,7 +13,7 @@ use crate::DataError;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-/// One transform, as written in a config:
+/// One transform, as written in a config: a map with a single key naming the transform.
 ///
 /// ```yaml
 /// transforms:
@@ -23,21 +23,20 @@ use serde::{Deserialize, Serialize};
 ///   - cutout: {length: 16}
 ///   - resize: {size: [32, 32]}
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Unknown transform names and unknown or misspelt parameters are errors.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transform {
     /// Pads every side with `padding` zero pixels, then crops a random `size` x `size` window.
     RandomCrop {
         /// Side of the square crop.
         size: usize,
-        /// Zero padding added on each side before cropping.
-        #[serde(default)]
+        /// Zero padding added on each side before cropping (0 when omitted).
         padding: usize,
     },
     /// Mirrors the image left-right with probability `p`.
     HorizontalFlip {
-        /// Probability of flipping; 0.5 when omitted.
-        #[serde(default = "half")]
+        /// Probability of flipping (0.5 when omitted).
         p: f64,
     },
     /// Zeroes a `length` x `length` square (clipped at the borders) at a random centre, in all
@@ -60,8 +59,133 @@ pub enum Transform {
     },
 }
 
-fn half() -> f64 {
-    0.5
+// The config form `{name: {params}}` is serde's externally tagged enum, but YAML deserializers
+// in the yaml_serde family only accept `!name` tags for enums; so the map is handled by hand
+// here, with one parameter struct per transform doing the field checks (deny_unknown_fields).
+mod repr {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub(super) enum Kind {
+        RandomCrop,
+        HorizontalFlip,
+        Cutout,
+        Normalize,
+        Resize,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct RandomCrop {
+        pub size: usize,
+        #[serde(default)]
+        pub padding: usize,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct HorizontalFlip {
+        #[serde(default = "half")]
+        pub p: f64,
+    }
+
+    fn half() -> f64 {
+        0.5
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Cutout {
+        pub length: usize,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Normalize {
+        pub mean: Vec<f32>,
+        pub std: Vec<f32>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Resize {
+        pub size: [usize; 2],
+    }
+}
+
+impl<'de> Deserialize<'de> for Transform {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Transform;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map with one key naming the transform, like `random_crop: {size: 32, padding: 4}`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Transform, A::Error> {
+                use repr::Kind;
+                let Some(kind) = map.next_key::<Kind>()? else {
+                    return Err(serde::de::Error::invalid_length(0, &self));
+                };
+                let t = match kind {
+                    Kind::RandomCrop => {
+                        let a: repr::RandomCrop = map.next_value()?;
+                        Transform::RandomCrop { size: a.size, padding: a.padding }
+                    }
+                    Kind::HorizontalFlip => {
+                        let a: repr::HorizontalFlip = map.next_value()?;
+                        Transform::HorizontalFlip { p: a.p }
+                    }
+                    Kind::Cutout => {
+                        let a: repr::Cutout = map.next_value()?;
+                        Transform::Cutout { length: a.length }
+                    }
+                    Kind::Normalize => {
+                        let a: repr::Normalize = map.next_value()?;
+                        Transform::Normalize { mean: a.mean, std: a.std }
+                    }
+                    Kind::Resize => {
+                        let a: repr::Resize = map.next_value()?;
+                        Transform::Resize { size: a.size }
+                    }
+                };
+                if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::custom(
+                        "each transform is its own list item with a single key; split this map into several `- name: {...}` items",
+                    ));
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Serialize for Transform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match self {
+            Transform::RandomCrop { size, padding } => m.serialize_entry(
+                &repr::Kind::RandomCrop,
+                &repr::RandomCrop { size: *size, padding: *padding },
+            )?,
+            Transform::HorizontalFlip { p } => {
+                m.serialize_entry(&repr::Kind::HorizontalFlip, &repr::HorizontalFlip { p: *p })?
+            }
+            Transform::Cutout { length } => {
+                m.serialize_entry(&repr::Kind::Cutout, &repr::Cutout { length: *length })?
+            }
+            Transform::Normalize { mean, std } => m.serialize_entry(
+                &repr::Kind::Normalize,
+                &repr::Normalize { mean: mean.clone(), std: std.clone() },
+            )?,
+            Transform::Resize { size } => m.serialize_entry(&repr::Kind::Resize, &repr::Resize { size: *size })?,
+        }
+        m.end()
+    }
 }
 
 impl Transform {
@@ -268,7 +392,8 @@ impl Pipeline {
     /// [`apply`](Self::apply) into a caller-provided slice; `sample` and `out` must have the
     /// pipeline's input and output lengths (the batcher guarantees it).
     pub(crate) fn apply_into(&self, sample: &[u8], seed: u64, epoch: u64, index: usize, out: &mut [f32]) {
-        let mut img: Vec<f32> = sample.iter().map(|&v| v as f32 * (1.0 / 255.0)).collect();
+        // Division rather than a multiply by 1/255, to match torchvision's ToTensor bit for bit.
+        let mut img: Vec<f32> = sample.iter().map(|&v| v as f32 / 255.0).collect();
         let mut scratch = Vec::new();
         let mut rng = rng_for(&[TAG_AUGMENT, seed, epoch, index as u64]);
         let mut shape = self.in_shape;

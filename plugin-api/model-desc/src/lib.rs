@@ -1,0 +1,331 @@
+//! `ModelDesc`: a network as plain data, written and read as YAML with a documented schema that
+//! needs nothing from this program to read.
+//!
+//! ```yaml
+//! name: darts_search            # free text
+//! input: {channels: 1, size: 28}
+//! num_classes: 10
+//! stem:                         # ops applied in order to the image
+//!   - {op: conv_bn, params: {c_in: 1, c_out: 48, kernel_size: 3}}
+//! cells:                        # DARTS cells; may be empty for sequential (handcrafted) nets
+//!   - reduction: false
+//!     reduction_prev: false
+//!     c_prev_prev: 48           # channels of the cell's two inputs and of each node
+//!     c_prev: 48
+//!     c: 16
+//!     alpha_group: normal       # which architecture-parameter tensor mixed edges read (search only)
+//!     nodes:                    # node i (from 2) sums its edges; 0 and 1 are the preprocessed inputs
+//!       - edges:
+//!           - {input: 0, op: sep_conv_3x3, params: {c_in: 16, stride: 1}}
+//!           - {input: 1, op: mixed, candidates: [none, max_pool_3x3, ...], params: {c_in: 16, stride: 1, affine: false}}
+//!     concat: [2, 3, 4, 5]      # node outputs concatenated into the cell output
+//! head: {c_in: 256}             # global average pooling, then a linear classifier
+//! ```
+//! A `mixed` edge is a softmax-weighted sum of its candidates; its weights are row `k` of the
+//! architecture parameter `alphas.<alpha_group>`, where `k` counts the cell's mixed edges in order.
+use serde::{Deserialize, Serialize};
+
+/// The eight DARTS primitives, in the order of the paper's code.
+pub const DARTS_PRIMITIVES: [&str; 8] =
+    ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"];
+
+/// The operation name that marks a softmax-weighted mixture of candidates.
+pub const MIXED: &str = "mixed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DescError {
+    #[error("model description {origin}: {source}")]
+    Yaml { origin: String, source: yaml_serde::Error },
+    #[error("model description: {0}")]
+    Invalid(String),
+}
+
+/// Input image shape.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputDesc {
+    pub channels: i64,
+    pub size: i64,
+}
+
+/// One op by name with its parameters (JSON-compatible map, passed to the op plugin).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OpDesc {
+    pub op: String,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One edge of a cell: from node `input` through an op (or a mixture of candidates).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeDesc {
+    pub input: usize,
+    pub op: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl EdgeDesc {
+    pub fn is_mixed(&self) -> bool {
+        self.op == MIXED
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDesc {
+    pub edges: Vec<EdgeDesc>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CellDesc {
+    pub reduction: bool,
+    pub reduction_prev: bool,
+    pub c_prev_prev: i64,
+    pub c_prev: i64,
+    pub c: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_group: Option<String>,
+    pub nodes: Vec<NodeDesc>,
+    pub concat: Vec<usize>,
+}
+
+impl CellDesc {
+    /// Output channels: one `c` per concatenated node.
+    pub fn c_out(&self) -> i64 {
+        self.c * self.concat.len() as i64
+    }
+    /// Number of mixed edges (rows of this cell's alpha tensor).
+    pub fn mixed_edges(&self) -> usize {
+        self.nodes.iter().flat_map(|n| &n.edges).filter(|e| e.is_mixed()).count()
+    }
+}
+
+/// The classifier head: global average pooling and a linear layer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeadDesc {
+    pub c_in: i64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDesc {
+    pub name: String,
+    pub input: InputDesc,
+    pub num_classes: i64,
+    pub stem: Vec<OpDesc>,
+    #[serde(default)]
+    pub cells: Vec<CellDesc>,
+    pub head: HeadDesc,
+}
+
+impl ModelDesc {
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, DescError> {
+        let d: Self = yaml_serde::from_str(text).map_err(|source| DescError::Yaml { origin: origin.into(), source })?;
+        d.validate()?;
+        Ok(d)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).expect("ModelDesc serializes")
+    }
+
+    /// Structural checks that make compile errors point at the description, not at a tensor shape.
+    pub fn validate(&self) -> Result<(), DescError> {
+        let bad = |m: String| Err(DescError::Invalid(m));
+        if self.input.channels <= 0 || self.input.size <= 0 || self.num_classes <= 0 {
+            return bad("input.channels, input.size and num_classes must be positive".into());
+        }
+        for (ci, cell) in self.cells.iter().enumerate() {
+            for (ni, node) in cell.nodes.iter().enumerate() {
+                if node.edges.is_empty() {
+                    return bad(format!("cells[{ci}].nodes[{ni}] has no edges"));
+                }
+                for (ei, e) in node.edges.iter().enumerate() {
+                    if e.input >= ni + 2 {
+                        return bad(format!(
+                            "cells[{ci}].nodes[{ni}].edges[{ei}].input = {} but node {} can only read nodes 0..{}",
+                            e.input,
+                            ni + 2,
+                            ni + 1
+                        ));
+                    }
+                    if e.is_mixed() && e.candidates.is_empty() {
+                        return bad(format!("cells[{ci}].nodes[{ni}].edges[{ei}] is `mixed` without candidates"));
+                    }
+                    if e.is_mixed() && cell.alpha_group.is_none() {
+                        return bad(format!("cells[{ci}] has mixed edges but no alpha_group"));
+                    }
+                }
+            }
+            if let Some(&n) = cell.concat.iter().find(|&&n| n >= cell.nodes.len() + 2) {
+                return bad(format!("cells[{ci}].concat names node {n}, the cell has nodes 0..{}", cell.nodes.len() + 1));
+            }
+        }
+        let last = self.cells.last().map(|c| c.c_out());
+        if let Some(c) = last {
+            if c != self.head.c_in {
+                return bad(format!("head.c_in = {} but the last cell outputs {c} channels", self.head.c_in));
+            }
+        }
+        Ok(())
+    }
+
+    /// Alpha groups and their shapes (rows = mixed edges of one cell of that group, cols = candidates).
+    pub fn alpha_shapes(&self) -> Vec<(String, usize, usize)> {
+        let mut out: Vec<(String, usize, usize)> = Vec::new();
+        for cell in &self.cells {
+            if let Some(group) = &cell.alpha_group {
+                let cols = cell.nodes.iter().flat_map(|n| &n.edges).find(|e| e.is_mixed()).map_or(0, |e| e.candidates.len());
+                if !out.iter().any(|(g, _, _)| g == group) {
+                    out.push((group.clone(), cell.mixed_edges(), cols));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The DARTS macro-architecture: `layers` cells with reductions at 1/3 and 2/3, `nodes` nodes
+/// per cell, `channels` initial channels, `stem_multiplier` x channels out of the stem.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DartsMacro {
+    pub layers: usize,
+    pub nodes: usize,
+    pub channels: i64,
+    #[serde(default = "three")]
+    pub stem_multiplier: i64,
+}
+
+fn three() -> i64 {
+    3
+}
+
+/// What fills one cell's edges: a mixture over candidates (search) or a fixed genotype.
+pub enum CellFill<'a> {
+    /// Every node reads every earlier node through a mixed op over `candidates`.
+    Search { candidates: &'a [String] },
+    /// Per node, the (op, input) pairs it keeps.
+    Genotype { normal: &'a [Vec<(String, usize)>], reduce: &'a [Vec<(String, usize)>] },
+}
+
+fn param_map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("param_map takes object literals"),
+    }
+}
+
+impl DartsMacro {
+    /// Builds the model description; `input` and `num_classes` come from the dataset.
+    pub fn build(&self, name: &str, input: InputDesc, num_classes: i64, fill: &CellFill) -> Result<ModelDesc, DescError> {
+        if self.layers < 3 || self.nodes == 0 || self.channels <= 0 {
+            return Err(DescError::Invalid(format!(
+                "DARTS needs at least 3 layers, 1 node and positive channels (got layers {}, nodes {}, channels {})",
+                self.layers, self.nodes, self.channels
+            )));
+        }
+        let search = matches!(fill, CellFill::Search { .. });
+        let c_stem = self.stem_multiplier * self.channels;
+        let stem = vec![OpDesc {
+            op: "conv_bn".into(),
+            params: param_map(serde_json::json!({"c_in": input.channels, "c_out": c_stem, "kernel_size": 3})),
+        }];
+        let (mut c_pp, mut c_p, mut c) = (c_stem, c_stem, self.channels);
+        let mut reduction_prev = false;
+        let mut cells = Vec::new();
+        for i in 0..self.layers {
+            let reduction = i == self.layers / 3 || i == 2 * self.layers / 3;
+            if reduction {
+                c *= 2;
+            }
+            let mut nodes = Vec::new();
+            for n in 0..self.nodes {
+                let edge = |op: &str, input: usize, candidates: Vec<String>| {
+                    let stride = if reduction && input < 2 { 2 } else { 1 };
+                    let mut params = serde_json::json!({"c_in": c, "stride": stride});
+                    if search {
+                        params["affine"] = false.into();
+                        params["pool_bn"] = true.into();
+                    }
+                    EdgeDesc { input, op: op.into(), candidates, params: param_map(params) }
+                };
+                let edges = match fill {
+                    CellFill::Search { candidates } => {
+                        (0..n + 2).map(|j| edge(MIXED, j, candidates.to_vec())).collect()
+                    }
+                    CellFill::Genotype { normal, reduce } => {
+                        let g = if reduction { reduce } else { normal };
+                        let picks = g.get(n).ok_or_else(|| {
+                            DescError::Invalid(format!("genotype has {} nodes, the macro needs {}", g.len(), self.nodes))
+                        })?;
+                        picks.iter().map(|(op, j)| edge(op, *j, Vec::new())).collect()
+                    }
+                };
+                nodes.push(NodeDesc { edges });
+            }
+            let cell = CellDesc {
+                reduction,
+                reduction_prev,
+                c_prev_prev: c_pp,
+                c_prev: c_p,
+                c,
+                alpha_group: search.then(|| if reduction { "reduce".to_string() } else { "normal".to_string() }),
+                nodes,
+                concat: (2..self.nodes + 2).collect(),
+            };
+            reduction_prev = reduction;
+            c_pp = c_p;
+            c_p = cell.c_out();
+            cells.push(cell);
+        }
+        let desc = ModelDesc { name: name.into(), input, num_classes, stem, cells, head: HeadDesc { c_in: c_p } };
+        desc.validate()?;
+        Ok(desc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cands() -> Vec<String> {
+        DARTS_PRIMITIVES.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn search_space_has_darts_shape_and_round_trips() {
+        let m = DartsMacro { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 };
+        let c = cands();
+        let d = m.build("s", InputDesc { channels: 3, size: 32 }, 10, &CellFill::Search { candidates: &c }).unwrap();
+        assert_eq!(d.cells.len(), 8);
+        let reductions: Vec<usize> = d.cells.iter().enumerate().filter(|(_, c)| c.reduction).map(|(i, _)| i).collect();
+        assert_eq!(reductions, vec![2, 5]);
+        assert_eq!(d.cells[0].mixed_edges(), 14);
+        assert_eq!(d.alpha_shapes(), vec![("normal".into(), 14, 8), ("reduce".into(), 14, 8)]);
+        assert_eq!(d.head.c_in, 4 * 64);
+        assert_eq!(d.cells[3].reduction_prev, true);
+        let back = ModelDesc::from_yaml(&d.to_yaml(), "test").unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn invalid_edges_are_named() {
+        let m = DartsMacro { layers: 3, nodes: 2, channels: 4, stem_multiplier: 1 };
+        let mut d = m.build("s", InputDesc { channels: 1, size: 8 }, 2, &CellFill::Search { candidates: &cands() }).unwrap();
+        d.cells[1].nodes[0].edges[0].input = 5;
+        let e = d.validate().unwrap_err().to_string();
+        assert!(e.contains("cells[1].nodes[0].edges[0].input = 5"), "{e}");
+        let e = ModelDesc::from_yaml("name: x\ninput: {channels: 1, size: 8}\nnum_classes: 2\nstem: []\nhead: {c_in: 4}\nbogus: 1\n", "f.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.yaml") && e.contains("bogus"), "{e}");
+    }
+}
