@@ -1,8 +1,13 @@
 //! archai-rs host runtime: plugin loading, parameter ownership, and (in later modules) config,
 //! data, models, the trainer and logging.
 pub mod bench;
+pub mod config;
+pub mod experiment;
+pub mod model;
 pub mod params;
 pub mod plugins;
+pub mod runlog;
+pub mod train;
 
 /// Resident set size of this process in bytes (Linux), for leak checks and reports.
 pub fn rss_bytes() -> Option<u64> {

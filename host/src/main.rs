@@ -20,9 +20,54 @@ struct Cli {
 enum Command {
     /// List every component of every plugin: file, kind, name, version, description.
     Plugins,
+    /// Run an experiment: search (if configured), finalize, eval; everything goes to RUN_DIR.
+    Run {
+        /// Experiment YAML (e.g. confs/algos/darts.yaml).
+        conf: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Run directory (default: <common.runs_dir>/<experiment_name>-<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in --out from its last checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Print the resolved configuration (includes, _copy, --toy and --set applied); runs nothing.
+    Config {
+        conf: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(clap::Args, Clone)]
+struct Overrides {
+    /// Merge confs/toy.yaml: tiny budgets, same code path.
+    #[arg(long)]
+    toy: bool,
+    /// Override a key: --set nas.search.trainer.epochs=3 (value parsed as YAML). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Shorthand for --set common.seed=N.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl Overrides {
+    fn load(&self, conf: &std::path::Path) -> anyhow::Result<(archai::config::ResolvedConfig, archai::config::ExperimentConfig)> {
+        let mut sets = self.sets.clone();
+        if let Some(seed) = self.seed {
+            sets.push(format!("common.seed={seed}"));
+        }
+        let opts = archai::config::LoadOptions { toy: self.toy, toy_file: None, sets };
+        let resolved = archai::config::load_tree(conf, &opts)?;
+        let typed = archai::config::from_tree(&resolved)?;
+        Ok((resolved, typed))
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,6 +106,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("skipped {}: {reason}", path.display());
             }
         }
+        Command::Config { conf, overrides } => {
+            let (resolved, _) = overrides.load(conf)?;
+            print!("{}", archai::config::to_yaml_string(&resolved.tree));
+        }
+        Command::Run { conf, overrides, out, resume } => {
+            let (resolved, cfg) = overrides.load(conf)?;
+            let reg = registry(&cli)?;
+            let run_dir = archai::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), *resume)?;
+            let _logging = archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
+            let used = run_dir.join("config_used.yaml");
+            if !*resume || !used.is_file() {
+                std::fs::write(&used, archai::config::to_yaml_string(&resolved.tree))
+                    .with_context(|| format!("writing {}", used.display()))?;
+            }
+            tracing::info!("run directory: {}", run_dir.path().display());
+            archai::experiment::run(&cfg, &reg, run_dir.path(), *resume)?;
+            tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
+        }
         Command::Bench(BenchCommand::Boundary { iters, repeats, threads, json }) => {
             tch::set_num_threads(*threads);
             let reg = registry(&cli)?;
@@ -81,8 +144,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).without_time().init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // `run` sets up console + log.txt logging itself once the run directory exists.
+        let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).without_time().try_init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

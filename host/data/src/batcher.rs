@@ -34,11 +34,7 @@ impl SampleBuffer {
                 ),
             });
         }
-        Ok(Self {
-            images: Arc::new(images),
-            labels: Arc::new(labels),
-            shape,
-        })
+        Ok(Self { images: Arc::new(images), labels: Arc::new(labels), shape })
     }
 
     /// Number of samples.
@@ -90,13 +86,7 @@ pub struct BatcherOptions {
 
 impl Default for BatcherOptions {
     fn default() -> Self {
-        Self {
-            batch_size: 64,
-            drop_last: false,
-            prefetch: 4,
-            seed: 0,
-            epoch: 0,
-        }
+        Self { batch_size: 64, drop_last: false, prefetch: 4, seed: 0, epoch: 0 }
     }
 }
 
@@ -150,20 +140,10 @@ impl Batcher {
             ));
         }
         if let Some(&bad) = order.iter().find(|&&i| i >= buffer.len()) {
-            return Err(DataError::IndexOutOfRange {
-                what: "batch order",
-                index: bad,
-                len: buffer.len(),
-            });
+            return Err(DataError::IndexOutOfRange { what: "batch order", index: bad, len: buffer.len() });
         }
         let pipeline = Pipeline::new(transforms, buffer.shape())?;
-        Ok(Self {
-            buffer,
-            order: Arc::new(order),
-            pipeline: Arc::new(pipeline),
-            opts,
-            pool: None,
-        })
+        Ok(Self { buffer, order: Arc::new(order), pipeline: Arc::new(pipeline), opts, pool: None })
     }
 
     /// Builds samples on `pool` instead of the global rayon pool (or the pool of whoever calls
@@ -218,15 +198,12 @@ impl Batcher {
         let per = self.pipeline.out_len();
         let mut images = vec![0f32; indices.len() * per];
         let (seed, epoch) = (self.opts.seed, self.opts.epoch);
-        images
-            .par_chunks_mut(per)
-            .zip(indices.par_iter())
-            .for_each(|(out, &i)| {
-                // Indices were checked against the buffer in `new`.
-                if let Some(sample) = self.buffer.sample(i) {
-                    self.pipeline.apply_into(sample, seed, epoch, i, out);
-                }
-            });
+        images.par_chunks_mut(per).zip(indices.par_iter()).for_each(|(out, &i)| {
+            // Indices were checked against the buffer in `new`.
+            if let Some(sample) = self.buffer.sample(i) {
+                self.pipeline.apply_into(sample, seed, epoch, i, out);
+            }
+        });
         let [c, h, w] = self.pipeline.out_shape();
         Batch {
             labels: indices.iter().map(|&i| self.buffer.labels[i]).collect(),
@@ -242,37 +219,23 @@ impl Batcher {
         let total = self.len();
         let (tx, rx) = sync_channel(self.opts.prefetch);
         let me = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("archai-prefetch".into())
-            .spawn(move || {
-                for b in 0..total {
-                    let Some(batch) = me.batch(b) else { break };
-                    if tx.send(batch).is_err() {
-                        break; // consumer gone
-                    }
+        let spawned = std::thread::Builder::new().name("archai-prefetch".into()).spawn(move || {
+            for b in 0..total {
+                let Some(batch) = me.batch(b) else { break };
+                if tx.send(batch).is_err() {
+                    break; // consumer gone
                 }
-            });
+            }
+        });
         match spawned {
-            Ok(handle) => BatchIter {
-                rx: Some(rx),
-                handle: Some(handle),
-                fallback: None,
-                next: 0,
-                total,
-            },
+            Ok(handle) => BatchIter { rx: Some(rx), handle: Some(handle), fallback: None, next: 0, total },
             // Without a thread (resource limits), build batches on demand instead of failing.
-            Err(_) => BatchIter {
-                rx: None,
-                handle: None,
-                fallback: Some(self.clone()),
-                next: 0,
-                total,
-            },
+            Err(_) => BatchIter { rx: None, handle: None, fallback: Some(self.clone()), next: 0, total },
         }
     }
 }
 
-impl<'a> IntoIterator for &'a Batcher {
+impl IntoIterator for &Batcher {
     type Item = Batch;
     type IntoIter = BatchIter;
     fn into_iter(self) -> BatchIter {

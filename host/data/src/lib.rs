@@ -18,6 +18,8 @@
 //! - `yaml_serde` (workspace, dev only): tests parse transform lists as YAML like the configs do.
 //! - `archai-dataset-formats` (dev only): tests check statistics on the real Fashion-MNIST files.
 
+#![warn(missing_docs)]
+
 pub mod batcher;
 pub mod bench;
 pub mod rng;

@@ -51,15 +51,7 @@ impl DistributedStratifiedSampler {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            indices,
-            classes,
-            world,
-            rank,
-            shuffle,
-            seed,
-            epoch: 0,
-        })
+        Ok(Self { indices, classes, world, rank, shuffle, seed, epoch: 0 })
     }
 
     /// Selects the epoch whose permutation [`indices`](Self::indices) returns. Call it at the
@@ -104,11 +96,7 @@ impl DistributedStratifiedSampler {
         // class's run is spread so that shards differ by at most one sample of that class.
         let mut by_class: Vec<usize> = (0..total).collect();
         by_class.sort_by_key(|&j| self.classes[padded[j]]);
-        let mut mine: Vec<usize> = by_class
-            .into_iter()
-            .skip(self.rank)
-            .step_by(self.world)
-            .collect();
+        let mut mine: Vec<usize> = by_class.into_iter().skip(self.rank).step_by(self.world).collect();
         // Back to permutation order, so batches mix classes instead of walking through them.
         mine.sort_unstable();
         mine.into_iter().map(|j| self.indices[padded[j]]).collect()

@@ -48,18 +48,9 @@ pub fn mean_std(raw: &[u8], n: usize, c: usize, h: usize, w: usize) -> (Vec<f64>
             stds.push(0.0);
             continue;
         }
-        let mean = hch
-            .iter()
-            .enumerate()
-            .map(|(v, &k)| v as f64 / 255.0 * k as f64)
-            .sum::<f64>()
-            / count;
-        let var = hch
-            .iter()
-            .enumerate()
-            .map(|(v, &k)| (v as f64 / 255.0 - mean).powi(2) * k as f64)
-            .sum::<f64>()
-            / count;
+        let mean = hch.iter().enumerate().map(|(v, &k)| v as f64 / 255.0 * k as f64).sum::<f64>() / count;
+        let var =
+            hch.iter().enumerate().map(|(v, &k)| (v as f64 / 255.0 - mean).powi(2) * k as f64).sum::<f64>() / count;
         means.push(mean);
         stds.push(var.sqrt());
     }

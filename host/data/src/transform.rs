@@ -168,20 +168,18 @@ impl Serialize for Transform {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(1))?;
         match self {
-            Transform::RandomCrop { size, padding } => m.serialize_entry(
-                &repr::Kind::RandomCrop,
-                &repr::RandomCrop { size: *size, padding: *padding },
-            )?,
+            Transform::RandomCrop { size, padding } => {
+                m.serialize_entry(&repr::Kind::RandomCrop, &repr::RandomCrop { size: *size, padding: *padding })?
+            }
             Transform::HorizontalFlip { p } => {
                 m.serialize_entry(&repr::Kind::HorizontalFlip, &repr::HorizontalFlip { p: *p })?
             }
             Transform::Cutout { length } => {
                 m.serialize_entry(&repr::Kind::Cutout, &repr::Cutout { length: *length })?
             }
-            Transform::Normalize { mean, std } => m.serialize_entry(
-                &repr::Kind::Normalize,
-                &repr::Normalize { mean: mean.clone(), std: std.clone() },
-            )?,
+            Transform::Normalize { mean, std } => {
+                m.serialize_entry(&repr::Kind::Normalize, &repr::Normalize { mean: mean.clone(), std: std.clone() })?
+            }
             Transform::Resize { size } => m.serialize_entry(&repr::Kind::Resize, &repr::Resize { size: *size })?,
         }
         m.end()
@@ -206,9 +204,7 @@ impl Transform {
             Transform::RandomCrop { size, padding } => {
                 let (ph, pw) = (h + 2 * padding, w + 2 * padding);
                 if *size == 0 || *size > ph || *size > pw {
-                    return Err(format!(
-                        "crop size {size} must be between 1 and the padded image size {ph}x{pw}"
-                    ));
+                    return Err(format!("crop size {size} must be between 1 and the padded image size {ph}x{pw}"));
                 }
                 Ok([c, *size, *size])
             }
@@ -332,23 +328,13 @@ impl Pipeline {
     /// normalize has one mean and std per channel, probabilities are in range, and so on.
     pub fn new(transforms: &[Transform], in_shape: [usize; 3]) -> Result<Self, DataError> {
         if in_shape.contains(&0) {
-            return Err(DataError::Shape {
-                reason: format!("sample shape {in_shape:?} has a zero dimension"),
-            });
+            return Err(DataError::Shape { reason: format!("sample shape {in_shape:?} has a zero dimension") });
         }
         let mut shape = in_shape;
         for (position, t) in transforms.iter().enumerate() {
-            shape = t.out_shape(shape).map_err(|reason| DataError::Transform {
-                position,
-                name: t.name(),
-                reason,
-            })?;
+            shape = t.out_shape(shape).map_err(|reason| DataError::Transform { position, name: t.name(), reason })?;
         }
-        Ok(Self {
-            transforms: transforms.to_vec(),
-            in_shape,
-            out_shape: shape,
-        })
+        Ok(Self { transforms: transforms.to_vec(), in_shape, out_shape: shape })
     }
 
     /// Input `[C, H, W]`.
@@ -377,11 +363,7 @@ impl Pipeline {
         let need: usize = self.in_shape.iter().product();
         if sample.len() != need {
             return Err(DataError::Shape {
-                reason: format!(
-                    "sample has {} bytes, the pipeline expects {:?} = {need}",
-                    sample.len(),
-                    self.in_shape
-                ),
+                reason: format!("sample has {} bytes, the pipeline expects {:?} = {need}", sample.len(), self.in_shape),
             });
         }
         let mut out = vec![0.0; self.out_len()];

@@ -4,8 +4,8 @@
 use archai_data::split::stratified_train_val;
 use archai_data::stats::mean_std;
 use archai_data::{
-    bench_throughput, Batch, Batcher, BatcherOptions, DataError, DistributedStratifiedSampler, Pipeline,
-    SampleBuffer, Transform,
+    bench_throughput, Batch, Batcher, BatcherOptions, DataError, DistributedStratifiedSampler, Pipeline, SampleBuffer,
+    Transform,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -103,7 +103,7 @@ fn sampler_shards_equal_balanced_and_covering() {
 #[test]
 fn sampler_shards_disjoint_without_padding() {
     let labels = unbalanced_labels(&[50, 30, 20]);
-    let indices: Vec<usize> = (0..100).map(|i| i * 1).collect();
+    let indices: Vec<usize> = (0..100).collect();
     let sh = shards(&indices, &labels, 4, 9, 3);
     let sets: Vec<BTreeSet<usize>> = sh.iter().map(|s| s.iter().copied().collect()).collect();
     for a in 0..4 {
@@ -188,7 +188,15 @@ fn transforms_parse_from_yaml() {
     let e = parse("- random_crop: {size: 28, pading: 4}").unwrap_err();
     assert!(e.contains("pading"), "{e}");
     let e = parse("- random_flip: {p: 0.5}").unwrap_err();
-    assert!(e.contains("random_flip"), "{e}");
+    assert!(e.contains("unknown variant `random_flip`") && e.contains("horizontal_flip"), "{e}");
+    let e = parse("- {cutout: {length: 8}, horizontal_flip: {}}").unwrap_err();
+    assert!(e.contains("single key"), "{e}");
+    let e = parse("- cutout: {}").unwrap_err();
+    assert!(e.contains("missing field `length`"), "{e}");
+    // Serialising gives back the config form.
+    let text = yaml_serde::to_string(&t).unwrap();
+    assert!(text.contains("random_crop:") && !text.contains('!'), "{text}");
+    assert_eq!(parse(&text).unwrap(), t);
 }
 
 fn ramp(c: usize, h: usize, w: usize) -> Vec<u8> {
@@ -221,10 +229,8 @@ fn crop_with_padding_keeps_shape_and_shifts_content() {
                 })
             })
         };
-        let found: Vec<(isize, isize)> = (-3..=3)
-            .flat_map(|dy| (-3..=4).map(move |dx| (dy, dx)))
-            .filter(|&(dy, dx)| explains(dy, dx))
-            .collect();
+        let found: Vec<(isize, isize)> =
+            (-3..=3).flat_map(|dy| (-3..=4).map(move |dx| (dy, dx))).filter(|&(dy, dx)| explains(dy, dx)).collect();
         assert_eq!(found.len(), 1, "sample {index}: shifts {found:?}");
         shifts.insert(found[0]);
     }
@@ -248,9 +254,7 @@ fn flip_mirrors_rows() {
     assert!(out.iter().zip(&src).all(|(o, &s)| *o == s as f32 / 255.0));
     // p = 0.5 flips some samples and not others.
     let half = Pipeline::new(&[Transform::HorizontalFlip { p: 0.5 }], [3, 4, 5]).unwrap();
-    let flipped = (0..64)
-        .filter(|&i| half.apply(&src, 0, 0, i).unwrap()[0] != src[0] as f32 / 255.0)
-        .count();
+    let flipped = (0..64).filter(|&i| half.apply(&src, 0, 0, i).unwrap()[0] != src[0] as f32 / 255.0).count();
     assert!((10..54).contains(&flipped), "{flipped} of 64 flipped");
 }
 
@@ -286,11 +290,7 @@ fn cutout_zeroes_a_square_in_all_channels() {
 fn normalize_by_hand_and_cutout_after_normalize() {
     // 51/255 = 0.2; (0.2 - 0.5) / 0.25 = -1.2. 204/255 = 0.8; (0.8 - 0.1) / 0.5 = 1.4.
     let src = vec![51u8, 51, 204, 204];
-    let p = Pipeline::new(
-        &[Transform::Normalize { mean: vec![0.5, 0.1], std: vec![0.25, 0.5] }],
-        [2, 1, 2],
-    )
-    .unwrap();
+    let p = Pipeline::new(&[Transform::Normalize { mean: vec![0.5, 0.1], std: vec![0.25, 0.5] }], [2, 1, 2]).unwrap();
     let out = p.apply(&src, 0, 0, 0).unwrap();
     let want = [-1.2f32, -1.2, 1.4, 1.4];
     for (o, w) in out.iter().zip(want) {
@@ -298,15 +298,12 @@ fn normalize_by_hand_and_cutout_after_normalize() {
     }
     // Cutout after normalize writes zeros (the mean), not -mean/std.
     let p = Pipeline::new(
-        &[
-            Transform::Normalize { mean: vec![0.5], std: vec![0.25] },
-            Transform::Cutout { length: 2 },
-        ],
+        &[Transform::Normalize { mean: vec![0.5], std: vec![0.25] }, Transform::Cutout { length: 2 }],
         [1, 4, 4],
     )
     .unwrap();
     let out = p.apply(&[51u8; 16], 0, 0, 1).unwrap();
-    assert!(out.iter().any(|&v| v == 0.0));
+    assert!(out.contains(&0.0));
     assert!(out.iter().all(|&v| v == 0.0 || (v + 1.2).abs() < 1e-6));
 }
 
@@ -367,16 +364,10 @@ fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
 fn batches_identical_across_thread_counts() {
     let buf = buffer(70, [3, 32, 32], 10);
     let labels = buf.labels().to_vec();
-    let order = DistributedStratifiedSampler::new((0..70).collect(), &labels, 1, 0, true, 11)
-        .unwrap()
-        .indices();
+    let order = DistributedStratifiedSampler::new((0..70).collect(), &labels, 1, 0, true, 11).unwrap().indices();
     let opts = BatcherOptions { batch_size: 16, drop_last: false, prefetch: 2, seed: 11, epoch: 1 };
     let run = |threads: usize| -> Vec<Batch> {
-        Batcher::new(buf.clone(), order.clone(), &cifar_like(), opts)
-            .unwrap()
-            .with_pool(pool(threads))
-            .iter()
-            .collect()
+        Batcher::new(buf.clone(), order.clone(), &cifar_like(), opts).unwrap().with_pool(pool(threads)).iter().collect()
     };
     let one = run(1);
     let four = run(4);
@@ -421,7 +412,8 @@ fn batches_cover_epoch_once_and_drop_last() {
     assert!(it.next().is_some());
     drop_it(it);
     // Batch size larger than the epoch.
-    let big = Batcher::new(buf.clone(), order.clone(), &[], BatcherOptions { batch_size: 64, drop_last: true, ..opts }).unwrap();
+    let big = Batcher::new(buf.clone(), order.clone(), &[], BatcherOptions { batch_size: 64, drop_last: true, ..opts })
+        .unwrap();
     assert!(big.is_empty() && big.iter().next().is_none());
 }
 

@@ -151,9 +151,7 @@ pub fn write_cifar100(path: &Path, split: &RawSplit, coarse: &[i64]) -> Result<(
             split.n
         )));
     }
-    write_records(path, split, |i, l| {
-        Ok(vec![label_byte(path, i, coarse[i])?, label_byte(path, i, l)?])
-    })
+    write_records(path, split, |i, l| Ok(vec![label_byte(path, i, coarse[i])?, label_byte(path, i, l)?]))
 }
 
 fn label_byte(path: &Path, index: usize, label: i64) -> Result<u8, FormatError> {
@@ -188,18 +186,8 @@ fn write_records(
     write_file(path, &out)
 }
 
-const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 const CIFAR100_COARSE: [&str; 20] = [
     "aquatic_mammals",

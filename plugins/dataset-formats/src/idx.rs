@@ -57,20 +57,13 @@ fn read_idx(path: &Path, magic: u32, what: &'static str) -> Result<(Vec<u8>, Vec
     }
     let found = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if found != magic {
-        return Err(FormatError::BadMagic {
-            path: path.to_path_buf(),
-            found,
-            expected: magic,
-            what,
-        });
+        return Err(FormatError::BadMagic { path: path.to_path_buf(), found, expected: magic, what });
     }
     if bytes.len() < header {
         return Err(truncated(header as u64, bytes.len()));
     }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     // Checked u64 so that absurd headers in corrupt files cannot overflow.
     let payload: Option<u64> = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
     let total = payload.and_then(|p| p.checked_add(header as u64));
@@ -143,9 +136,6 @@ fn write_maybe_gzip(path: &Path, bytes: &[u8], gzip: bool) -> Result<(), FormatE
     }
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let compressed = enc.write_all(bytes).and_then(|_| enc.finish());
-    let compressed = compressed.map_err(|source| FormatError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let compressed = compressed.map_err(|source| FormatError::Write { path: path.to_path_buf(), source })?;
     write_file(path, &compressed)
 }

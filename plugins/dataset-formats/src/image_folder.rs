@@ -44,29 +44,19 @@ pub fn read(
     }
     if let Some((h, w)) = resize {
         if h == 0 || w == 0 {
-            return Err(FormatError::InvalidArgument(format!(
-                "{}: cannot resize images to {h}x{w}",
-                root.display()
-            )));
+            return Err(FormatError::InvalidArgument(format!("{}: cannot resize images to {h}x{w}", root.display())));
         }
     }
 
-    let classes = list_dir(root)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .collect::<Vec<_>>();
+    let classes = list_dir(root)?.into_iter().filter(|p| p.is_dir()).collect::<Vec<_>>();
     if classes.is_empty() {
-        return Err(FormatError::NoClasses {
-            path: root.to_path_buf(),
-        });
+        return Err(FormatError::NoClasses { path: root.to_path_buf() });
     }
     let mut files: Vec<(PathBuf, i64)> = Vec::new();
     let mut class_names = Vec::with_capacity(classes.len());
     for (label, dir) in classes.iter().enumerate() {
-        let images: Vec<PathBuf> = list_dir(dir)?
-            .into_iter()
-            .filter(|p| p.is_file() && has_image_extension(p))
-            .collect();
+        let images: Vec<PathBuf> =
+            list_dir(dir)?.into_iter().filter(|p| p.is_file() && has_image_extension(p)).collect();
         if images.is_empty() {
             return Err(FormatError::EmptyClass { path: dir.clone() });
         }
@@ -138,9 +128,7 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, FormatError> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn has_image_extension(p: &Path) -> bool {
@@ -163,18 +151,13 @@ struct Decoded {
 /// Decodes a PNG or JPEG, chosen by the file's magic bytes so that misnamed files still work.
 fn decode(path: &Path) -> Result<Decoded, FormatError> {
     let bytes = read_file(path)?;
-    let bad = |reason: String| FormatError::Image {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| FormatError::Image { path: path.to_path_buf(), reason };
     let img = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         decode_png(&bytes).map_err(|e| bad(format!("PNG: {e}")))?
     } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
         decode_jpeg(&bytes).map_err(|e| bad(format!("JPEG: {e}")))?
     } else {
-        return Err(bad(
-            "neither a PNG nor a JPEG (unrecognised first bytes); convert it or remove it".into(),
-        ));
+        return Err(bad("neither a PNG nor a JPEG (unrecognised first bytes); convert it or remove it".into()));
     };
     if img.height == 0 || img.width == 0 || img.hwc.len() != img.height * img.width * img.channels {
         return Err(bad(format!(
@@ -207,12 +190,7 @@ fn decode_png(bytes: &[u8]) -> Result<Decoded, String> {
             hwc.extend_from_slice(&px[..keep]);
         }
     }
-    Ok(Decoded {
-        channels: keep,
-        height,
-        width,
-        hwc,
-    })
+    Ok(Decoded { channels: keep, height, width, hwc })
 }
 
 fn decode_jpeg(bytes: &[u8]) -> Result<Decoded, String> {
@@ -223,13 +201,9 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Decoded, String> {
     let (channels, hwc) = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => (1, pixels),
         // 16-bit samples come out in native byte order; keep the high byte.
-        jpeg_decoder::PixelFormat::L16 => (
-            1,
-            pixels
-                .chunks_exact(2)
-                .map(|p| (u16::from_ne_bytes([p[0], p[1]]) >> 8) as u8)
-                .collect(),
-        ),
+        jpeg_decoder::PixelFormat::L16 => {
+            (1, pixels.chunks_exact(2).map(|p| (u16::from_ne_bytes([p[0], p[1]]) >> 8) as u8).collect())
+        }
         jpeg_decoder::PixelFormat::RGB24 => (3, pixels),
         // Adobe CMYK JPEGs store inverted inks, so the product gives RGB directly.
         jpeg_decoder::PixelFormat::CMYK32 => (
@@ -243,12 +217,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<Decoded, String> {
                 .collect(),
         ),
     };
-    Ok(Decoded {
-        channels,
-        height,
-        width,
-        hwc,
-    })
+    Ok(Decoded { channels, height, width, hwc })
 }
 
 /// Interleaved pixels to planar CHW with `channels` channels (gray is replicated to RGB; RGB is

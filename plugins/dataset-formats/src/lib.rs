@@ -10,6 +10,8 @@
 //! Nothing here depends on libtorch: the plugin wrapping this crate turns the buffers into
 //! tensors, and the host pipeline (`archai-data`) works on the same buffers.
 
+#![warn(missing_docs)]
+
 pub mod cifar;
 pub mod idx;
 pub mod image_folder;
@@ -65,16 +67,13 @@ impl RawSplit {
     /// `0..num_classes`. The first bad label is reported with its sample index and the file the
     /// labels came from.
     pub fn validate(&self, num_classes: usize) -> Result<(), FormatError> {
-        let expected = self
-            .n
-            .checked_mul(self.sample_len())
-            .ok_or_else(|| FormatError::Inconsistent {
-                path: self.source.clone(),
-                reason: format!(
-                    "{} samples of {}x{}x{} overflow the address space",
-                    self.n, self.channels, self.height, self.width
-                ),
-            })?;
+        let expected = self.n.checked_mul(self.sample_len()).ok_or_else(|| FormatError::Inconsistent {
+            path: self.source.clone(),
+            reason: format!(
+                "{} samples of {}x{}x{} overflow the address space",
+                self.n, self.channels, self.height, self.width
+            ),
+        })?;
         if self.images.len() != expected {
             return Err(FormatError::Inconsistent {
                 path: self.source.clone(),
@@ -95,18 +94,10 @@ impl RawSplit {
                 reason: format!("{} labels for {} samples", self.labels.len(), self.n),
             });
         }
-        if let Some((index, &label)) = self
-            .labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l < 0 || l as u64 >= num_classes as u64)
+        if let Some((index, &label)) =
+            self.labels.iter().enumerate().find(|(_, &l)| l < 0 || l as u64 >= num_classes as u64)
         {
-            return Err(FormatError::LabelOutOfRange {
-                path: self.source.clone(),
-                index,
-                label,
-                num_classes,
-            });
+            return Err(FormatError::LabelOutOfRange { path: self.source.clone(), index, label, num_classes });
         }
         Ok(())
     }

@@ -35,10 +35,7 @@ pub struct NpyHeader {
 /// Reads an images array and a labels array into a [`RawSplit`] (CHW per sample).
 pub fn read(images: &Path, labels: &Path, layout: NpyLayout) -> Result<RawSplit, FormatError> {
     let (ih, idata) = read_array(images)?;
-    let npy_err = |path: &Path, reason: String| FormatError::Npy {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let npy_err = |path: &Path, reason: String| FormatError::Npy { path: path.to_path_buf(), reason };
     if dtype_of(&ih.descr) != Some(('u', 1)) {
         return Err(npy_err(
             images,
@@ -55,10 +52,7 @@ pub fn read(images: &Path, labels: &Path, layout: NpyLayout) -> Result<RawSplit,
         _ => {
             return Err(npy_err(
                 images,
-                format!(
-                    "images have shape {:?}; expected (N, H, W), (N, H, W, C) or (N, C, H, W)",
-                    ih.shape
-                ),
+                format!("images have shape {:?}; expected (N, H, W), (N, H, W, C) or (N, C, H, W)", ih.shape),
             ))
         }
     };
@@ -67,12 +61,7 @@ pub fn read(images: &Path, labels: &Path, layout: NpyLayout) -> Result<RawSplit,
     let (lh, ldata) = read_array(labels)?;
     let ln = match lh.shape.as_slice() {
         &[ln] | &[ln, 1] => ln,
-        _ => {
-            return Err(npy_err(
-                labels,
-                format!("labels have shape {:?}; expected (N,)", lh.shape),
-            ))
-        }
+        _ => return Err(npy_err(labels, format!("labels have shape {:?}; expected (N,)", lh.shape))),
     };
     let label_vec = decode_labels(labels, &lh.descr, &ldata)?;
     if ln != n {
@@ -98,15 +87,10 @@ pub fn read(images: &Path, labels: &Path, layout: NpyLayout) -> Result<RawSplit,
 /// Reads a `.npy` file: its header and its raw (C-order) data bytes, checked against the shape.
 pub fn read_array(path: &Path) -> Result<(NpyHeader, Vec<u8>), FormatError> {
     let bytes = read_file(path)?;
-    let err = |reason: String| FormatError::Npy {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let err = |reason: String| FormatError::Npy { path: path.to_path_buf(), reason };
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         let found = &bytes[..bytes.len().min(6)];
-        return Err(err(format!(
-            "not a .npy file: starts with {found:02x?}, expected the magic \\x93NUMPY"
-        )));
+        return Err(err(format!("not a .npy file: starts with {found:02x?}, expected the magic \\x93NUMPY")));
     }
     let major = bytes[6];
     let (len_bytes, header_start) = match major {
@@ -136,13 +120,11 @@ pub fn read_array(path: &Path) -> Result<(NpyHeader, Vec<u8>), FormatError> {
             detail: " (header)".into(),
         });
     }
-    let text = std::str::from_utf8(&bytes[header_start..data_start])
-        .map_err(|_| err("header is not valid text".into()))?;
+    let text =
+        std::str::from_utf8(&bytes[header_start..data_start]).map_err(|_| err("header is not valid text".into()))?;
     let header = parse_header(text).map_err(|e| err(format!("malformed header {text:?}: {e}")))?;
     if header.fortran_order {
-        return Err(err(
-            "array is in Fortran (column-major) order; save np.ascontiguousarray(arr) instead".into(),
-        ));
+        return Err(err("array is in Fortran (column-major) order; save np.ascontiguousarray(arr) instead".into()));
     }
     let Some((_, item)) = dtype_of(&header.descr) else {
         return Err(err(format!(
@@ -158,20 +140,10 @@ pub fn read_array(path: &Path) -> Result<(NpyHeader, Vec<u8>), FormatError> {
         .ok_or_else(|| err(format!("shape {:?} is too large", header.shape)))?;
     let actual = bytes.len() as u64;
     if actual < expected {
-        return Err(FormatError::Truncated {
-            path: path.to_path_buf(),
-            expected,
-            actual,
-            detail: String::new(),
-        });
+        return Err(FormatError::Truncated { path: path.to_path_buf(), expected, actual, detail: String::new() });
     }
     if actual > expected {
-        return Err(FormatError::TrailingBytes {
-            path: path.to_path_buf(),
-            expected,
-            actual,
-            detail: String::new(),
-        });
+        return Err(FormatError::TrailingBytes { path: path.to_path_buf(), expected, actual, detail: String::new() });
     }
     let mut data = bytes;
     data.drain(..data_start);
@@ -303,10 +275,7 @@ fn hwc_to_chw(data: &[u8], n: usize, h: usize, w: usize, c: usize) -> Vec<u8> {
 
 /// Parses the Python dict literal of a `.npy` header.
 fn parse_header(text: &str) -> Result<NpyHeader, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
     let Value::Dict(entries) = p.value()? else {
         return Err("header is not a dict".into());
     };
@@ -318,7 +287,9 @@ fn parse_header(text: &str) -> Result<NpyHeader, String> {
             ("descr", Value::Str(s)) => descr = Some(s),
             ("fortran_order", Value::Bool(b)) => fortran_order = Some(b),
             ("shape", Value::Tuple(t)) => shape = Some(t),
-            ("descr", _) => return Err("'descr' is not a simple dtype string (structured arrays are not supported)".into()),
+            ("descr", _) => {
+                return Err("'descr' is not a simple dtype string (structured arrays are not supported)".into())
+            }
             ("fortran_order" | "shape", _) => return Err(format!("bad value for '{k}'")),
             _ => {}
         }
@@ -425,10 +396,7 @@ impl Parser<'_> {
                 if self.s.get(self.i) == Some(&b'L') {
                     self.i += 1;
                 }
-                digits
-                    .parse()
-                    .map(Value::Int)
-                    .map_err(|_| format!("bad integer '{digits}'"))
+                digits.parse().map(Value::Int).map_err(|_| format!("bad integer '{digits}'"))
             }
             b'[' => {
                 // Structured dtypes use lists; skip them so the error names the real problem.

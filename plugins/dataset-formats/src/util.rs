@@ -11,14 +11,9 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, FormatError> {
 
 pub(crate) fn io_error(path: &Path, source: std::io::Error) -> FormatError {
     if source.kind() == std::io::ErrorKind::NotFound {
-        FormatError::NotFound {
-            path: path.to_path_buf(),
-        }
+        FormatError::NotFound { path: path.to_path_buf() }
     } else {
-        FormatError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        FormatError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -32,10 +27,7 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<(Vec<u8>, bool), FormatErro
         // Multi-member aware: some tools write concatenated gzip members.
         flate2::read::MultiGzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
-            .map_err(|source| FormatError::Gzip {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| FormatError::Gzip { path: path.to_path_buf(), source })?;
         Ok((out, true))
     } else {
         Ok((raw, false))
@@ -43,19 +35,13 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<(Vec<u8>, bool), FormatErro
 }
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
-    std::fs::write(path, bytes).map_err(|source| FormatError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, bytes).map_err(|source| FormatError::Write { path: path.to_path_buf(), source })
 }
 
 /// Checks that a split's buffers match its shape before a writer serialises it, so writers never
 /// index out of bounds.
 pub(crate) fn check_split(split: &crate::RawSplit, path: &Path) -> Result<(), FormatError> {
-    let need = split
-        .n
-        .checked_mul(split.sample_len())
-        .filter(|&need| need == split.images.len());
+    let need = split.n.checked_mul(split.sample_len()).filter(|&need| need == split.images.len());
     if need.is_none() || split.labels.len() != split.n {
         return Err(FormatError::Inconsistent {
             path: path.to_path_buf(),
@@ -132,9 +118,7 @@ mod tests {
         let src: Vec<u8> = (0..12).collect();
         assert_eq!(resize_bilinear_u8(&src, 1, (3, 4), (3, 4)), src);
         let flat = vec![77u8; 2 * 5 * 7];
-        assert!(resize_bilinear_u8(&flat, 2, (5, 7), (3, 11))
-            .iter()
-            .all(|&v| v == 77));
+        assert!(resize_bilinear_u8(&flat, 2, (5, 7), (3, 11)).iter().all(|&v| v == 77));
     }
 
     #[test]

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// A split with distinctive pixels (so layout mistakes show) and labels cycling over `classes`.
 fn gen_split(n: usize, c: usize, h: usize, w: usize, classes: i64) -> RawSplit {
-    let images = (0..n * c * h * w)
-        .map(|i| ((i * 31 + i / 7) % 251) as u8)
-        .collect();
+    let images = (0..n * c * h * w).map(|i| ((i * 31 + i / 7) % 251) as u8).collect();
     RawSplit {
         images,
         n,
@@ -25,10 +23,7 @@ fn gen_split(n: usize, c: usize, h: usize, w: usize, classes: i64) -> RawSplit {
 }
 
 fn same_data(a: &RawSplit, b: &RawSplit) {
-    assert_eq!(
-        (a.n, a.channels, a.height, a.width),
-        (b.n, b.channels, b.height, b.width)
-    );
+    assert_eq!((a.n, a.channels, a.height, a.width), (b.n, b.channels, b.height, b.width));
     assert_eq!(a.labels, b.labels);
     assert!(a.images == b.images, "pixel buffers differ");
 }
@@ -178,7 +173,10 @@ fn cifar_truncated_and_wrong_variant() {
     let e = cifar::read(std::slice::from_ref(&p), CifarVariant::Cifar10).unwrap_err();
     assert!(matches!(e, FormatError::CifarRecord { record: 2, partial: 1000, .. }), "{e:?}");
     let m = msg(&e);
-    assert!(m.contains("truncated or not a CIFAR-10 batch") && m.contains("data_batch_1.bin") && m.contains("record 2"), "{m}");
+    assert!(
+        m.contains("truncated or not a CIFAR-10 batch") && m.contains("data_batch_1.bin") && m.contains("record 2"),
+        "{m}"
+    );
 
     // A CIFAR-100 file read as CIFAR-10: 3 records of 3074 bytes are not whole 3073-byte records.
     let q = dir.path().join("train.bin");
@@ -270,9 +268,7 @@ fn gray_jpeg_8x8(value: u8) -> Vec<u8> {
     let mut bits: Vec<bool> = vec![false];
     bits.extend((0..cat).rev().map(|i| dc_bits >> i & 1 == 1));
     bits.push(false);
-    while bits.len() % 8 != 0 {
-        bits.push(true);
-    }
+    bits.resize(bits.len().div_ceil(8) * 8, true);
     for byte in bits.chunks(8) {
         let b = byte.iter().fold(0u8, |acc, &bit| acc << 1 | bit as u8);
         out.push(b);
@@ -396,10 +392,7 @@ fn image_folder_empty_class_and_no_classes() {
 
     let bare = tempfile::tempdir().unwrap();
     fs::write(bare.path().join("a.png"), "x").unwrap();
-    assert!(matches!(
-        image_folder::read(bare.path(), None, None).unwrap_err(),
-        FormatError::NoClasses { .. }
-    ));
+    assert!(matches!(image_folder::read(bare.path(), None, None).unwrap_err(), FormatError::NoClasses { .. }));
     let e = image_folder::read(&bare.path().join("missing"), None, None).unwrap_err();
     assert!(matches!(e, FormatError::NotFound { .. }), "{e:?}");
 }
@@ -411,10 +404,7 @@ fn image_folder_size_mismatch() {
     let big = dir.path().join("dog/big.png");
     write_png(&big, 9, 7, png::ColorType::Grayscale, &[0u8; 63]);
     let e = image_folder::read(dir.path(), Some((3, 8, 8)), None).unwrap_err();
-    assert!(
-        matches!(e, FormatError::ImageSize { expected_h: 8, expected_w: 8, found_h: 7, found_w: 9, .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, FormatError::ImageSize { expected_h: 8, expected_w: 8, found_h: 7, found_w: 9, .. }), "{e:?}");
     assert!(msg(&e).contains("big.png") && msg(&e).contains("7x9"), "{e}");
     // With a resize the same folder reads fine.
     let s = image_folder::read(dir.path(), Some((3, 8, 8)), Some((8, 8))).unwrap();
@@ -551,12 +541,7 @@ fn fashion_mnist_from_debian_package() {
     }
     let count = train.images.len() as f64;
     let mean = hist.iter().enumerate().map(|(v, &c)| v as f64 / 255.0 * c as f64).sum::<f64>() / count;
-    let var = hist
-        .iter()
-        .enumerate()
-        .map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64)
-        .sum::<f64>()
-        / count;
+    let var = hist.iter().enumerate().map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64).sum::<f64>() / count;
     assert!((mean - 0.2860).abs() < 5e-4, "mean {mean}");
     assert!((var.sqrt() - 0.3530).abs() < 5e-4, "std {}", var.sqrt());
 }

@@ -1,0 +1,114 @@
+//! Typed configuration of a run. Every knob is here, so the saved `config_used.yaml` is the full
+//! record of the run. Loading (includes, `_copy`, `--set`, toy mode) is `archai-config`'s job.
+use crate::train::TrainerConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub use archai_config::{from_tree, load_tree, to_yaml_string, ConfigError, LoadOptions, ResolvedConfig};
+
+/// The whole experiment.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub common: CommonConfig,
+    pub dataset: DatasetConfig,
+    pub nas: NasConfig,
+    /// Toy mode flag (merged by the loader; false afterwards).
+    #[serde(default)]
+    pub toy: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CommonConfig {
+    pub experiment_name: String,
+    pub seed: u64,
+    /// `cpu` or `cuda` (`cuda:N`).
+    #[serde(default = "cpu")]
+    pub device: String,
+    /// libtorch intra-op threads; 0 keeps libtorch's default.
+    #[serde(default)]
+    pub threads: i32,
+    /// Where default run directories are created.
+    #[serde(default = "runs")]
+    pub runs_dir: PathBuf,
+}
+
+fn cpu() -> String {
+    "cpu".into()
+}
+fn runs() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// `dataset:`: the host's keys; every other key belongs to the adapter, which rejects unknown ones.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct DatasetConfig {
+    pub name: String,
+    pub adapter: String,
+    pub num_classes: i64,
+    pub channels: i64,
+    pub image_size: i64,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    #[serde(flatten)]
+    pub adapter_keys: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A component by name with its own configuration (passed to the plugin as JSON).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentRef {
+    pub name: String,
+    #[serde(default = "empty")]
+    pub config: serde_json::Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn empty() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NasConfig {
+    pub search: SearchConfig,
+    pub eval: EvalConfig,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// false skips the search (the `manual` algorithm: eval of `nas.eval.model_desc`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub algorithm: ComponentRef,
+    pub finalizer: Option<ComponentRef>,
+    /// Fraction of the training split held out (stratified) for the architecture step.
+    pub val_ratio: f64,
+    pub trainer: TrainerConfig,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// A ModelDesc YAML to evaluate instead of the search's result (relative to the working dir).
+    #[serde(default)]
+    pub model_desc: Option<PathBuf>,
+    /// Size of the final network built from the searched cells (passed to the finalizer as
+    /// `layers` / `channels`); null keeps the search network's size.
+    #[serde(default)]
+    pub final_macro: Option<FinalMacro>,
+    /// Null skips the eval phase.
+    pub trainer: Option<TrainerConfig>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FinalMacro {
+    pub layers: usize,
+    pub channels: i64,
+}

@@ -1,0 +1,288 @@
+//! One experiment: dataset -> search phase (algorithm plugin, trainer, finalizer) -> eval phase
+//! (compile the final description, train from scratch, test), all recorded in the run directory.
+use crate::config::{DatasetConfig, ExperimentConfig, SearchConfig};
+use crate::model::Network;
+use crate::params::ParamStore;
+use crate::plugins::{plugin_result, PluginRegistry};
+use crate::runlog::RunLog;
+use crate::train::{evaluate, SplitData, Trainer, TrainerConfig};
+use abi_stable::std_types::{RStr, RVec};
+use anyhow::{bail, Context, Result};
+use archai_data::{SampleBuffer, Transform};
+use archai_model_desc::ModelDesc;
+use archai_plugin_api::{ComponentKind, NamedTensor, TensorOwned};
+use std::path::Path;
+use std::time::Instant;
+use tch::Device;
+
+/// The dataset's splits as the host holds them.
+pub struct LoadedDataset {
+    pub train: SampleBuffer,
+    pub test: SampleBuffer,
+    pub class_names: Vec<String>,
+}
+
+fn to_buffer(images: tch::Tensor, labels: tch::Tensor, what: &str) -> Result<SampleBuffer> {
+    let size = images.size();
+    if size.len() != 4 {
+        bail!("the adapter returned {what} images of shape {size:?}; expected N x C x H x W");
+    }
+    let bytes: Vec<u8> = Vec::<u8>::try_from(images.flatten(0, -1)).context("reading image bytes")?;
+    let labels: Vec<i64> = Vec::<i64>::try_from(labels.to_kind(tch::Kind::Int64)).context("reading labels")?;
+    Ok(SampleBuffer::new(bytes, labels, [size[1] as usize, size[2] as usize, size[3] as usize])?)
+}
+
+/// Reads both splits through the dataset's adapter plugin.
+pub fn load_dataset(reg: &PluginRegistry, ds: &DatasetConfig) -> Result<LoadedDataset> {
+    let json = serde_json::to_value(ds)?;
+    let mut adapter = reg.create_dataset_adapter(&ds.adapter, &json)?;
+    let (xi, yi, class_names) = adapter.load("train")?;
+    let train = to_buffer(xi, yi, "train")?;
+    let (xt, yt, _) = adapter.load("test")?;
+    let test = to_buffer(xt, yt, "test")?;
+    let [c, h, _] = train.shape();
+    if c as i64 != ds.channels || h as i64 != ds.image_size {
+        bail!(
+            "dataset `{}`: the files hold {c}-channel {h}px images but the YAML says channels: {}, image_size: {}",
+            ds.name,
+            ds.channels,
+            ds.image_size
+        );
+    }
+    if ds.mean.len() != c || ds.std.len() != c {
+        bail!("dataset `{}`: mean and std need one value per channel ({c})", ds.name);
+    }
+    Ok(LoadedDataset { train, test, class_names })
+}
+
+fn normalize(ds: &DatasetConfig) -> Transform {
+    Transform::Normalize { mean: ds.mean.clone(), std: ds.std.clone() }
+}
+
+/// Training transforms: the trainer's list, with the dataset's normalization appended when the
+/// list has none (DARTS lists it before cutout explicitly).
+fn train_transforms(t: &TrainerConfig, ds: &DatasetConfig) -> Vec<Transform> {
+    let mut v = t.transforms.clone();
+    if !v.iter().any(|x| matches!(x, Transform::Normalize { .. })) {
+        v.push(normalize(ds));
+    }
+    v
+}
+
+pub fn device_of(name: &str) -> Result<Device> {
+    Ok(match name {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::cuda_if_available(),
+        other => match other.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(i) => Device::Cuda(i),
+            None => bail!("common.device: `{other}` is not cpu, cuda or cuda:N"),
+        },
+    })
+}
+
+/// Writes a Graphviz DOT picture of each cell type of a final description.
+pub fn cells_dot(desc: &ModelDesc) -> String {
+    let mut out = String::from("digraph cells {\n  rankdir=LR;\n");
+    let mut seen = Vec::new();
+    for (ci, cell) in desc.cells.iter().enumerate() {
+        let kind = if cell.reduction { "reduce" } else { "normal" };
+        if seen.contains(&kind) {
+            continue;
+        }
+        seen.push(kind);
+        out.push_str(&format!("  subgraph cluster_{kind} {{\n    label=\"{kind} cell (cells[{ci}])\";\n"));
+        out.push_str(&format!("    {kind}_0 [label=\"c_{{k-2}}\"]; {kind}_1 [label=\"c_{{k-1}}\"];\n"));
+        for (ni, node) in cell.nodes.iter().enumerate() {
+            let n = ni + 2;
+            out.push_str(&format!("    {kind}_{n} [label=\"{}\"];\n", n - 2));
+            for e in &node.edges {
+                out.push_str(&format!("    {kind}_{} -> {kind}_{n} [label=\"{}\"];\n", e.input, e.op));
+            }
+        }
+        out.push_str(&format!("    {kind}_out [label=\"c_{{k}}\"];\n"));
+        for c in &cell.concat {
+            out.push_str(&format!("    {kind}_{c} -> {kind}_out;\n"));
+        }
+        out.push_str("  }\n");
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn search_phase(
+    cfg: &ExperimentConfig,
+    search: &SearchConfig,
+    reg: &PluginRegistry,
+    data: &LoadedDataset,
+    run_dir: &Path,
+    log: &mut RunLog,
+    device: Device,
+    resume: bool,
+) -> Result<ModelDesc> {
+    let t0 = Instant::now();
+    let mut algo = reg.create_algorithm(&search.algorithm.name, &search.algorithm.config)?;
+    let context = serde_json::json!({
+        "channels": cfg.dataset.channels, "image_size": cfg.dataset.image_size,
+        "num_classes": cfg.dataset.num_classes, "seed": cfg.common.seed,
+    })
+    .to_string();
+    let desc_yaml =
+        plugin_result(algo.inner.model_desc(RStr::from(context.as_str())), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+    let desc = ModelDesc::from_yaml(desc_yaml.as_str(), &format!("algorithm `{}`", algo.name))?;
+    write(&run_dir.join("search/model_desc.yaml"), &desc.to_yaml())?;
+    let store = ParamStore::new(device);
+    let mut net = Network::compile(&desc, reg, &store)?;
+    tracing::info!(
+        "search: {} with {} weights and {} architecture parameters",
+        desc.name,
+        store.weight_count(),
+        store.arch_count()
+    );
+    let (train_idx, val_idx) = archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed);
+    let transforms = train_transforms(&search.trainer, &cfg.dataset);
+    let train = SplitData { buffer: data.train.clone(), indices: train_idx, transforms: transforms.clone() };
+    let val = SplitData { buffer: data.train.clone(), indices: val_idx, transforms: vec![normalize(&cfg.dataset)] };
+    let mut trainer = Trainer {
+        config: search.trainer.clone(),
+        phase: "search".into(),
+        seed: cfg.common.seed,
+        device,
+        checkpoint: run_dir.join("search/checkpoint.pt"),
+        log,
+    };
+    let report = trainer.fit(&mut net, &store, &train, Some(&val), Some(&mut algo), resume)?;
+    let final_desc = match &search.finalizer {
+        Some(f) => {
+            let mut fconf = f.config.clone();
+            if let (Some(m), Some(obj)) = (&cfg.nas.eval.final_macro, fconf.as_object_mut()) {
+                obj.insert("layers".into(), m.layers.into());
+                obj.insert("channels".into(), m.channels.into());
+            }
+            let mut fin = reg.create_finalizer(&f.name, &fconf)?;
+            let arch: RVec<NamedTensor> = store
+                .named_arch()
+                .into_iter()
+                .map(|(n, t)| NamedTensor { name: n.into(), tensor: TensorOwned::new(t.detach()) })
+                .collect();
+            let yaml = plugin_result(
+                fin.inner.finalize(RStr::from(desc.to_yaml().as_str()), arch),
+                &fin.plugin,
+                ComponentKind::Finalizer,
+                &fin.name,
+            )?;
+            ModelDesc::from_yaml(yaml.as_str(), &format!("finalizer `{}`", fin.name))?
+        }
+        None => desc.clone(),
+    };
+    write(&run_dir.join("search/final_model_desc.yaml"), &final_desc.to_yaml())?;
+    write(&run_dir.join("search/final_cells.dot"), &cells_dot(&final_desc))?;
+    let alphas: serde_json::Map<String, serde_json::Value> = store
+        .named_arch()
+        .into_iter()
+        .map(|(n, t)| {
+            let rows: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(t.softmax(-1, tch::Kind::Double)).unwrap_or_default();
+            (n, serde_json::json!(rows))
+        })
+        .collect();
+    log.tree.set("search/final_alphas_softmax", serde_json::Value::Object(alphas))?;
+    log.tree.set(
+        "search/summary",
+        serde_json::json!({
+            "train": report.train, "val": report.val, "epochs": report.epochs_run,
+            "duration_s": t0.elapsed().as_secs_f64(),
+            "final_model_desc": "search/final_model_desc.yaml",
+        }),
+    )?;
+    log.flush()?;
+    Ok(final_desc)
+}
+
+fn eval_phase(
+    cfg: &ExperimentConfig,
+    trainer_cfg: &TrainerConfig,
+    desc: &ModelDesc,
+    reg: &PluginRegistry,
+    data: &LoadedDataset,
+    run_dir: &Path,
+    log: &mut RunLog,
+    device: Device,
+    resume: bool,
+) -> Result<()> {
+    let t0 = Instant::now();
+    tch::manual_seed(cfg.common.seed as i64);
+    let store = ParamStore::new(device);
+    let mut net = Network::compile(desc, reg, &store)?;
+    let params = store.weight_count();
+    tracing::info!("eval: {} with {params} weights", desc.name);
+    let all: Vec<usize> = (0..data.train.len()).collect();
+    let train = SplitData { buffer: data.train.clone(), indices: all, transforms: train_transforms(trainer_cfg, &cfg.dataset) };
+    let test = SplitData {
+        buffer: data.test.clone(),
+        indices: (0..data.test.len()).collect(),
+        transforms: vec![normalize(&cfg.dataset)],
+    };
+    let mut trainer = Trainer {
+        config: trainer_cfg.clone(),
+        phase: "eval".into(),
+        seed: cfg.common.seed,
+        device,
+        checkpoint: run_dir.join("eval/checkpoint.pt"),
+        log,
+    };
+    std::fs::create_dir_all(run_dir.join("eval"))?;
+    let report = trainer.fit(&mut net, &store, &train, None, None, resume)?;
+    let test_m = evaluate(&net, &test, trainer_cfg.batch_size, trainer_cfg.max_eval_batches, device)?;
+    tracing::info!("eval: test top1 {:.4} top5 {:.4} loss {:.4} ({} samples)", test_m.top1, test_m.top5, test_m.loss, test_m.samples);
+    log.tree.set(
+        "eval/summary",
+        serde_json::json!({
+            "train": report.train, "test": test_m, "params": params, "epochs": report.epochs_run,
+            "duration_s": t0.elapsed().as_secs_f64(),
+        }),
+    )?;
+    log.flush()?;
+    Ok(())
+}
+
+/// Runs the experiment into `run_dir` (config_used.yaml already written by the caller).
+pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume: bool) -> Result<()> {
+    let t0 = Instant::now();
+    if cfg.common.threads > 0 {
+        tch::set_num_threads(cfg.common.threads);
+    }
+    tch::manual_seed(cfg.common.seed as i64);
+    let device = device_of(&cfg.common.device)?;
+    let mut log = RunLog::open(run_dir)?;
+    log.tree.set("run", serde_json::json!({"experiment": cfg.common.experiment_name, "seed": cfg.common.seed, "device": cfg.common.device, "threads": tch::get_num_threads()}))?;
+    let data = load_dataset(reg, &cfg.dataset)?;
+    log.tree.set(
+        "dataset",
+        serde_json::json!({"name": cfg.dataset.name, "train": data.train.len(), "test": data.test.len(), "shape": data.train.shape(), "classes": data.class_names}),
+    )?;
+    log.flush()?;
+    let existing = run_dir.join("search/final_model_desc.yaml");
+    let desc = if let Some(path) = &cfg.nas.eval.model_desc {
+        let text = std::fs::read_to_string(path).with_context(|| format!("nas.eval.model_desc: cannot read {}", path.display()))?;
+        ModelDesc::from_yaml(&text, &path.display().to_string())?
+    } else if existing.is_file() && resume {
+        tracing::info!("search: reusing {}", existing.display());
+        ModelDesc::from_yaml(&std::fs::read_to_string(&existing)?, &existing.display().to_string())?
+    } else if cfg.nas.search.enabled {
+        search_phase(cfg, &cfg.nas.search, reg, &data, run_dir, &mut log, device, resume)?
+    } else {
+        bail!("nothing to evaluate: enable nas.search or set nas.eval.model_desc (a ModelDesc file)");
+    };
+    if let Some(t) = &cfg.nas.eval.trainer {
+        eval_phase(cfg, t, &desc, reg, &data, run_dir, &mut log, device, resume)?;
+    }
+    log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
+    log.flush()?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Compiles a [`ModelDesc`] into a network whose ops come from op plugins. Weights live in the
+//! [`ParamStore`]'s weight store, architecture parameters (alphas) in its arch store.
+use crate::params::ParamStore;
+use crate::plugins::{PluginError, PluginOp, PluginRegistry};
+use archai_model_desc::{CellDesc, ModelDesc};
+use archai_plugin_api::{Init, ParamRole};
+use serde_json::json;
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Desc(#[from] archai_model_desc::DescError),
+    #[error("{0}")]
+    Param(String),
+    #[error("forward failed: {0}")]
+    Forward(String),
+}
+
+enum EdgeOp {
+    Fixed(PluginOp),
+    /// Softmax-weighted sum over candidates; `row` of the cell's alpha tensor holds the weights.
+    /// `none` candidates are left out: their contribution is exactly zero.
+    Mixed { ops: Vec<(usize, PluginOp)>, row: usize },
+}
+
+struct Edge {
+    input: usize,
+    op: EdgeOp,
+    identity: bool,
+}
+
+struct Cell {
+    pre0: PluginOp,
+    pre1: PluginOp,
+    nodes: Vec<Vec<Edge>>,
+    concat: Vec<usize>,
+    alpha_group: Option<String>,
+}
+
+/// A compiled network.
+pub struct Network {
+    stem: Vec<PluginOp>,
+    cells: Vec<Cell>,
+    classifier: PluginOp,
+    alphas: BTreeMap<String, Tensor>,
+    /// Probability of dropping a non-identity edge per sample during training (0 disables).
+    pub drop_path_prob: f64,
+    pub desc: ModelDesc,
+}
+
+fn params(map: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    serde_json::Value::Object(map.clone())
+}
+
+fn compile_cell(
+    reg: &PluginRegistry,
+    store: &ParamStore,
+    cell: &CellDesc,
+    scope: &str,
+    mixed_rows: &mut usize,
+) -> Result<Cell, ModelError> {
+    let affine = cell.alpha_group.is_none();
+    let pre0 = if cell.reduction_prev {
+        reg.create_op(
+            "factorized_reduce",
+            &json!({"c_in": cell.c_prev_prev, "c_out": cell.c, "affine": affine}),
+            store,
+            &format!("{scope}.pre0"),
+        )?
+    } else {
+        reg.create_op(
+            "relu_conv_bn",
+            &json!({"c_in": cell.c_prev_prev, "c_out": cell.c, "kernel_size": 1, "affine": affine}),
+            store,
+            &format!("{scope}.pre0"),
+        )?
+    };
+    let pre1 = reg.create_op(
+        "relu_conv_bn",
+        &json!({"c_in": cell.c_prev, "c_out": cell.c, "kernel_size": 1, "affine": affine}),
+        store,
+        &format!("{scope}.pre1"),
+    )?;
+    let mut nodes = Vec::new();
+    for (ni, node) in cell.nodes.iter().enumerate() {
+        let mut edges = Vec::new();
+        for (ei, e) in node.edges.iter().enumerate() {
+            let escope = format!("{scope}.n{}.e{ei}", ni + 2);
+            let p = params(&e.params);
+            let stride = p.get("stride").and_then(|s| s.as_i64()).unwrap_or(1);
+            let op = if e.is_mixed() {
+                let mut ops = Vec::new();
+                for (ci, cand) in e.candidates.iter().enumerate() {
+                    if cand == "none" {
+                        // Its output is zero; evaluating it would only cost time.
+                        reg.find(archai_plugin_api::ComponentKind::Op, cand)?;
+                        continue;
+                    }
+                    ops.push((ci, reg.create_op(cand, &p, store, &format!("{escope}.{cand}"))?));
+                }
+                let row = *mixed_rows;
+                *mixed_rows += 1;
+                EdgeOp::Mixed { ops, row }
+            } else {
+                EdgeOp::Fixed(reg.create_op(&e.op, &p, store, &escope)?)
+            };
+            edges.push(Edge { input: e.input, op, identity: e.op == "skip_connect" && stride == 1 });
+        }
+        nodes.push(edges);
+    }
+    Ok(Cell { pre0, pre1, nodes, concat: cell.concat.clone(), alpha_group: cell.alpha_group.clone() })
+}
+
+impl Network {
+    /// Builds the network: stem and cell ops from plugins, alphas (one tensor per alpha group,
+    /// N(0, 1e-3) as in DARTS) in the arch store.
+    pub fn compile(desc: &ModelDesc, reg: &PluginRegistry, store: &ParamStore) -> Result<Self, ModelError> {
+        desc.validate()?;
+        let mut stem = Vec::new();
+        for (i, op) in desc.stem.iter().enumerate() {
+            stem.push(reg.create_op(&op.op, &params(&op.params), store, &format!("stem.{i}"))?);
+        }
+        let mut alphas = BTreeMap::new();
+        for (group, rows, cols) in desc.alpha_shapes() {
+            let t = store
+                .create(&format!("alphas.{group}"), &[rows as i64, cols as i64], Init::Normal { mean: 0.0, std: 1e-3 }, ParamRole::Arch)
+                .map_err(ModelError::Param)?;
+            alphas.insert(group, t);
+        }
+        let mut cells = Vec::new();
+        for (ci, cell) in desc.cells.iter().enumerate() {
+            let mut rows = 0;
+            cells.push(compile_cell(reg, store, cell, &format!("cells.{ci}"), &mut rows)?);
+        }
+        let classifier =
+            reg.create_op("linear", &json!({"c_in": desc.head.c_in, "c_out": desc.num_classes}), store, "classifier")?;
+        Ok(Self { stem, cells, classifier, alphas, drop_path_prob: 0.0, desc: desc.clone() })
+    }
+
+    fn drop_path(&self, x: Tensor, train: bool) -> Tensor {
+        if !train || self.drop_path_prob <= 0.0 {
+            return x;
+        }
+        let keep = 1.0 - self.drop_path_prob;
+        let mask = Tensor::empty([x.size()[0], 1, 1, 1], (x.kind(), x.device())).bernoulli_float_(keep);
+        x / keep * mask
+    }
+
+    /// Logits for a batch of images.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        let mut s = x.shallow_clone();
+        for op in &self.stem {
+            s = op.forward(&[&s], train)?;
+        }
+        let (mut s0, mut s1) = (s.shallow_clone(), s);
+        for cell in &self.cells {
+            let weights = match &cell.alpha_group {
+                Some(g) => Some(self.alphas[g].softmax(-1, Kind::Float)),
+                None => None,
+            };
+            let mut states = vec![cell.pre0.forward(&[&s0], train)?, cell.pre1.forward(&[&s1], train)?];
+            for edges in &cell.nodes {
+                let mut sum: Option<Tensor> = None;
+                for e in edges {
+                    let input = &states[e.input];
+                    let out = match &e.op {
+                        EdgeOp::Fixed(op) => {
+                            let y = op.forward(&[input], train)?;
+                            if e.identity {
+                                y
+                            } else {
+                                self.drop_path(y, train)
+                            }
+                        }
+                        EdgeOp::Mixed { ops, row } => {
+                            let w = weights.as_ref().expect("mixed edges have an alpha group").get(*row as i64);
+                            let mut acc: Option<Tensor> = None;
+                            for (ci, op) in ops {
+                                let y = op.forward(&[input], train)? * w.get(*ci as i64);
+                                acc = Some(match acc {
+                                    Some(a) => a + y,
+                                    None => y,
+                                });
+                            }
+                            match acc {
+                                Some(a) => a,
+                                None => return Err(ModelError::Forward("a mixed edge has only `none` candidates".into())),
+                            }
+                        }
+                    };
+                    sum = Some(match sum {
+                        Some(a) => a + out,
+                        None => out,
+                    });
+                }
+                states.push(sum.expect("validated: nodes have edges"));
+            }
+            let out = Tensor::cat(&cell.concat.iter().map(|&i| states[i].shallow_clone()).collect::<Vec<_>>(), 1);
+            s0 = s1;
+            s1 = out;
+        }
+        let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        Ok(self.classifier.forward(&[&pooled], train)?)
+    }
+
+    /// Alpha tensors by group name.
+    pub fn alphas(&self) -> &BTreeMap<String, Tensor> {
+        &self.alphas
+    }
+}

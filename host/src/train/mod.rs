@@ -1,0 +1,437 @@
+//! The general trainer used by every phase (search, eval, handcrafted models). Algorithms hook
+//! in through `before_step` / `after_epoch`; they do not fork the loop.
+pub mod optim;
+pub mod schedule;
+
+use crate::model::{ModelError, Network};
+use crate::params::ParamStore;
+use crate::plugins::{plugin_result, PluginAlgorithm, PluginError};
+use crate::runlog::RunLog;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::sabi_types::RMut;
+use abi_stable::std_types::{RResult, RString, RVec};
+use archai_data::{Batch, Batcher, BatcherOptions, DistributedStratifiedSampler, SampleBuffer, Transform};
+use archai_plugin_api::{ComponentKind, ModelServices, ModelServices_TO, NamedTensor, StepBatch, TensorOwned, TensorRef};
+use optim::{Optimizer, OptimizerConfig};
+use schedule::ScheduleConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// `trainer:` section.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Cap on batches per epoch (toy runs); null for the whole split.
+    #[serde(default)]
+    pub max_batches: Option<usize>,
+    /// Cap on validation/test batches per evaluation; null for all.
+    #[serde(default)]
+    pub max_eval_batches: Option<usize>,
+    pub optimizer: OptimizerConfig,
+    pub scheduler: ScheduleConfig,
+    /// Clip the global gradient norm to this value; null disables.
+    #[serde(default)]
+    pub grad_clip: Option<f64>,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Drop-path probability, raised linearly from 0 over the epochs (as in DARTS eval).
+    #[serde(default)]
+    pub drop_path_prob: f64,
+    /// Split each batch into this many sub-batches and accumulate gradients (same update as the
+    /// full batch for models without batch statistics; batch norm sees the sub-batches).
+    #[serde(default = "one")]
+    pub batch_chunks: usize,
+    /// Data augmentation of training batches (random_crop, horizontal_flip, cutout, normalize...).
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Data(#[from] archai_data::DataError),
+    #[error("the loss became {value} at epoch {epoch}, step {step}; training stopped. {checkpoint}. Lower the learning rate or enable grad_clip.")]
+    NonFinite { value: f64, epoch: usize, step: usize, checkpoint: String },
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error("logging: {0}")]
+    Log(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One split ready for batching: the pixels, the sample indices that belong to it, its transforms.
+#[derive(Clone)]
+pub struct SplitData {
+    pub buffer: SampleBuffer,
+    pub indices: Vec<usize>,
+    pub transforms: Vec<Transform>,
+}
+
+impl SplitData {
+    /// The epoch's batches; shuffled (stratified, seeded by `seed` and `epoch`) when `shuffle`.
+    pub fn batcher(&self, batch_size: usize, epoch: usize, seed: u64, shuffle: bool) -> Result<Batcher, TrainError> {
+        let order = if shuffle {
+            let mut s = DistributedStratifiedSampler::new(self.indices.clone(), self.buffer.labels(), 1, 0, true, seed)?;
+            s.set_epoch(epoch as u64);
+            s.indices()
+        } else {
+            self.indices.clone()
+        };
+        let opts = BatcherOptions { batch_size, drop_last: false, prefetch: 4, seed, epoch: epoch as u64 };
+        Ok(Batcher::new(self.buffer.clone(), order, &self.transforms, opts)?)
+    }
+}
+
+fn to_tensors(b: &Batch, device: Device) -> (Tensor, Tensor) {
+    let [n, c, h, w] = b.shape;
+    let x = Tensor::from_slice(&b.images).view([n as i64, c as i64, h as i64, w as i64]).to_device(device);
+    let y = Tensor::from_slice(&b.labels).to_device(device);
+    (x, y)
+}
+
+/// Loss, top-1 and top-5 accuracy over some batches.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Metrics {
+    pub loss: f64,
+    pub top1: f64,
+    pub top5: f64,
+    pub samples: usize,
+}
+
+#[derive(Default)]
+struct Meter {
+    loss_sum: f64,
+    top1: f64,
+    top5: f64,
+    n: usize,
+}
+
+impl Meter {
+    fn add(&mut self, logits: &Tensor, y: &Tensor, loss: f64) {
+        let n = y.size()[0] as usize;
+        let k = logits.size()[1].min(5);
+        let (_, pred) = logits.topk(k, 1, true, true);
+        let hits = pred.eq_tensor(&y.unsqueeze(1));
+        self.top1 += hits.narrow(1, 0, 1).sum(Kind::Float).double_value(&[]);
+        self.top5 += hits.sum(Kind::Float).double_value(&[]);
+        self.loss_sum += loss * n as f64;
+        self.n += n;
+    }
+    fn metrics(&self) -> Metrics {
+        let n = self.n.max(1) as f64;
+        Metrics { loss: self.loss_sum / n, top1: self.top1 / n, top5: self.top5 / n, samples: self.n }
+    }
+}
+
+fn criterion(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
+    logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
+}
+
+/// What a DARTS-like algorithm sees of the model during its step.
+struct Services<'a> {
+    net: &'a Network,
+    store: &'a ParamStore,
+    opt: &'a Optimizer,
+    lr: f64,
+    smoothing: f64,
+}
+
+fn named(v: Vec<(String, Tensor)>) -> RVec<NamedTensor> {
+    v.into_iter().map(|(n, t)| NamedTensor { name: n.into(), tensor: TensorOwned::new(t) }).collect()
+}
+
+impl ModelServices for Services<'_> {
+    fn weights(&self) -> RVec<NamedTensor> {
+        named(self.opt.params().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect())
+    }
+    fn arch_params(&self) -> RVec<NamedTensor> {
+        named(self.store.named_arch())
+    }
+    fn loss(&mut self, x: TensorRef<'_>, y: TensorRef<'_>) -> RResult<TensorOwned, RString> {
+        match self.net.forward(&x.view(), true) {
+            Ok(logits) => RResult::ROk(TensorOwned::new(criterion(&logits, &y.view(), self.smoothing))),
+            Err(e) => RResult::RErr(e.to_string().into()),
+        }
+    }
+    fn weight_optimizer(&self) -> RString {
+        let c = &self.opt.config;
+        serde_json::json!({"lr": self.lr, "momentum": c.momentum, "weight_decay": c.weight_decay}).to_string().into()
+    }
+    fn momentum_buffers(&self) -> RVec<NamedTensor> {
+        named(self.opt.params().iter().zip(&self.opt.buf).map(|((n, _), b)| (n.clone(), b.shallow_clone())).collect())
+    }
+}
+
+/// Results of a fit.
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct FitReport {
+    pub train: Metrics,
+    pub val: Option<Metrics>,
+    pub epochs_run: usize,
+    pub duration_s: f64,
+}
+
+/// Evaluates `net` on a split without gradients.
+pub fn evaluate(net: &Network, data: &SplitData, batch_size: usize, max_batches: Option<usize>, device: Device) -> Result<Metrics, TrainError> {
+    let _guard = tch::no_grad_guard();
+    let mut meter = Meter::default();
+    let batcher = data.batcher(batch_size, 0, 0, false)?;
+    for (i, b) in batcher.iter().enumerate() {
+        if max_batches.is_some_and(|m| i >= m) {
+            break;
+        }
+        let (x, y) = to_tensors(&b, device);
+        let logits = net.forward(&x, false)?;
+        let loss = criterion(&logits, &y, 0.0).double_value(&[]);
+        meter.add(&logits, &y, loss);
+    }
+    Ok(meter.metrics())
+}
+
+/// The trainer of one phase.
+pub struct Trainer<'a> {
+    pub config: TrainerConfig,
+    pub phase: String,
+    pub seed: u64,
+    pub device: Device,
+    pub checkpoint: PathBuf,
+    pub log: &'a mut RunLog,
+}
+
+fn save_checkpoint(path: &Path, store: &ParamStore, opt: &Optimizer, epoch: usize) -> Result<(), TrainError> {
+    let mut named: Vec<(String, Tensor)> = Vec::new();
+    for (n, t) in store.named_weights().into_iter().chain(store.named_buffers()) {
+        named.push((format!("w.{n}"), t));
+    }
+    for (n, t) in store.named_arch() {
+        named.push((format!("a.{n}"), t));
+    }
+    for (n, t) in opt.state() {
+        named.push((format!("o.{n}"), t));
+    }
+    named.push(("epoch".into(), Tensor::from(epoch as i64)));
+    let tmp = path.with_extension("tmp");
+    let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
+    Tensor::save_multi(&named.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), &tmp).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// Loads a checkpoint into the store and optimizer; returns the last finished epoch.
+fn load_checkpoint(path: &Path, store: &ParamStore, opt: &mut Optimizer) -> Result<usize, TrainError> {
+    let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
+    let saved = Tensor::load_multi(path).map_err(|e| err(e.to_string()))?;
+    let _guard = tch::no_grad_guard();
+    let mut epoch = None;
+    let mut opt_state = Vec::new();
+    let live: Vec<(String, Tensor)> = store
+        .named_weights()
+        .into_iter()
+        .chain(store.named_buffers())
+        .map(|(n, t)| (format!("w.{n}"), t))
+        .chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t)))
+        .collect();
+    for (name, t) in saved {
+        if name == "epoch" {
+            epoch = Some(t.int64_value(&[]) as usize);
+        } else if let Some(rest) = name.strip_prefix("o.") {
+            opt_state.push((rest.to_string(), t));
+        } else if let Some((_, mut dst)) = live.iter().find(|(n, _)| *n == name).map(|(n, t)| (n, t.shallow_clone())) {
+            dst.copy_(&t);
+        } else {
+            return Err(err(format!("holds `{name}`, which this model does not have: the checkpoint belongs to another model")));
+        }
+    }
+    opt.load_state(&opt_state);
+    epoch.ok_or_else(|| err("no epoch recorded".into()))
+}
+
+impl Trainer<'_> {
+    /// Trains `net` on `train`, evaluating on `val` after each epoch. With an algorithm, its
+    /// `before_step` runs before every weight step with a validation batch, and `after_epoch`
+    /// after every epoch. Resumes from the phase checkpoint when `resume` and one exists.
+    pub fn fit(
+        &mut self,
+        net: &mut Network,
+        store: &ParamStore,
+        train: &SplitData,
+        val: Option<&SplitData>,
+        mut algorithm: Option<&mut PluginAlgorithm>,
+        resume: bool,
+    ) -> Result<FitReport, TrainError> {
+        let c = self.config.clone();
+        if c.batch_chunks == 0 || c.batch_size == 0 {
+            return Err(TrainError::Config("batch_size and batch_chunks must be positive".into()));
+        }
+        if algorithm.is_some() && val.is_none() {
+            return Err(TrainError::Config("a search algorithm needs a validation split (set nas.search.loader.val_ratio > 0)".into()));
+        }
+        let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
+        let steps_per_epoch = {
+            let n = train.batcher(c.batch_size, 0, self.seed, false)?.len();
+            c.max_batches.map_or(n, |m| m.min(n))
+        };
+        let total_steps = steps_per_epoch * c.epochs;
+        let mut start_epoch = 0;
+        if resume && self.checkpoint.is_file() {
+            start_epoch = load_checkpoint(&self.checkpoint, store, &mut opt)? + 1;
+            tracing::info!("{}: resumed from {} after epoch {}", self.phase, self.checkpoint.display(), start_epoch - 1);
+        }
+        let started = Instant::now();
+        let mut report = FitReport::default();
+        let mut val_iter = match (val, algorithm.is_some()) {
+            (Some(v), true) => Some(v.batcher(c.batch_size, 0, self.seed ^ 0x5eed, true)?.iter()),
+            _ => None,
+        };
+        let mut val_epoch = 0;
+        for epoch in start_epoch..c.epochs {
+            // Per-epoch reseeding makes drop path and any torch randomness independent of
+            // whether the run was resumed.
+            tch::manual_seed((self.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
+            net.drop_path_prob = c.drop_path_prob * epoch as f64 / c.epochs.max(1) as f64;
+            let t0 = Instant::now();
+            let mut meter = Meter::default();
+            let mut algo_metrics = serde_json::Map::new();
+            let mut lr = c.optimizer.lr;
+            let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
+            for (i, b) in batcher.iter().enumerate().take(steps_per_epoch) {
+                let step = epoch * steps_per_epoch + i;
+                lr = c.scheduler.lr_at(c.optimizer.lr, step, steps_per_epoch, total_steps);
+                let (x, y) = to_tensors(&b, self.device);
+                if let Some(algo) = algorithm.as_deref_mut() {
+                    let vb = match val_iter.as_mut().and_then(|it| it.next()) {
+                        Some(vb) => vb,
+                        None => {
+                            val_epoch += 1;
+                            let v = val.expect("checked above").batcher(c.batch_size, val_epoch, self.seed ^ 0x5eed, true)?;
+                            let mut it = v.iter();
+                            let first = it.next().ok_or_else(|| TrainError::Config("the validation split is empty".into()))?;
+                            val_iter = Some(it);
+                            first
+                        }
+                    };
+                    let (vx, vy) = to_tensors(&vb, self.device);
+                    let mut services = Services { net, store, opt: &opt, lr, smoothing: c.label_smoothing };
+                    let batch = StepBatch {
+                        x: TensorRef::new(&x),
+                        y: TensorRef::new(&y),
+                        val_x: TensorRef::new(&vx),
+                        val_y: TensorRef::new(&vy),
+                        epoch: epoch as u32,
+                        step: step as u64,
+                        lr,
+                    };
+                    let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
+                    let out = plugin_result(algo.inner.before_step(obj, batch), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+                    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(out.as_str()) {
+                        for (k, v) in m {
+                            if let Some(f) = v.as_f64() {
+                                let e = algo_metrics.entry(k).or_insert(serde_json::json!(0.0));
+                                *e = serde_json::json!(e.as_f64().unwrap_or(0.0) + f / steps_per_epoch as f64);
+                            }
+                        }
+                    }
+                }
+                opt.zero_grad();
+                for s in store.named_arch() {
+                    let mut g = s.1.grad();
+                    if g.defined() {
+                        let _ = g.zero_();
+                    }
+                }
+                let n = y.size()[0];
+                let chunks = (c.batch_chunks as i64).min(n);
+                let mut loss_total = 0.0;
+                let mut all_logits = Vec::new();
+                for (xc, yc) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()) {
+                    let logits = net.forward(xc, true)?;
+                    let loss = criterion(&logits, yc, c.label_smoothing) * (yc.size()[0] as f64 / n as f64);
+                    loss.backward();
+                    loss_total += loss.double_value(&[]);
+                    all_logits.push(logits.detach());
+                }
+                if !loss_total.is_finite() {
+                    let checkpoint = if self.checkpoint.is_file() {
+                        format!("The last good checkpoint is {}", self.checkpoint.display())
+                    } else {
+                        "No checkpoint was written yet".to_string()
+                    };
+                    return Err(TrainError::NonFinite { value: loss_total, epoch, step: i, checkpoint });
+                }
+                if let Some(max) = c.grad_clip {
+                    opt.clip_grad_norm(max);
+                }
+                opt.step(lr);
+                meter.add(&Tensor::cat(&all_logits, 0), &y, loss_total);
+            }
+            let train_m = meter.metrics();
+            let secs = t0.elapsed().as_secs_f64();
+            let key = format!("{}/epochs/{epoch}", self.phase);
+            let log_err = |e: crate::runlog::RunLogError| TrainError::Log(e.to_string());
+            self.log
+                .tree
+                .set(
+                    &format!("{key}/train"),
+                    serde_json::json!({
+                        "loss": train_m.loss, "top1": train_m.top1, "top5": train_m.top5, "lr": lr,
+                        "duration_s": secs, "samples_per_s": train_m.samples as f64 / secs.max(1e-9),
+                    }),
+                )
+                .map_err(log_err)?;
+            if !algo_metrics.is_empty() {
+                self.log.tree.set(&format!("{key}/algorithm"), serde_json::Value::Object(algo_metrics)).map_err(log_err)?;
+            }
+            self.log.scalar(&format!("{}/train/loss", self.phase), train_m.loss, epoch);
+            self.log.scalar(&format!("{}/train/top1", self.phase), train_m.top1, epoch);
+            self.log.scalar(&format!("{}/lr", self.phase), lr, epoch);
+            let mut val_m = None;
+            if let Some(v) = val {
+                let m = evaluate(net, v, c.batch_size, c.max_eval_batches, self.device)?;
+                self.log.tree.set(&format!("{key}/val"), serde_json::json!({"loss": m.loss, "top1": m.top1, "top5": m.top5})).map_err(log_err)?;
+                self.log.scalar(&format!("{}/val/top1", self.phase), m.top1, epoch);
+                val_m = Some(m);
+            }
+            if let Some(algo) = algorithm.as_deref_mut() {
+                let mut services = Services { net, store, opt: &opt, lr, smoothing: c.label_smoothing };
+                let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
+                let out = plugin_result(algo.inner.after_epoch(obj, epoch as u32), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.as_str()) {
+                    if let Some(h) = v.get("alpha_entropy").and_then(|h| h.as_f64()) {
+                        self.log.scalar(&format!("{}/alpha_entropy", self.phase), h, epoch);
+                    }
+                    self.log.tree.set(&format!("{key}/alphas"), v).map_err(log_err)?;
+                }
+            }
+            save_checkpoint(&self.checkpoint, store, &opt, epoch)?;
+            self.log.flush().map_err(log_err)?;
+            tracing::info!(
+                "{} epoch {}/{}: train loss {:.4} top1 {:.4}{} lr {:.5} ({:.1}s)",
+                self.phase,
+                epoch + 1,
+                c.epochs,
+                train_m.loss,
+                train_m.top1,
+                val_m.map(|m| format!(", val top1 {:.4}", m.top1)).unwrap_or_default(),
+                lr,
+                secs
+            );
+            report.train = train_m;
+            report.val = val_m;
+            report.epochs_run += 1;
+        }
+        report.duration_s = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}

@@ -1,0 +1,221 @@
+//! Configuration of the `darts` algorithm and the `darts-topk` finalizer, and the dataset facts
+//! the host passes to `model_desc`.
+use archai_plugin_api::model_desc::{DartsMacro, InputDesc, DARTS_PRIMITIVES};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The DARTS macro-architecture (`macro:` in the algorithm config). Every key is optional.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MacroConfig {
+    /// Number of cells; the cells at `layers/3` and `2*layers/3` are reduction cells.
+    pub layers: usize,
+    /// Intermediate nodes per cell.
+    pub nodes: usize,
+    /// Channels of the first cell's nodes (doubled at each reduction).
+    pub channels: i64,
+    /// The stem outputs `stem_multiplier * channels` channels.
+    pub stem_multiplier: i64,
+}
+
+impl Default for MacroConfig {
+    fn default() -> Self {
+        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 }
+    }
+}
+
+impl MacroConfig {
+    /// The model-description builder for these values.
+    pub fn to_macro(&self) -> DartsMacro {
+        DartsMacro { layers: self.layers, nodes: self.nodes, channels: self.channels, stem_multiplier: self.stem_multiplier }
+    }
+}
+
+/// The eight DARTS primitives as owned strings (the default candidate list).
+pub fn darts_primitives() -> Vec<String> {
+    DARTS_PRIMITIVES.iter().map(|s| s.to_string()).collect()
+}
+
+/// Configuration of the `darts` algorithm (see the crate documentation for the meaning of each key).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DartsConfig {
+    /// The macro-architecture of the supernet.
+    #[serde(rename = "macro")]
+    pub macro_: MacroConfig,
+    /// The candidate ops of every mixed edge (op names from op plugins).
+    pub candidates: Vec<String>,
+    /// 1: first-order DARTS; 2: second-order (unrolled) DARTS.
+    pub order: u8,
+    /// Adam learning rate of the architecture parameters.
+    pub arch_lr: f64,
+    /// Adam betas of the architecture parameters.
+    pub arch_betas: [f64; 2],
+    /// L2 weight decay of the architecture parameters (added to the gradient, as `torch.optim.Adam`).
+    pub arch_weight_decay: f64,
+    /// Finite-difference radius of the second-order step: eps = unrolled_eps / ‖dL_val/dw'‖.
+    pub unrolled_eps: f64,
+}
+
+impl Default for DartsConfig {
+    fn default() -> Self {
+        Self {
+            macro_: MacroConfig::default(),
+            candidates: darts_primitives(),
+            order: 1,
+            arch_lr: 3e-4,
+            arch_betas: [0.5, 0.999],
+            arch_weight_decay: 1e-3,
+            unrolled_eps: 0.01,
+        }
+    }
+}
+
+/// Deserializes a component config; `null` (no config given) means all defaults.
+pub fn parse_config<T: DeserializeOwned + Default>(value: &serde_json::Value, what: &str) -> anyhow::Result<T> {
+    if value.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(value.clone()).map_err(|e| anyhow::anyhow!("{what} config: {e}"))
+}
+
+/// Checks a candidate list: non-empty, no duplicates, at least one op other than `none`.
+pub fn check_candidates(candidates: &[String], what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!candidates.is_empty(), "{what} config: `candidates` is empty");
+    for (i, c) in candidates.iter().enumerate() {
+        anyhow::ensure!(!candidates[..i].contains(c), "{what} config: candidate `{c}` is listed twice");
+    }
+    anyhow::ensure!(
+        candidates.iter().any(|c| c != "none"),
+        "{what} config: `candidates` must contain an op other than `none` (the final architecture is made of them)"
+    );
+    Ok(())
+}
+
+impl DartsConfig {
+    /// Parses and validates the config.
+    pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
+        let c: Self = parse_config(value, "darts")?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.order == 1 || self.order == 2, "darts config: `order` must be 1 or 2, got {}", self.order);
+        anyhow::ensure!(
+            self.arch_lr.is_finite() && self.arch_lr >= 0.0,
+            "darts config: `arch_lr` must be a non-negative number, got {}",
+            self.arch_lr
+        );
+        for (i, b) in self.arch_betas.iter().enumerate() {
+            anyhow::ensure!((0.0..1.0).contains(b), "darts config: `arch_betas[{i}]` must be in [0, 1), got {b}");
+        }
+        anyhow::ensure!(
+            self.arch_weight_decay.is_finite() && self.arch_weight_decay >= 0.0,
+            "darts config: `arch_weight_decay` must be a non-negative number, got {}",
+            self.arch_weight_decay
+        );
+        anyhow::ensure!(
+            self.unrolled_eps.is_finite() && self.unrolled_eps > 0.0,
+            "darts config: `unrolled_eps` must be positive, got {}",
+            self.unrolled_eps
+        );
+        check_candidates(&self.candidates, "darts")?;
+        Ok(())
+    }
+}
+
+/// Configuration of the `darts-topk` finalizer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopkConfig {
+    /// Incoming edges kept per node.
+    pub k: usize,
+    /// Cells of the final network (default: as many as the search network).
+    pub layers: Option<usize>,
+    /// Initial channels of the final network (default: as in the search network).
+    pub channels: Option<i64>,
+}
+
+impl Default for TopkConfig {
+    fn default() -> Self {
+        Self { k: 2, layers: None, channels: None }
+    }
+}
+
+impl TopkConfig {
+    /// Parses and validates the config.
+    pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
+        let c: Self = parse_config(value, "darts-topk")?;
+        anyhow::ensure!(c.k >= 1, "darts-topk config: `k` must be at least 1");
+        Ok(c)
+    }
+}
+
+/// The dataset facts the host passes to `model_desc`.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+pub struct DatasetContext {
+    pub channels: i64,
+    pub image_size: i64,
+    pub num_classes: i64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl DatasetContext {
+    pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| anyhow::anyhow!("model_desc context {value}: {e} (expected channels, image_size, num_classes, seed)"))
+    }
+
+    pub fn input(&self) -> InputDesc {
+        InputDesc { channels: self.channels, size: self.image_size }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let c = DartsConfig::from_json(&json!({})).unwrap();
+        assert_eq!(c, DartsConfig::default());
+        assert_eq!(c.macro_, MacroConfig { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 });
+        assert_eq!(c.candidates.len(), 8);
+        assert_eq!(c.candidates[0], "none");
+        assert_eq!((c.order, c.arch_lr, c.arch_betas, c.arch_weight_decay, c.unrolled_eps), (1, 3e-4, [0.5, 0.999], 1e-3, 0.01));
+        assert_eq!(DartsConfig::from_json(&serde_json::Value::Null).unwrap(), c);
+    }
+
+    #[test]
+    fn partial_keys_keep_the_other_defaults() {
+        let c = DartsConfig::from_json(&json!({"macro": {"layers": 5}, "order": 2, "arch_lr": 6e-4})).unwrap();
+        assert_eq!(c.macro_, MacroConfig { layers: 5, ..MacroConfig::default() });
+        assert_eq!(c.order, 2);
+        assert_eq!(c.arch_lr, 6e-4);
+        assert_eq!(c.arch_betas, [0.5, 0.999]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = DartsConfig::from_json(&json!({"arch_lrr": 1e-3})).unwrap_err().to_string();
+        assert!(e.contains("arch_lrr") && e.contains("arch_lr"), "{e}");
+        let e = DartsConfig::from_json(&json!({"macro": {"cells": 8}})).unwrap_err().to_string();
+        assert!(e.contains("cells"), "{e}");
+        let e = DartsConfig::from_json(&json!({"order": 3})).unwrap_err().to_string();
+        assert!(e.contains("order"), "{e}");
+        let e = DartsConfig::from_json(&json!({"candidates": ["none"]})).unwrap_err().to_string();
+        assert!(e.contains("other than `none`"), "{e}");
+        let e = DartsConfig::from_json(&json!({"candidates": ["skip_connect", "skip_connect"]})).unwrap_err().to_string();
+        assert!(e.contains("twice"), "{e}");
+        let e = DartsConfig::from_json(&json!({"arch_betas": [0.5, 1.0]})).unwrap_err().to_string();
+        assert!(e.contains("arch_betas[1]"), "{e}");
+        let e = TopkConfig::from_json(&json!({"k": 2, "kk": 1})).unwrap_err().to_string();
+        assert!(e.contains("kk"), "{e}");
+        assert_eq!(TopkConfig::from_json(&json!({})).unwrap(), TopkConfig { k: 2, layers: None, channels: None });
+        assert!(TopkConfig::from_json(&json!({"k": 0})).is_err());
+    }
+}

@@ -1,0 +1,589 @@
+//! The bilevel architecture step of DARTS (first and second order) and the `darts` algorithm.
+use crate::adam::Adam;
+use crate::config::{DartsConfig, DatasetContext};
+use crate::topk::{entropy, group_genotype, softmax, tensor_rows};
+use archai_plugin_api::model_desc::{CellFill, InputDesc, ModelDesc};
+use archai_plugin_api::tch::{no_grad_guard, Tensor};
+use archai_plugin_api::{Algorithm, Model, StepData, WeightOptimizerInfo};
+use serde_json::{json, Map, Value};
+
+/// Adam's epsilon for the architecture parameters (as in DARTS and `torch.optim.Adam`).
+pub const ARCH_ADAM_EPS: f64 = 1e-8;
+
+/// What the architecture step needs from the model. The host's [`Model`] implements it; tests
+/// implement it for small hand-written networks.
+pub trait SearchModel {
+    /// Trainable weights (the host's autograd leaves), sorted by name.
+    fn weights(&self) -> Vec<(String, Tensor)>;
+    /// Architecture parameters, sorted by name.
+    fn arch_params(&self) -> Vec<(String, Tensor)>;
+    /// Train-mode loss on `(x, y)` with its graph.
+    fn loss(&mut self, x: &Tensor, y: &Tensor) -> anyhow::Result<Tensor>;
+    /// The weight optimizer's hyper-parameters (its `lr` is superseded by the step's `lr`).
+    fn weight_optimizer(&self) -> anyhow::Result<WeightOptimizerInfo>;
+    /// Momentum buffers, same names and order as `weights()`; undefined tensors where none exists.
+    fn momentum_buffers(&self) -> Vec<(String, Tensor)>;
+}
+
+impl SearchModel for Model<'_, '_> {
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        Model::weights(self)
+    }
+    fn arch_params(&self) -> Vec<(String, Tensor)> {
+        Model::arch_params(self)
+    }
+    fn loss(&mut self, x: &Tensor, y: &Tensor) -> anyhow::Result<Tensor> {
+        Model::loss(self, x, y)
+    }
+    fn weight_optimizer(&self) -> anyhow::Result<WeightOptimizerInfo> {
+        Model::weight_optimizer(self)
+    }
+    fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
+        Model::momentum_buffers(self)
+    }
+}
+
+/// A 0-dim coefficient for in-place `addcmul_`, converted to each target's dtype and device.
+struct Coef(Tensor);
+
+impl Coef {
+    fn from_f64(value: f64, like: &Tensor) -> anyhow::Result<Self> {
+        Ok(Self(Tensor::f_scalar_tensor(value, (like.kind(), like.device()))?))
+    }
+    fn for_tensor(&self, target: &Tensor) -> anyhow::Result<Tensor> {
+        if self.0.kind() == target.kind() && self.0.device() == target.device() {
+            Ok(self.0.shallow_clone())
+        } else {
+            Ok(self.0.f_to_device(target.device())?.f_to_kind(target.kind())?)
+        }
+    }
+}
+
+/// Undefined gradients (inputs that did not reach the loss) become zeros.
+fn defined_or_zeros(grads: Vec<Tensor>, like: &[Tensor]) -> anyhow::Result<Vec<Tensor>> {
+    grads.into_iter().zip(like).map(|(g, p)| if g.defined() { Ok(g) } else { Ok(p.f_zeros_like()?) }).collect()
+}
+
+/// Gradients of a scalar `loss` with respect to `inputs` (like `torch.autograd.grad`: nothing
+/// is accumulated into any `.grad`); the graph is freed.
+fn grad_of(loss: &Tensor, inputs: &[Tensor]) -> anyhow::Result<Vec<Tensor>> {
+    Ok(Tensor::f_run_backward(&[loss], inputs, false, false)?)
+}
+
+/// The result of one hypergradient computation.
+pub struct Hypergradient {
+    /// d L_val / d alpha (order 1) or the unrolled approximation (order 2), one per alpha.
+    pub grads: Vec<Tensor>,
+    /// The validation loss the gradient was taken of (at w for order 1, at w' for order 2).
+    pub val_loss: f64,
+}
+
+/// The architecture trainer: hypergradient (order 1 or 2) and Adam on the alphas.
+///
+/// Order 2 keeps one persistent shadow copy of the weights (allocated on the first step,
+/// refreshed in place with `copy_` on every step) and moves the weights themselves in place to
+/// w', w + eps*dw' and w - eps*dw', restoring them from the shadow before returning (also when
+/// an error interrupts the step). No model copy, no flattened parameter vector.
+pub struct ArchStep {
+    pub order: u8,
+    pub unrolled_eps: f64,
+    pub adam: Adam,
+    shadow: Vec<Tensor>,
+}
+
+impl ArchStep {
+    pub fn new(config: &DartsConfig) -> Self {
+        Self {
+            order: config.order,
+            unrolled_eps: config.unrolled_eps,
+            adam: Adam::new(config.arch_lr, config.arch_betas, ARCH_ADAM_EPS, config.arch_weight_decay),
+            shadow: Vec::new(),
+        }
+    }
+
+    /// One architecture step on `batch.val_x, batch.val_y` (order 2 also uses `batch.x, batch.y`
+    /// and `batch.lr`); returns the validation loss.
+    pub fn step(&mut self, model: &mut dyn SearchModel, batch: &StepData) -> anyhow::Result<f64> {
+        let alphas = model.arch_params();
+        anyhow::ensure!(
+            !alphas.is_empty(),
+            "darts: the model has no architecture parameters (was the search description compiled with mixed edges?)"
+        );
+        for (_, a) in &alphas {
+            // As DARTS' `arch_optimizer.zero_grad()`; the hypergradient goes to Adam directly.
+            a.shallow_clone().zero_grad();
+        }
+        let h = self.hypergradient(model, &alphas, batch)?;
+        self.adam.step(&alphas, &h.grads)?;
+        Ok(h.val_loss)
+    }
+
+    /// The hypergradient for `alphas` without updating them.
+    pub fn hypergradient(
+        &mut self,
+        model: &mut dyn SearchModel,
+        alphas: &[(String, Tensor)],
+        batch: &StepData,
+    ) -> anyhow::Result<Hypergradient> {
+        anyhow::ensure!(
+            batch.val_x.defined() && batch.val_y.defined(),
+            "darts: the architecture step needs a validation batch, the host passed none (does the search phase have a validation split?)"
+        );
+        let a: Vec<Tensor> = alphas.iter().map(|(_, t)| t.shallow_clone()).collect();
+        match self.order {
+            1 => {
+                let loss = model.loss(&batch.val_x, &batch.val_y)?;
+                let grads = defined_or_zeros(grad_of(&loss, &a)?, &a)?;
+                Ok(Hypergradient { grads, val_loss: loss.f_double_value(&[])? })
+            }
+            2 => self.second_order(model, &a, batch),
+            o => anyhow::bail!("darts: order must be 1 or 2, got {o}"),
+        }
+    }
+
+    fn second_order(&mut self, model: &mut dyn SearchModel, alphas: &[Tensor], b: &StepData) -> anyhow::Result<Hypergradient> {
+        let all = model.weights();
+        let bufs = model.momentum_buffers();
+        anyhow::ensure!(
+            bufs.is_empty() || bufs.len() == all.len(),
+            "darts: the host returned {} momentum buffers for {} weights",
+            bufs.len(),
+            all.len()
+        );
+        let mut weights = Vec::new();
+        let mut momentum = Vec::new();
+        for (i, (name, w)) in all.iter().enumerate() {
+            if !w.requires_grad() {
+                continue;
+            }
+            let buf = match bufs.get(i) {
+                Some((bname, buf)) => {
+                    anyhow::ensure!(bname == name, "darts: momentum buffer {i} is `{bname}` but weight {i} is `{name}`");
+                    buf.defined().then(|| buf.shallow_clone())
+                }
+                None => None,
+            };
+            weights.push(w.shallow_clone());
+            momentum.push(buf);
+        }
+        anyhow::ensure!(!weights.is_empty(), "darts: the model has no trainable weights");
+        let opt = model.weight_optimizer()?;
+        self.save_shadow(&weights)?;
+        let result = self.unrolled(model, alphas, &weights, &momentum, b.lr, opt, b);
+        let restored = self.restore(&weights);
+        let h = result?;
+        restored?;
+        Ok(h)
+    }
+
+    fn save_shadow(&mut self, weights: &[Tensor]) -> anyhow::Result<()> {
+        let _guard = no_grad_guard();
+        let same = self.shadow.len() == weights.len()
+            && self
+                .shadow
+                .iter()
+                .zip(weights)
+                .all(|(s, w)| s.size() == w.size() && s.kind() == w.kind() && s.device() == w.device());
+        if !same {
+            self.shadow = weights.iter().map(|w| w.f_empty_like()).collect::<Result<_, _>>()?;
+        }
+        for (s, w) in self.shadow.iter_mut().zip(weights) {
+            s.f_copy_(w)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&self, weights: &[Tensor]) -> anyhow::Result<()> {
+        let _guard = no_grad_guard();
+        for (w, s) in weights.iter().zip(&self.shadow) {
+            w.shallow_clone().f_copy_(s)?;
+        }
+        Ok(())
+    }
+
+    /// Sets each weight to `shadow + coef * direction` in place.
+    fn move_weights(&self, weights: &[Tensor], direction: &[Tensor], coef: &Coef) -> anyhow::Result<()> {
+        let _guard = no_grad_guard();
+        for ((w, s), d) in weights.iter().zip(&self.shadow).zip(direction) {
+            let mut w = w.shallow_clone();
+            w.f_copy_(s)?;
+            if d.defined() {
+                let _ = w.f_addcmul_(d, &coef.for_tensor(&w)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unrolled(
+        &self,
+        model: &mut dyn SearchModel,
+        alphas: &[Tensor],
+        weights: &[Tensor],
+        momentum: &[Option<Tensor>],
+        lr: f64,
+        opt: WeightOptimizerInfo,
+        b: &StepData,
+    ) -> anyhow::Result<Hypergradient> {
+        // 1) dw = dL_train(w, a)/dw.
+        let loss = model.loss(&b.x, &b.y)?;
+        let dw = grad_of(&loss, weights)?;
+        drop(loss);
+
+        // 2) w' = w - lr * (momentum * buf + dw + wd * w), in place.
+        {
+            let _guard = no_grad_guard();
+            let neg_lr = Coef::from_f64(-lr, &weights[0])?;
+            let neg_lr_mom = Coef::from_f64(-lr * opt.momentum, &weights[0])?;
+            for ((w, g), buf) in weights.iter().zip(&dw).zip(momentum) {
+                let mut w = w.shallow_clone();
+                if opt.weight_decay != 0.0 {
+                    let _ = w.f_mul_scalar_(1.0 - lr * opt.weight_decay)?;
+                }
+                if g.defined() {
+                    let _ = w.f_addcmul_(g, &neg_lr.for_tensor(&w)?)?;
+                }
+                if let (Some(buf), true) = (buf, opt.momentum != 0.0) {
+                    let _ = w.f_addcmul_(buf, &neg_lr_mom.for_tensor(&w)?)?;
+                }
+            }
+        }
+        drop(dw);
+
+        // 3) dalpha and dw' of L_val(w', a).
+        let loss = model.loss(&b.val_x, &b.val_y)?;
+        let val_loss = loss.f_double_value(&[])?;
+        let inputs: Vec<Tensor> = alphas.iter().chain(weights).map(|t| t.shallow_clone()).collect();
+        let mut grads = grad_of(&loss, &inputs)?;
+        drop(loss);
+        let dw_val = grads.split_off(alphas.len());
+        let dalpha = defined_or_zeros(grads, alphas)?;
+
+        // 4) eps = unrolled_eps / ||dw'|| (global norm over all weights), kept on the device.
+        let norms: Vec<Tensor> = dw_val.iter().filter(|g| g.defined()).map(|g| g.f_norm()).collect::<Result<_, _>>()?;
+        if norms.is_empty() {
+            // The validation loss does not depend on the weights: no second-order term.
+            return Ok(Hypergradient { grads: dalpha, val_loss });
+        }
+        let norm = Tensor::f_stack(&norms, 0)?.f_norm()?;
+        let eps = norm.f_clamp_min(1e-12)?.f_reciprocal()?.f_mul_scalar(self.unrolled_eps)?;
+
+        // 5) Central finite differences of dL_train/dalpha along dw'.
+        self.move_weights(weights, &dw_val, &Coef(eps.shallow_clone()))?;
+        let loss = model.loss(&b.x, &b.y)?;
+        let g_plus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
+        drop(loss);
+        self.move_weights(weights, &dw_val, &Coef(eps.f_neg()?))?;
+        let loss = model.loss(&b.x, &b.y)?;
+        let g_minus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
+        drop(loss);
+
+        // 6) dalpha - lr * (g+ - g-) / (2 eps).
+        let two_eps = Coef(eps.f_mul_scalar(2.0)?);
+        let grads = dalpha
+            .iter()
+            .zip(g_plus.iter().zip(&g_minus))
+            .map(|(da, (gp, gm))| {
+                let hvp = gp.f_sub(gm)?.f_div(&two_eps.for_tensor(da)?)?;
+                Ok(da.f_sub(&hvp.f_mul_scalar(lr)?)?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Hypergradient { grads, val_loss })
+    }
+}
+
+/// The `darts` algorithm component.
+pub struct Darts {
+    pub config: DartsConfig,
+    pub arch: ArchStep,
+    /// The supernet's cell structure (for the per-epoch genotype in the log).
+    layout: ModelDesc,
+}
+
+impl Darts {
+    pub fn new(config: DartsConfig) -> anyhow::Result<Self> {
+        // Building once here checks the macro values when the algorithm is created.
+        let layout = Self::build(&config, InputDesc { channels: 3, size: 32 }, 10)?;
+        Ok(Self { arch: ArchStep::new(&config), config, layout })
+    }
+
+    fn build(config: &DartsConfig, input: InputDesc, num_classes: i64) -> anyhow::Result<ModelDesc> {
+        let m = config.macro_.to_macro();
+        m.build("darts_search", input, num_classes, &CellFill::Search { candidates: &config.candidates })
+            .map_err(|e| anyhow::anyhow!("darts config `macro`: {e}"))
+    }
+}
+
+/// Softmax of each alpha group, mean row entropy and the current top-2 genotype, as logged after
+/// each epoch. Group names drop the `alphas.` prefix.
+pub fn alpha_report(arch: &[(String, Tensor)], layout: Option<&ModelDesc>) -> anyhow::Result<Value> {
+    let mut probs = Map::new();
+    let mut entropies = Map::new();
+    let mut genotypes = Map::new();
+    for (name, t) in arch {
+        let group = name.strip_prefix("alphas.").unwrap_or(name);
+        let rows = tensor_rows(t).map_err(|e| anyhow::anyhow!("`{name}`: {e}"))?;
+        let p: Vec<Vec<f64>> = rows.iter().map(|r| softmax(r)).collect();
+        let h = if p.is_empty() { 0.0 } else { p.iter().map(|r| entropy(r)).sum::<f64>() / p.len() as f64 };
+        entropies.insert(group.into(), json!(h));
+        if let Some(layout) = layout {
+            let g = match group_genotype(layout, group, &rows, 2) {
+                Ok(g) => json!(g.iter().map(|node| node.iter().map(|(op, i)| json!([op, i])).collect::<Vec<_>>()).collect::<Vec<_>>()),
+                Err(e) => json!(format!("unavailable: {e}")),
+            };
+            genotypes.insert(group.into(), g);
+        }
+        probs.insert(group.into(), json!(p));
+    }
+    let mut out = Map::new();
+    out.insert("alphas".into(), Value::Object(probs));
+    out.insert("alpha_entropy".into(), Value::Object(entropies));
+    if layout.is_some() {
+        out.insert("genotype".into(), Value::Object(genotypes));
+    }
+    Ok(Value::Object(out))
+}
+
+impl Algorithm for Darts {
+    fn model_desc(&mut self, context: &Value) -> anyhow::Result<String> {
+        let ctx = DatasetContext::from_json(context)?;
+        let desc = Self::build(&self.config, ctx.input(), ctx.num_classes)?;
+        self.layout = desc.clone();
+        Ok(desc.to_yaml())
+    }
+
+    fn before_step(&mut self, model: &mut Model<'_, '_>, batch: &StepData) -> anyhow::Result<Value> {
+        let arch_loss = self.arch.step(model, batch)?;
+        Ok(json!({ "arch_loss": arch_loss }))
+    }
+
+    fn after_epoch(&mut self, model: &mut Model<'_, '_>, _epoch: u32) -> anyhow::Result<Value> {
+        alpha_report(&model.arch_params(), Some(&self.layout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archai_plugin_api::tch::{Device, Kind};
+
+    const OPTS: (Kind, Device) = (Kind::Double, Device::Cpu);
+
+    /// A tiny "supernet": h = x W1; out = softmax(a)_0 * tanh(h) W2 + softmax(a)_1 * h W3 +
+    /// softmax(a)_2 * 0; cross-entropy. Two alpha rows so the test covers several parameters.
+    struct Tiny {
+        w: Vec<(String, Tensor)>,
+        a: Vec<(String, Tensor)>,
+        bufs: Vec<(String, Tensor)>,
+        opt: WeightOptimizerInfo,
+        calls: usize,
+    }
+
+    fn tiny_loss(w: &[Tensor], a: &[Tensor], x: &Tensor, y: &Tensor) -> Tensor {
+        let p = a[0].softmax(-1, Kind::Double);
+        let q = a[1].softmax(-1, Kind::Double);
+        let h = x.matmul(&w[0]);
+        let mixed1 = h.tanh() * p.get(0).get(0) + h.sin() * p.get(0).get(1);
+        let out = mixed1.matmul(&w[1]).tanh() * q.get(0).get(0) + mixed1.matmul(&w[2]) * q.get(0).get(1);
+        out.cross_entropy_for_logits(y)
+    }
+
+    impl Tiny {
+        fn new(seed: i64, momentum: f64) -> Self {
+            archai_plugin_api::tch::manual_seed(seed);
+            let w: Vec<(String, Tensor)> = [("l1", [4, 5]), ("l2", [5, 3]), ("l3", [5, 3])]
+                .iter()
+                .map(|(n, s)| (n.to_string(), (Tensor::randn(*s, OPTS) * 0.7).set_requires_grad(true)))
+                .collect();
+            let a = vec![
+                ("alphas.a".to_string(), (Tensor::randn([1, 3], OPTS) * 0.3).set_requires_grad(true)),
+                ("alphas.b".to_string(), (Tensor::randn([1, 2], OPTS) * 0.3).set_requires_grad(true)),
+            ];
+            let bufs = w
+                .iter()
+                .enumerate()
+                .map(|(i, (n, t))| (n.clone(), if i == 1 { Tensor::new() } else { t.randn_like() * 0.1 }))
+                .collect();
+            Self { w, a, bufs, opt: WeightOptimizerInfo { lr: 99.0, momentum, weight_decay: 3e-3 }, calls: 0 }
+        }
+        fn wt(&self) -> Vec<Tensor> {
+            self.w.iter().map(|(_, t)| t.shallow_clone()).collect()
+        }
+        fn at(&self) -> Vec<Tensor> {
+            self.a.iter().map(|(_, t)| t.shallow_clone()).collect()
+        }
+    }
+
+    impl SearchModel for Tiny {
+        fn weights(&self) -> Vec<(String, Tensor)> {
+            self.w.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+        }
+        fn arch_params(&self) -> Vec<(String, Tensor)> {
+            self.a.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+        }
+        fn loss(&mut self, x: &Tensor, y: &Tensor) -> anyhow::Result<Tensor> {
+            self.calls += 1;
+            Ok(tiny_loss(&self.wt(), &self.at(), x, y))
+        }
+        fn weight_optimizer(&self) -> anyhow::Result<WeightOptimizerInfo> {
+            Ok(self.opt)
+        }
+        fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
+            self.bufs.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+        }
+    }
+
+    fn batch(lr: f64) -> StepData {
+        archai_plugin_api::tch::manual_seed(7);
+        StepData {
+            x: Tensor::randn([6, 4], OPTS),
+            y: Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2]),
+            val_x: Tensor::randn([6, 4], OPTS),
+            val_y: Tensor::from_slice(&[2i64, 2, 1, 0, 0, 1]),
+            epoch: 0,
+            step: 0,
+            lr,
+        }
+    }
+
+    /// The exact gradient of L_val(w'(a), a) with w'(a) = w - lr (mom buf + dL_train/dw + wd w),
+    /// by double backward.
+    fn exact_unrolled(m: &Tiny, b: &StepData) -> Vec<Tensor> {
+        let (w, a) = (m.wt(), m.at());
+        let lt = tiny_loss(&w, &a, &b.x, &b.y);
+        let gw = Tensor::run_backward(&[&lt], &w, true, true);
+        let wp: Vec<Tensor> = w
+            .iter()
+            .zip(&gw)
+            .zip(&m.bufs)
+            .map(|((w, g), (_, buf))| {
+                let mut step = g + w * m.opt.weight_decay;
+                if buf.defined() {
+                    step = step + buf * m.opt.momentum;
+                }
+                w - step * b.lr
+            })
+            .collect();
+        let lv = tiny_loss(&wp, &a, &b.val_x, &b.val_y);
+        Tensor::run_backward(&[&lv], &a, false, false)
+    }
+
+    fn max_rel_err(got: &[Tensor], want: &[Tensor]) -> f64 {
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]).max(1e-12))
+            .fold(0.0, f64::max)
+    }
+
+    fn snapshot(ts: &[Tensor]) -> Vec<Tensor> {
+        ts.iter().map(|t| t.detach().copy()).collect()
+    }
+
+    #[test]
+    fn second_order_hypergradient_matches_double_backward() {
+        let mut m = Tiny::new(1, 0.9);
+        let b = batch(0.4);
+        let before = snapshot(&m.wt());
+        let exact = exact_unrolled(&m, &b);
+
+        let cfg = DartsConfig { order: 2, ..DartsConfig::default() };
+        let mut step = ArchStep::new(&cfg);
+        let alphas = m.arch_params();
+        let h = step.hypergradient(&mut m, &alphas, &b).unwrap();
+        let err = max_rel_err(&h.grads, &exact);
+        assert!(err < 1e-5, "order-2 hypergradient off by {err}");
+        assert_eq!(m.calls, 4, "train, val at w', train at w+, train at w-");
+
+        // The weights are restored bit for bit and no gradient leaked into them or the alphas.
+        for (w, w0) in m.wt().iter().zip(&before) {
+            assert!(w.equal(w0));
+            assert!(!w.grad().defined());
+        }
+        assert!(m.at().iter().all(|a| !a.grad().defined()));
+
+        // Negative controls: the first-order gradient, and the unrolled step without the momentum
+        // term, are clearly different, so the check above can fail.
+        let first = ArchStep::new(&DartsConfig::default()).hypergradient(&mut m, &alphas, &b).unwrap();
+        assert!(max_rel_err(&first.grads, &exact) > 1e-2);
+        let mut no_mom = Tiny::new(1, 0.0);
+        no_mom.opt.momentum = 0.0;
+        let h0 = step.hypergradient(&mut no_mom, &alphas_of(&no_mom), &b).unwrap();
+        assert!(max_rel_err(&h0.grads, &exact) > 1e-4);
+        assert!(max_rel_err(&h0.grads, &exact_unrolled(&no_mom, &b)) < 1e-5);
+    }
+
+    fn alphas_of(m: &Tiny) -> Vec<(String, Tensor)> {
+        m.arch_params()
+    }
+
+    #[test]
+    fn shadow_is_allocated_once() {
+        let mut m = Tiny::new(2, 0.9);
+        let b = batch(0.1);
+        let cfg = DartsConfig { order: 2, ..DartsConfig::default() };
+        let mut step = ArchStep::new(&cfg);
+        step.step(&mut m, &b).unwrap();
+        let ptrs: Vec<_> = step.shadow.iter().map(|s| s.data_ptr()).collect();
+        step.step(&mut m, &b).unwrap();
+        assert_eq!(ptrs, step.shadow.iter().map(|s| s.data_ptr()).collect::<Vec<_>>());
+        assert_eq!(step.adam.steps(), 2);
+    }
+
+    #[test]
+    fn first_order_step_is_adam_on_the_validation_gradient() {
+        let mut m = Tiny::new(3, 0.9);
+        let b = batch(0.1);
+        let a0 = snapshot(&m.at());
+        let w0 = snapshot(&m.wt());
+        let lv = tiny_loss(&m.wt(), &m.at(), &b.val_x, &b.val_y);
+        let g = Tensor::run_backward(&[&lv], &m.at(), false, false);
+
+        let cfg = DartsConfig { arch_lr: 0.01, ..DartsConfig::default() };
+        let mut step = ArchStep::new(&cfg);
+        let loss = step.step(&mut m, &b).unwrap();
+        assert!((loss - lv.double_value(&[])).abs() < 1e-12);
+        // First Adam step: a -= lr * g' / (|g'| + eps), g' = g + wd a.
+        for ((a, a0), g) in m.at().iter().zip(&a0).zip(&g) {
+            let gp = g + a0 * cfg.arch_weight_decay;
+            let want = a0 - (&gp / (gp.abs() + ARCH_ADAM_EPS)) * cfg.arch_lr;
+            assert!((a - want).abs().max().double_value(&[]) < 1e-12);
+        }
+        // Weights untouched, no weight gradient written.
+        for (w, w0) in m.wt().iter().zip(&w0) {
+            assert!(w.equal(w0) && !w.grad().defined());
+        }
+        // A missing validation batch is a clear error.
+        let mut nb = batch(0.1);
+        nb.val_x = Tensor::new();
+        let e = step.step(&mut m, &nb).unwrap_err().to_string();
+        assert!(e.contains("validation batch"), "{e}");
+    }
+
+    #[test]
+    fn model_desc_and_alpha_report() {
+        let cfg = DartsConfig::from_json(&json!({"macro": {"layers": 3, "nodes": 2, "channels": 4}})).unwrap();
+        let mut d = Darts::new(cfg).unwrap();
+        let yaml = d.model_desc(&json!({"channels": 1, "image_size": 28, "num_classes": 10, "seed": 3})).unwrap();
+        let desc = ModelDesc::from_yaml(&yaml, "t").unwrap();
+        assert_eq!(desc.alpha_shapes(), vec![("normal".into(), 5, 8), ("reduce".into(), 5, 8)]);
+        assert_eq!(desc.input, InputDesc { channels: 1, size: 28 });
+        assert_eq!(desc.cells[0].c_prev_prev, 12);
+
+        let normal = Tensor::zeros([5, 8], (Kind::Float, Device::Cpu));
+        let _ = normal.narrow(1, 4, 1).fill_(3.0);
+        let reduce = Tensor::zeros([5, 8], (Kind::Float, Device::Cpu));
+        let r = alpha_report(&[("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)], Some(&d.layout)).unwrap();
+        let p = r["alphas"]["normal"].as_array().unwrap();
+        assert_eq!(p.len(), 5);
+        assert_eq!(p[0].as_array().unwrap().len(), 8);
+        let row: f64 = p[0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+        assert!((row - 1.0).abs() < 1e-9);
+        assert!((r["alpha_entropy"]["reduce"].as_f64().unwrap() - 8f64.ln()).abs() < 1e-9);
+        assert!(r["alpha_entropy"]["normal"].as_f64().unwrap() < 8f64.ln());
+        assert_eq!(r["genotype"]["normal"][1], json!([["sep_conv_3x3", 0], ["sep_conv_3x3", 1]]));
+
+        let e = d.model_desc(&json!({"channels": 1})).unwrap_err().to_string();
+        assert!(e.contains("image_size"), "{e}");
+        assert!(Darts::new(DartsConfig::from_json(&json!({"macro": {"layers": 2}})).unwrap()).is_err());
+    }
+}
