@@ -27,7 +27,12 @@ impl Default for MacroConfig {
 impl MacroConfig {
     /// The model-description builder for these values.
     pub fn to_macro(&self) -> DartsMacro {
-        DartsMacro { layers: self.layers, nodes: self.nodes, channels: self.channels, stem_multiplier: self.stem_multiplier }
+        DartsMacro {
+            layers: self.layers,
+            nodes: self.nodes,
+            channels: self.channels,
+            stem_multiplier: self.stem_multiplier,
+        }
     }
 }
 
@@ -165,8 +170,9 @@ pub struct DatasetContext {
 
 impl DatasetContext {
     pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
-        serde_json::from_value(value.clone())
-            .map_err(|e| anyhow::anyhow!("model_desc context {value}: {e} (expected channels, image_size, num_classes, seed)"))
+        serde_json::from_value(value.clone()).map_err(|e| {
+            anyhow::anyhow!("model_desc context {value}: {e} (expected channels, image_size, num_classes, seed)")
+        })
     }
 
     pub fn input(&self) -> InputDesc {
@@ -186,7 +192,10 @@ mod tests {
         assert_eq!(c.macro_, MacroConfig { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 });
         assert_eq!(c.candidates.len(), 8);
         assert_eq!(c.candidates[0], "none");
-        assert_eq!((c.order, c.arch_lr, c.arch_betas, c.arch_weight_decay, c.unrolled_eps), (1, 3e-4, [0.5, 0.999], 1e-3, 0.01));
+        assert_eq!(
+            (c.order, c.arch_lr, c.arch_betas, c.arch_weight_decay, c.unrolled_eps),
+            (1, 3e-4, [0.5, 0.999], 1e-3, 0.01)
+        );
         assert_eq!(DartsConfig::from_json(&serde_json::Value::Null).unwrap(), c);
     }
 
@@ -209,7 +218,8 @@ mod tests {
         assert!(e.contains("order"), "{e}");
         let e = DartsConfig::from_json(&json!({"candidates": ["none"]})).unwrap_err().to_string();
         assert!(e.contains("other than `none`"), "{e}");
-        let e = DartsConfig::from_json(&json!({"candidates": ["skip_connect", "skip_connect"]})).unwrap_err().to_string();
+        let e =
+            DartsConfig::from_json(&json!({"candidates": ["skip_connect", "skip_connect"]})).unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
         let e = DartsConfig::from_json(&json!({"arch_betas": [0.5, 1.0]})).unwrap_err().to_string();
         assert!(e.contains("arch_betas[1]"), "{e}");

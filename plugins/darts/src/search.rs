@@ -141,7 +141,12 @@ impl ArchStep {
         }
     }
 
-    fn second_order(&mut self, model: &mut dyn SearchModel, alphas: &[Tensor], b: &StepData) -> anyhow::Result<Hypergradient> {
+    fn second_order(
+        &mut self,
+        model: &mut dyn SearchModel,
+        alphas: &[Tensor],
+        b: &StepData,
+    ) -> anyhow::Result<Hypergradient> {
         let all = model.weights();
         let bufs = model.momentum_buffers();
         anyhow::ensure!(
@@ -158,7 +163,10 @@ impl ArchStep {
             }
             let buf = match bufs.get(i) {
                 Some((bname, buf)) => {
-                    anyhow::ensure!(bname == name, "darts: momentum buffer {i} is `{bname}` but weight {i} is `{name}`");
+                    anyhow::ensure!(
+                        bname == name,
+                        "darts: momentum buffer {i} is `{bname}` but weight {i} is `{name}`"
+                    );
                     buf.defined().then(|| buf.shallow_clone())
                 }
                 None => None,
@@ -328,7 +336,10 @@ pub fn alpha_report(arch: &[(String, Tensor)], layout: Option<&ModelDesc>) -> an
         entropies.insert(group.into(), json!(h));
         if let Some(layout) = layout {
             let g = match group_genotype(layout, group, &rows, 2) {
-                Ok(g) => json!(g.iter().map(|node| node.iter().map(|(op, i)| json!([op, i])).collect::<Vec<_>>()).collect::<Vec<_>>()),
+                Ok(g) => json!(g
+                    .iter()
+                    .map(|node| node.iter().map(|(op, i)| json!([op, i])).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()),
                 Err(e) => json!(format!("unavailable: {e}")),
             };
             genotypes.insert(group.into(), g);
@@ -457,10 +468,8 @@ mod tests {
             .zip(&gw)
             .zip(&m.bufs)
             .map(|((w, g), (_, buf))| {
-                let mut step = g + w * m.opt.weight_decay;
-                if buf.defined() {
-                    step = step + buf * m.opt.momentum;
-                }
+                let step = g + w * m.opt.weight_decay;
+                let step = if buf.defined() { step + buf * m.opt.momentum } else { step };
                 w - step * b.lr
             })
             .collect();
@@ -506,14 +515,10 @@ mod tests {
         let first = ArchStep::new(&DartsConfig::default()).hypergradient(&mut m, &alphas, &b).unwrap();
         assert!(max_rel_err(&first.grads, &exact) > 1e-2);
         let mut no_mom = Tiny::new(1, 0.0);
-        no_mom.opt.momentum = 0.0;
-        let h0 = step.hypergradient(&mut no_mom, &alphas_of(&no_mom), &b).unwrap();
-        assert!(max_rel_err(&h0.grads, &exact) > 1e-4);
+        let alphas0 = no_mom.arch_params();
+        let h0 = step.hypergradient(&mut no_mom, &alphas0, &b).unwrap();
+        assert!(max_rel_err(&h0.grads, &exact) > 1e-2);
         assert!(max_rel_err(&h0.grads, &exact_unrolled(&no_mom, &b)) < 1e-5);
-    }
-
-    fn alphas_of(m: &Tiny) -> Vec<(String, Tensor)> {
-        m.arch_params()
     }
 
     #[test]
@@ -572,7 +577,8 @@ mod tests {
         let normal = Tensor::zeros([5, 8], (Kind::Float, Device::Cpu));
         let _ = normal.narrow(1, 4, 1).fill_(3.0);
         let reduce = Tensor::zeros([5, 8], (Kind::Float, Device::Cpu));
-        let r = alpha_report(&[("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)], Some(&d.layout)).unwrap();
+        let r = alpha_report(&[("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)], Some(&d.layout))
+            .unwrap();
         let p = r["alphas"]["normal"].as_array().unwrap();
         assert_eq!(p.len(), 5);
         assert_eq!(p[0].as_array().unwrap().len(), 8);

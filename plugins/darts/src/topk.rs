@@ -120,7 +120,11 @@ fn final_name(search: &str) -> String {
 
 /// Applies the top-k rule to a search description and its alphas (`alphas.normal`,
 /// `alphas.reduce`) and rebuilds the network with `config`'s macro overrides.
-pub fn finalize(config: &TopkConfig, search_desc_yaml: &str, arch: &[(String, Vec<Vec<f64>>)]) -> anyhow::Result<ModelDesc> {
+pub fn finalize(
+    config: &TopkConfig,
+    search_desc_yaml: &str,
+    arch: &[(String, Vec<Vec<f64>>)],
+) -> anyhow::Result<ModelDesc> {
     let search = ModelDesc::from_yaml(search_desc_yaml, "(search description given to darts-topk)")?;
     let alphas = |group: &str| -> anyhow::Result<&Vec<Vec<f64>>> {
         let name = format!("alphas.{group}");
@@ -131,7 +135,10 @@ pub fn finalize(config: &TopkConfig, search_desc_yaml: &str, arch: &[(String, Ve
     };
     for cell in &search.cells {
         if let Some(g) = &cell.alpha_group {
-            anyhow::ensure!(g == "normal" || g == "reduce", "darts-topk knows alpha groups `normal` and `reduce`, found `{g}`");
+            anyhow::ensure!(
+                g == "normal" || g == "reduce",
+                "darts-topk knows alpha groups `normal` and `reduce`, found `{g}`"
+            );
         }
     }
     let normal = group_genotype(&search, "normal", alphas("normal")?, config.k)?;
@@ -175,8 +182,13 @@ mod tests {
 
     fn search_desc(layers: usize, nodes: usize) -> ModelDesc {
         let m = DartsMacro { layers, nodes, channels: 8, stem_multiplier: 3 };
-        m.build("darts_search", InputDesc { channels: 1, size: 28 }, 10, &CellFill::Search { candidates: &darts_primitives() })
-            .unwrap()
+        m.build(
+            "darts_search",
+            InputDesc { channels: 1, size: 28 },
+            10,
+            &CellFill::Search { candidates: &darts_primitives() },
+        )
+        .unwrap()
     }
 
     fn row(best: usize, w: f64) -> Vec<f64> {
@@ -283,11 +295,20 @@ mod tests {
         assert_eq!(big.cells.len(), 8);
         assert_eq!(big.cells[0].c, 12);
         assert_eq!(big.stem[0].params["c_out"], 36);
-        assert_eq!(big.cells[0].nodes, d.cells[0].nodes.iter().map(|n| {
-            let mut n = n.clone();
-            for e in &mut n.edges { e.params["c_in"] = 12.into(); }
-            n
-        }).collect::<Vec<_>>());
+        assert_eq!(
+            big.cells[0].nodes,
+            d.cells[0]
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut n = n.clone();
+                    for e in &mut n.edges {
+                        e.params["c_in"] = 12.into();
+                    }
+                    n
+                })
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -299,14 +320,22 @@ mod tests {
             .to_string();
         assert!(e.contains("alphas.reduce") && e.contains("missing"), "{e}");
         let bad = vec![vec![0.0; 8]; 4];
-        let e = finalize(&TopkConfig::default(), &search.to_yaml(), &[("alphas.normal".into(), bad), ("alphas.reduce".into(), ok.clone())])
-            .unwrap_err()
-            .to_string();
+        let e = finalize(
+            &TopkConfig::default(),
+            &search.to_yaml(),
+            &[("alphas.normal".into(), bad), ("alphas.reduce".into(), ok.clone())],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("alphas.normal") && e.contains("4 rows"), "{e}");
         let nan = vec![vec![f64::NAN; 8]; 5];
-        let e = finalize(&TopkConfig::default(), &search.to_yaml(), &[("alphas.normal".into(), nan), ("alphas.reduce".into(), ok)])
-            .unwrap_err()
-            .to_string();
+        let e = finalize(
+            &TopkConfig::default(),
+            &search.to_yaml(),
+            &[("alphas.normal".into(), nan), ("alphas.reduce".into(), ok)],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not finite"), "{e}");
     }
 
@@ -317,10 +346,15 @@ mod tests {
         let reduce = normal.copy();
         let _ = reduce.narrow(1, 7, 1).fill_(1.0); // dil_conv_5x5 everywhere in reduction cells
         let mut f = TopkFinalizer { config: TopkConfig::default() };
-        let yaml = f.finalize(&search.to_yaml(), vec![("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)]).unwrap();
+        let yaml = f
+            .finalize(&search.to_yaml(), vec![("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)])
+            .unwrap();
         let d = ModelDesc::from_yaml(&yaml, "t").unwrap();
         // All-equal normal alphas: first non-none candidate, lowest inputs.
-        assert_eq!(d.cells[0].nodes[1].edges.iter().map(|e| (e.op.as_str(), e.input)).collect::<Vec<_>>(), vec![("max_pool_3x3", 0), ("max_pool_3x3", 1)]);
+        assert_eq!(
+            d.cells[0].nodes[1].edges.iter().map(|e| (e.op.as_str(), e.input)).collect::<Vec<_>>(),
+            vec![("max_pool_3x3", 0), ("max_pool_3x3", 1)]
+        );
         assert!(d.cells[1].nodes.iter().flat_map(|n| &n.edges).all(|e| e.op == "dil_conv_5x5"));
     }
 }

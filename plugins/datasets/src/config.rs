@@ -138,11 +138,11 @@ impl Section {
     }
 }
 
-/// `; did you mean `x`?` when a valid key is within a small edit distance of `key`.
+/// ` (did you mean `x`?)` when a valid key is within a small edit distance of `key`.
 fn suggestion<'a>(key: &str, valid: impl Iterator<Item = &'a &'a str>) -> String {
     let best = valid.map(|v| (strsim::levenshtein(key, v), *v)).min();
     match best {
-        Some((d, v)) if d <= 2.max(key.len() / 3) && d < key.len() => format!("; did you mean `{v}`?"),
+        Some((d, v)) if d <= 2.max(key.len() / 3) && d < key.len() => format!(" (did you mean `{v}`?)"),
         _ => String::new(),
     }
 }

@@ -239,8 +239,12 @@ impl DatasetAdapter for NpyAdapter {
         let raw = npy::read(&images, &labels, self.layout).with_context(|| self.section.label.clone())?;
         let class_names = numeric_names(&self.section.common, &raw);
         let hint = match self.layout {
-            NpyLayout::Nhwc => "; 4-D images are read as (N, H, W, C) (`layout: nhwc`); set `layout: nchw` for (N, C, H, W)",
-            NpyLayout::Nchw => "; 4-D images are read as (N, C, H, W) (`layout: nchw`); set `layout: nhwc` for (N, H, W, C)",
+            NpyLayout::Nhwc => {
+                "; 4-D images are read as (N, H, W, C) (`layout: nhwc`); set `layout: nchw` for (N, C, H, W)"
+            }
+            NpyLayout::Nchw => {
+                "; 4-D images are read as (N, C, H, W) (`layout: nchw`); set `layout: nhwc` for (N, H, W, C)"
+            }
         };
         self.section.finish(Loaded {
             raw,
@@ -289,7 +293,13 @@ impl CifarAdapter {
         };
         let (default_train, default_test): (Vec<&str>, Vec<&str>) = match variant {
             CifarVariant::Cifar10 => (
-                vec!["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"],
+                vec![
+                    "data_batch_1.bin",
+                    "data_batch_2.bin",
+                    "data_batch_3.bin",
+                    "data_batch_4.bin",
+                    "data_batch_5.bin",
+                ],
                 vec!["test_batch.bin"],
             ),
             CifarVariant::Cifar100 { .. } => (vec!["train.bin"], vec!["test.bin"]),

@@ -1,0 +1,9 @@
+//! Gives this crate's unit-test binary an rpath to libtorch (the tests build tensors), as
+//! host/build.rs does for the host. The rpath also lands in the plugin library, where it is unused:
+//! the host has loaded libtorch before it opens plugins.
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    }
+}
