@@ -39,6 +39,15 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Dataset summary: samples per split and class, shape, mean/std (--bench: pipeline throughput).
+    Data {
+        conf: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Measure augmented samples/s and batches/s of the search trainer's pipeline.
+        #[arg(long)]
+        bench: bool,
+    },
     /// Benchmarks that print numbers.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -123,6 +132,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("run directory: {}", run_dir.path().display());
             archai::experiment::run(&cfg, &reg, run_dir.path(), *resume)?;
             tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
+        }
+        Command::Data { conf, overrides, bench } => {
+            let (_, cfg) = overrides.load(conf)?;
+            let reg = registry(&cli)?;
+            let data = archai::experiment::load_dataset(&reg, &cfg.dataset)?;
+            let [c, h, w] = data.train.shape();
+            println!("dataset {} (adapter {}): {c}x{h}x{w}, {} classes", cfg.dataset.name, cfg.dataset.adapter, data.class_names.len());
+            for (split, buf) in [("train", &data.train), ("test", &data.test)] {
+                let mut counts = vec![0usize; data.class_names.len().max(1)];
+                for &l in buf.labels() {
+                    if let Some(slot) = counts.get_mut(l as usize) {
+                        *slot += 1;
+                    }
+                }
+                let (mean, std) = archai_data::stats::mean_std(buf.images(), buf.len(), c, h, w);
+                println!("  {split}: {} samples, per class {:?}, mean {:.4?}, std {:.4?}", buf.len(), counts, mean, std);
+            }
+            if *bench {
+                let t = &cfg.nas.search.trainer;
+                let mut transforms = t.transforms.clone();
+                transforms.push(archai_data::Transform::Normalize { mean: cfg.dataset.mean.clone(), std: cfg.dataset.std.clone() });
+                let opts = archai_data::BatcherOptions { batch_size: t.batch_size, drop_last: false, prefetch: 4, seed: cfg.common.seed, epoch: 0 };
+                let r = archai_data::bench_throughput(&data.train, &transforms, opts, 200)?;
+                println!(
+                    "  pipeline (search trainer transforms, batch {}, {} rayon threads): {:.0} samples/s, {:.1} batches/s",
+                    t.batch_size, r.threads, r.samples_per_s, r.batches_per_s
+                );
+            }
         }
         Command::Bench(BenchCommand::Boundary { iters, repeats, threads, json }) => {
             tch::set_num_threads(*threads);

@@ -125,3 +125,14 @@ fn a_nan_loss_stops_the_run_with_a_clear_message() {
     // What finished before the failure is kept and readable.
     assert!(yaml(&run.join("log.yaml"))["dataset"]["train"].as_u64() == Some(60000));
 }
+
+#[test]
+fn data_command_summarises_fashion_mnist() {
+    assert!(fashion_mnist_present());
+    let out = archai(&["data", "confs/algos/darts.yaml"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1x28x28, 10 classes"), "{text}");
+    assert!(text.contains("train: 60000 samples, per class [6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000], mean [0.2860], std [0.3530]"), "{text}");
+    assert!(text.contains("test: 10000 samples"), "{text}");
+}
