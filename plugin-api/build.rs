@@ -16,9 +16,7 @@ fn read_version(lib_dir: &std::path::Path) -> Option<String> {
     println!("cargo:rerun-if-changed={}", header.display());
     let text = std::fs::read_to_string(header).ok()?;
     let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("#define {name} ")))
-            .map(|v| v.trim().to_string())
+        text.lines().find_map(|l| l.trim().strip_prefix(&format!("#define {name} "))).map(|v| v.trim().to_string())
     };
     Some(format!(
         "{}.{}.{}",

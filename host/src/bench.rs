@@ -59,7 +59,13 @@ pub fn boundary(registry: &PluginRegistry, iters: usize, repeats: usize) -> Resu
         });
         let direct = time_per_call(iters_here, repeats, || drop(x.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false)));
         let plugin = time_per_call(iters_here, repeats, || drop(pool.forward(&[&x], false).expect("max_pool_3x3")));
-        rows.push(BoundaryRow { op: "max_pool_3x3".into(), shape, direct_ns: direct, plugin_ns: plugin, overhead_ns: plugin - direct });
+        rows.push(BoundaryRow {
+            op: "max_pool_3x3".into(),
+            shape,
+            direct_ns: direct,
+            plugin_ns: plugin,
+            overhead_ns: plugin - direct,
+        });
     }
     Ok(rows)
 }

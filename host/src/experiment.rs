@@ -116,16 +116,18 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-fn search_phase(
-    cfg: &ExperimentConfig,
-    search: &SearchConfig,
-    reg: &PluginRegistry,
-    data: &LoadedDataset,
-    run_dir: &Path,
-    log: &mut RunLog,
+/// What both phases of one run share.
+struct RunContext<'a> {
+    cfg: &'a ExperimentConfig,
+    reg: &'a PluginRegistry,
+    data: &'a LoadedDataset,
+    run_dir: &'a Path,
     device: Device,
     resume: bool,
-) -> Result<ModelDesc> {
+}
+
+fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Result<ModelDesc> {
+    let RunContext { cfg, reg, data, run_dir, device, resume } = *ctx;
     let t0 = Instant::now();
     let mut algo = reg.create_algorithm(&search.algorithm.name, &search.algorithm.config)?;
     let context = serde_json::json!({
@@ -133,8 +135,12 @@ fn search_phase(
         "num_classes": cfg.dataset.num_classes, "seed": cfg.common.seed,
     })
     .to_string();
-    let desc_yaml =
-        plugin_result(algo.inner.model_desc(RStr::from(context.as_str())), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+    let desc_yaml = plugin_result(
+        algo.inner.model_desc(RStr::from(context.as_str())),
+        &algo.plugin,
+        ComponentKind::Algorithm,
+        &algo.name,
+    )?;
     let desc = ModelDesc::from_yaml(desc_yaml.as_str(), &format!("algorithm `{}`", algo.name))?;
     write(&run_dir.join("search/model_desc.yaml"), &desc.to_yaml())?;
     let store = ParamStore::new(device);
@@ -145,7 +151,8 @@ fn search_phase(
         store.weight_count(),
         store.arch_count()
     );
-    let (train_idx, val_idx) = archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed);
+    let (train_idx, val_idx) =
+        archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed);
     let transforms = train_transforms(&search.trainer, &cfg.dataset);
     let train = SplitData { buffer: data.train.clone(), indices: train_idx, transforms: transforms.clone() };
     let val = SplitData { buffer: data.train.clone(), indices: val_idx, transforms: vec![normalize(&cfg.dataset)] };
@@ -204,17 +211,8 @@ fn search_phase(
     Ok(final_desc)
 }
 
-fn eval_phase(
-    cfg: &ExperimentConfig,
-    trainer_cfg: &TrainerConfig,
-    desc: &ModelDesc,
-    reg: &PluginRegistry,
-    data: &LoadedDataset,
-    run_dir: &Path,
-    log: &mut RunLog,
-    device: Device,
-    resume: bool,
-) -> Result<()> {
+fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, log: &mut RunLog) -> Result<()> {
+    let RunContext { cfg, reg, data, run_dir, device, resume } = *ctx;
     let t0 = Instant::now();
     tch::manual_seed(cfg.common.seed as i64);
     let store = ParamStore::new(device);
@@ -222,7 +220,8 @@ fn eval_phase(
     let params = store.weight_count();
     tracing::info!("eval: {} with {params} weights", desc.name);
     let all: Vec<usize> = (0..data.train.len()).collect();
-    let train = SplitData { buffer: data.train.clone(), indices: all, transforms: train_transforms(trainer_cfg, &cfg.dataset) };
+    let train =
+        SplitData { buffer: data.train.clone(), indices: all, transforms: train_transforms(trainer_cfg, &cfg.dataset) };
     let test = SplitData {
         buffer: data.test.clone(),
         indices: (0..data.test.len()).collect(),
@@ -239,7 +238,13 @@ fn eval_phase(
     std::fs::create_dir_all(run_dir.join("eval"))?;
     let report = trainer.fit(&mut net, &store, &train, None, None, resume)?;
     let test_m = evaluate(&net, &test, trainer_cfg.batch_size, trainer_cfg.max_eval_batches, device)?;
-    tracing::info!("eval: test top1 {:.4} top5 {:.4} loss {:.4} ({} samples)", test_m.top1, test_m.top5, test_m.loss, test_m.samples);
+    tracing::info!(
+        "eval: test top1 {:.4} top5 {:.4} loss {:.4} ({} samples)",
+        test_m.top1,
+        test_m.top5,
+        test_m.loss,
+        test_m.samples
+    );
     log.tree.set(
         "eval/summary",
         serde_json::json!({
@@ -267,20 +272,22 @@ pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume:
         serde_json::json!({"name": cfg.dataset.name, "train": data.train.len(), "test": data.test.len(), "shape": data.train.shape(), "classes": data.class_names}),
     )?;
     log.flush()?;
+    let ctx = RunContext { cfg, reg, data: &data, run_dir, device, resume };
     let existing = run_dir.join("search/final_model_desc.yaml");
     let desc = if let Some(path) = &cfg.nas.eval.model_desc {
-        let text = std::fs::read_to_string(path).with_context(|| format!("nas.eval.model_desc: cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("nas.eval.model_desc: cannot read {}", path.display()))?;
         ModelDesc::from_yaml(&text, &path.display().to_string())?
     } else if existing.is_file() && resume {
         tracing::info!("search: reusing {}", existing.display());
         ModelDesc::from_yaml(&std::fs::read_to_string(&existing)?, &existing.display().to_string())?
     } else if cfg.nas.search.enabled {
-        search_phase(cfg, &cfg.nas.search, reg, &data, run_dir, &mut log, device, resume)?
+        search_phase(&ctx, &cfg.nas.search, &mut log)?
     } else {
         bail!("nothing to evaluate: enable nas.search or set nas.eval.model_desc (a ModelDesc file)");
     };
     if let Some(t) = &cfg.nas.eval.trainer {
-        eval_phase(cfg, t, &desc, reg, &data, run_dir, &mut log, device, resume)?;
+        eval_phase(&ctx, t, &desc, &mut log)?;
     }
     log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
     log.flush()?;

@@ -67,7 +67,10 @@ struct Overrides {
 }
 
 impl Overrides {
-    fn load(&self, conf: &std::path::Path) -> anyhow::Result<(archai::config::ResolvedConfig, archai::config::ExperimentConfig)> {
+    fn load(
+        &self,
+        conf: &std::path::Path,
+    ) -> anyhow::Result<(archai::config::ResolvedConfig, archai::config::ExperimentConfig)> {
         let mut sets = self.sets.clone();
         if let Some(seed) = self.seed {
             sets.push(format!("common.seed={seed}"));
@@ -109,7 +112,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let reg = registry(&cli)?;
             println!("{:<28} {:<16} {:<20} {:<8} DESCRIPTION", "PLUGIN", "KIND", "NAME", "VERSION");
             for (plugin, c) in reg.components() {
-                println!("{:<28} {:<16} {:<20} {:<8} {}", plugin.file_name(), c.kind.as_str(), c.name, c.version, c.description);
+                println!(
+                    "{:<28} {:<16} {:<20} {:<8} {}",
+                    plugin.file_name(),
+                    c.kind.as_str(),
+                    c.name,
+                    c.version,
+                    c.description
+                );
             }
             for (path, reason) in &reg.skipped {
                 eprintln!("skipped {}: {reason}", path.display());
@@ -122,8 +132,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { conf, overrides, out, resume } => {
             let (resolved, cfg) = overrides.load(conf)?;
             let reg = registry(&cli)?;
-            let run_dir = archai::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), *resume)?;
-            let _logging = archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
+            let run_dir = archai::runlog::RunDir::create(
+                &cfg.common.runs_dir,
+                &cfg.common.experiment_name,
+                out.clone(),
+                *resume,
+            )?;
+            let _logging =
+                archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
             let used = run_dir.join("config_used.yaml");
             if !*resume || !used.is_file() {
                 std::fs::write(&used, archai::config::to_yaml_string(&resolved.tree))
@@ -138,7 +154,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let reg = registry(&cli)?;
             let data = archai::experiment::load_dataset(&reg, &cfg.dataset)?;
             let [c, h, w] = data.train.shape();
-            println!("dataset {} (adapter {}): {c}x{h}x{w}, {} classes", cfg.dataset.name, cfg.dataset.adapter, data.class_names.len());
+            println!(
+                "dataset {} (adapter {}): {c}x{h}x{w}, {} classes",
+                cfg.dataset.name,
+                cfg.dataset.adapter,
+                data.class_names.len()
+            );
             for (split, buf) in [("train", &data.train), ("test", &data.test)] {
                 let mut counts = vec![0usize; data.class_names.len().max(1)];
                 for &l in buf.labels() {
@@ -147,13 +168,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 let (mean, std) = archai_data::stats::mean_std(buf.images(), buf.len(), c, h, w);
-                println!("  {split}: {} samples, per class {:?}, mean {:.4?}, std {:.4?}", buf.len(), counts, mean, std);
+                println!(
+                    "  {split}: {} samples, per class {:?}, mean {:.4?}, std {:.4?}",
+                    buf.len(),
+                    counts,
+                    mean,
+                    std
+                );
             }
             if *bench {
                 let t = &cfg.nas.search.trainer;
                 let mut transforms = t.transforms.clone();
-                transforms.push(archai_data::Transform::Normalize { mean: cfg.dataset.mean.clone(), std: cfg.dataset.std.clone() });
-                let opts = archai_data::BatcherOptions { batch_size: t.batch_size, drop_last: false, prefetch: 4, seed: cfg.common.seed, epoch: 0 };
+                transforms.push(archai_data::Transform::Normalize {
+                    mean: cfg.dataset.mean.clone(),
+                    std: cfg.dataset.std.clone(),
+                });
+                let opts = archai_data::BatcherOptions {
+                    batch_size: t.batch_size,
+                    drop_last: false,
+                    prefetch: 4,
+                    seed: cfg.common.seed,
+                    epoch: 0,
+                };
                 let r = archai_data::bench_throughput(&data.train, &transforms, opts, 200)?;
                 println!(
                     "  pipeline (search trainer transforms, batch {}, {} rayon threads): {:.0} samples/s, {:.1} batches/s",
@@ -172,7 +208,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{:<14} {:<16} {:>12} {:>12} {:>12}", "op", "input", "direct ns", "plugin ns", "overhead ns");
                 for r in rows {
                     let shape = r.shape.iter().map(i64::to_string).collect::<Vec<_>>().join("x");
-                    println!("{:<14} {:<16} {:>12.0} {:>12.0} {:>12.0}", r.op, shape, r.direct_ns, r.plugin_ns, r.overhead_ns);
+                    println!(
+                        "{:<14} {:<16} {:>12.0} {:>12.0} {:>12.0}",
+                        r.op, shape, r.direct_ns, r.plugin_ns, r.overhead_ns
+                    );
                 }
             }
         }

@@ -24,7 +24,10 @@ enum EdgeOp {
     Fixed(PluginOp),
     /// Softmax-weighted sum over candidates; `row` of the cell's alpha tensor holds the weights.
     /// `none` candidates are left out: their contribution is exactly zero.
-    Mixed { ops: Vec<(usize, PluginOp)>, row: usize },
+    Mixed {
+        ops: Vec<(usize, PluginOp)>,
+        row: usize,
+    },
 }
 
 struct Edge {
@@ -127,7 +130,12 @@ impl Network {
         let mut alphas = BTreeMap::new();
         for (group, rows, cols) in desc.alpha_shapes() {
             let t = store
-                .create(&format!("alphas.{group}"), &[rows as i64, cols as i64], Init::Normal { mean: 0.0, std: 1e-3 }, ParamRole::Arch)
+                .create(
+                    &format!("alphas.{group}"),
+                    &[rows as i64, cols as i64],
+                    Init::Normal { mean: 0.0, std: 1e-3 },
+                    ParamRole::Arch,
+                )
                 .map_err(ModelError::Param)?;
             alphas.insert(group, t);
         }
@@ -158,10 +166,7 @@ impl Network {
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
         for cell in &self.cells {
-            let weights = match &cell.alpha_group {
-                Some(g) => Some(self.alphas[g].softmax(-1, Kind::Float)),
-                None => None,
-            };
+            let weights = cell.alpha_group.as_ref().map(|g| self.alphas[g].softmax(-1, Kind::Float));
             let mut states = vec![cell.pre0.forward(&[&s0], train)?, cell.pre1.forward(&[&s1], train)?];
             for edges in &cell.nodes {
                 let mut sum: Option<Tensor> = None;
@@ -188,7 +193,9 @@ impl Network {
                             }
                             match acc {
                                 Some(a) => a,
-                                None => return Err(ModelError::Forward("a mixed edge has only `none` candidates".into())),
+                                None => {
+                                    return Err(ModelError::Forward("a mixed edge has only `none` candidates".into()))
+                                }
                             }
                         }
                     };

@@ -54,7 +54,9 @@ impl ParamStore {
                 self.buffers.borrow_mut().push(name.to_string());
                 t
             }
-            ParamRole::Weight | ParamRole::Arch => path.f_var(leaf, shape, to_tch_init(init)).map_err(|e| e.to_string())?,
+            ParamRole::Weight | ParamRole::Arch => {
+                path.f_var(leaf, shape, to_tch_init(init)).map_err(|e| e.to_string())?
+            }
         };
         Ok(tensor)
     }

@@ -147,7 +147,9 @@ fn load_one(path: &Path) -> Result<Loaded, PluginError> {
                 expected: API_VERSION.into(),
             })
         }
-        Err(e) => return Err(PluginError::Broken { path: path.into(), reason: summarize_layout_error(&e.to_string()) }),
+        Err(e) => {
+            return Err(PluginError::Broken { path: path.into(), reason: summarize_layout_error(&e.to_string()) })
+        }
     };
     let info = (module.info())();
     if info.libtorch_version.as_str() != LIBTORCH_VERSION {
@@ -168,8 +170,10 @@ impl PluginRegistry {
         let mut files = Vec::new();
         for dir in dirs {
             let entries = std::fs::read_dir(dir).map_err(|_| PluginError::MissingDir(dir.clone()))?;
-            let mut in_dir: Vec<PathBuf> =
-                entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && is_shared_library(p)).collect();
+            let mut in_dir: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_shared_library(p))
+                .collect();
             in_dir.sort();
             files.extend(in_dir);
         }
@@ -341,18 +345,30 @@ pub struct PluginDatasetAdapter {
 }
 
 /// Turns a plugin call's result into the host's error with plugin and component named.
-pub fn plugin_result<T>(r: RResult<T, abi_stable::std_types::RString>, plugin: &str, kind: ComponentKind, name: &str) -> Result<T, PluginError> {
+pub fn plugin_result<T>(
+    r: RResult<T, abi_stable::std_types::RString>,
+    plugin: &str,
+    kind: ComponentKind,
+    name: &str,
+) -> Result<T, PluginError> {
     match r {
         RResult::ROk(v) => Ok(v),
-        RResult::RErr(e) => Err(PluginError::Call { plugin: plugin.into(), kind, name: name.into(), message: e.into_string() }),
+        RResult::RErr(e) => {
+            Err(PluginError::Call { plugin: plugin.into(), kind, name: name.into(), message: e.into_string() })
+        }
     }
 }
 
 impl PluginDatasetAdapter {
     /// Reads one split: (uint8 NCHW images, int64 labels, class names).
     pub fn load(&mut self, split: &str) -> Result<(Tensor, Tensor, Vec<String>), PluginError> {
-        let s = plugin_result(self.inner.load(RStr::from(split)), &self.plugin, ComponentKind::DatasetAdapter, &self.name)?;
-        Ok((s.images.into_tensor(), s.labels.into_tensor(), s.class_names.into_iter().map(|c| c.into_string()).collect()))
+        let s =
+            plugin_result(self.inner.load(RStr::from(split)), &self.plugin, ComponentKind::DatasetAdapter, &self.name)?;
+        Ok((
+            s.images.into_tensor(),
+            s.labels.into_tensor(),
+            s.class_names.into_iter().map(|c| c.into_string()).collect(),
+        ))
     }
 }
 

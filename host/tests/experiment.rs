@@ -10,7 +10,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn archai(args: &[&str]) -> Output {
-    Command::new(archai_bin()).current_dir(repo_root()).arg("--plugin-dir").arg(plugin_dir()).args(args).output().expect("run archai")
+    Command::new(archai_bin())
+        .current_dir(repo_root())
+        .arg("--plugin-dir")
+        .arg(plugin_dir())
+        .args(args)
+        .output()
+        .expect("run archai")
 }
 
 fn ok(out: &Output) {
@@ -41,7 +47,14 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     let first = tmp.path().join("first");
     ok(&archai(&["run", "confs/algos/darts.yaml", "--toy", "--out", first.to_str().unwrap()]));
 
-    for f in ["config_used.yaml", "log.yaml", "log.txt", "search/model_desc.yaml", "search/final_model_desc.yaml", "search/final_cells.dot"] {
+    for f in [
+        "config_used.yaml",
+        "log.yaml",
+        "log.txt",
+        "search/model_desc.yaml",
+        "search/final_model_desc.yaml",
+        "search/final_cells.dot",
+    ] {
         assert!(first.join(f).is_file(), "{f} missing");
     }
     let tb: Vec<_> = std::fs::read_dir(first.join("tb")).unwrap().collect();
@@ -52,7 +65,11 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     // The final description parses, has no mixed edges, and compiles with the real ops.
     let text = std::fs::read_to_string(first.join("search/final_model_desc.yaml")).unwrap();
     let desc = ModelDesc::from_yaml(&text, "final").unwrap();
-    assert!(desc.cells.iter().flat_map(|c| &c.nodes).all(|n| n.edges.len() == 2 && n.edges.iter().all(|e| !e.is_mixed())));
+    assert!(desc
+        .cells
+        .iter()
+        .flat_map(|c| &c.nodes)
+        .all(|n| n.edges.len() == 2 && n.edges.iter().all(|e| !e.is_mixed())));
     let reg = PluginRegistry::scan(&[plugin_dir()]).unwrap();
     let store = ParamStore::new(tch::Device::Cpu);
     let net = Network::compile(&desc, &reg, &store).unwrap();
@@ -62,7 +79,10 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     let log = yaml(&first.join("log.yaml"));
     assert_eq!(log["dataset"]["train"].as_u64(), Some(60000));
     assert!(log["search"]["epochs"][0]["train"]["loss"].as_f64().unwrap().is_finite());
-    assert!(log["search"]["epochs"][0]["alphas"]["alpha_entropy"]["normal"].as_f64().is_some(), "alpha history missing");
+    assert!(
+        log["search"]["epochs"][0]["alphas"]["alpha_entropy"]["normal"].as_f64().is_some(),
+        "alpha history missing"
+    );
     let top1 = test_top1(&first);
     assert!(top1 > 0.15, "toy eval should beat chance (0.10): {top1}");
 
@@ -79,8 +99,18 @@ fn random_search_path_evaluates() {
     assert!(fashion_mnist_present());
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("random");
-    ok(&archai(&["run", "confs/algos/random.yaml", "--toy", "--set", "nas.search.trainer.epochs=0", "--out", run.to_str().unwrap()]));
-    let desc = ModelDesc::from_yaml(&std::fs::read_to_string(run.join("search/final_model_desc.yaml")).unwrap(), "random").unwrap();
+    ok(&archai(&[
+        "run",
+        "confs/algos/random.yaml",
+        "--toy",
+        "--set",
+        "nas.search.trainer.epochs=0",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let desc =
+        ModelDesc::from_yaml(&std::fs::read_to_string(run.join("search/final_model_desc.yaml")).unwrap(), "random")
+            .unwrap();
     assert!(desc.cells.iter().flat_map(|c| &c.nodes).flat_map(|n| &n.edges).all(|e| e.op != "none" && !e.is_mixed()));
     assert!(test_top1(&run) > 0.0);
 }

@@ -18,7 +18,8 @@ fn store() -> ParamStore {
 
 #[test]
 fn plugins_command_lists_the_darts_primitives() {
-    let out = std::process::Command::new(archai_bin()).arg("--plugin-dir").arg(plugin_dir()).arg("plugins").output().unwrap();
+    let out =
+        std::process::Command::new(archai_bin()).arg("--plugin-dir").arg(plugin_dir()).arg("plugins").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     for op in [
@@ -33,7 +34,10 @@ fn plugins_command_lists_the_darts_primitives() {
         "relu_conv_bn",
         "factorized_reduce",
     ] {
-        assert!(text.lines().any(|l| l.contains("libops_darts.so") && l.split_whitespace().nth(2) == Some(op)), "{op} missing:\n{text}");
+        assert!(
+            text.lines().any(|l| l.contains("libops_darts.so") && l.split_whitespace().nth(2) == Some(op)),
+            "{op} missing:\n{text}"
+        );
     }
 }
 
@@ -44,10 +48,16 @@ fn gradients_reach_host_parameters_and_sgd_lowers_the_loss() {
     let store = store();
     let op = reg.create_op("sep_conv_3x3", &serde_json::json!({"c_in": 4, "stride": 1}), &store, "edge").unwrap();
     let weights = store.named_weights();
-    assert_eq!(weights.len(), 8, "two (dw, pw, bn.weight, bn.bias) groups: {:?}", weights.iter().map(|w| &w.0).collect::<Vec<_>>());
+    assert_eq!(
+        weights.len(),
+        8,
+        "two (dw, pw, bn.weight, bn.bias) groups: {:?}",
+        weights.iter().map(|w| &w.0).collect::<Vec<_>>()
+    );
     let x = Tensor::randn([4, 4, 8, 8], (Kind::Float, Device::Cpu));
     let target = Tensor::randn([4, 4, 8, 8], (Kind::Float, Device::Cpu));
-    let loss_of = |op: &archai::plugins::PluginOp| op.forward(&[&x], true).unwrap().mse_loss(&target, tch::Reduction::Mean);
+    let loss_of =
+        |op: &archai::plugins::PluginOp| op.forward(&[&x], true).unwrap().mse_loss(&target, tch::Reduction::Mean);
 
     let first = loss_of(&op);
     first.backward();
@@ -79,15 +89,20 @@ fn get(store: &ParamStore, name: &str) -> Tensor {
 }
 
 fn bn(store: &ParamStore, prefix: &str, x: &Tensor, affine: bool) -> Tensor {
-    let (w, b) = if affine { (Some(get(store, &format!("{prefix}.weight"))), Some(get(store, &format!("{prefix}.bias")))) } else { (None, None) };
+    let (w, b) = if affine {
+        (Some(get(store, &format!("{prefix}.weight"))), Some(get(store, &format!("{prefix}.bias"))))
+    } else {
+        (None, None)
+    };
     let (m, v) = (get(store, &format!("{prefix}.running_mean")), get(store, &format!("{prefix}.running_var")));
     Tensor::batch_norm(x, w.as_ref(), b.as_ref(), Some(&m), Some(&v), false, 0.1, 1e-5, true)
 }
 
 /// The DARTS dil_conv after its ReLU, written directly against libtorch with the host's weights.
-fn dil_ref(store: &ParamStore, p: &str, x: &Tensor, _k: i64, stride: i64, pad: i64, dil: i64, affine: bool) -> Tensor {
+fn dil_ref(store: &ParamStore, p: &str, x: &Tensor, (stride, pad, dil): (i64, i64, i64), affine: bool) -> Tensor {
     let c = x.size()[1];
-    let dw = x.conv2d(&get(store, &format!("{p}.dw.weight")), None::<Tensor>, [stride, stride], [pad, pad], [dil, dil], c);
+    let dw =
+        x.conv2d(&get(store, &format!("{p}.dw.weight")), None::<Tensor>, [stride, stride], [pad, pad], [dil, dil], c);
     let pw = dw.conv2d(&get(store, &format!("{p}.pw.weight")), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
     bn(store, &format!("{p}.bn"), &pw, affine)
 }
@@ -102,20 +117,28 @@ fn plugin_ops_equal_in_host_references() {
         for affine in [true, false] {
             let store = store();
             let cfg = serde_json::json!({"c_in": 6, "stride": stride, "affine": affine});
-            let run = |name: &str, scope: &str| reg.create_op(name, &cfg, &store, scope).unwrap().forward(&[&x], false).unwrap();
+            let run = |name: &str, scope: &str| {
+                reg.create_op(name, &cfg, &store, scope).unwrap().forward(&[&x], false).unwrap()
+            };
 
             let got = run("sep_conv_3x3", "sep");
-            let mid = dil_ref(&store, "sep.op1", &relu, 3, stride, 1, 1, affine);
-            let want = dil_ref(&store, "sep.op2", &mid.relu(), 3, 1, 1, 1, affine);
+            let mid = dil_ref(&store, "sep.op1", &relu, (stride, 1, 1), affine);
+            let want = dil_ref(&store, "sep.op2", &mid.relu(), (1, 1, 1), affine);
             assert!(got.equal(&want), "sep_conv_3x3 stride {stride} affine {affine}");
 
             let got = run("dil_conv_5x5", "dil");
-            assert!(got.equal(&dil_ref(&store, "dil", &relu, 5, stride, 4, 2, affine)), "dil_conv_5x5 stride {stride}");
+            assert!(got.equal(&dil_ref(&store, "dil", &relu, (stride, 4, 2), affine)), "dil_conv_5x5 stride {stride}");
 
             let got = run("avg_pool_3x3", "avg");
-            assert!(got.equal(&x.avg_pool2d([3, 3], [stride, stride], [1, 1], false, false, None)), "avg_pool stride {stride}");
+            assert!(
+                got.equal(&x.avg_pool2d([3, 3], [stride, stride], [1, 1], false, false, None)),
+                "avg_pool stride {stride}"
+            );
             let got = run("max_pool_3x3", "max");
-            assert!(got.equal(&x.max_pool2d([3, 3], [stride, stride], [1, 1], [1, 1], false)), "max_pool stride {stride}");
+            assert!(
+                got.equal(&x.max_pool2d([3, 3], [stride, stride], [1, 1], [1, 1], false)),
+                "max_pool stride {stride}"
+            );
 
             let got = run("none", "zero");
             let side = (9 + stride - 1) / stride;
@@ -127,7 +150,14 @@ fn plugin_ops_equal_in_host_references() {
                 assert!(got.equal(&x));
             } else {
                 let a = relu.conv2d(&get(&store, "skip.conv1.weight"), None::<Tensor>, [2, 2], [0, 0], [1, 1], 1);
-                let b = relu.slice(2, 1, None, 1).slice(3, 1, None, 1).conv2d(&get(&store, "skip.conv2.weight"), None::<Tensor>, [2, 2], [0, 0], [1, 1], 1);
+                let b = relu.slice(2, 1, None, 1).slice(3, 1, None, 1).conv2d(
+                    &get(&store, "skip.conv2.weight"),
+                    None::<Tensor>,
+                    [2, 2],
+                    [0, 0],
+                    [1, 1],
+                    1,
+                );
                 let b = b.constant_pad_nd([0, 1, 0, 1]);
                 let want = bn(&store, "skip.bn", &Tensor::cat(&[a, b], 1), affine);
                 assert!(got.equal(&want), "factorized reduce affine {affine}");
@@ -169,8 +199,15 @@ fn unknown_component_lists_close_names() {
 #[test]
 fn bad_op_config_is_an_error_naming_plugin_and_op() {
     let reg = registry();
-    let err = reg.create_op("sep_conv_3x3", &serde_json::json!({"c_in": 4, "strid": 2}), &store(), "x").err().unwrap().to_string();
-    assert!(err.contains("libops_darts.so") && err.contains("sep_conv_3x3") && err.contains("unknown field `strid`"), "{err}");
+    let err = reg
+        .create_op("sep_conv_3x3", &serde_json::json!({"c_in": 4, "strid": 2}), &store(), "x")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("libops_darts.so") && err.contains("sep_conv_3x3") && err.contains("unknown field `strid`"),
+        "{err}"
+    );
 }
 
 fn write_garbage_and_foreign_libraries(dir: &Path) {
@@ -192,7 +229,8 @@ fn non_plugin_libraries_are_skipped_and_the_rest_load() {
     write_garbage_and_foreign_libraries(dir.path());
     let reg = PluginRegistry::scan(&[dir.path().to_path_buf()]).expect("scan succeeds");
     assert_eq!(reg.plugins().len(), 1);
-    let skipped: Vec<String> = reg.skipped.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let skipped: Vec<String> =
+        reg.skipped.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(skipped, vec!["libforeign.so", "libgarbage.so"]);
     assert!(reg.skipped[0].1.contains("not an archai plugin"), "{:?}", reg.skipped[0]);
     assert!(reg.find(archai_plugin_api::ComponentKind::Op, "sep_conv_5x5").is_ok());
@@ -204,7 +242,12 @@ fn duplicate_registrations_name_both_files() {
     let dir = plugin_dir_with(&[&ops]);
     std::fs::copy(&ops, dir.path().join("libops_darts_copy.so")).unwrap();
     let err = PluginRegistry::scan(&[dir.path().to_path_buf()]).err().expect("refused").to_string();
-    assert!(err.contains("registered by two plugins") && err.contains("libops_darts.so") && err.contains("libops_darts_copy.so"), "{err}");
+    assert!(
+        err.contains("registered by two plugins")
+            && err.contains("libops_darts.so")
+            && err.contains("libops_darts_copy.so"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -245,8 +288,14 @@ fn a_panic_in_a_plugin_is_reported_and_the_host_lives_on() {
     let store = store();
     let op = reg.create_op("scale_by", &serde_json::json!({"channels": 3}), &store, "p").unwrap();
     let flat = Tensor::ones([3], (Kind::Float, Device::Cpu));
-    let err = op.forward(&[&flat], false).err().expect("panic caught").to_string();
-    assert!(err.contains("libthird_party_plugin.so") && err.contains("`scale_by`") && err.contains("panic") && err.contains("N x C x H x W"), "{err}");
+    let err = op.forward(&[&flat], false).expect_err("panic caught").to_string();
+    assert!(
+        err.contains("libthird_party_plugin.so")
+            && err.contains("`scale_by`")
+            && err.contains("panic")
+            && err.contains("N x C x H x W"),
+        "{err}"
+    );
     // The host and the op still work.
     let ok = op.forward(&[&Tensor::ones([1, 3, 1, 1], (Kind::Float, Device::Cpu))], false).unwrap();
     assert_eq!(ok.sum(Kind::Float).double_value(&[]), 3.0);
@@ -257,7 +306,12 @@ fn a_plugin_built_for_another_libtorch_is_refused() {
     let lib = build_plugin_crate(&repo_root().join("host/tests/fixtures/wrong-libtorch-plugin"));
     let dir = plugin_dir_with(&[&lib, &plugin_dir().join("libops_darts.so")]);
     let err = PluginRegistry::scan(&[dir.path().to_path_buf()]).err().expect("refused").to_string();
-    assert!(err.contains("libwrong_libtorch_plugin.so") && err.contains("libtorch 1.13.1") && err.contains(archai_plugin_api::LIBTORCH_VERSION), "{err}");
+    assert!(
+        err.contains("libwrong_libtorch_plugin.so")
+            && err.contains("libtorch 1.13.1")
+            && err.contains(archai_plugin_api::LIBTORCH_VERSION),
+        "{err}"
+    );
 }
 
 /// Copies plugin-api and the third-party example into target/fixture-src/<case>, lets `edit` change
@@ -269,7 +323,9 @@ fn build_against_modified_api(case: &str, edit: impl Fn(&Path)) -> std::path::Pa
     copy_tree(&repo_root().join("examples/third-party-plugin"), &root.join("examples/third-party-plugin"));
     edit(&root.join("plugin-api"));
     let manifest = root.join("examples/third-party-plugin/Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap().replace("name = \"third-party-plugin\"", &format!("name = \"tp-{case}\""));
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("name = \"third-party-plugin\"", &format!("name = \"tp-{case}\""));
     std::fs::write(&manifest, text).unwrap();
     build_plugin_crate(&root.join("examples/third-party-plugin"))
 }
@@ -285,18 +341,29 @@ fn a_plugin_built_against_another_api_major_version_is_refused() {
     let lib = build_against_modified_api("api-major", |api| {
         replace_in(&api.join("Cargo.toml"), "version.workspace = true", "version = \"1.0.0\"");
         for key in ["edition", "license"] {
-            replace_in(&api.join("Cargo.toml"), &format!("{key}.workspace = true"), if key == "edition" { "edition = \"2021\"" } else { "license = \"MIT\"" });
+            replace_in(
+                &api.join("Cargo.toml"),
+                &format!("{key}.workspace = true"),
+                if key == "edition" { "edition = \"2021\"" } else { "license = \"MIT\"" },
+            );
         }
     });
     let dir = plugin_dir_with(&[&lib]);
     let err = PluginRegistry::scan(&[dir.path().to_path_buf()]).err().expect("refused").to_string();
-    assert!(err.contains("libtp_api_major.so") && err.contains("archai-plugin-api 1.0.0") && err.contains("rebuild"), "{err}");
+    assert!(
+        err.contains("libtp_api_major.so") && err.contains("archai-plugin-api 1.0.0") && err.contains("rebuild"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_plugin_whose_api_types_changed_layout_is_refused() {
     let lib = build_against_modified_api("api-layout", |api| {
-        replace_in(&api.join("Cargo.toml"), "version.workspace = true", &format!("version = \"{}\"", archai_plugin_api::API_VERSION));
+        replace_in(
+            &api.join("Cargo.toml"),
+            "version.workspace = true",
+            &format!("version = \"{}\"", archai_plugin_api::API_VERSION),
+        );
         replace_in(&api.join("Cargo.toml"), "edition.workspace = true", "edition = \"2021\"");
         replace_in(&api.join("Cargo.toml"), "license.workspace = true", "license = \"MIT\"");
         // One more variant changes the layout of ParamSpec, which the root module's signatures use.

@@ -153,11 +153,13 @@ pub type DatasetAdapterBox = DatasetAdapterObj_TO<'static, RBox<()>>;
 pub struct PluginModule {
     pub info: extern "C" fn() -> PluginInfo,
     pub components: extern "C" fn() -> RVec<ComponentInfo>,
-    pub create_op: extern "C" fn(name: RStr<'_>, config_json: RStr<'_>, params: &mut ParamHostBox<'_>) -> RResult<OpBox, RString>,
+    pub create_op:
+        extern "C" fn(name: RStr<'_>, config_json: RStr<'_>, params: &mut ParamHostBox<'_>) -> RResult<OpBox, RString>,
     pub create_algorithm: extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<AlgorithmBox, RString>,
     pub create_finalizer: extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<FinalizerBox, RString>,
     #[sabi(last_prefix_field)]
-    pub create_dataset_adapter: extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<DatasetAdapterBox, RString>,
+    pub create_dataset_adapter:
+        extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<DatasetAdapterBox, RString>,
 }
 
 impl RootModule for PluginModuleRef {

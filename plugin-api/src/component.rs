@@ -289,12 +289,15 @@ impl OpObj for OpAdapter {
     }
 }
 
-extern "C" fn plugin_create_op(name: RStr<'_>, config_json: RStr<'_>, params: &mut ParamHostBox<'_>) -> RResult<OpBox, RString> {
+extern "C" fn plugin_create_op(
+    name: RStr<'_>,
+    config_json: RStr<'_>,
+    params: &mut ParamHostBox<'_>,
+) -> RResult<OpBox, RString> {
     guard(|| {
-        let reg = inventory::iter::<OpRegistration>
-            .into_iter()
-            .find(|r| r.name == name.as_str())
-            .ok_or_else(|| unknown(ComponentKind::Op, name.as_str(), inventory::iter::<OpRegistration>.into_iter().map(|r| r.name)))?;
+        let reg = inventory::iter::<OpRegistration>.into_iter().find(|r| r.name == name.as_str()).ok_or_else(|| {
+            unknown(ComponentKind::Op, name.as_str(), inventory::iter::<OpRegistration>.into_iter().map(|r| r.name))
+        })?;
         let config = parse_config(config_json)?;
         let mut builder = ParamBuilder::new(params);
         let op = (reg.create)(&config, &mut builder)?;
@@ -338,10 +341,15 @@ impl AlgorithmObj for AlgorithmAdapter {
 
 extern "C" fn plugin_create_algorithm(name: RStr<'_>, config_json: RStr<'_>) -> RResult<AlgorithmBox, RString> {
     guard(|| {
-        let reg = inventory::iter::<AlgorithmRegistration>
-            .into_iter()
-            .find(|r| r.name == name.as_str())
-            .ok_or_else(|| unknown(ComponentKind::Algorithm, name.as_str(), inventory::iter::<AlgorithmRegistration>.into_iter().map(|r| r.name)))?;
+        let reg = inventory::iter::<AlgorithmRegistration>.into_iter().find(|r| r.name == name.as_str()).ok_or_else(
+            || {
+                unknown(
+                    ComponentKind::Algorithm,
+                    name.as_str(),
+                    inventory::iter::<AlgorithmRegistration>.into_iter().map(|r| r.name),
+                )
+            },
+        )?;
         let algo = (reg.create)(&parse_config(config_json)?)?;
         Ok(AlgorithmObj_TO::from_value(AlgorithmAdapter(algo), TD_Opaque))
     })
@@ -357,10 +365,15 @@ impl FinalizerObj for FinalizerAdapter {
 
 extern "C" fn plugin_create_finalizer(name: RStr<'_>, config_json: RStr<'_>) -> RResult<FinalizerBox, RString> {
     guard(|| {
-        let reg = inventory::iter::<FinalizerRegistration>
-            .into_iter()
-            .find(|r| r.name == name.as_str())
-            .ok_or_else(|| unknown(ComponentKind::Finalizer, name.as_str(), inventory::iter::<FinalizerRegistration>.into_iter().map(|r| r.name)))?;
+        let reg = inventory::iter::<FinalizerRegistration>.into_iter().find(|r| r.name == name.as_str()).ok_or_else(
+            || {
+                unknown(
+                    ComponentKind::Finalizer,
+                    name.as_str(),
+                    inventory::iter::<FinalizerRegistration>.into_iter().map(|r| r.name),
+                )
+            },
+        )?;
         let f = (reg.create)(&parse_config(config_json)?)?;
         Ok(FinalizerObj_TO::from_value(FinalizerAdapter(f), TD_Opaque))
     })
@@ -381,13 +394,20 @@ impl DatasetAdapterObj for DatasetAdapterAdapter {
     }
 }
 
-extern "C" fn plugin_create_dataset_adapter(name: RStr<'_>, config_json: RStr<'_>) -> RResult<DatasetAdapterBox, RString> {
+extern "C" fn plugin_create_dataset_adapter(
+    name: RStr<'_>,
+    config_json: RStr<'_>,
+) -> RResult<DatasetAdapterBox, RString> {
     guard(|| {
         let reg = inventory::iter::<DatasetAdapterRegistration>
             .into_iter()
             .find(|r| r.name == name.as_str())
             .ok_or_else(|| {
-                unknown(ComponentKind::DatasetAdapter, name.as_str(), inventory::iter::<DatasetAdapterRegistration>.into_iter().map(|r| r.name))
+                unknown(
+                    ComponentKind::DatasetAdapter,
+                    name.as_str(),
+                    inventory::iter::<DatasetAdapterRegistration>.into_iter().map(|r| r.name),
+                )
             })?;
         let a = (reg.create)(&parse_config(config_json)?)?;
         Ok(DatasetAdapterObj_TO::from_value(DatasetAdapterAdapter(a), TD_Opaque))

@@ -25,8 +25,14 @@ pub enum Init {
     Zeros,
     Ones,
     Const(f64),
-    Uniform { lo: f64, hi: f64 },
-    Normal { mean: f64, std: f64 },
+    Uniform {
+        lo: f64,
+        hi: f64,
+    },
+    Normal {
+        mean: f64,
+        std: f64,
+    },
     /// PyTorch's default for conv and linear weights: U(-b, b), b = 1/sqrt(fan_in).
     KaimingUniform,
 }
@@ -66,10 +72,7 @@ pub struct ParamBuilder<'h, 'a> {
 
 impl<'h, 'a> ParamBuilder<'h, 'a> {
     pub fn new(host: &'h mut ParamHostBox<'a>) -> Self {
-        Self {
-            host,
-            prefix: String::new(),
-        }
+        Self { host, prefix: String::new() }
     }
 
     /// A builder whose names are prefixed with `name.`; the parent is borrowed meanwhile.
@@ -79,24 +82,12 @@ impl<'h, 'a> ParamBuilder<'h, 'a> {
         } else {
             format!("{}.{}", self.prefix, name.as_ref())
         };
-        ParamBuilder {
-            host: self.host,
-            prefix,
-        }
+        ParamBuilder { host: self.host, prefix }
     }
 
     fn create(&mut self, name: &str, shape: &[i64], init: Init, role: ParamRole) -> anyhow::Result<Tensor> {
-        let full = if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{}", self.prefix, name)
-        };
-        let spec = ParamSpec {
-            name: full.as_str().into(),
-            shape: shape.iter().copied().collect(),
-            init,
-            role,
-        };
+        let full = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{}", self.prefix, name) };
+        let spec = ParamSpec { name: full.as_str().into(), shape: shape.iter().copied().collect(), init, role };
         match self.host.param(spec) {
             RResult::ROk(t) => Ok(t.into_tensor()),
             RResult::RErr(e) => Err(anyhow::anyhow!("creating parameter `{full}`: {e}")),

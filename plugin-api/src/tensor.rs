@@ -21,10 +21,7 @@ pub struct TensorRef<'a> {
 impl<'a> TensorRef<'a> {
     /// Borrows `t` for the duration of a call.
     pub fn new(t: &'a Tensor) -> Self {
-        Self {
-            ptr: t.as_ptr() as *mut c_void,
-            _borrow: PhantomData,
-        }
+        Self { ptr: t.as_ptr() as *mut c_void, _borrow: PhantomData }
     }
 
     /// A view of the borrowed tensor that never frees the handle.
@@ -41,7 +38,7 @@ impl<'a> TensorRef<'a> {
 }
 
 /// Views a slice of borrowed handles as tensors without touching reference counts.
-pub fn view_slice<'s>(refs: &'s [TensorRef<'_>]) -> Vec<ManuallyDrop<Tensor>> {
+pub fn view_slice(refs: &[TensorRef<'_>]) -> Vec<ManuallyDrop<Tensor>> {
     refs.iter().map(|r| r.view()).collect()
 }
 
@@ -66,9 +63,7 @@ impl TensorOwned {
     /// Moves `t` into a handle.
     pub fn new(t: Tensor) -> Self {
         let mut t = ManuallyDrop::new(t);
-        Self {
-            ptr: t.as_mut_ptr() as *mut c_void,
-        }
+        Self { ptr: t.as_mut_ptr() as *mut c_void }
     }
 
     /// Takes the tensor back; the handle is consumed, so it is freed exactly once.
@@ -80,10 +75,7 @@ impl TensorOwned {
 
     /// Borrows the owned tensor.
     pub fn as_ref(&self) -> TensorRef<'_> {
-        TensorRef {
-            ptr: self.ptr,
-            _borrow: PhantomData,
-        }
+        TensorRef { ptr: self.ptr, _borrow: PhantomData }
     }
 }
 

@@ -11,7 +11,9 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RMut;
 use abi_stable::std_types::{RResult, RString, RVec};
 use archai_data::{Batch, Batcher, BatcherOptions, DistributedStratifiedSampler, SampleBuffer, Transform};
-use archai_plugin_api::{ComponentKind, ModelServices, ModelServices_TO, NamedTensor, StepBatch, TensorOwned, TensorRef};
+use archai_plugin_api::{
+    ComponentKind, ModelServices, ModelServices_TO, NamedTensor, StepBatch, TensorOwned, TensorRef,
+};
 use optim::{Optimizer, OptimizerConfig};
 use schedule::ScheduleConfig;
 use serde::{Deserialize, Serialize};
@@ -84,7 +86,8 @@ impl SplitData {
     /// The epoch's batches; shuffled (stratified, seeded by `seed` and `epoch`) when `shuffle`.
     pub fn batcher(&self, batch_size: usize, epoch: usize, seed: u64, shuffle: bool) -> Result<Batcher, TrainError> {
         let order = if shuffle {
-            let mut s = DistributedStratifiedSampler::new(self.indices.clone(), self.buffer.labels(), 1, 0, true, seed)?;
+            let mut s =
+                DistributedStratifiedSampler::new(self.indices.clone(), self.buffer.labels(), 1, 0, true, seed)?;
             s.set_epoch(epoch as u64);
             s.indices()
         } else {
@@ -185,7 +188,13 @@ pub struct FitReport {
 }
 
 /// Evaluates `net` on a split without gradients.
-pub fn evaluate(net: &Network, data: &SplitData, batch_size: usize, max_batches: Option<usize>, device: Device) -> Result<Metrics, TrainError> {
+pub fn evaluate(
+    net: &Network,
+    data: &SplitData,
+    batch_size: usize,
+    max_batches: Option<usize>,
+    device: Device,
+) -> Result<Metrics, TrainError> {
     let _guard = tch::no_grad_guard();
     let mut meter = Meter::default();
     let batcher = data.batcher(batch_size, 0, 0, false)?;
@@ -225,7 +234,8 @@ fn save_checkpoint(path: &Path, store: &ParamStore, opt: &Optimizer, epoch: usiz
     named.push(("epoch".into(), Tensor::from(epoch as i64)));
     let tmp = path.with_extension("tmp");
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
-    Tensor::save_multi(&named.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), &tmp).map_err(|e| err(e.to_string()))?;
+    Tensor::save_multi(&named.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), &tmp)
+        .map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
 }
 
@@ -251,7 +261,9 @@ fn load_checkpoint(path: &Path, store: &ParamStore, opt: &mut Optimizer) -> Resu
         } else if let Some((_, mut dst)) = live.iter().find(|(n, _)| *n == name).map(|(n, t)| (n, t.shallow_clone())) {
             dst.copy_(&t);
         } else {
-            return Err(err(format!("holds `{name}`, which this model does not have: the checkpoint belongs to another model")));
+            return Err(err(format!(
+                "holds `{name}`, which this model does not have: the checkpoint belongs to another model"
+            )));
         }
     }
     opt.load_state(&opt_state);
@@ -276,7 +288,9 @@ impl Trainer<'_> {
             return Err(TrainError::Config("batch_size and batch_chunks must be positive".into()));
         }
         if algorithm.is_some() && val.is_none() {
-            return Err(TrainError::Config("a search algorithm needs a validation split (set nas.search.loader.val_ratio > 0)".into()));
+            return Err(TrainError::Config(
+                "a search algorithm needs a validation split (set nas.search.loader.val_ratio > 0)".into(),
+            ));
         }
         let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
         let steps_per_epoch = {
@@ -287,7 +301,12 @@ impl Trainer<'_> {
         let mut start_epoch = 0;
         if resume && self.checkpoint.is_file() {
             start_epoch = load_checkpoint(&self.checkpoint, store, &mut opt)? + 1;
-            tracing::info!("{}: resumed from {} after epoch {}", self.phase, self.checkpoint.display(), start_epoch - 1);
+            tracing::info!(
+                "{}: resumed from {} after epoch {}",
+                self.phase,
+                self.checkpoint.display(),
+                start_epoch - 1
+            );
         }
         let started = Instant::now();
         let mut report = FitReport::default();
@@ -315,9 +334,15 @@ impl Trainer<'_> {
                         Some(vb) => vb,
                         None => {
                             val_epoch += 1;
-                            let v = val.expect("checked above").batcher(c.batch_size, val_epoch, self.seed ^ 0x5eed, true)?;
+                            let v = val.expect("checked above").batcher(
+                                c.batch_size,
+                                val_epoch,
+                                self.seed ^ 0x5eed,
+                                true,
+                            )?;
                             let mut it = v.iter();
-                            let first = it.next().ok_or_else(|| TrainError::Config("the validation split is empty".into()))?;
+                            let first =
+                                it.next().ok_or_else(|| TrainError::Config("the validation split is empty".into()))?;
                             val_iter = Some(it);
                             first
                         }
@@ -334,7 +359,12 @@ impl Trainer<'_> {
                         lr,
                     };
                     let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
-                    let out = plugin_result(algo.inner.before_step(obj, batch), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+                    let out = plugin_result(
+                        algo.inner.before_step(obj, batch),
+                        &algo.plugin,
+                        ComponentKind::Algorithm,
+                        &algo.name,
+                    )?;
                     if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(out.as_str()) {
                         for (k, v) in m {
                             if let Some(f) = v.as_f64() {
@@ -391,7 +421,10 @@ impl Trainer<'_> {
                 )
                 .map_err(log_err)?;
             if !algo_metrics.is_empty() {
-                self.log.tree.set(&format!("{key}/algorithm"), serde_json::Value::Object(algo_metrics)).map_err(log_err)?;
+                self.log
+                    .tree
+                    .set(&format!("{key}/algorithm"), serde_json::Value::Object(algo_metrics))
+                    .map_err(log_err)?;
             }
             self.log.scalar(&format!("{}/train/loss", self.phase), train_m.loss, epoch);
             self.log.scalar(&format!("{}/train/top1", self.phase), train_m.top1, epoch);
@@ -399,14 +432,22 @@ impl Trainer<'_> {
             let mut val_m = None;
             if let Some(v) = val {
                 let m = evaluate(net, v, c.batch_size, c.max_eval_batches, self.device)?;
-                self.log.tree.set(&format!("{key}/val"), serde_json::json!({"loss": m.loss, "top1": m.top1, "top5": m.top5})).map_err(log_err)?;
+                self.log
+                    .tree
+                    .set(&format!("{key}/val"), serde_json::json!({"loss": m.loss, "top1": m.top1, "top5": m.top5}))
+                    .map_err(log_err)?;
                 self.log.scalar(&format!("{}/val/top1", self.phase), m.top1, epoch);
                 val_m = Some(m);
             }
             if let Some(algo) = algorithm.as_deref_mut() {
                 let mut services = Services { net, store, opt: &opt, lr, smoothing: c.label_smoothing };
                 let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
-                let out = plugin_result(algo.inner.after_epoch(obj, epoch as u32), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+                let out = plugin_result(
+                    algo.inner.after_epoch(obj, epoch as u32),
+                    &algo.plugin,
+                    ComponentKind::Algorithm,
+                    &algo.name,
+                )?;
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.as_str()) {
                     if let Some(h) = v.get("alpha_entropy").and_then(|h| h.as_f64()) {
                         self.log.scalar(&format!("{}/alpha_entropy", self.phase), h, epoch);

@@ -54,7 +54,14 @@ impl Optimizer {
     pub fn new(config: OptimizerConfig, params: Vec<(String, Tensor)>) -> Self {
         let decay = params.iter().map(|(_, p)| !(config.no_decay_bn_bias && p.dim() <= 1)).collect();
         let n = params.len();
-        Self { config, params, decay, buf: (0..n).map(|_| Tensor::new()).collect(), sq: (0..n).map(|_| Tensor::new()).collect(), steps: 0 }
+        Self {
+            config,
+            params,
+            decay,
+            buf: (0..n).map(|_| Tensor::new()).collect(),
+            sq: (0..n).map(|_| Tensor::new()).collect(),
+            steps: 0,
+        }
     }
 
     pub fn params(&self) -> &[(String, Tensor)] {
@@ -181,7 +188,16 @@ mod tests {
     #[test]
     fn sgd_momentum_and_weight_decay_match_pytorch_formulas() {
         let p = param(&[1.0, -2.0]);
-        let cfg = OptimizerConfig { kind: OptimizerKind::Sgd, lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.5, no_decay_bn_bias: false, betas: default_betas(), eps: 1e-8 };
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.5,
+            no_decay_bn_bias: false,
+            betas: default_betas(),
+            eps: 1e-8,
+        };
         let mut opt = Optimizer::new(cfg, vec![("p".into(), p.shallow_clone())]);
         for _ in 0..2 {
             opt.zero_grad();
@@ -197,7 +213,16 @@ mod tests {
     #[test]
     fn adam_first_step_moves_by_lr() {
         let p = param(&[3.0]);
-        let cfg = OptimizerConfig { kind: OptimizerKind::Adam, lr: 0.01, momentum: 0.0, nesterov: false, weight_decay: 0.0, no_decay_bn_bias: false, betas: [0.9, 0.999], eps: 1e-8 };
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::Adam,
+            lr: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            no_decay_bn_bias: false,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+        };
         let mut opt = Optimizer::new(cfg, vec![("p".into(), p.shallow_clone())]);
         (&p * 2.0).sum(Kind::Float).backward();
         opt.step(0.01);

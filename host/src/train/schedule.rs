@@ -54,7 +54,17 @@ fn div() -> f64 {
 
 impl ScheduleConfig {
     pub fn constant() -> Self {
-        Self { kind: ScheduleKind::Constant, warmup_epochs: 0.0, warmup_start_factor: 0.0, lr_min: 0.0, step_size: 1.0, gamma: 0.1, milestones: vec![], pct_start: 0.3, div_factor: 25.0 }
+        Self {
+            kind: ScheduleKind::Constant,
+            warmup_epochs: 0.0,
+            warmup_start_factor: 0.0,
+            lr_min: 0.0,
+            step_size: 1.0,
+            gamma: 0.1,
+            milestones: vec![],
+            pct_start: 0.3,
+            div_factor: 25.0,
+        }
     }
 
     /// Learning rate at `step` of `total_steps`, with `steps_per_epoch` to convert epoch knobs.
@@ -70,9 +80,13 @@ impl ScheduleConfig {
         let t = ((step as f64 - warm_steps) / (total - warm_steps).max(1.0)).clamp(0.0, 1.0);
         match self.kind {
             ScheduleKind::Constant => base_lr,
-            ScheduleKind::Cosine => self.lr_min + 0.5 * (base_lr - self.lr_min) * (1.0 + (std::f64::consts::PI * t).cos()),
+            ScheduleKind::Cosine => {
+                self.lr_min + 0.5 * (base_lr - self.lr_min) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
             ScheduleKind::Step => base_lr * self.gamma.powf((epoch / self.step_size).floor()),
-            ScheduleKind::MultiStep => base_lr * self.gamma.powi(self.milestones.iter().filter(|&&m| epoch >= m).count() as i32),
+            ScheduleKind::MultiStep => {
+                base_lr * self.gamma.powi(self.milestones.iter().filter(|&&m| epoch >= m).count() as i32)
+            }
             ScheduleKind::OneCycle => {
                 let start = base_lr / self.div_factor;
                 let end = start / 1e4;
@@ -94,7 +108,12 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_values() {
-        let s = ScheduleConfig { kind: ScheduleKind::Cosine, warmup_epochs: 1.0, lr_min: 0.0, ..ScheduleConfig::constant() };
+        let s = ScheduleConfig {
+            kind: ScheduleKind::Cosine,
+            warmup_epochs: 1.0,
+            lr_min: 0.0,
+            ..ScheduleConfig::constant()
+        };
         // 10 steps per epoch, 100 steps in total.
         assert!((s.lr_at(0.1, 0, 10, 100) - 0.0).abs() < 1e-12);
         assert!((s.lr_at(0.1, 5, 10, 100) - 0.05).abs() < 1e-12);
@@ -109,7 +128,12 @@ mod tests {
         let s = ScheduleConfig { kind: ScheduleKind::Step, step_size: 2.0, gamma: 0.5, ..ScheduleConfig::constant() };
         assert_eq!(s.lr_at(1.0, 39, 10, 100), 0.5);
         assert_eq!(s.lr_at(1.0, 40, 10, 100), 0.25);
-        let m = ScheduleConfig { kind: ScheduleKind::MultiStep, milestones: vec![3.0, 5.0], gamma: 0.1, ..ScheduleConfig::constant() };
+        let m = ScheduleConfig {
+            kind: ScheduleKind::MultiStep,
+            milestones: vec![3.0, 5.0],
+            gamma: 0.1,
+            ..ScheduleConfig::constant()
+        };
         assert!((m.lr_at(1.0, 55, 10, 100) - 0.01).abs() < 1e-12);
     }
 }

@@ -26,8 +26,16 @@
 use serde::{Deserialize, Serialize};
 
 /// The eight DARTS primitives, in the order of the paper's code.
-pub const DARTS_PRIMITIVES: [&str; 8] =
-    ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"];
+pub const DARTS_PRIMITIVES: [&str; 8] = [
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+];
 
 /// The operation name that marks a softmax-weighted mixture of candidates.
 pub const MIXED: &str = "mixed";
@@ -165,7 +173,10 @@ impl ModelDesc {
                 }
             }
             if let Some(&n) = cell.concat.iter().find(|&&n| n >= cell.nodes.len() + 2) {
-                return bad(format!("cells[{ci}].concat names node {n}, the cell has nodes 0..{}", cell.nodes.len() + 1));
+                return bad(format!(
+                    "cells[{ci}].concat names node {n}, the cell has nodes 0..{}",
+                    cell.nodes.len() + 1
+                ));
             }
         }
         let last = self.cells.last().map(|c| c.c_out());
@@ -182,7 +193,8 @@ impl ModelDesc {
         let mut out: Vec<(String, usize, usize)> = Vec::new();
         for cell in &self.cells {
             if let Some(group) = &cell.alpha_group {
-                let cols = cell.nodes.iter().flat_map(|n| &n.edges).find(|e| e.is_mixed()).map_or(0, |e| e.candidates.len());
+                let cols =
+                    cell.nodes.iter().flat_map(|n| &n.edges).find(|e| e.is_mixed()).map_or(0, |e| e.candidates.len());
                 if !out.iter().any(|(g, _, _)| g == group) {
                     out.push((group.clone(), cell.mixed_edges(), cols));
                 }
@@ -225,7 +237,13 @@ fn param_map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value>
 
 impl DartsMacro {
     /// Builds the model description; `input` and `num_classes` come from the dataset.
-    pub fn build(&self, name: &str, input: InputDesc, num_classes: i64, fill: &CellFill) -> Result<ModelDesc, DescError> {
+    pub fn build(
+        &self,
+        name: &str,
+        input: InputDesc,
+        num_classes: i64,
+        fill: &CellFill,
+    ) -> Result<ModelDesc, DescError> {
         if self.layers < 3 || self.nodes == 0 || self.channels <= 0 {
             return Err(DescError::Invalid(format!(
                 "DARTS needs at least 3 layers, 1 node and positive channels (got layers {}, nodes {}, channels {})",
@@ -264,7 +282,11 @@ impl DartsMacro {
                     CellFill::Genotype { normal, reduce } => {
                         let g = if reduction { reduce } else { normal };
                         let picks = g.get(n).ok_or_else(|| {
-                            DescError::Invalid(format!("genotype has {} nodes, the macro needs {}", g.len(), self.nodes))
+                            DescError::Invalid(format!(
+                                "genotype has {} nodes, the macro needs {}",
+                                g.len(),
+                                self.nodes
+                            ))
                         })?;
                         picks.iter().map(|(op, j)| edge(op, *j, Vec::new())).collect()
                     }
@@ -311,7 +333,7 @@ mod tests {
         assert_eq!(d.cells[0].mixed_edges(), 14);
         assert_eq!(d.alpha_shapes(), vec![("normal".into(), 14, 8), ("reduce".into(), 14, 8)]);
         assert_eq!(d.head.c_in, 4 * 64);
-        assert_eq!(d.cells[3].reduction_prev, true);
+        assert!(d.cells[3].reduction_prev);
         let back = ModelDesc::from_yaml(&d.to_yaml(), "test").unwrap();
         assert_eq!(back, d);
     }
@@ -319,13 +341,17 @@ mod tests {
     #[test]
     fn invalid_edges_are_named() {
         let m = DartsMacro { layers: 3, nodes: 2, channels: 4, stem_multiplier: 1 };
-        let mut d = m.build("s", InputDesc { channels: 1, size: 8 }, 2, &CellFill::Search { candidates: &cands() }).unwrap();
+        let mut d =
+            m.build("s", InputDesc { channels: 1, size: 8 }, 2, &CellFill::Search { candidates: &cands() }).unwrap();
         d.cells[1].nodes[0].edges[0].input = 5;
         let e = d.validate().unwrap_err().to_string();
         assert!(e.contains("cells[1].nodes[0].edges[0].input = 5"), "{e}");
-        let e = ModelDesc::from_yaml("name: x\ninput: {channels: 1, size: 8}\nnum_classes: 2\nstem: []\nhead: {c_in: 4}\nbogus: 1\n", "f.yaml")
-            .unwrap_err()
-            .to_string();
+        let e = ModelDesc::from_yaml(
+            "name: x\ninput: {channels: 1, size: 8}\nnum_classes: 2\nstem: []\nhead: {c_in: 4}\nbogus: 1\n",
+            "f.yaml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("f.yaml") && e.contains("bogus"), "{e}");
     }
 }

@@ -31,9 +31,9 @@
 //!
 //! Logged values: `arch_loss` (the validation loss of each architecture step) per step; after
 //! each epoch `alphas` (softmax of each group, one list per mixed edge), `alpha_entropy` (mean
-//! entropy of those rows per group, in nats; ln 8 ≈ 2.079 means uniform over 8 candidates) and
-//! `genotype` (the architecture `darts-topk` with `k: 2` would pick now: per node, its
-//! `[op, input]` pairs).
+//! entropy of all those rows, in nats; ln 8 ≈ 2.079 means uniform over 8 candidates, lower means
+//! more decided), `alpha_entropy_by_group` (the same per group) and `genotype` (the architecture
+//! `darts-topk` with `k: 2` would pick now: per node, its `[op, input]` pairs).
 //!
 //! Configuration (every key optional; unknown keys are errors):
 //!

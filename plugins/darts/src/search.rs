@@ -322,18 +322,23 @@ impl Darts {
     }
 }
 
-/// Softmax of each alpha group, mean row entropy and the current top-2 genotype, as logged after
-/// each epoch. Group names drop the `alphas.` prefix.
+/// What `after_epoch` logs: the softmax of each alpha group (`alphas`, one list per mixed edge),
+/// the mean entropy of those rows (`alpha_entropy`: over all groups, one number;
+/// `alpha_entropy_by_group`: per group) and the top-2 genotype the finalizer would pick now
+/// (`genotype`, per node its `[op, input]` pairs). Group names drop the `alphas.` prefix.
 pub fn alpha_report(arch: &[(String, Tensor)], layout: Option<&ModelDesc>) -> anyhow::Result<Value> {
     let mut probs = Map::new();
     let mut entropies = Map::new();
     let mut genotypes = Map::new();
+    let (mut h_sum, mut rows_total) = (0.0, 0usize);
     for (name, t) in arch {
         let group = name.strip_prefix("alphas.").unwrap_or(name);
         let rows = tensor_rows(t).map_err(|e| anyhow::anyhow!("`{name}`: {e}"))?;
         let p: Vec<Vec<f64>> = rows.iter().map(|r| softmax(r)).collect();
-        let h = if p.is_empty() { 0.0 } else { p.iter().map(|r| entropy(r)).sum::<f64>() / p.len() as f64 };
-        entropies.insert(group.into(), json!(h));
+        let h: f64 = p.iter().map(|r| entropy(r)).sum();
+        h_sum += h;
+        rows_total += p.len();
+        entropies.insert(group.into(), json!(h / p.len().max(1) as f64));
         if let Some(layout) = layout {
             let g = match group_genotype(layout, group, &rows, 2) {
                 Ok(g) => json!(g
@@ -348,7 +353,8 @@ pub fn alpha_report(arch: &[(String, Tensor)], layout: Option<&ModelDesc>) -> an
     }
     let mut out = Map::new();
     out.insert("alphas".into(), Value::Object(probs));
-    out.insert("alpha_entropy".into(), Value::Object(entropies));
+    out.insert("alpha_entropy".into(), json!(h_sum / rows_total.max(1) as f64));
+    out.insert("alpha_entropy_by_group".into(), Value::Object(entropies));
     if layout.is_some() {
         out.insert("genotype".into(), Value::Object(genotypes));
     }
@@ -584,8 +590,13 @@ mod tests {
         assert_eq!(p[0].as_array().unwrap().len(), 8);
         let row: f64 = p[0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
         assert!((row - 1.0).abs() < 1e-9);
-        assert!((r["alpha_entropy"]["reduce"].as_f64().unwrap() - 8f64.ln()).abs() < 1e-9);
-        assert!(r["alpha_entropy"]["normal"].as_f64().unwrap() < 8f64.ln());
+        let (hn, hr) = (
+            r["alpha_entropy_by_group"]["normal"].as_f64().unwrap(),
+            r["alpha_entropy_by_group"]["reduce"].as_f64().unwrap(),
+        );
+        assert!((hr - 8f64.ln()).abs() < 1e-9);
+        assert!(hn < 8f64.ln());
+        assert!((r["alpha_entropy"].as_f64().unwrap() - (hn + hr) / 2.0).abs() < 1e-12);
         assert_eq!(r["genotype"]["normal"][1], json!([["sep_conv_3x3", 0], ["sep_conv_3x3", 1]]));
 
         let e = d.model_desc(&json!({"channels": 1})).unwrap_err().to_string();

@@ -13,14 +13,30 @@ pub struct Conv {
 
 impl Conv {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, k: i64, stride: i64, pad: i64, dil: i64, groups: i64) -> anyhow::Result<Self> {
+    pub fn new(
+        p: &mut ParamBuilder,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        pad: i64,
+        dil: i64,
+        groups: i64,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(c_in % groups == 0, "c_in {c_in} is not divisible by groups {groups}");
         let weight = p.weight("weight", &[c_out, c_in / groups, k, k], Init::KaimingUniform)?;
         Ok(Self { weight, stride, pad, dil, groups })
     }
 
     pub fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
-        Ok(x.f_conv2d(&self.weight, None::<Tensor>, [self.stride, self.stride], [self.pad, self.pad], [self.dil, self.dil], self.groups)?)
+        Ok(x.f_conv2d(
+            &self.weight,
+            None::<Tensor>,
+            [self.stride, self.stride],
+            [self.pad, self.pad],
+            [self.dil, self.dil],
+            self.groups,
+        )?)
     }
 }
 
@@ -48,6 +64,16 @@ impl BatchNorm {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        Ok(Tensor::f_batch_norm(x, self.weight.as_ref(), self.bias.as_ref(), Some(&self.running_mean), Some(&self.running_var), train, 0.1, 1e-5, true)?)
+        Ok(Tensor::f_batch_norm(
+            x,
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            0.1,
+            1e-5,
+            true,
+        )?)
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! Every op takes its configuration as JSON (from the model description's YAML) and creates its
 //! parameters through the host, so the host names, optimizes and checkpoints them.
-use archai_plugin_api::{export_plugin, register_op, Init, Op, ParamBuilder};
 use archai_plugin_api::tch::Tensor;
+use archai_plugin_api::{export_plugin, register_op, Init, Op, ParamBuilder};
 use serde::Deserialize;
 
 pub mod layers;
@@ -103,7 +103,15 @@ pub struct ReluConvBn {
 }
 
 impl ReluConvBn {
-    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, k: i64, stride: i64, pad: i64, affine: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        p: &mut ParamBuilder,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        pad: i64,
+        affine: bool,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             conv: Conv::new(&mut p.sub("conv"), c_in, c_out, k, stride, pad, 1, 1)?,
             bn: BatchNorm::new(&mut p.sub("bn"), c_out, affine)?,
@@ -129,7 +137,16 @@ pub struct DilConv {
 
 impl DilConv {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, k: i64, stride: i64, pad: i64, dil: i64, affine: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        p: &mut ParamBuilder,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        pad: i64,
+        dil: i64,
+        affine: bool,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             dw: Conv::new(&mut p.sub("dw"), c_in, c_in, k, stride, pad, dil, c_in)?,
             pw: Conv::new(&mut p.sub("pw"), c_in, c_out, 1, 1, 0, 1, 1)?,
@@ -155,7 +172,15 @@ pub struct SepConv {
 }
 
 impl SepConv {
-    pub fn new(p: &mut ParamBuilder, c_in: i64, c_out: i64, k: i64, stride: i64, pad: i64, affine: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        p: &mut ParamBuilder,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        pad: i64,
+        affine: bool,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             first: DilConv::new(&mut p.sub("op1"), c_in, c_in, k, stride, pad, 1, affine)?,
             second: DilConv::new(&mut p.sub("op2"), c_in, c_out, k, 1, pad, 1, affine)?,
@@ -247,7 +272,11 @@ fn create_avg_pool(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Resul
 
 fn create_skip(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
     let c = CellOpConfig::parse(v)?;
-    let reduce = if c.stride == 1 && c.c_out() == c.c_in { None } else { Some(FactorizedReduce::new(p, c.c_in, c.c_out(), c.affine)?) };
+    let reduce = if c.stride == 1 && c.c_out() == c.c_in {
+        None
+    } else {
+        Some(FactorizedReduce::new(p, c.c_in, c.c_out(), c.affine)?)
+    };
     anyhow::ensure!(c.stride == 2 || reduce.is_none(), "skip_connect with stride 1 must keep channels");
     Ok(Box::new(SkipConnect { reduce }))
 }
@@ -298,7 +327,15 @@ fn parse<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> anyhow::Resul
 fn create_relu_conv_bn(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
     let c: ConvBnConfig = parse(v)?;
     anyhow::ensure!(!c.relu, "relu_conv_bn always starts with ReLU; `relu` is for conv_bn");
-    Ok(Box::new(ReluConvBn::new(p, c.c_in, c.c_out, c.kernel_size, c.stride, c.padding.unwrap_or(c.kernel_size / 2), c.affine)?))
+    Ok(Box::new(ReluConvBn::new(
+        p,
+        c.c_in,
+        c.c_out,
+        c.kernel_size,
+        c.stride,
+        c.padding.unwrap_or(c.kernel_size / 2),
+        c.affine,
+    )?))
 }
 
 fn create_factorized_reduce(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
@@ -323,7 +360,16 @@ impl Op for ConvBn {
 fn create_conv_bn(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
     let c: ConvBnConfig = parse(v)?;
     Ok(Box::new(ConvBn {
-        conv: Conv::new(&mut p.sub("conv"), c.c_in, c.c_out, c.kernel_size, c.stride, c.padding.unwrap_or(c.kernel_size / 2), 1, 1)?,
+        conv: Conv::new(
+            &mut p.sub("conv"),
+            c.c_in,
+            c.c_out,
+            c.kernel_size,
+            c.stride,
+            c.padding.unwrap_or(c.kernel_size / 2),
+            1,
+            1,
+        )?,
         bn: BatchNorm::new(&mut p.sub("bn"), c.c_out, c.affine)?,
         relu: c.relu,
     }))
@@ -356,7 +402,10 @@ fn create_basic_block(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Re
     let c = CellOpConfig::parse(v)?;
     let c_out = c.c_out();
     let shortcut = if c.stride != 1 || c_out != c.c_in {
-        Some((Conv::new(&mut p.sub("shortcut.conv"), c.c_in, c_out, 1, c.stride, 0, 1, 1)?, BatchNorm::new(&mut p.sub("shortcut.bn"), c_out, true)?))
+        Some((
+            Conv::new(&mut p.sub("shortcut.conv"), c.c_in, c_out, 1, c.stride, 0, 1, 1)?,
+            BatchNorm::new(&mut p.sub("shortcut.bn"), c_out, true)?,
+        ))
     } else {
         None
     };

@@ -1,0 +1,229 @@
+//! The built `libdarts.so` through the real plugin boundary: the host side is played by this
+//! test (a `ModelServices` over a small hand-written network), and the results must equal the
+//! same code called in-process.
+use abi_stable::library::lib_header_from_path;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::sabi_types::RMut;
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use archai_plugin_api::model_desc::{CellFill, DartsMacro, InputDesc, ModelDesc};
+use archai_plugin_api::tch::{Device, Kind, Tensor};
+use archai_plugin_api::{
+    ModelServices, ModelServices_TO, NamedTensor, PluginModuleRef, StepBatch, StepData, TensorOwned, TensorRef,
+    WeightOptimizerInfo,
+};
+use darts::config::{darts_primitives, DartsConfig};
+use darts::search::{ArchStep, SearchModel};
+
+const OPTS: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+fn module() -> PluginModuleRef {
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe.parent().unwrap().parent().unwrap().join("libdarts.so");
+    let header = lib_header_from_path(&lib).unwrap_or_else(|e| panic!("{}: {e}", lib.display()));
+    header.init_root_module::<PluginModuleRef>().unwrap()
+}
+
+fn ok<T>(r: RResult<T, RString>) -> T {
+    match r {
+        RResult::ROk(v) => v,
+        RResult::RErr(e) => panic!("plugin error: {e}"),
+    }
+}
+
+/// A two-edge "supernet" with one alpha group; float32 like a real run.
+struct Net {
+    w: Vec<(String, Tensor)>,
+    a: Vec<(String, Tensor)>,
+    bufs: Vec<(String, Tensor)>,
+    lr: f64,
+}
+
+impl Net {
+    fn new() -> Self {
+        archai_plugin_api::tch::manual_seed(11);
+        let w: Vec<(String, Tensor)> = [("l1", [6, 8]), ("l2", [8, 4]), ("l3", [8, 4])]
+            .iter()
+            .map(|(n, s)| (n.to_string(), (Tensor::randn(*s, OPTS) * 0.5).set_requires_grad(true)))
+            .collect();
+        let a = vec![("alphas.normal".to_string(), (Tensor::randn([2, 3], OPTS) * 1e-3).set_requires_grad(true))];
+        let bufs = w.iter().map(|(n, t)| (n.clone(), t.randn_like() * 0.05)).collect();
+        Self { w, a, bufs, lr: 0.05 }
+    }
+
+    fn forward_loss(&self, x: &Tensor, y: &Tensor) -> Tensor {
+        let p = self.a[0].1.softmax(-1, Kind::Float);
+        let h = x.matmul(&self.w[0].1);
+        let e0 = h.relu() * p.get(0).get(0) + h.tanh() * p.get(0).get(1);
+        let out = e0.matmul(&self.w[1].1) * p.get(1).get(0) + e0.matmul(&self.w[2].1).sin() * p.get(1).get(1);
+        out.cross_entropy_for_logits(y)
+    }
+
+    fn snapshot(&self) -> Vec<Tensor> {
+        self.w.iter().chain(&self.a).map(|(_, t)| t.detach().copy()).collect()
+    }
+}
+
+fn named(v: &[(String, Tensor)]) -> RVec<NamedTensor> {
+    v.iter()
+        .map(|(n, t)| NamedTensor { name: n.as_str().into(), tensor: TensorOwned::new(t.shallow_clone()) })
+        .collect()
+}
+
+impl ModelServices for Net {
+    fn weights(&self) -> RVec<NamedTensor> {
+        named(&self.w)
+    }
+    fn arch_params(&self) -> RVec<NamedTensor> {
+        named(&self.a)
+    }
+    fn loss(&mut self, x: TensorRef<'_>, y: TensorRef<'_>) -> RResult<TensorOwned, RString> {
+        RResult::ROk(TensorOwned::new(self.forward_loss(&x.view(), &y.view())))
+    }
+    fn weight_optimizer(&self) -> RString {
+        serde_json::json!({"lr": self.lr, "momentum": 0.9, "weight_decay": 3e-4}).to_string().into()
+    }
+    fn momentum_buffers(&self) -> RVec<NamedTensor> {
+        named(&self.bufs)
+    }
+}
+
+impl SearchModel for Net {
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        self.w.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+    fn arch_params(&self) -> Vec<(String, Tensor)> {
+        self.a.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+    fn loss(&mut self, x: &Tensor, y: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.forward_loss(x, y))
+    }
+    fn weight_optimizer(&self) -> anyhow::Result<WeightOptimizerInfo> {
+        Ok(WeightOptimizerInfo { lr: self.lr, momentum: 0.9, weight_decay: 3e-4 })
+    }
+    fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
+        self.bufs.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    }
+}
+
+fn data(step: i64) -> (Tensor, Tensor, Tensor, Tensor) {
+    archai_plugin_api::tch::manual_seed(100 + step);
+    let x = Tensor::randn([16, 6], OPTS);
+    let y = Tensor::randint(4, [16], (Kind::Int64, Device::Cpu));
+    let vx = Tensor::randn([16, 6], OPTS);
+    let vy = Tensor::randint(4, [16], (Kind::Int64, Device::Cpu));
+    (x, y, vx, vy)
+}
+
+#[test]
+fn second_order_through_the_boundary_equals_in_process() {
+    let m = module();
+    let config = serde_json::json!({"order": 2, "arch_lr": 0.05}).to_string();
+    let mut algo = ok((m.create_algorithm())(RStr::from("darts"), RStr::from(config.as_str())));
+
+    let mut host = Net::new();
+    let mut local = Net::new();
+    let mut step = ArchStep::new(&DartsConfig { order: 2, arch_lr: 0.05, ..DartsConfig::default() });
+    let w0 = host.snapshot();
+    for s in 0..3 {
+        let (x, y, vx, vy) = data(s);
+        let batch = StepBatch {
+            x: TensorRef::new(&x),
+            y: TensorRef::new(&y),
+            val_x: TensorRef::new(&vx),
+            val_y: TensorRef::new(&vy),
+            epoch: 0,
+            step: s as u64,
+            lr: host.lr,
+        };
+        let out = ok(algo.before_step(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), batch));
+        let metrics: serde_json::Value = serde_json::from_str(out.as_str()).unwrap();
+        let arch_loss = metrics["arch_loss"].as_f64().unwrap();
+
+        let data = StepData { x, y, val_x: vx, val_y: vy, epoch: 0, step: s as u64, lr: local.lr };
+        let local_loss = step.step(&mut local, &data).unwrap();
+        assert_eq!(arch_loss, local_loss);
+    }
+    // The alphas moved, identically on both sides; the weights are back where they were, and
+    // no gradient was left in them.
+    let (a_host, a_local) = (&host.a[0].1, &local.a[0].1);
+    assert!(a_host.equal(a_local));
+    assert!(!a_host.equal(&w0[3]));
+    for ((_, w), w0) in host.w.iter().zip(&w0) {
+        assert!(w.equal(w0));
+        assert!(!w.grad().defined());
+    }
+
+    let out = ok(algo.after_epoch(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), 0));
+    let report: serde_json::Value = serde_json::from_str(out.as_str()).unwrap();
+    let rows = report["alphas"]["normal"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(report["alpha_entropy"].as_f64().unwrap() < 3f64.ln());
+}
+
+#[test]
+fn errors_cross_as_messages() {
+    let m = module();
+    let e = match (m.create_algorithm())(RStr::from("darts"), RStr::from(r#"{"oder": 2}"#)) {
+        RResult::RErr(e) => e.into_string(),
+        RResult::ROk(_) => panic!("accepted an unknown key"),
+    };
+    assert!(e.contains("oder") && e.contains("order"), "{e}");
+    // No validation batch: an error, not a crash.
+    let mut algo = ok((m.create_algorithm())(RStr::from("darts"), RStr::from("{}")));
+    let mut host = Net::new();
+    let (x, y, _, _) = data(0);
+    let undefined = Tensor::new();
+    let batch = StepBatch {
+        x: TensorRef::new(&x),
+        y: TensorRef::new(&y),
+        val_x: TensorRef::new(&undefined),
+        val_y: TensorRef::new(&undefined),
+        epoch: 0,
+        step: 0,
+        lr: 0.1,
+    };
+    match algo.before_step(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), batch) {
+        RResult::RErr(e) => assert!(e.contains("validation batch"), "{e}"),
+        RResult::ROk(_) => panic!("no error"),
+    }
+}
+
+#[test]
+fn model_desc_and_finalizer_through_the_boundary() {
+    let m = module();
+    let mut algo =
+        ok((m.create_algorithm())(RStr::from("darts"), RStr::from(r#"{"macro": {"layers": 5, "channels": 8}}"#)));
+    let ctx = r#"{"channels": 1, "image_size": 28, "num_classes": 10, "seed": 0}"#;
+    let yaml = ok(algo.model_desc(RStr::from(ctx)));
+    let search = ModelDesc::from_yaml(yaml.as_str(), "plugin output").unwrap();
+    let expected = DartsMacro { layers: 5, nodes: 4, channels: 8, stem_multiplier: 3 }
+        .build(
+            "darts_search",
+            InputDesc { channels: 1, size: 28 },
+            10,
+            &CellFill::Search { candidates: &darts_primitives() },
+        )
+        .unwrap();
+    assert_eq!(search, expected);
+
+    let mut fin = ok((m.create_finalizer())(RStr::from("darts-topk"), RStr::from(r#"{"k": 2, "channels": 12}"#)));
+    let normal = Tensor::zeros([14, 8], OPTS);
+    let _ = normal.narrow(1, 4, 1).fill_(1.0);
+    let reduce = Tensor::zeros([14, 8], OPTS);
+    let _ = reduce.narrow(1, 1, 1).fill_(1.0);
+    let arch: RVec<NamedTensor> = named(&[("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)]);
+    let out = ok(fin.finalize(RStr::from(yaml.as_str()), arch));
+    let d = ModelDesc::from_yaml(out.as_str(), "finalizer output").unwrap();
+    assert_eq!(d.cells.len(), 5);
+    assert_eq!(d.cells[0].c, 12);
+    assert!(d.cells.iter().all(|c| c.mixed_edges() == 0));
+    let ops = |red: bool| -> Vec<String> {
+        d.cells
+            .iter()
+            .filter(|c| c.reduction == red)
+            .flat_map(|c| c.nodes.iter().flat_map(|n| n.edges.iter().map(|e| e.op.clone())))
+            .collect()
+    };
+    assert!(ops(false).iter().all(|o| o == "sep_conv_3x3"));
+    assert!(ops(true).iter().all(|o| o == "max_pool_3x3"));
+}
