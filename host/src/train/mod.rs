@@ -325,6 +325,8 @@ impl Trainer<'_> {
             let mut algo_metrics = serde_json::Map::new();
             let mut lr = c.optimizer.lr;
             let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
+            let mut progress =
+                archai_runlog::Progress::new(format!("{} epoch {}/{}", self.phase, epoch + 1, c.epochs), steps_per_epoch as u64);
             for (i, b) in batcher.iter().enumerate().take(steps_per_epoch) {
                 let step = epoch * steps_per_epoch + i;
                 lr = c.scheduler.lr_at(c.optimizer.lr, step, steps_per_epoch, total_steps);
@@ -405,7 +407,9 @@ impl Trainer<'_> {
                 }
                 opt.step(lr);
                 meter.add(&Tensor::cat(&all_logits, 0), &y, loss_total);
+                progress.inc(1);
             }
+            progress.finish();
             let train_m = meter.metrics();
             let secs = t0.elapsed().as_secs_f64();
             let key = format!("{}/epochs/{epoch}", self.phase);

@@ -17,8 +17,10 @@ use darts::search::{ArchStep, SearchModel};
 const OPTS: (Kind, Device) = (Kind::Float, Device::Cpu);
 
 fn module() -> PluginModuleRef {
+    // Cargo builds the cdylib next to this test binary (target/<profile>/deps); it is copied up to
+    // target/<profile>/ only by `cargo build`, so that copy may be stale.
     let exe = std::env::current_exe().unwrap();
-    let lib = exe.parent().unwrap().parent().unwrap().join("libdarts.so");
+    let lib = exe.parent().unwrap().join("libdarts.so");
     let header = lib_header_from_path(&lib).unwrap_or_else(|e| panic!("{}: {e}", lib.display()));
     header.init_root_module::<PluginModuleRef>().unwrap()
 }
