@@ -325,8 +325,10 @@ impl Trainer<'_> {
             let mut algo_metrics = serde_json::Map::new();
             let mut lr = c.optimizer.lr;
             let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
-            let mut progress =
-                archai_runlog::Progress::new(format!("{} epoch {}/{}", self.phase, epoch + 1, c.epochs), steps_per_epoch as u64);
+            let mut progress = archai_runlog::Progress::new(
+                format!("{} epoch {}/{}", self.phase, epoch + 1, c.epochs),
+                steps_per_epoch as u64,
+            );
             for (i, b) in batcher.iter().enumerate().take(steps_per_epoch) {
                 let step = epoch * steps_per_epoch + i;
                 lr = c.scheduler.lr_at(c.optimizer.lr, step, steps_per_epoch, total_steps);

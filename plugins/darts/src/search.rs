@@ -260,9 +260,10 @@ impl ArchStep {
 
         // 3) dalpha and dw' of L_val(w', a).
         let loss = model.loss(&b.val_x, &b.val_y)?;
-        let val_loss = loss.f_double_value(&[])?;
         let inputs: Vec<Tensor> = alphas.iter().chain(weights).map(|t| t.shallow_clone()).collect();
         let mut grads = grad_of(&loss, &inputs)?;
+        // Read after the backward pass so that a GPU is not synchronized in between.
+        let val_loss = loss.f_double_value(&[])?;
         drop(loss);
         let dw_val = grads.split_off(alphas.len());
         let dalpha = defined_or_zeros(grads, alphas)?;
