@@ -166,3 +166,15 @@ fn data_command_summarises_fashion_mnist() {
     assert!(text.contains("train: 60000 samples, per class [6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000], mean [0.2860], std [0.3530]"), "{text}");
     assert!(text.contains("test: 10000 samples"), "{text}");
 }
+
+#[test]
+fn manual_eval_of_a_handcrafted_model() {
+    assert!(fashion_mnist_present());
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("manual");
+    ok(&archai(&["run", "confs/algos/manual.yaml", "--toy", "--set", "nas.eval.trainer.max_batches=5", "--out", run.to_str().unwrap()]));
+    let log = yaml(&run.join("log.yaml"));
+    assert!(log["search"].is_null(), "manual runs no search");
+    assert!(log["eval"]["summary"]["params"].as_u64().unwrap() > 50_000);
+    assert!(test_top1(&run) > 0.0);
+}
