@@ -80,8 +80,12 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     assert_eq!(log["dataset"]["train"].as_u64(), Some(60000));
     assert!(log["search"]["epochs"][0]["train"]["loss"].as_f64().unwrap().is_finite());
     assert!(
-        log["search"]["epochs"][0]["alphas"]["alpha_entropy"]["normal"].as_f64().is_some(),
-        "alpha history missing"
+        log["search"]["epochs"][0]["alphas"]["alpha_entropy"].as_f64().is_some()
+            && log["search"]["epochs"][0]["alphas"]["alphas"]["normal"]
+                .as_sequence()
+                .is_some_and(|rows| !rows.is_empty()),
+        "alpha history missing: {:?}",
+        log["search"]["epochs"][0]["alphas"]
     );
     let top1 = test_top1(&first);
     assert!(top1 > 0.15, "toy eval should beat chance (0.10): {top1}");
@@ -172,7 +176,15 @@ fn manual_eval_of_a_handcrafted_model() {
     assert!(fashion_mnist_present());
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("manual");
-    ok(&archai(&["run", "confs/algos/manual.yaml", "--toy", "--set", "nas.eval.trainer.max_batches=5", "--out", run.to_str().unwrap()]));
+    ok(&archai(&[
+        "run",
+        "confs/algos/manual.yaml",
+        "--toy",
+        "--set",
+        "nas.eval.trainer.max_batches=5",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
     let log = yaml(&run.join("log.yaml"));
     assert!(log["search"].is_null(), "manual runs no search");
     assert!(log["eval"]["summary"]["params"].as_u64().unwrap() > 50_000);
