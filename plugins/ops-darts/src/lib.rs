@@ -60,7 +60,6 @@ fn single(inputs: &[Tensor]) -> anyhow::Result<&Tensor> {
 pub struct Zero {
     stride: i64,
     c_out: i64,
-    c_in: i64,
 }
 
 impl Op for Zero {
@@ -68,7 +67,6 @@ impl Op for Zero {
         let x = single(inputs)?;
         let (n, _, h, w) = x.size4()?;
         let (ho, wo) = ((h + self.stride - 1) / self.stride, (w + self.stride - 1) / self.stride);
-        let _ = self.c_in;
         Ok(Tensor::zeros([n, self.c_out, ho, wo], (x.kind(), x.device())))
     }
 }
@@ -253,7 +251,7 @@ impl Op for SkipConnect {
 
 fn create_none(v: &serde_json::Value, _: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
     let c = CellOpConfig::parse(v)?;
-    Ok(Box::new(Zero { stride: c.stride, c_out: c.c_out(), c_in: c.c_in }))
+    Ok(Box::new(Zero { stride: c.stride, c_out: c.c_out() }))
 }
 
 fn pool(v: &serde_json::Value, p: &mut ParamBuilder, max: bool) -> anyhow::Result<Box<dyn Op>> {
