@@ -204,20 +204,25 @@ impl ModelDesc {
     }
 }
 
-/// The DARTS macro-architecture: `layers` cells with reductions at 1/3 and 2/3, `nodes` nodes
-/// per cell, `channels` initial channels, `stem_multiplier` x channels out of the stem.
+/// The DARTS macro-architecture (`macro:` in algorithm configs; every key optional, defaults
+/// are the DARTS search network's).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DartsMacro {
+    /// Number of cells; the cells at `layers/3` and `2*layers/3` are reduction cells.
     pub layers: usize,
+    /// Intermediate nodes per cell.
     pub nodes: usize,
+    /// Channels of the first cell's nodes (doubled at each reduction).
     pub channels: i64,
-    #[serde(default = "three")]
+    /// The stem outputs `stem_multiplier * channels` channels.
     pub stem_multiplier: i64,
 }
 
-fn three() -> i64 {
-    3
+impl Default for DartsMacro {
+    fn default() -> Self {
+        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 }
+    }
 }
 
 /// What fills one cell's edges: a mixture over candidates (search) or a fixed genotype.

@@ -4,38 +4,6 @@ use archai_plugin_api::model_desc::{DartsMacro, InputDesc, DARTS_PRIMITIVES};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The DARTS macro-architecture (`macro:` in the algorithm config). Every key is optional.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MacroConfig {
-    /// Number of cells; the cells at `layers/3` and `2*layers/3` are reduction cells.
-    pub layers: usize,
-    /// Intermediate nodes per cell.
-    pub nodes: usize,
-    /// Channels of the first cell's nodes (doubled at each reduction).
-    pub channels: i64,
-    /// The stem outputs `stem_multiplier * channels` channels.
-    pub stem_multiplier: i64,
-}
-
-impl Default for MacroConfig {
-    fn default() -> Self {
-        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 }
-    }
-}
-
-impl MacroConfig {
-    /// The model-description builder for these values.
-    pub fn to_macro(&self) -> DartsMacro {
-        DartsMacro {
-            layers: self.layers,
-            nodes: self.nodes,
-            channels: self.channels,
-            stem_multiplier: self.stem_multiplier,
-        }
-    }
-}
-
 /// The eight DARTS primitives as owned strings (the default candidate list).
 pub fn darts_primitives() -> Vec<String> {
     DARTS_PRIMITIVES.iter().map(|s| s.to_string()).collect()
@@ -47,7 +15,7 @@ pub fn darts_primitives() -> Vec<String> {
 pub struct DartsConfig {
     /// The macro-architecture of the supernet.
     #[serde(rename = "macro")]
-    pub macro_: MacroConfig,
+    pub macro_: DartsMacro,
     /// The candidate ops of every mixed edge (op names from op plugins).
     pub candidates: Vec<String>,
     /// 1: first-order DARTS; 2: second-order (unrolled) DARTS.
@@ -65,7 +33,7 @@ pub struct DartsConfig {
 impl Default for DartsConfig {
     fn default() -> Self {
         Self {
-            macro_: MacroConfig::default(),
+            macro_: DartsMacro::default(),
             candidates: darts_primitives(),
             order: 1,
             arch_lr: 3e-4,
@@ -189,7 +157,7 @@ mod tests {
     fn defaults_are_the_papers() {
         let c = DartsConfig::from_json(&json!({})).unwrap();
         assert_eq!(c, DartsConfig::default());
-        assert_eq!(c.macro_, MacroConfig { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 });
+        assert_eq!(c.macro_, DartsMacro { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 });
         assert_eq!(c.candidates.len(), 8);
         assert_eq!(c.candidates[0], "none");
         assert_eq!(
@@ -202,7 +170,7 @@ mod tests {
     #[test]
     fn partial_keys_keep_the_other_defaults() {
         let c = DartsConfig::from_json(&json!({"macro": {"layers": 5}, "order": 2, "arch_lr": 6e-4})).unwrap();
-        assert_eq!(c.macro_, MacroConfig { layers: 5, ..MacroConfig::default() });
+        assert_eq!(c.macro_, DartsMacro { layers: 5, ..DartsMacro::default() });
         assert_eq!(c.order, 2);
         assert_eq!(c.arch_lr, 6e-4);
         assert_eq!(c.arch_betas, [0.5, 0.999]);

@@ -317,7 +317,7 @@ impl Darts {
     }
 
     fn build(config: &DartsConfig, input: InputDesc, num_classes: i64) -> anyhow::Result<ModelDesc> {
-        let m = config.macro_.to_macro();
+        let m = config.macro_.clone();
         m.build("darts_search", input, num_classes, &CellFill::Search { candidates: &config.candidates })
             .map_err(|e| anyhow::anyhow!("darts config `macro`: {e}"))
     }

@@ -31,28 +31,12 @@ use serde::{Deserialize, Serialize};
 
 export_plugin!();
 
-/// The macro-architecture (`macro:`); every key optional.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MacroConfig {
-    pub layers: usize,
-    pub nodes: usize,
-    pub channels: i64,
-    pub stem_multiplier: i64,
-}
-
-impl Default for MacroConfig {
-    fn default() -> Self {
-        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 }
-    }
-}
-
 /// Configuration of the `random` algorithm.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RandomConfig {
     #[serde(rename = "macro")]
-    pub macro_: MacroConfig,
+    pub macro_: DartsMacro,
     pub candidates: Vec<String>,
     pub seed: u64,
 }
@@ -60,7 +44,7 @@ pub struct RandomConfig {
 impl Default for RandomConfig {
     fn default() -> Self {
         Self {
-            macro_: MacroConfig::default(),
+            macro_: DartsMacro::default(),
             candidates: DARTS_PRIMITIVES.iter().map(|s| s.to_string()).collect(),
             seed: 0,
         }
@@ -87,18 +71,13 @@ impl RandomConfig {
         Ok(c)
     }
 
-    fn to_macro(&self) -> DartsMacro {
-        let m = &self.macro_;
-        DartsMacro { layers: m.layers, nodes: m.nodes, channels: m.channels, stem_multiplier: m.stem_multiplier }
-    }
-
     /// The sampled architecture for a run seed.
     pub fn build(&self, input: InputDesc, num_classes: i64, run_seed: u64) -> anyhow::Result<ModelDesc> {
         let mut rng = SplitMix64::new(self.seed.wrapping_add(run_seed));
         let ops: Vec<&str> = self.candidates.iter().map(String::as_str).filter(|o| *o != "none").collect();
         let normal = sample_cell(&mut rng, self.macro_.nodes, &ops);
         let reduce = sample_cell(&mut rng, self.macro_.nodes, &ops);
-        self.to_macro()
+        self.macro_
             .build("random_sample", input, num_classes, &CellFill::Genotype { normal: &normal, reduce: &reduce })
             .map_err(|e| anyhow::anyhow!("random config `macro`: {e}"))
     }
