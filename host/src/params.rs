@@ -5,7 +5,7 @@ use archai_plugin_api::{Init, ParamHost, ParamRole, ParamSpec, TensorOwned};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use tch::nn::{self, VarStore};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Weights and buffers in one `VarStore`, architecture parameters in another.
 pub struct ParamStore {
@@ -125,9 +125,4 @@ impl ParamHost for ScopedParamHost<'_> {
             Err(e) => RResult::RErr(e.into()),
         }
     }
-}
-
-/// A float tensor on `device` (helper for callers building inputs).
-pub fn randn(shape: &[i64], device: Device) -> Tensor {
-    Tensor::randn(shape, (Kind::Float, device))
 }

@@ -240,10 +240,6 @@ impl PluginRegistry {
         }
     }
 
-    fn call_error(plugin: &LoadedPlugin, kind: ComponentKind, name: &str, message: impl ToString) -> PluginError {
-        PluginError::Call { plugin: plugin.file_name(), kind, name: name.into(), message: message.to_string() }
-    }
-
     /// Builds an op. Its parameters are created in `store` under `scope` (e.g. `cells.0.edges.3`).
     pub fn create_op(
         &self,
@@ -255,30 +251,39 @@ impl PluginRegistry {
         let (plugin, _) = self.find(ComponentKind::Op, name)?;
         let mut host = param_host_box(ScopedParamHost::new(store, scope));
         let json = config.to_string();
-        match (plugin.module.create_op())(RStr::from(name), RStr::from(json.as_str()), &mut host) {
-            RResult::ROk(op) => Ok(PluginOp { op, plugin: plugin.file_name().into(), name: name.into() }),
-            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::Op, name, e)),
-        }
+        let op = plugin_result(
+            (plugin.module.create_op())(RStr::from(name), RStr::from(json.as_str()), &mut host),
+            &plugin.file_name(),
+            ComponentKind::Op,
+            name,
+        )?;
+        Ok(PluginOp { op, plugin: plugin.file_name().into(), name: name.into() })
     }
 
     /// Builds an algorithm from its config section.
     pub fn create_algorithm(&self, name: &str, config: &serde_json::Value) -> Result<PluginAlgorithm, PluginError> {
         let (plugin, _) = self.find(ComponentKind::Algorithm, name)?;
         let json = config.to_string();
-        match (plugin.module.create_algorithm())(RStr::from(name), RStr::from(json.as_str())) {
-            RResult::ROk(inner) => Ok(PluginAlgorithm { inner, plugin: plugin.file_name(), name: name.into() }),
-            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::Algorithm, name, e)),
-        }
+        let inner = plugin_result(
+            (plugin.module.create_algorithm())(RStr::from(name), RStr::from(json.as_str())),
+            &plugin.file_name(),
+            ComponentKind::Algorithm,
+            name,
+        )?;
+        Ok(PluginAlgorithm { inner, plugin: plugin.file_name(), name: name.into() })
     }
 
     /// Builds a finalizer from its config section.
     pub fn create_finalizer(&self, name: &str, config: &serde_json::Value) -> Result<PluginFinalizer, PluginError> {
         let (plugin, _) = self.find(ComponentKind::Finalizer, name)?;
         let json = config.to_string();
-        match (plugin.module.create_finalizer())(RStr::from(name), RStr::from(json.as_str())) {
-            RResult::ROk(inner) => Ok(PluginFinalizer { inner, plugin: plugin.file_name(), name: name.into() }),
-            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::Finalizer, name, e)),
-        }
+        let inner = plugin_result(
+            (plugin.module.create_finalizer())(RStr::from(name), RStr::from(json.as_str())),
+            &plugin.file_name(),
+            ComponentKind::Finalizer,
+            name,
+        )?;
+        Ok(PluginFinalizer { inner, plugin: plugin.file_name(), name: name.into() })
     }
 
     /// Builds a dataset adapter from the dataset's config section.
@@ -289,10 +294,13 @@ impl PluginRegistry {
     ) -> Result<PluginDatasetAdapter, PluginError> {
         let (plugin, _) = self.find(ComponentKind::DatasetAdapter, name)?;
         let json = config.to_string();
-        match (plugin.module.create_dataset_adapter())(RStr::from(name), RStr::from(json.as_str())) {
-            RResult::ROk(inner) => Ok(PluginDatasetAdapter { inner, plugin: plugin.file_name(), name: name.into() }),
-            RResult::RErr(e) => Err(Self::call_error(plugin, ComponentKind::DatasetAdapter, name, e)),
-        }
+        let inner = plugin_result(
+            (plugin.module.create_dataset_adapter())(RStr::from(name), RStr::from(json.as_str())),
+            &plugin.file_name(),
+            ComponentKind::DatasetAdapter,
+            name,
+        )?;
+        Ok(PluginDatasetAdapter { inner, plugin: plugin.file_name(), name: name.into() })
     }
 }
 
@@ -307,15 +315,8 @@ impl PluginOp {
     /// Runs the op; inputs are borrowed for the call, the result is owned by the caller.
     pub fn forward(&self, inputs: &[&Tensor], train: bool) -> Result<Tensor, PluginError> {
         let refs: Vec<TensorRef<'_>> = inputs.iter().map(|t| TensorRef::new(t)).collect();
-        match self.op.forward(refs.as_slice().into(), train) {
-            RResult::ROk(t) => Ok(t.into_tensor()),
-            RResult::RErr(e) => Err(PluginError::Call {
-                plugin: self.plugin.to_string(),
-                kind: ComponentKind::Op,
-                name: self.name.to_string(),
-                message: e.into_string(),
-            }),
-        }
+        plugin_result(self.op.forward(refs.as_slice().into(), train), &self.plugin, ComponentKind::Op, &self.name)
+            .map(TensorOwned::into_tensor)
     }
 
     pub fn name(&self) -> &str {
@@ -370,9 +371,4 @@ impl PluginDatasetAdapter {
             s.class_names.into_iter().map(|c| c.into_string()).collect(),
         ))
     }
-}
-
-/// Owned handle helper for host-side callers that hand tensors to plugins.
-pub fn owned(t: &Tensor) -> TensorOwned {
-    TensorOwned::new(t.shallow_clone())
 }

@@ -246,9 +246,49 @@ pub fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, RString> {
     }
 }
 
-fn unknown(kind: ComponentKind, name: &str, known: impl Iterator<Item = &'static str>) -> anyhow::Error {
-    let known: Vec<_> = known.collect();
-    anyhow::anyhow!("this plugin has no {kind} named `{name}` (it has: {})", known.join(", "))
+/// What the four registration types share, so lookup and listing are written once.
+trait Registration: inventory::Collect {
+    const KIND: ComponentKind;
+    fn name(&self) -> &'static str;
+    fn version(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+}
+
+macro_rules! impl_registration {
+    ($($ty:ty => $kind:expr),* $(,)?) => {$(
+        impl Registration for $ty {
+            const KIND: ComponentKind = $kind;
+            fn name(&self) -> &'static str { self.name }
+            fn version(&self) -> &'static str { self.version }
+            fn description(&self) -> &'static str { self.description }
+        }
+    )*};
+}
+
+impl_registration! {
+    OpRegistration => ComponentKind::Op,
+    AlgorithmRegistration => ComponentKind::Algorithm,
+    FinalizerRegistration => ComponentKind::Finalizer,
+    DatasetAdapterRegistration => ComponentKind::DatasetAdapter,
+}
+
+/// The registration named `name` in this plugin, or an error listing the ones it has.
+fn lookup<R: Registration>(name: RStr<'_>) -> anyhow::Result<&'static R> {
+    inventory::iter::<R>.into_iter().find(|r| r.name() == name.as_str()).ok_or_else(|| {
+        let known: Vec<&str> = inventory::iter::<R>.into_iter().map(|r| r.name()).collect();
+        anyhow::anyhow!("this plugin has no {} named `{name}` (it has: {})", R::KIND, known.join(", "))
+    })
+}
+
+fn infos<R: Registration>(out: &mut RVec<ComponentInfo>) {
+    for r in inventory::iter::<R> {
+        out.push(ComponentInfo {
+            kind: R::KIND,
+            name: r.name().into(),
+            version: r.version().into(),
+            description: r.description().into(),
+        });
+    }
 }
 
 fn parse_config(config_json: RStr<'_>) -> anyhow::Result<serde_json::Value> {
@@ -256,25 +296,11 @@ fn parse_config(config_json: RStr<'_>) -> anyhow::Result<serde_json::Value> {
 }
 
 extern "C" fn plugin_components() -> RVec<ComponentInfo> {
-    let info = |kind, name: &str, version: &str, description: &str| ComponentInfo {
-        kind,
-        name: name.into(),
-        version: version.into(),
-        description: description.into(),
-    };
     let mut out = RVec::new();
-    for r in inventory::iter::<OpRegistration> {
-        out.push(info(ComponentKind::Op, r.name, r.version, r.description));
-    }
-    for r in inventory::iter::<AlgorithmRegistration> {
-        out.push(info(ComponentKind::Algorithm, r.name, r.version, r.description));
-    }
-    for r in inventory::iter::<FinalizerRegistration> {
-        out.push(info(ComponentKind::Finalizer, r.name, r.version, r.description));
-    }
-    for r in inventory::iter::<DatasetAdapterRegistration> {
-        out.push(info(ComponentKind::DatasetAdapter, r.name, r.version, r.description));
-    }
+    infos::<OpRegistration>(&mut out);
+    infos::<AlgorithmRegistration>(&mut out);
+    infos::<FinalizerRegistration>(&mut out);
+    infos::<DatasetAdapterRegistration>(&mut out);
     out
 }
 
@@ -295,9 +321,7 @@ extern "C" fn plugin_create_op(
     params: &mut ParamHostBox<'_>,
 ) -> RResult<OpBox, RString> {
     guard(|| {
-        let reg = inventory::iter::<OpRegistration>.into_iter().find(|r| r.name == name.as_str()).ok_or_else(|| {
-            unknown(ComponentKind::Op, name.as_str(), inventory::iter::<OpRegistration>.into_iter().map(|r| r.name))
-        })?;
+        let reg = lookup::<OpRegistration>(name)?;
         let config = parse_config(config_json)?;
         let mut builder = ParamBuilder::new(params);
         let op = (reg.create)(&config, &mut builder)?;
@@ -341,15 +365,7 @@ impl AlgorithmObj for AlgorithmAdapter {
 
 extern "C" fn plugin_create_algorithm(name: RStr<'_>, config_json: RStr<'_>) -> RResult<AlgorithmBox, RString> {
     guard(|| {
-        let reg = inventory::iter::<AlgorithmRegistration>.into_iter().find(|r| r.name == name.as_str()).ok_or_else(
-            || {
-                unknown(
-                    ComponentKind::Algorithm,
-                    name.as_str(),
-                    inventory::iter::<AlgorithmRegistration>.into_iter().map(|r| r.name),
-                )
-            },
-        )?;
+        let reg = lookup::<AlgorithmRegistration>(name)?;
         let algo = (reg.create)(&parse_config(config_json)?)?;
         Ok(AlgorithmObj_TO::from_value(AlgorithmAdapter(algo), TD_Opaque))
     })
@@ -365,15 +381,7 @@ impl FinalizerObj for FinalizerAdapter {
 
 extern "C" fn plugin_create_finalizer(name: RStr<'_>, config_json: RStr<'_>) -> RResult<FinalizerBox, RString> {
     guard(|| {
-        let reg = inventory::iter::<FinalizerRegistration>.into_iter().find(|r| r.name == name.as_str()).ok_or_else(
-            || {
-                unknown(
-                    ComponentKind::Finalizer,
-                    name.as_str(),
-                    inventory::iter::<FinalizerRegistration>.into_iter().map(|r| r.name),
-                )
-            },
-        )?;
+        let reg = lookup::<FinalizerRegistration>(name)?;
         let f = (reg.create)(&parse_config(config_json)?)?;
         Ok(FinalizerObj_TO::from_value(FinalizerAdapter(f), TD_Opaque))
     })
@@ -399,16 +407,7 @@ extern "C" fn plugin_create_dataset_adapter(
     config_json: RStr<'_>,
 ) -> RResult<DatasetAdapterBox, RString> {
     guard(|| {
-        let reg = inventory::iter::<DatasetAdapterRegistration>
-            .into_iter()
-            .find(|r| r.name == name.as_str())
-            .ok_or_else(|| {
-                unknown(
-                    ComponentKind::DatasetAdapter,
-                    name.as_str(),
-                    inventory::iter::<DatasetAdapterRegistration>.into_iter().map(|r| r.name),
-                )
-            })?;
+        let reg = lookup::<DatasetAdapterRegistration>(name)?;
         let a = (reg.create)(&parse_config(config_json)?)?;
         Ok(DatasetAdapterObj_TO::from_value(DatasetAdapterAdapter(a), TD_Opaque))
     })
