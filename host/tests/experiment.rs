@@ -190,3 +190,29 @@ fn manual_eval_of_a_handcrafted_model() {
     assert!(log["eval"]["summary"]["params"].as_u64().unwrap() > 50_000);
     assert!(test_top1(&run) > 0.0);
 }
+
+#[test]
+fn resuming_a_finished_run_restores_the_trained_weights() {
+    assert!(fashion_mnist_present());
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("resume");
+    let args = [
+        "run",
+        "confs/algos/manual.yaml",
+        "--toy",
+        "--set",
+        "nas.eval.trainer.max_batches=5",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    ok(&archai(&args));
+    let trained = test_top1(&run);
+    // Resuming finds the eval checkpoint after the last epoch, trains nothing more and must test
+    // the restored weights and batch-norm statistics, not a fresh initialization.
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let out = archai(&resume);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resumed from"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(test_top1(&run), trained);
+}

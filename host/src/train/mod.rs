@@ -220,14 +220,14 @@ pub struct Trainer<'a> {
     pub log: &'a mut RunLog,
 }
 
+/// The model's tensors under their checkpoint names: `w.` weights and buffers, `a.` alphas.
+fn model_tensors(store: &ParamStore) -> Vec<(String, Tensor)> {
+    let weights = store.named_weights().into_iter().chain(store.named_buffers()).map(|(n, t)| (format!("w.{n}"), t));
+    weights.chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t))).collect()
+}
+
 fn save_checkpoint(path: &Path, store: &ParamStore, opt: &Optimizer, epoch: usize) -> Result<(), TrainError> {
-    let mut named: Vec<(String, Tensor)> = Vec::new();
-    for (n, t) in store.named_weights().into_iter().chain(store.named_buffers()) {
-        named.push((format!("w.{n}"), t));
-    }
-    for (n, t) in store.named_arch() {
-        named.push((format!("a.{n}"), t));
-    }
+    let mut named = model_tensors(store);
     for (n, t) in opt.state() {
         named.push((format!("o.{n}"), t));
     }
@@ -246,19 +246,13 @@ fn load_checkpoint(path: &Path, store: &ParamStore, opt: &mut Optimizer) -> Resu
     let _guard = tch::no_grad_guard();
     let mut epoch = None;
     let mut opt_state = Vec::new();
-    let live: Vec<(String, Tensor)> = store
-        .named_weights()
-        .into_iter()
-        .chain(store.named_buffers())
-        .map(|(n, t)| (format!("w.{n}"), t))
-        .chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t)))
-        .collect();
+    let mut live: std::collections::HashMap<String, Tensor> = model_tensors(store).into_iter().collect();
     for (name, t) in saved {
         if name == "epoch" {
             epoch = Some(t.int64_value(&[]) as usize);
         } else if let Some(rest) = name.strip_prefix("o.") {
             opt_state.push((rest.to_string(), t));
-        } else if let Some((_, mut dst)) = live.iter().find(|(n, _)| *n == name).map(|(n, t)| (n, t.shallow_clone())) {
+        } else if let Some(dst) = live.get_mut(&name) {
             dst.copy_(&t);
         } else {
             return Err(err(format!(
