@@ -19,21 +19,31 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median per-call time (ns) of `f` over `repeats` rounds of `iters` calls, after a warm-up round.
-fn time_per_call(iters: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..iters.min(1000) {
+fn per_call_ns(iters: usize, f: &mut impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
         f();
     }
-    let rounds = (0..repeats)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / iters as f64
-        })
-        .collect();
-    median(rounds)
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// Median per-call times (ns) of `direct` and `plugin` over `repeats` rounds of `iters` calls each,
+/// after a warm-up of both. The two are timed in alternating order, round by round, so neither
+/// gains from running second on a warmer cache or allocator.
+fn time_pair(iters: usize, repeats: usize, mut direct: impl FnMut(), mut plugin: impl FnMut()) -> (f64, f64) {
+    per_call_ns(iters.min(1000), &mut direct);
+    per_call_ns(iters.min(1000), &mut plugin);
+    let (mut d, mut p) = (Vec::new(), Vec::new());
+    for round in 0..repeats {
+        if round % 2 == 0 {
+            d.push(per_call_ns(iters, &mut direct));
+            p.push(per_call_ns(iters, &mut plugin));
+        } else {
+            p.push(per_call_ns(iters, &mut plugin));
+            d.push(per_call_ns(iters, &mut direct));
+        }
+    }
+    (median(d), median(p))
 }
 
 /// Per-call cost of calling an op through the plugin boundary vs the same libtorch call made
@@ -48,8 +58,12 @@ pub fn boundary(registry: &PluginRegistry, iters: usize, repeats: usize) -> Resu
         let cfg = serde_json::json!({"c_in": c, "stride": 1});
         let skip = registry.create_op("skip_connect", &cfg, &store, &format!("bench.skip{c}"))?;
         let pool = registry.create_op("max_pool_3x3", &cfg, &store, &format!("bench.pool{c}"))?;
-        let direct = time_per_call(iters_here, repeats, || drop(x.shallow_clone()));
-        let plugin = time_per_call(iters_here, repeats, || drop(skip.forward(&[&x], false).expect("skip_connect")));
+        let (direct, plugin) = time_pair(
+            iters_here,
+            repeats,
+            || drop(x.shallow_clone()),
+            || drop(skip.forward(&[&x], false).expect("skip_connect")),
+        );
         rows.push(BoundaryRow {
             op: "skip_connect".into(),
             shape: shape.clone(),
@@ -57,8 +71,12 @@ pub fn boundary(registry: &PluginRegistry, iters: usize, repeats: usize) -> Resu
             plugin_ns: plugin,
             overhead_ns: plugin - direct,
         });
-        let direct = time_per_call(iters_here, repeats, || drop(x.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false)));
-        let plugin = time_per_call(iters_here, repeats, || drop(pool.forward(&[&x], false).expect("max_pool_3x3")));
+        let (direct, plugin) = time_pair(
+            iters_here,
+            repeats,
+            || drop(x.max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false)),
+            || drop(pool.forward(&[&x], false).expect("max_pool_3x3")),
+        );
         rows.push(BoundaryRow {
             op: "max_pool_3x3".into(),
             shape,
