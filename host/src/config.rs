@@ -49,10 +49,43 @@ pub struct DatasetConfig {
     pub num_classes: i64,
     pub channels: i64,
     pub image_size: i64,
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
+    /// Per-channel mean of pixel/255, or `compute` (measured on the train split at load time).
+    pub mean: ChannelStat,
+    /// Per-channel standard deviation of pixel/255, or `compute`.
+    pub std: ChannelStat,
     #[serde(flatten)]
     pub adapter_keys: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A per-channel dataset statistic: explicit values or the keyword `compute`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum ChannelStat {
+    Values(Vec<f32>),
+    Keyword(StatKeyword),
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StatKeyword {
+    Compute,
+}
+
+impl<'de> Deserialize<'de> for ChannelStat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Values(Vec<f32>),
+            Word(String),
+        }
+        let expected = "a list of per-channel values (e.g. [0.2860]) or `compute`";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(format!("expected {expected}")))? {
+            Raw::Values(v) => Ok(ChannelStat::Values(v)),
+            Raw::Word(w) if w == "compute" => Ok(ChannelStat::Keyword(StatKeyword::Compute)),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("expected {expected}, got `{w}`"))),
+        }
+    }
 }
 
 /// A component by name with its own configuration (passed to the plugin as JSON).
@@ -111,4 +144,22 @@ pub struct EvalConfig {
 pub struct FinalMacro {
     pub layers: usize,
     pub channels: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_stats_are_values_or_compute() {
+        let v: ChannelStat = yaml_serde::from_str("[0.5, 0.25]").unwrap();
+        assert_eq!(v, ChannelStat::Values(vec![0.5, 0.25]));
+        let c: ChannelStat = yaml_serde::from_str("compute").unwrap();
+        assert_eq!(c, ChannelStat::Keyword(StatKeyword::Compute));
+        assert_eq!(yaml_serde::to_string(&c).unwrap().trim(), "compute");
+        let e = yaml_serde::from_str::<ChannelStat>("comptue").unwrap_err().to_string();
+        assert!(e.contains("or `compute`, got `comptue`"), "{e}");
+        let e = yaml_serde::from_str::<ChannelStat>("{a: 1}").unwrap_err().to_string();
+        assert!(e.contains("expected a list of per-channel values"), "{e}");
+    }
 }

@@ -1,6 +1,6 @@
 //! One experiment: dataset -> search phase (algorithm plugin, trainer, finalizer) -> eval phase
 //! (compile the final description, train from scratch, test), all recorded in the run directory.
-use crate::config::{DatasetConfig, ExperimentConfig, SearchConfig};
+use crate::config::{ChannelStat, DatasetConfig, ExperimentConfig, SearchConfig};
 use crate::model::Network;
 use crate::params::ParamStore;
 use crate::plugins::{plugin_result, PluginRegistry};
@@ -20,6 +20,16 @@ pub struct LoadedDataset {
     pub train: SampleBuffer,
     pub test: SampleBuffer,
     pub class_names: Vec<String>,
+    /// Normalization statistics: the YAML's values, or measured on the train split for `compute`.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl LoadedDataset {
+    /// The dataset's normalization.
+    pub fn normalize(&self) -> Transform {
+        Transform::Normalize { mean: self.mean.clone(), std: self.std.clone() }
+    }
 }
 
 fn to_buffer(images: tch::Tensor, labels: tch::Tensor, what: &str) -> Result<SampleBuffer> {
@@ -49,24 +59,69 @@ pub fn load_dataset(reg: &PluginRegistry, ds: &DatasetConfig) -> Result<LoadedDa
             ds.image_size
         );
     }
-    if ds.mean.len() != c || ds.std.len() != c {
-        bail!("dataset `{}`: mean and std need one value per channel ({c})", ds.name);
+    let measured = match (&ds.mean, &ds.std) {
+        (ChannelStat::Values(_), ChannelStat::Values(_)) => None,
+        _ => {
+            let [c, h, w] = train.shape();
+            let (m, s) = archai_data::stats::mean_std(train.images(), train.len(), c, h, w);
+            tracing::info!("dataset `{}`: measured on train: mean {m:.4?}, std {s:.4?}", ds.name);
+            Some((m.iter().map(|&v| v as f32).collect::<Vec<_>>(), s.iter().map(|&v| v as f32).collect::<Vec<_>>()))
+        }
+    };
+    let pick = |stat: &ChannelStat, measured: Option<&Vec<f32>>| match stat {
+        ChannelStat::Values(v) => v.clone(),
+        ChannelStat::Keyword(_) => measured.cloned().unwrap_or_default(),
+    };
+    let mean = pick(&ds.mean, measured.as_ref().map(|m| &m.0));
+    let std = pick(&ds.std, measured.as_ref().map(|m| &m.1));
+    if mean.len() != c || std.len() != c {
+        bail!("dataset `{}`: mean and std need one value per channel ({c}), or `compute`", ds.name);
     }
-    Ok(LoadedDataset { train, test, class_names })
+    Ok(LoadedDataset { train, test, class_names, mean, std })
 }
 
-fn normalize(ds: &DatasetConfig) -> Transform {
-    Transform::Normalize { mean: ds.mean.clone(), std: ds.std.clone() }
-}
-
-/// Training transforms: the trainer's list, with the dataset's normalization appended when the
-/// list has none (DARTS lists it before cutout explicitly).
-fn train_transforms(t: &TrainerConfig, ds: &DatasetConfig) -> Vec<Transform> {
+/// Training transforms: the trainer's list with the dataset's normalization inserted, when the
+/// list has none, before the first cutout (DARTS cuts out in normalized space) or at the end.
+pub fn train_transforms(t: &TrainerConfig, data: &LoadedDataset) -> Vec<Transform> {
     let mut v = t.transforms.clone();
     if !v.iter().any(|x| matches!(x, Transform::Normalize { .. })) {
-        v.push(normalize(ds));
+        let at = v.iter().position(|x| matches!(x, Transform::Cutout { .. })).unwrap_or(v.len());
+        v.insert(at, data.normalize());
     }
     v
+}
+
+/// 50,000 generated samples of shape `CxHxW` (seeded bytes, 10 balanced classes) and the DARTS
+/// CIFAR augmentation for them, for pipeline benchmarks.
+pub fn synthetic_cifar_like(shape: &str) -> Result<(SampleBuffer, Vec<Transform>)> {
+    let dims: Vec<usize> = shape
+        .split('x')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--synthetic {shape}: expected CxHxW, e.g. 3x32x32"))?;
+    let [c, h, w] = dims[..] else { bail!("--synthetic {shape}: expected three sizes CxHxW, e.g. 3x32x32") };
+    if c == 0 || h == 0 || w == 0 {
+        bail!("--synthetic {shape}: sizes must be positive");
+    }
+    let n = 50_000;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let images: Vec<u8> = (0..n * c * h * w)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        })
+        .collect();
+    let labels = (0..n).map(|i| (i % 10) as i64).collect();
+    let buffer = SampleBuffer::new(images, labels, [c, h, w])?;
+    let transforms = vec![
+        Transform::RandomCrop { size: h.min(w), padding: 4 },
+        Transform::HorizontalFlip { p: 0.5 },
+        Transform::Normalize { mean: vec![0.5; c], std: vec![0.25; c] },
+        Transform::Cutout { length: 16.min(h) },
+    ];
+    Ok((buffer, transforms))
 }
 
 pub fn device_of(name: &str) -> Result<Device> {
@@ -153,9 +208,9 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     );
     let (train_idx, val_idx) =
         archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed);
-    let transforms = train_transforms(&search.trainer, &cfg.dataset);
+    let transforms = train_transforms(&search.trainer, data);
     let train = SplitData { buffer: data.train.clone(), indices: train_idx, transforms: transforms.clone() };
-    let val = SplitData { buffer: data.train.clone(), indices: val_idx, transforms: vec![normalize(&cfg.dataset)] };
+    let val = SplitData { buffer: data.train.clone(), indices: val_idx, transforms: vec![data.normalize()] };
     let mut trainer = Trainer {
         config: search.trainer.clone(),
         phase: "search".into(),
@@ -220,12 +275,11 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     let params = store.weight_count();
     tracing::info!("eval: {} with {params} weights", desc.name);
     let all: Vec<usize> = (0..data.train.len()).collect();
-    let train =
-        SplitData { buffer: data.train.clone(), indices: all, transforms: train_transforms(trainer_cfg, &cfg.dataset) };
+    let train = SplitData { buffer: data.train.clone(), indices: all, transforms: train_transforms(trainer_cfg, data) };
     let test = SplitData {
         buffer: data.test.clone(),
         indices: (0..data.test.len()).collect(),
-        transforms: vec![normalize(&cfg.dataset)],
+        transforms: vec![data.normalize()],
     };
     let mut trainer = Trainer {
         config: trainer_cfg.clone(),
@@ -269,7 +323,10 @@ pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume:
     let data = load_dataset(reg, &cfg.dataset)?;
     log.tree.set(
         "dataset",
-        serde_json::json!({"name": cfg.dataset.name, "train": data.train.len(), "test": data.test.len(), "shape": data.train.shape(), "classes": data.class_names}),
+        serde_json::json!({
+            "name": cfg.dataset.name, "train": data.train.len(), "test": data.test.len(),
+            "shape": data.train.shape(), "classes": data.class_names, "mean": data.mean, "std": data.std,
+        }),
     )?;
     log.flush()?;
     let ctx = RunContext { cfg, reg, data: &data, run_dir, device, resume };
@@ -292,4 +349,64 @@ pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume:
     log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
     log.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::optim::{OptimizerConfig, OptimizerKind};
+    use crate::train::schedule::ScheduleConfig;
+
+    fn data() -> LoadedDataset {
+        let buf = SampleBuffer::new(vec![0; 4], vec![0], [1, 2, 2]).unwrap();
+        LoadedDataset { train: buf.clone(), test: buf, class_names: vec!["a".into()], mean: vec![0.5], std: vec![0.2] }
+    }
+
+    fn trainer(transforms: Vec<Transform>) -> TrainerConfig {
+        TrainerConfig {
+            epochs: 1,
+            batch_size: 1,
+            max_batches: None,
+            max_eval_batches: None,
+            optimizer: OptimizerConfig {
+                kind: OptimizerKind::Sgd,
+                lr: 0.1,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+                no_decay_bn_bias: false,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+            },
+            scheduler: ScheduleConfig::constant(),
+            grad_clip: None,
+            label_smoothing: 0.0,
+            drop_path_prob: 0.0,
+            batch_chunks: 1,
+            transforms,
+        }
+    }
+
+    #[test]
+    fn dataset_normalize_goes_before_cutout_or_at_the_end() {
+        let d = data();
+        let flip = Transform::HorizontalFlip { p: 0.5 };
+        let cut = Transform::Cutout { length: 1 };
+        assert_eq!(
+            train_transforms(&trainer(vec![flip.clone(), cut.clone()]), &d),
+            vec![flip.clone(), d.normalize(), cut]
+        );
+        assert_eq!(train_transforms(&trainer(vec![flip.clone()]), &d), vec![flip, d.normalize()]);
+        let own = Transform::Normalize { mean: vec![0.1], std: vec![0.3] };
+        assert_eq!(train_transforms(&trainer(vec![own.clone()]), &d), vec![own]);
+    }
+
+    #[test]
+    fn synthetic_data_has_the_requested_shape_and_rejects_bad_specs() {
+        let (buf, t) = synthetic_cifar_like("3x32x32").unwrap();
+        assert_eq!((buf.len(), buf.shape()), (50_000, [3, 32, 32]));
+        assert_eq!(t.len(), 4);
+        assert!(synthetic_cifar_like("3x32").unwrap_err().to_string().contains("CxHxW"));
+        assert!(synthetic_cifar_like("ax32x32").unwrap_err().to_string().contains("CxHxW"));
+    }
 }

@@ -47,6 +47,10 @@ enum Command {
         /// Measure augmented samples/s and batches/s of the search trainer's pipeline.
         #[arg(long)]
         bench: bool,
+        /// With --bench, also measure a DARTS CIFAR-style pipeline on generated data of this
+        /// shape (CxHxW, e.g. 3x32x32).
+        #[arg(long, value_name = "CxHxW")]
+        synthetic: Option<String>,
     },
     /// Benchmarks that print numbers.
     #[command(subcommand)]
@@ -149,7 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             archai::experiment::run(&cfg, &reg, run_dir.path(), *resume)?;
             tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
         }
-        Command::Data { conf, overrides, bench } => {
+        Command::Data { conf, overrides, bench, synthetic } => {
             let (_, cfg) = overrides.load(conf)?;
             let reg = registry(&cli)?;
             let data = archai::experiment::load_dataset(&reg, &cfg.dataset)?;
@@ -178,11 +182,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if *bench {
                 let t = &cfg.nas.search.trainer;
-                let mut transforms = t.transforms.clone();
-                transforms.push(archai_data::Transform::Normalize {
-                    mean: cfg.dataset.mean.clone(),
-                    std: cfg.dataset.std.clone(),
-                });
                 let opts = archai_data::BatcherOptions {
                     batch_size: t.batch_size,
                     drop_last: false,
@@ -190,11 +189,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     seed: cfg.common.seed,
                     epoch: 0,
                 };
+                let transforms = archai::experiment::train_transforms(t, &data);
                 let r = archai_data::bench_throughput(&data.train, &transforms, opts, 200)?;
                 println!(
-                    "  pipeline (search trainer transforms, batch {}, {} rayon threads): {:.0} samples/s, {:.1} batches/s",
-                    t.batch_size, r.threads, r.samples_per_s, r.batches_per_s
+                    "  pipeline bench, {} (search trainer transforms, batch {}, {} rayon threads): {:.0} samples/s, {:.1} batches/s",
+                    cfg.dataset.name, t.batch_size, r.threads, r.samples_per_s, r.batches_per_s
                 );
+                if let Some(shape) = synthetic {
+                    let (buffer, transforms) = archai::experiment::synthetic_cifar_like(shape)?;
+                    let r = archai_data::bench_throughput(&buffer, &transforms, opts, 200)?;
+                    println!(
+                        "  pipeline bench, generated {shape} (crop pad 4, flip, normalize, cutout 16; batch {}, {} rayon threads): {:.0} samples/s, {:.1} batches/s",
+                        t.batch_size, r.threads, r.samples_per_s, r.batches_per_s
+                    );
+                }
             }
         }
         Command::Bench(BenchCommand::Boundary { iters, repeats, threads, json }) => {

@@ -187,6 +187,10 @@ fn manual_eval_of_a_handcrafted_model() {
     ]));
     let log = yaml(&run.join("log.yaml"));
     assert!(log["search"].is_null(), "manual runs no search");
+    // manual.yaml's run below uses `compute`: the measured statistics are logged.
+    let mean = log["dataset"]["mean"][0].as_f64().unwrap();
+    let std = log["dataset"]["std"][0].as_f64().unwrap();
+    assert!((mean - 0.2860).abs() < 5e-4 && (std - 0.3530).abs() < 5e-4, "mean {mean} std {std}");
     assert!(log["eval"]["summary"]["params"].as_u64().unwrap() > 50_000);
     assert!(test_top1(&run) > 0.0);
 }
