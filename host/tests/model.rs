@@ -1,0 +1,178 @@
+//! Models and the trainer with the real op plugins: parameter counts, chunked steps, resume.
+mod common;
+
+use archai::model::Network;
+use archai::params::ParamStore;
+use archai::plugins::PluginRegistry;
+use archai::runlog::RunLog;
+use archai::train::optim::{OptimizerConfig, OptimizerKind};
+use archai::train::schedule::ScheduleConfig;
+use archai::train::{SplitData, Trainer, TrainerConfig};
+use archai_data::SampleBuffer;
+use archai_model_desc::ModelDesc;
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tch::Device;
+
+fn registry() -> PluginRegistry {
+    PluginRegistry::scan(&[plugin_dir()]).unwrap()
+}
+
+#[test]
+fn darts_v2_has_the_published_parameter_count() {
+    let path = repo_root().join("confs/models/darts_v2.yaml");
+    let desc = ModelDesc::from_yaml(&std::fs::read_to_string(&path).unwrap(), "darts_v2").unwrap();
+    let store = ParamStore::new(Device::Cpu);
+    Network::compile(&desc, &registry(), &store).unwrap();
+    let params = store.weight_count();
+    eprintln!("darts_v2.yaml: {params} weights");
+    // DARTS reports 3.3M (without the auxiliary head, which this description has none of).
+    assert!((3_250_000..3_400_000).contains(&params), "{params}");
+    assert_eq!(store.arch_count(), 0);
+}
+
+fn trainer_config(chunks: usize) -> TrainerConfig {
+    TrainerConfig {
+        epochs: 1,
+        batch_size: 16,
+        max_batches: Some(3),
+        max_eval_batches: None,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-3,
+            no_decay_bn_bias: false,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+        },
+        scheduler: ScheduleConfig::constant(),
+        grad_clip: None,
+        label_smoothing: 0.1,
+        drop_path_prob: 0.0,
+        batch_chunks: chunks,
+        transforms: vec![],
+    }
+}
+
+/// Deterministic weights that do not depend on libtorch's global RNG (tests run in parallel).
+fn set_fixed_init(store: &ParamStore) {
+    let _guard = tch::no_grad_guard();
+    for (_, mut w) in store.named_weights() {
+        let n = w.numel() as i64;
+        let values = tch::Tensor::arange(n, (tch::Kind::Float, Device::Cpu)).g_mul_scalar(0.1).g_sub_scalar(0.2);
+        w.copy_(&values.view(w.size().as_slice()));
+    }
+}
+
+/// Weights after a few steps of a model without batch statistics (pooling + linear head).
+fn weights_after_training(chunks: usize) -> Vec<(String, tch::Tensor)> {
+    let desc = ModelDesc::from_yaml(
+        "name: linear\ninput: {channels: 2, size: 4}\nnum_classes: 3\nstem: []\ncells: []\nhead: {c_in: 2}\n",
+        "test",
+    )
+    .unwrap();
+    let store = ParamStore::new(Device::Cpu);
+    let mut net = Network::compile(&desc, &registry(), &store).unwrap();
+    set_fixed_init(&store);
+    let n = 64;
+    let images: Vec<u8> = (0..n * 2 * 4 * 4).map(|i| ((i * 37) % 251) as u8).collect();
+    let labels: Vec<i64> = (0..n).map(|i| (i % 3) as i64).collect();
+    let buffer = SampleBuffer::new(images, labels, [2, 4, 4]).unwrap();
+    let train = SplitData { buffer, indices: (0..n).collect(), transforms: vec![] };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = RunLog::open(dir.path()).unwrap();
+    let mut trainer = Trainer {
+        config: trainer_config(chunks),
+        phase: "t".into(),
+        seed: 1,
+        device: Device::Cpu,
+        checkpoint: dir.path().join("ck.pt"),
+        log: &mut log,
+    };
+    trainer.fit(&mut net, &store, &train, None, None, false).unwrap();
+    store.named_weights()
+}
+
+#[test]
+fn a_chunked_step_equals_the_full_batch_step() {
+    let full = weights_after_training(1);
+    let chunked = weights_after_training(4);
+    let moved = weights_after_training(1);
+    assert_eq!(full.len(), 2);
+    for ((name, a), (_, b)) in full.iter().zip(&chunked) {
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{name} differs by {diff}");
+    }
+    // Training did move the weights (the comparison is not between two initializations).
+    let store = ParamStore::new(Device::Cpu);
+    let desc = ModelDesc::from_yaml(
+        "name: linear\ninput: {channels: 2, size: 4}\nnum_classes: 3\nstem: []\ncells: []\nhead: {c_in: 2}\n",
+        "test",
+    )
+    .unwrap();
+    Network::compile(&desc, &registry(), &store).unwrap();
+    set_fixed_init(&store);
+    let init = store.named_weights();
+    assert!((&init[0].1 - &moved[0].1).abs().max().double_value(&[]) > 1e-3);
+}
+
+fn yaml(path: &std::path::Path) -> yaml_serde::Value {
+    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn killed_then_resumed_run_ends_with_the_same_metrics() {
+    if !std::path::Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file() {
+        panic!("Fashion-MNIST missing: run scripts/setup.sh");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = |out: &std::path::Path| -> Vec<String> {
+        [
+            "--plugin-dir",
+            plugin_dir().to_str().unwrap(),
+            "run",
+            "confs/algos/manual.yaml",
+            "--toy",
+            "--set",
+            "nas.eval.trainer.epochs=2",
+            "--set",
+            "nas.eval.trainer.max_batches=25",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = tmp.path().join("whole");
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(base(&whole)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let cut = tmp.path().join("cut");
+    let mut child = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args(base(&cut))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = cut.join("eval/checkpoint.pt");
+    let start = Instant::now();
+    while !checkpoint.is_file() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(yaml(&cut.join("log.yaml"))["eval"]["summary"].is_null(), "the run finished before it was killed");
+
+    let mut resume = base(&cut);
+    resume.push("--resume".into());
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(&resume).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (yaml(&whole.join("log.yaml")), yaml(&cut.join("log.yaml")));
+    assert_eq!(a["eval"]["summary"]["test"], b["eval"]["summary"]["test"]);
+    assert_eq!(a["eval"]["epochs"][1]["train"]["loss"], b["eval"]["epochs"][1]["train"]["loss"]);
+}
