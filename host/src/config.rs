@@ -135,6 +135,10 @@ pub struct EvalConfig {
     /// `layers` / `channels`); null keeps the search network's size.
     #[serde(default)]
     pub final_macro: Option<FinalMacro>,
+    /// Fraction of the training split held out (stratified) and evaluated after every epoch;
+    /// 0 trains on the whole split.
+    #[serde(default)]
+    pub val_ratio: f64,
     /// Null skips the eval phase.
     pub trainer: Option<TrainerConfig>,
 }

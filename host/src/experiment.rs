@@ -274,8 +274,22 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     let mut net = Network::compile(desc, reg, &store)?;
     let params = store.weight_count();
     tracing::info!("eval: {} with {params} weights", desc.name);
-    let all: Vec<usize> = (0..data.train.len()).collect();
-    let train = SplitData { buffer: data.train.clone(), indices: all, transforms: train_transforms(trainer_cfg, data) };
+    let val_ratio = cfg.nas.eval.val_ratio;
+    if !(0.0..1.0).contains(&val_ratio) {
+        bail!("nas.eval.val_ratio must be in [0, 1), got {val_ratio}");
+    }
+    let (train_idx, val_idx) = if val_ratio > 0.0 {
+        archai_data::split::stratified_train_val(data.train.labels(), val_ratio, cfg.common.seed)
+    } else {
+        ((0..data.train.len()).collect(), Vec::new())
+    };
+    let train =
+        SplitData { buffer: data.train.clone(), indices: train_idx, transforms: train_transforms(trainer_cfg, data) };
+    let val = (!val_idx.is_empty()).then(|| SplitData {
+        buffer: data.train.clone(),
+        indices: val_idx,
+        transforms: vec![data.normalize()],
+    });
     let test = SplitData {
         buffer: data.test.clone(),
         indices: (0..data.test.len()).collect(),
@@ -290,7 +304,7 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
         log,
     };
     std::fs::create_dir_all(run_dir.join("eval"))?;
-    let report = trainer.fit(&mut net, &store, &train, None, None, resume)?;
+    let report = trainer.fit(&mut net, &store, &train, val.as_ref(), None, resume)?;
     let test_m = evaluate(&net, &test, trainer_cfg.batch_size, trainer_cfg.max_eval_batches, device)?;
     tracing::info!(
         "eval: test top1 {:.4} top5 {:.4} loss {:.4} ({} samples)",
@@ -302,7 +316,7 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     log.tree.set(
         "eval/summary",
         serde_json::json!({
-            "train": report.train, "test": test_m, "params": params, "epochs": report.epochs_run,
+            "train": report.train, "val": report.val, "test": test_m, "params": params, "epochs": report.epochs_run,
             "duration_s": t0.elapsed().as_secs_f64(),
         }),
     )?;

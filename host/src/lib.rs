@@ -7,6 +7,7 @@ pub mod model;
 pub mod params;
 pub mod plugins;
 pub mod runlog;
+pub mod stats;
 pub mod train;
 
 /// Resident set size of this process in bytes (Linux), for leak checks and reports.

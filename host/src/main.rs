@@ -33,6 +33,43 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Train any model description (handcrafted or searched) with the general trainer, then test
+    /// it. Uses confs/train.yaml (eval trainer of DARTS) unless --conf is given.
+    Train {
+        /// ModelDesc YAML (e.g. confs/models/resnet_small.yaml).
+        model: PathBuf,
+        /// A dataset name from confs/datasets/ (fashion_mnist, cifar10, ...) or a dataset YAML file.
+        #[arg(long, default_value = "fashion_mnist")]
+        dataset: String,
+        /// Experiment YAML supplying the trainer and common settings.
+        #[arg(long, default_value = "confs/train.yaml")]
+        conf: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Parameters, MACs/FLOPs, activation memory and measured latency of a model description.
+    Stats {
+        /// ModelDesc YAML.
+        model: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        batch: i64,
+        /// Input size CxHxW (default: the description's input).
+        #[arg(long, value_name = "CxHxW")]
+        input: Option<String>,
+        /// Timed forward passes (median reported).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// libtorch intra-op threads (0: libtorch's default).
+        #[arg(long, default_value_t = 0)]
+        threads: i32,
+        /// Print one JSON object (keys params, macs, flops, activation_bytes, latency_ms, ...).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the resolved configuration (includes, _copy, --toy and --set applied); runs nothing.
     Config {
         conf: PathBuf,
@@ -110,6 +147,29 @@ fn registry(cli: &Cli) -> anyhow::Result<PluginRegistry> {
     PluginRegistry::scan(&dirs).context("loading plugins")
 }
 
+fn run_experiment(
+    cli: &Cli,
+    conf: &std::path::Path,
+    overrides: &Overrides,
+    out: &Option<PathBuf>,
+    resume: bool,
+) -> anyhow::Result<()> {
+    let (resolved, cfg) = overrides.load(conf)?;
+    let reg = registry(cli)?;
+    let run_dir =
+        archai::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), resume)?;
+    let _logging = archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
+    let used = run_dir.join("config_used.yaml");
+    if !resume || !used.is_file() {
+        std::fs::write(&used, archai::config::to_yaml_string(&resolved.tree))
+            .with_context(|| format!("writing {}", used.display()))?;
+    }
+    tracing::info!("run directory: {}", run_dir.path().display());
+    archai::experiment::run(&cfg, &reg, run_dir.path(), resume)?;
+    tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Plugins => {
@@ -133,25 +193,70 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (resolved, _) = overrides.load(conf)?;
             print!("{}", archai::config::to_yaml_string(&resolved.tree));
         }
-        Command::Run { conf, overrides, out, resume } => {
-            let (resolved, cfg) = overrides.load(conf)?;
-            let reg = registry(&cli)?;
-            let run_dir = archai::runlog::RunDir::create(
-                &cfg.common.runs_dir,
-                &cfg.common.experiment_name,
-                out.clone(),
-                *resume,
-            )?;
-            let _logging =
-                archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
-            let used = run_dir.join("config_used.yaml");
-            if !*resume || !used.is_file() {
-                std::fs::write(&used, archai::config::to_yaml_string(&resolved.tree))
-                    .with_context(|| format!("writing {}", used.display()))?;
+        Command::Train { model, dataset, conf, overrides, out, resume } => {
+            let ds_file = if dataset.ends_with(".yaml") || dataset.ends_with(".yml") {
+                PathBuf::from(dataset)
+            } else {
+                conf.parent().unwrap_or(std::path::Path::new(".")).join("datasets").join(format!("{dataset}.yaml"))
+            };
+            let text = std::fs::read_to_string(&ds_file)
+                .with_context(|| format!("--dataset {dataset}: cannot read {}", ds_file.display()))?;
+            let tree: serde_json::Value =
+                yaml_serde::from_str(&text).with_context(|| format!("parsing {}", ds_file.display()))?;
+            let section = tree
+                .get("dataset")
+                .ok_or_else(|| anyhow::anyhow!("{} has no `dataset:` section", ds_file.display()))?;
+            let mut overrides = overrides.clone();
+            // Replaces the whole dataset section, so no key of the default dataset leaks in.
+            overrides.sets.insert(0, format!("dataset={section}"));
+            overrides
+                .sets
+                .insert(1, format!("nas.eval.model_desc={}", serde_json::Value::String(model.display().to_string())));
+            run_experiment(&cli, conf, &overrides, out, *resume)?;
+        }
+        Command::Stats { model, batch, input, runs, threads, json } => {
+            if *threads > 0 {
+                tch::set_num_threads(*threads);
             }
-            tracing::info!("run directory: {}", run_dir.path().display());
-            archai::experiment::run(&cfg, &reg, run_dir.path(), *resume)?;
-            tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
+            let text = std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
+            let mut desc = archai_model_desc::ModelDesc::from_yaml(&text, &model.display().to_string())?;
+            if let Some(spec) = input {
+                let dims: Vec<i64> = spec.split('x').filter_map(|d| d.parse().ok()).collect();
+                let [c, h, w] = dims[..] else { anyhow::bail!("--input {spec}: expected CxHxW, e.g. 3x32x32") };
+                if h != w {
+                    anyhow::bail!("--input {spec}: only square inputs are supported");
+                }
+                if c != desc.input.channels {
+                    anyhow::bail!("--input {spec}: the description's stem takes {} channels", desc.input.channels);
+                }
+                desc.input.size = h;
+            }
+            let reg = registry(&cli)?;
+            let store = archai::params::ParamStore::new(tch::Device::Cpu);
+            let net = archai::model::Network::compile(&desc, &reg, &store)?;
+            let s = archai::stats::model_stats(&desc, &net, &store, *batch, *runs, tch::Device::Cpu);
+            if *json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!(
+                    "{} (input {}x{}x{}, batch {}, {} threads)",
+                    s.name, s.input[0], s.input[1], s.input[2], s.batch, s.threads
+                );
+                println!("  params           {:>14}  (+{} architecture)", s.params, s.arch_params);
+                println!("  MACs / sample    {:>14}  (FLOPs {})", s.macs, s.flops);
+                println!("  activations      {:>14}  bytes for the batch (fp32 op outputs)", s.activation_bytes);
+                println!("  forward latency  {:>14.3}  ms, median of {}", s.latency_ms, s.latency_runs);
+                println!("  {:<12} {:>12} {:>14} {:>16}", "part", "params", "MACs", "act bytes/sample");
+                for p in &s.parts {
+                    println!("  {:<12} {:>12} {:>14} {:>16}", p.name, p.params, p.macs, p.activation_bytes_per_sample);
+                }
+                if !s.ops_without_macs.is_empty() {
+                    println!("  no MAC formula for: {} (counted as 0)", s.ops_without_macs.join(", "));
+                }
+            }
+        }
+        Command::Run { conf, overrides, out, resume } => {
+            run_experiment(&cli, conf, overrides, out, *resume)?;
         }
         Command::Data { conf, overrides, bench, synthetic } => {
             let (_, cfg) = overrides.load(conf)?;
@@ -229,8 +334,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. }) {
-        // `run` sets up console + log.txt logging itself once the run directory exists.
+    if !matches!(cli.command, Command::Run { .. } | Command::Train { .. }) {
+        // `run` and `train` set up console + log.txt logging once the run directory exists.
         let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).without_time().try_init();
     }
     match run(cli) {

@@ -176,3 +176,64 @@ fn killed_then_resumed_run_ends_with_the_same_metrics() {
     assert_eq!(a["eval"]["summary"]["test"], b["eval"]["summary"]["test"]);
     assert_eq!(a["eval"]["epochs"][1]["train"]["loss"], b["eval"]["epochs"][1]["train"]["loss"]);
 }
+
+#[test]
+fn stats_json_reports_darts_v2_params_and_macs() {
+    let out = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args([
+            "--plugin-dir",
+            plugin_dir().to_str().unwrap(),
+            "stats",
+            "confs/models/darts_v2.yaml",
+            "--runs",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params"], 3_349_342);
+    // The figure the NAS literature quotes for DARTS-V2 on CIFAR-10: 528M multiply-adds.
+    assert_eq!(v["macs"], 528_359_040);
+    assert_eq!(v["flops"], 2 * 528_359_040i64);
+    assert!(v["activation_bytes"].as_i64().unwrap() > 0 && v["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["parts"].as_array().unwrap().len(), 22, "stem, 20 cells, classifier");
+    assert_eq!(v["ops_without_macs"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn train_command_trains_validates_and_tests_a_handcrafted_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("train");
+    let out = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args(["--plugin-dir", plugin_dir().to_str().unwrap(), "train", "confs/models/resnet_small.yaml"])
+        .args(["--dataset", "fashion_mnist", "--toy", "--set", "nas.eval.trainer.max_batches=5", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = yaml(&run.join("log.yaml"));
+    assert_eq!(log["dataset"]["name"].as_str(), Some("fashion_mnist"));
+    assert!(log["eval"]["epochs"][0]["val"]["top1"].as_f64().is_some(), "no validation: {:?}", log["eval"]);
+    assert!(log["eval"]["summary"]["test"]["top1"].as_f64().is_some());
+    let used = yaml(&run.join("config_used.yaml"));
+    assert_eq!(used["nas"]["eval"]["model_desc"].as_str(), Some("confs/models/resnet_small.yaml"));
+
+    let err = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args([
+            "--plugin-dir",
+            plugin_dir().to_str().unwrap(),
+            "train",
+            "confs/models/resnet_small.yaml",
+            "--dataset",
+            "fashoin_mnist",
+        ])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--dataset fashoin_mnist: cannot read"));
+}
