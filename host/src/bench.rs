@@ -87,3 +87,143 @@ pub fn boundary(registry: &PluginRegistry, iters: usize, repeats: usize) -> Resu
     }
     Ok(rows)
 }
+
+/// Figures of `archai bench darts-step`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DartsStepReport {
+    pub order: u8,
+    pub batch: i64,
+    pub threads: i32,
+    pub layers: usize,
+    pub channels: i64,
+    pub steps: usize,
+    pub warmup: usize,
+    pub channels_last: bool,
+    pub sec_per_step: f64,
+    pub arch_sec: f64,
+    pub weight_sec: f64,
+    pub images_per_sec: f64,
+    pub params_weights: i64,
+    pub params_arch: i64,
+    pub peak_rss_mib: f64,
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Median seconds per DARTS search step (architecture step on a validation batch, then weight
+/// step: SGD 0.025, momentum 0.9, wd 3e-4, clip 5) on synthetic (B, 3, 32, 32) data, 10 classes,
+/// with the same network and hyper-parameters as `shared/bench/darts_ref.py`.
+#[allow(clippy::too_many_arguments)]
+pub fn darts_step(
+    registry: &PluginRegistry,
+    order: u8,
+    batch: i64,
+    layers: usize,
+    channels: i64,
+    steps: usize,
+    warmup: usize,
+    seed: i64,
+    channels_last: bool,
+) -> anyhow::Result<DartsStepReport> {
+    use crate::model::Network;
+    use crate::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+    use crate::train::schedule::ScheduleConfig;
+    use crate::train::{algorithm_step, weight_step, StepTensors, TrainerConfig};
+    use abi_stable::std_types::RStr;
+
+    tch::manual_seed(seed);
+    let config = serde_json::json!({
+        "macro": {"layers": layers, "nodes": 4, "channels": channels, "stem_multiplier": 3},
+        "order": order,
+    });
+    let mut algo = registry.create_algorithm("darts", &config)?;
+    let context = serde_json::json!({"channels": 3, "image_size": 32, "num_classes": 10, "seed": seed}).to_string();
+    let desc_yaml = crate::plugins::plugin_result(
+        algo.inner.model_desc(RStr::from(context.as_str())),
+        &algo.plugin,
+        archai_plugin_api::ComponentKind::Algorithm,
+        "darts",
+    )?;
+    let desc = archai_model_desc::ModelDesc::from_yaml(desc_yaml.as_str(), "darts")?;
+    let store = ParamStore::new(Device::Cpu);
+    let mut net = Network::compile(&desc, registry, &store)?;
+    net.channels_last = channels_last;
+    let optimizer = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        lr: 0.025,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 3e-4,
+        no_decay_bn_bias: false,
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+    };
+    let trainer = TrainerConfig {
+        epochs: 1,
+        batch_size: batch as usize,
+        max_batches: None,
+        max_eval_batches: None,
+        optimizer: optimizer.clone(),
+        scheduler: ScheduleConfig::constant(),
+        grad_clip: Some(5.0),
+        label_smoothing: 0.0,
+        drop_path_prob: 0.0,
+        batch_chunks: 1,
+        transforms: vec![],
+    };
+    let mut opt = Optimizer::new(optimizer, store.named_weights());
+    let data = |_: usize| {
+        (
+            Tensor::randn([batch, 3, 32, 32], (Kind::Float, Device::Cpu)),
+            Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu)),
+        )
+    };
+    let (mut total, mut arch, mut weight) = (Vec::new(), Vec::new(), Vec::new());
+    for step in 0..warmup + steps {
+        let ((x, y), (vx, vy)) = (data(step), data(step));
+        let t0 = Instant::now();
+        let tensors = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch: 0, step, lr: 0.025 };
+        algorithm_step(&mut algo, &net, &store, &opt, &tensors, 0.0)?;
+        let t1 = Instant::now();
+        let (loss, _) = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.025)?;
+        let t2 = Instant::now();
+        tracing::info!(
+            "step {step} {} {:.3}s (arch {:.3}s, weight {:.3}s) loss {loss:.4}",
+            if step < warmup { "warmup" } else { "timed" },
+            (t2 - t0).as_secs_f64(),
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64()
+        );
+        if step >= warmup {
+            total.push((t2 - t0).as_secs_f64());
+            arch.push((t1 - t0).as_secs_f64());
+            weight.push((t2 - t1).as_secs_f64());
+        }
+    }
+    let sec_per_step = median(total);
+    Ok(DartsStepReport {
+        order,
+        batch,
+        threads: tch::get_num_threads(),
+        layers,
+        channels,
+        steps,
+        warmup,
+        channels_last,
+        sec_per_step,
+        arch_sec: median(arch),
+        weight_sec: median(weight),
+        images_per_sec: batch as f64 / sec_per_step,
+        params_weights: store.weight_count(),
+        params_arch: store.arch_count(),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}

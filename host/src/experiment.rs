@@ -164,6 +164,93 @@ pub fn cells_dot(desc: &ModelDesc) -> String {
     out
 }
 
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// An SVG picture of the normal and reduction cells: inputs on the left, one column per node,
+/// the cell output on the right, each edge labelled with its op.
+pub fn cells_svg(desc: &ModelDesc) -> String {
+    const COL: f64 = 170.0;
+    const ROW: f64 = 70.0;
+    const PANEL: f64 = 60.0;
+    let mut kinds: Vec<(&str, &archai_model_desc::CellDesc)> = Vec::new();
+    for cell in &desc.cells {
+        let kind = if cell.reduction { "reduction" } else { "normal" };
+        if !kinds.iter().any(|(k, _)| *k == kind) {
+            kinds.push((kind, cell));
+        }
+    }
+    let max_nodes = kinds.iter().map(|(_, c)| c.nodes.len()).max().unwrap_or(0);
+    let width = COL * (max_nodes as f64 + 2.0) + 120.0;
+    let panel_h = ROW * (max_nodes as f64 + 2.0) + PANEL;
+    let height = panel_h * kinds.len().max(1) as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"8\" refY=\"4\" orient=\"auto\">\
+         <path d=\"M0,0 L8,4 L0,8 z\" fill=\"#555\"/></marker></defs>\n"
+    );
+    for (p, (kind, cell)) in kinds.iter().enumerate() {
+        let top = p as f64 * panel_h;
+        out.push_str(&format!(
+            "<text x=\"10\" y=\"{}\" font-size=\"15\" font-weight=\"bold\">{kind} cell</text>\n",
+            top + 22.0
+        ));
+        let n = cell.nodes.len();
+        // Node positions: 0 and 1 are the cell inputs, 2.. the intermediate nodes, n+2 the output.
+        let pos = |i: usize| -> (f64, f64) {
+            match i {
+                0 => (60.0, top + PANEL),
+                1 => (60.0, top + PANEL + ROW * 1.5),
+                i if i < n + 2 => (60.0 + COL * (i - 1) as f64, top + PANEL + ROW * (i - 2) as f64 * 0.9 + ROW * 0.3),
+                _ => (60.0 + COL * (n + 1) as f64, top + PANEL + ROW),
+            }
+        };
+        for (ni, node) in cell.nodes.iter().enumerate() {
+            let (x2, y2) = pos(ni + 2);
+            for e in &node.edges {
+                let (x1, y1) = pos(e.input);
+                out.push_str(&format!(
+                    "<line x1=\"{:.0}\" y1=\"{y1:.0}\" x2=\"{:.0}\" y2=\"{y2:.0}\" stroke=\"#555\" marker-end=\"url(#arrow)\"/>\n\
+                     <text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"#a33\">{}</text>\n",
+                    x1 + 30.0,
+                    x2 - 30.0,
+                    (x1 + x2) / 2.0,
+                    (y1 + y2) / 2.0 - 4.0,
+                    xml_escape(&e.op)
+                ));
+            }
+        }
+        let (ox, oy) = pos(n + 2);
+        for &c in &cell.concat {
+            let (x1, y1) = pos(c);
+            out.push_str(&format!(
+                "<line x1=\"{:.0}\" y1=\"{y1:.0}\" x2=\"{:.0}\" y2=\"{oy:.0}\" stroke=\"#999\" stroke-dasharray=\"4 3\" marker-end=\"url(#arrow)\"/>\n",
+                x1 + 30.0,
+                ox - 30.0
+            ));
+        }
+        let mut label = |i: usize, text: &str, fill: &str| {
+            let (x, y) = pos(i);
+            out.push_str(&format!(
+                "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"60\" height=\"26\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\n\
+                 <text x=\"{x:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{text}</text>\n",
+                x - 30.0,
+                y - 13.0,
+                y + 4.0
+            ));
+        };
+        label(0, "c_{k-2}", "#cde");
+        label(1, "c_{k-1}", "#cde");
+        for i in 0..n {
+            label(i + 2, &i.to_string(), "#eee");
+        }
+        label(n + 2, "c_{k}", "#dec");
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -200,6 +287,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     write(&run_dir.join("search/model_desc.yaml"), &desc.to_yaml())?;
     let store = ParamStore::new(device);
     let mut net = Network::compile(&desc, reg, &store)?;
+    net.channels_last = cfg.common.channels_last;
     tracing::info!(
         "search: {} with {} weights and {} architecture parameters",
         desc.name,
@@ -245,6 +333,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     };
     write(&run_dir.join("search/final_model_desc.yaml"), &final_desc.to_yaml())?;
     write(&run_dir.join("search/final_cells.dot"), &cells_dot(&final_desc))?;
+    write(&run_dir.join("search/final_cells.svg"), &cells_svg(&final_desc))?;
     let alphas: serde_json::Map<String, serde_json::Value> = store
         .named_arch()
         .into_iter()
@@ -272,6 +361,7 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     tch::manual_seed(cfg.common.seed as i64);
     let store = ParamStore::new(device);
     let mut net = Network::compile(desc, reg, &store)?;
+    net.channels_last = cfg.common.channels_last;
     let params = store.weight_count();
     tracing::info!("eval: {} with {params} weights", desc.name);
     let val_ratio = cfg.nas.eval.val_ratio;
@@ -413,6 +503,19 @@ mod tests {
         assert_eq!(train_transforms(&trainer(vec![flip.clone()]), &d), vec![flip, d.normalize()]);
         let own = Transform::Normalize { mean: vec![0.1], std: vec![0.3] };
         assert_eq!(train_transforms(&trainer(vec![own.clone()]), &d), vec![own]);
+    }
+
+    #[test]
+    fn cell_picture_has_every_edge_of_both_cell_types() {
+        let input = archai_model_desc::InputDesc { channels: 3, size: 32 };
+        let desc = archai_model_desc::DARTS_V2.build("v2", 8, 16, input, 10).unwrap();
+        let svg = cells_svg(&desc);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains(">normal cell<") && svg.contains(">reduction cell<"));
+        // Per cell type: 8 op edges and 4 edges into the concatenated output.
+        assert_eq!(svg.matches("marker-end").count(), 2 * (8 + 4));
+        assert_eq!(svg.matches(">dil_conv_3x3<").count(), 1);
+        assert_eq!(svg.matches(">max_pool_3x3<").count(), 5);
     }
 
     #[test]

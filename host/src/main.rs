@@ -125,6 +125,33 @@ impl Overrides {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Median seconds per DARTS search step on synthetic 32x32x3 data (compare with
+    /// shared/bench/darts_ref.py at the same settings).
+    DartsStep {
+        #[arg(long, default_value_t = 1)]
+        order: u8,
+        #[arg(long, default_value_t = 32)]
+        batch: i64,
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+        #[arg(long, default_value_t = 8)]
+        layers: usize,
+        #[arg(long, default_value_t = 16)]
+        channels: i64,
+        /// Timed steps (after the warm-up).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: i64,
+        /// Memory layout: channels-last (default) or contiguous NCHW, as PyTorch's reference.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        channels_last: bool,
+        /// Print one JSON object (key sec_per_step, ...).
+        #[arg(long)]
+        json: bool,
+    },
     /// Per-call cost of crossing the plugin boundary vs calling the op directly.
     Boundary {
         /// Calls per timing round for the 1-element input (the large input uses 1/100 of it).
@@ -308,6 +335,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         t.batch_size, r.threads, r.samples_per_s, r.batches_per_s
                     );
                 }
+            }
+        }
+        Command::Bench(BenchCommand::DartsStep {
+            order,
+            batch,
+            threads,
+            layers,
+            channels,
+            steps,
+            warmup,
+            seed,
+            channels_last,
+            json,
+        }) => {
+            tch::set_num_threads(*threads);
+            let reg = registry(&cli)?;
+            let r = archai::bench::darts_step(
+                &reg,
+                *order,
+                *batch,
+                *layers,
+                *channels,
+                *steps,
+                *warmup,
+                *seed,
+                *channels_last,
+            )?;
+            if *json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "DARTS order {} step, batch {}, {} threads, {} layers, C={}, channels_last {}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} alphas, peak RSS {:.0} MiB (median of {} after {} warm-up)",
+                    r.order, r.batch, r.threads, r.layers, r.channels, r.channels_last, r.sec_per_step, r.arch_sec, r.weight_sec,
+                    r.images_per_sec, r.params_weights, r.params_arch, r.peak_rss_mib, r.steps, r.warmup
+                );
             }
         }
         Command::Bench(BenchCommand::Boundary { iters, repeats, threads, json }) => {

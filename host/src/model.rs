@@ -52,6 +52,8 @@ pub struct Network {
     alphas: BTreeMap<String, Tensor>,
     /// Probability of dropping a non-identity edge per sample during training (0 disables).
     pub drop_path_prob: f64,
+    /// Run in channels-last memory layout (same results up to float summation order).
+    pub channels_last: bool,
     pub desc: ModelDesc,
 }
 
@@ -146,7 +148,7 @@ impl Network {
         }
         let classifier =
             reg.create_op("linear", &json!({"c_in": desc.head.c_in, "c_out": desc.num_classes}), store, "classifier")?;
-        Ok(Self { stem, cells, classifier, alphas, drop_path_prob: 0.0, desc: desc.clone() })
+        Ok(Self { stem, cells, classifier, alphas, drop_path_prob: 0.0, channels_last: false, desc: desc.clone() })
     }
 
     fn drop_path(&self, x: Tensor, train: bool) -> Tensor {
@@ -160,7 +162,14 @@ impl Network {
 
     /// Logits for a batch of images.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
-        let mut s = x.shallow_clone();
+        let mut s = if self.channels_last {
+            // NCHW shape with NHWC strides (what PyTorch calls channels_last): convolutions,
+            // pooling and batch norm keep that layout, and oneDNN's depthwise kernels are much
+            // faster in it on CPU.
+            x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+        } else {
+            x.shallow_clone()
+        };
         for op in &self.stem {
             s = op.forward(&[&s], train)?;
         }

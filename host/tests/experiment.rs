@@ -54,6 +54,7 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
         "search/model_desc.yaml",
         "search/final_model_desc.yaml",
         "search/final_cells.dot",
+        "search/final_cells.svg",
     ] {
         assert!(first.join(f).is_file(), "{f} missing");
     }

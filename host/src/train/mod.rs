@@ -210,6 +210,86 @@ pub fn evaluate(
     Ok(meter.metrics())
 }
 
+/// The tensors of one training step as the algorithm hook sees them.
+pub struct StepTensors<'t> {
+    pub x: &'t Tensor,
+    pub y: &'t Tensor,
+    pub val_x: &'t Tensor,
+    pub val_y: &'t Tensor,
+    pub epoch: usize,
+    pub step: usize,
+    pub lr: f64,
+}
+
+/// Runs the algorithm's per-step hook (DARTS: its architecture step) and returns its metrics.
+pub fn algorithm_step(
+    algo: &mut PluginAlgorithm,
+    net: &Network,
+    store: &ParamStore,
+    opt: &Optimizer,
+    data: &StepTensors,
+    smoothing: f64,
+) -> Result<serde_json::Value, TrainError> {
+    let mut services = Services { net, store, opt, lr: data.lr, smoothing };
+    let batch = StepBatch {
+        x: TensorRef::new(data.x),
+        y: TensorRef::new(data.y),
+        val_x: TensorRef::new(data.val_x),
+        val_y: TensorRef::new(data.val_y),
+        epoch: data.epoch as u32,
+        step: data.step as u64,
+        lr: data.lr,
+    };
+    let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
+    let out = plugin_result(algo.inner.before_step(obj, batch), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+    Ok(serde_json::from_str(out.as_str()).unwrap_or(serde_json::Value::Null))
+}
+
+/// One weight step on (x, y): gradients accumulated over `batch_chunks` sub-batches (each loss
+/// scaled by its share, so the sum is the full-batch gradient), clipping, the optimizer update.
+/// Returns the batch loss and detached logits; a non-finite loss is returned without updating.
+pub fn weight_step(
+    net: &Network,
+    store: &ParamStore,
+    opt: &mut Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+    c: &TrainerConfig,
+    lr: f64,
+) -> Result<(f64, Tensor), TrainError> {
+    opt.zero_grad();
+    // Alphas are constants for the weight step: no gradient work for them.
+    let alphas = store.named_arch();
+    for (_, a) in &alphas {
+        let _ = a.set_requires_grad(false);
+    }
+    let result = (|| {
+        let n = y.size()[0];
+        let chunks = (c.batch_chunks as i64).min(n);
+        let mut loss_total = 0.0;
+        let mut all_logits = Vec::new();
+        for (xc, yc) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()) {
+            let logits = net.forward(xc, true)?;
+            let loss = criterion(&logits, yc, c.label_smoothing) * (yc.size()[0] as f64 / n as f64);
+            loss.backward();
+            loss_total += loss.double_value(&[]);
+            all_logits.push(logits.detach());
+        }
+        Ok::<_, TrainError>((loss_total, Tensor::cat(&all_logits, 0)))
+    })();
+    for (_, a) in &alphas {
+        let _ = a.set_requires_grad(true);
+    }
+    let (loss, logits) = result?;
+    if loss.is_finite() {
+        if let Some(max) = c.grad_clip {
+            opt.clip_grad_norm(max);
+        }
+        opt.step(lr);
+    }
+    Ok((loss, logits))
+}
+
 /// The trainer of one phase.
 pub struct Trainer<'a> {
     pub config: TrainerConfig,
@@ -346,24 +426,9 @@ impl Trainer<'_> {
                         }
                     };
                     let (vx, vy) = to_tensors(&vb, self.device);
-                    let mut services = Services { net, store, opt: &opt, lr, smoothing: c.label_smoothing };
-                    let batch = StepBatch {
-                        x: TensorRef::new(&x),
-                        y: TensorRef::new(&y),
-                        val_x: TensorRef::new(&vx),
-                        val_y: TensorRef::new(&vy),
-                        epoch: epoch as u32,
-                        step: step as u64,
-                        lr,
-                    };
-                    let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
-                    let out = plugin_result(
-                        algo.inner.before_step(obj, batch),
-                        &algo.plugin,
-                        ComponentKind::Algorithm,
-                        &algo.name,
-                    )?;
-                    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(out.as_str()) {
+                    let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
+                    let out = algorithm_step(algo, net, store, &opt, &data, c.label_smoothing)?;
+                    if let serde_json::Value::Object(m) = out {
                         for (k, v) in m {
                             if let Some(f) = v.as_f64() {
                                 let e = algo_metrics.entry(k).or_insert(serde_json::json!(0.0));
@@ -372,24 +437,7 @@ impl Trainer<'_> {
                         }
                     }
                 }
-                opt.zero_grad();
-                for s in store.named_arch() {
-                    let mut g = s.1.grad();
-                    if g.defined() {
-                        let _ = g.zero_();
-                    }
-                }
-                let n = y.size()[0];
-                let chunks = (c.batch_chunks as i64).min(n);
-                let mut loss_total = 0.0;
-                let mut all_logits = Vec::new();
-                for (xc, yc) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()) {
-                    let logits = net.forward(xc, true)?;
-                    let loss = criterion(&logits, yc, c.label_smoothing) * (yc.size()[0] as f64 / n as f64);
-                    loss.backward();
-                    loss_total += loss.double_value(&[]);
-                    all_logits.push(logits.detach());
-                }
+                let (loss_total, logits) = weight_step(net, store, &mut opt, &x, &y, &c, lr)?;
                 if !loss_total.is_finite() {
                     let checkpoint = if self.checkpoint.is_file() {
                         format!("The last good checkpoint is {}", self.checkpoint.display())
@@ -398,11 +446,7 @@ impl Trainer<'_> {
                     };
                     return Err(TrainError::NonFinite { value: loss_total, epoch, step: i, checkpoint });
                 }
-                if let Some(max) = c.grad_clip {
-                    opt.clip_grad_norm(max);
-                }
-                opt.step(lr);
-                meter.add(&Tensor::cat(&all_logits, 0), &y, loss_total);
+                meter.add(&logits, &y, loss_total);
                 progress.inc(1);
             }
             progress.finish();
