@@ -237,3 +237,59 @@ fn train_command_trains_validates_and_tests_a_handcrafted_model() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("--dataset fashoin_mnist: cannot read"));
 }
+
+#[test]
+fn killed_then_resumed_darts_search_finds_the_same_architecture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir();
+    let base = |out: &std::path::Path| -> Vec<String> {
+        let args = [
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "run",
+            "confs/algos/darts.yaml",
+            "--toy",
+            "--set",
+            "nas.search.trainer.epochs=3",
+            "--set",
+            "nas.eval.trainer.max_batches=2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.iter().map(|s| s.to_string()).collect()
+    };
+    let whole = tmp.path().join("whole");
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(base(&whole)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let cut = tmp.path().join("cut");
+    let mut child = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args(base(&cut))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = cut.join("search/checkpoint.pt");
+    let start = Instant::now();
+    while !checkpoint.is_file() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cut.join("search/final_model_desc.yaml").is_file(), "the search finished before it was killed");
+
+    let mut resume = base(&cut);
+    resume.push("--resume".into());
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(&resume).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (yaml(&whole.join("log.yaml")), yaml(&cut.join("log.yaml")));
+    // The alphas after the last search epoch depend on the restored Adam moments, the restored
+    // weights and the validation batches the resumed run reads.
+    assert_eq!(a["search"]["epochs"][2]["alphas"]["alphas"], b["search"]["epochs"][2]["alphas"]["alphas"]);
+    assert_eq!(
+        std::fs::read_to_string(whole.join("search/final_model_desc.yaml")).unwrap(),
+        std::fs::read_to_string(cut.join("search/final_model_desc.yaml")).unwrap()
+    );
+    assert_eq!(a["eval"]["summary"]["test"], b["eval"]["summary"]["test"]);
+}

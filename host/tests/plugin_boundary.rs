@@ -339,7 +339,11 @@ fn replace_in(path: &Path, from: &str, to: &str) {
 #[test]
 fn a_plugin_built_against_another_api_major_version_is_refused() {
     let lib = build_against_modified_api("api-major", |api| {
-        replace_in(&api.join("Cargo.toml"), "version.workspace = true", "version = \"1.0.0\"");
+        replace_in(
+            &api.join("Cargo.toml"),
+            &format!("version = \"{}\"", archai_plugin_api::API_VERSION),
+            "version = \"1.0.0\"",
+        );
         for key in ["edition", "license"] {
             replace_in(
                 &api.join("Cargo.toml"),

@@ -114,6 +114,11 @@ pub trait AlgorithmObj: Send {
     fn before_step(&mut self, model: ModelServicesMut<'_>, batch: StepBatch<'_>) -> RResult<RString, RString>;
     /// Runs after each epoch; returns JSON to log under the epoch (may be `{}`).
     fn after_epoch(&mut self, model: ModelServicesMut<'_>, epoch: u32) -> RResult<RString, RString>;
+    /// The algorithm's own state (optimizer moments, counters as 0-dim tensors) that the host
+    /// checkpoints with the model, so a resumed search continues exactly.
+    fn state(&self) -> RResult<RVec<NamedTensor>, RString>;
+    /// Restores what [`AlgorithmObj::state`] returned.
+    fn load_state(&mut self, state: RVec<NamedTensor>) -> RResult<(), RString>;
 }
 pub type AlgorithmBox = AlgorithmObj_TO<'static, RBox<()>>;
 

@@ -88,6 +88,19 @@ pub trait Algorithm: Send + 'static {
     fn after_epoch(&mut self, _model: &mut Model<'_, '_>, _epoch: u32) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::json!({}))
     }
+    /// State to checkpoint so that a resumed run continues exactly (default: none).
+    fn state(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
+    /// Restores what [`Algorithm::state`] returned.
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            state.is_empty(),
+            "this algorithm keeps no state, but the checkpoint holds {} tensors for it",
+            state.len()
+        );
+        Ok(())
+    }
 }
 
 /// Registration of an algorithm; submit with [`crate::register_algorithm!`].
@@ -360,6 +373,21 @@ impl AlgorithmObj for AlgorithmAdapter {
             let mut m = Model { services: &mut model };
             Ok(self.0.after_epoch(&mut m, epoch)?.to_string().into())
         })
+    }
+
+    fn state(&self) -> RResult<RVec<NamedTensor>, RString> {
+        guard(|| {
+            Ok(self
+                .0
+                .state()?
+                .into_iter()
+                .map(|(n, t)| NamedTensor { name: n.into(), tensor: TensorOwned::new(t) })
+                .collect())
+        })
+    }
+
+    fn load_state(&mut self, state: RVec<NamedTensor>) -> RResult<(), RString> {
+        guard(|| self.0.load_state(named(state)))
     }
 }
 

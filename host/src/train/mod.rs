@@ -306,10 +306,19 @@ fn model_tensors(store: &ParamStore) -> Vec<(String, Tensor)> {
     weights.chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t))).collect()
 }
 
-fn save_checkpoint(path: &Path, store: &ParamStore, opt: &Optimizer, epoch: usize) -> Result<(), TrainError> {
+fn save_checkpoint(
+    path: &Path,
+    store: &ParamStore,
+    opt: &Optimizer,
+    algo_state: Vec<(String, Tensor)>,
+    epoch: usize,
+) -> Result<(), TrainError> {
     let mut named = model_tensors(store);
     for (n, t) in opt.state() {
         named.push((format!("o.{n}"), t));
+    }
+    for (n, t) in algo_state {
+        named.push((format!("g.{n}"), t));
     }
     named.push(("epoch".into(), Tensor::from(epoch as i64)));
     let tmp = path.with_extension("tmp");
@@ -319,19 +328,27 @@ fn save_checkpoint(path: &Path, store: &ParamStore, opt: &Optimizer, epoch: usiz
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
 }
 
-/// Loads a checkpoint into the store and optimizer; returns the last finished epoch.
-fn load_checkpoint(path: &Path, store: &ParamStore, opt: &mut Optimizer) -> Result<usize, TrainError> {
+/// Loads a checkpoint into the store and optimizer; returns the last finished epoch and the
+/// algorithm's state.
+fn load_checkpoint(
+    path: &Path,
+    store: &ParamStore,
+    opt: &mut Optimizer,
+) -> Result<(usize, Vec<(String, Tensor)>), TrainError> {
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
     let saved = Tensor::load_multi(path).map_err(|e| err(e.to_string()))?;
     let _guard = tch::no_grad_guard();
     let mut epoch = None;
     let mut opt_state = Vec::new();
+    let mut algo_state = Vec::new();
     let mut live: std::collections::HashMap<String, Tensor> = model_tensors(store).into_iter().collect();
     for (name, t) in saved {
         if name == "epoch" {
             epoch = Some(t.int64_value(&[]) as usize);
         } else if let Some(rest) = name.strip_prefix("o.") {
             opt_state.push((rest.to_string(), t));
+        } else if let Some(rest) = name.strip_prefix("g.") {
+            algo_state.push((rest.to_string(), t));
         } else if let Some(dst) = live.get_mut(&name) {
             dst.copy_(&t);
         } else {
@@ -341,7 +358,7 @@ fn load_checkpoint(path: &Path, store: &ParamStore, opt: &mut Optimizer) -> Resu
         }
     }
     opt.load_state(&opt_state);
-    epoch.ok_or_else(|| err("no epoch recorded".into()))
+    Ok((epoch.ok_or_else(|| err("no epoch recorded".into()))?, algo_state))
 }
 
 impl Trainer<'_> {
@@ -374,7 +391,24 @@ impl Trainer<'_> {
         let total_steps = steps_per_epoch * c.epochs;
         let mut start_epoch = 0;
         if resume && self.checkpoint.is_file() {
-            start_epoch = load_checkpoint(&self.checkpoint, store, &mut opt)? + 1;
+            let (done, algo_state) = load_checkpoint(&self.checkpoint, store, &mut opt)?;
+            start_epoch = done + 1;
+            match algorithm.as_deref_mut() {
+                Some(algo) => {
+                    let state: RVec<NamedTensor> = algo_state
+                        .into_iter()
+                        .map(|(n, t)| NamedTensor { name: n.into(), tensor: TensorOwned::new(t) })
+                        .collect();
+                    plugin_result(algo.inner.load_state(state), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+                }
+                None if !algo_state.is_empty() => {
+                    return Err(TrainError::Checkpoint {
+                        path: self.checkpoint.clone(),
+                        reason: "holds search-algorithm state but this phase runs no algorithm".into(),
+                    })
+                }
+                None => {}
+            }
             tracing::info!(
                 "{}: resumed from {} after epoch {}",
                 self.phase,
@@ -384,11 +418,14 @@ impl Trainer<'_> {
         }
         let started = Instant::now();
         let mut report = FitReport::default();
-        let mut val_iter = match (val, algorithm.is_some()) {
-            (Some(v), true) => Some(v.batcher(c.batch_size, 0, self.seed ^ 0x5eed, true)?.iter()),
-            _ => None,
+        // The architecture step's validation batches form one endless stream, reshuffled per
+        // pass: global step s reads batch s % n of pass s / n, so a resumed run reads the same
+        // batches as an uninterrupted one.
+        let mut val_pass: Option<(usize, Batcher)> = None;
+        let val_per_pass = match (val, algorithm.is_some()) {
+            (Some(v), true) => v.batcher(c.batch_size, 0, self.seed ^ 0x5eed, false)?.len(),
+            _ => 0,
         };
-        let mut val_epoch = 0;
         for epoch in start_epoch..c.epochs {
             // Per-epoch reseeding makes drop path and any torch randomness independent of
             // whether the run was resumed.
@@ -408,23 +445,16 @@ impl Trainer<'_> {
                 lr = c.scheduler.lr_at(c.optimizer.lr, step, steps_per_epoch, total_steps);
                 let (x, y) = to_tensors(&b, self.device);
                 if let Some(algo) = algorithm.as_deref_mut() {
-                    let vb = match val_iter.as_mut().and_then(|it| it.next()) {
-                        Some(vb) => vb,
-                        None => {
-                            val_epoch += 1;
-                            let v = val.expect("checked above").batcher(
-                                c.batch_size,
-                                val_epoch,
-                                self.seed ^ 0x5eed,
-                                true,
-                            )?;
-                            let mut it = v.iter();
-                            let first =
-                                it.next().ok_or_else(|| TrainError::Config("the validation split is empty".into()))?;
-                            val_iter = Some(it);
-                            first
-                        }
-                    };
+                    if val_per_pass == 0 {
+                        return Err(TrainError::Config("the validation split is empty".into()));
+                    }
+                    let pass = step / val_per_pass;
+                    if val_pass.as_ref().is_none_or(|(p, _)| *p != pass) {
+                        let v = val.expect("checked above").batcher(c.batch_size, pass, self.seed ^ 0x5eed, true)?;
+                        val_pass = Some((pass, v));
+                    }
+                    let vb =
+                        val_pass.as_ref().and_then(|(_, b)| b.batch(step % val_per_pass)).expect("index below len");
                     let (vx, vy) = to_tensors(&vb, self.device);
                     let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
                     let out = algorithm_step(algo, net, store, &opt, &data, c.label_smoothing)?;
@@ -499,7 +529,14 @@ impl Trainer<'_> {
                     self.log.tree.set(&format!("{key}/alphas"), v).map_err(log_err)?;
                 }
             }
-            save_checkpoint(&self.checkpoint, store, &opt, epoch)?;
+            let algo_state = match algorithm.as_deref() {
+                Some(algo) => plugin_result(algo.inner.state(), &algo.plugin, ComponentKind::Algorithm, &algo.name)?
+                    .into_iter()
+                    .map(|n| (n.name.into_string(), n.tensor.into_tensor()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            save_checkpoint(&self.checkpoint, store, &opt, algo_state, epoch)?;
             self.log.flush().map_err(log_err)?;
             tracing::info!(
                 "{} epoch {}/{}: train loss {:.4} top1 {:.4}{} lr {:.5} ({:.1}s)",

@@ -29,6 +29,46 @@ impl Adam {
         self.state.first().map_or(0, |s| s.step)
     }
 
+    /// The moments and step counts as named tensors (`adam.<param>.m`, `.v`, `.step`), in the
+    /// parameters' order.
+    pub fn state(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for st in &self.state {
+            out.push((format!("adam.{}.m", st.name), st.m.f_detach_copy()?));
+            out.push((format!("adam.{}.v", st.name), st.v.f_detach_copy()?));
+            out.push((format!("adam.{}.step", st.name), Tensor::from(st.step as i64)));
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`Adam::state`] returned (replacing any state held now).
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
+        let mut moments: Vec<Moments> = Vec::new();
+        for (key, t) in state {
+            let rest = key.strip_prefix("adam.").ok_or_else(|| anyhow::anyhow!("unexpected state entry `{key}`"))?;
+            let (name, field) =
+                rest.rsplit_once('.').ok_or_else(|| anyhow::anyhow!("unexpected state entry `{key}`"))?;
+            let i = match moments.iter().position(|m| m.name == name) {
+                Some(i) => i,
+                None => {
+                    moments.push(Moments { name: name.into(), m: Tensor::new(), v: Tensor::new(), step: 0 });
+                    moments.len() - 1
+                }
+            };
+            match field {
+                "m" => moments[i].m = t,
+                "v" => moments[i].v = t,
+                "step" => moments[i].step = t.f_int64_value(&[])? as i32,
+                _ => anyhow::bail!("unexpected state entry `{key}`"),
+            }
+        }
+        if let Some(m) = moments.iter().find(|m| !m.m.defined() || !m.v.defined()) {
+            anyhow::bail!("Adam state for `{}` lacks its moments", m.name);
+        }
+        self.state = moments;
+        Ok(())
+    }
+
     /// One update of `params` (updated in place) with `grads` (same order; an undefined gradient
     /// counts as zero). The first call fixes the parameter list; later calls must pass the same names.
     pub fn step(&mut self, params: &[(String, Tensor)], grads: &[Tensor]) -> anyhow::Result<()> {
@@ -69,6 +109,30 @@ impl Adam {
 mod tests {
     use super::*;
     use archai_plugin_api::tch::Kind;
+
+    #[test]
+    fn state_round_trip_continues_identically() {
+        let a = Tensor::from_slice(&[0.5f64, -1.0]);
+        let g = Tensor::from_slice(&[0.3f64, 0.1]);
+        let mut first = Adam::new(0.1, [0.5, 0.999], 1e-8, 1e-3);
+        first.step(&[("a".into(), a.shallow_clone())], &[g.shallow_clone()]).unwrap();
+        let mut resumed = Adam::new(0.1, [0.5, 0.999], 1e-8, 1e-3);
+        resumed.load_state(first.state().unwrap()).unwrap();
+        assert_eq!(resumed.steps(), 1);
+        let b = a.copy();
+        first.step(&[("a".into(), a.shallow_clone())], &[g.shallow_clone()]).unwrap();
+        resumed.step(&[("a".into(), b.shallow_clone())], &[g.shallow_clone()]).unwrap();
+        assert!(a.equal(&b));
+        // A fresh Adam (bias correction restarting at step 1) would move differently.
+        let c = b.copy();
+        let d = b.copy();
+        Adam::new(0.1, [0.5, 0.999], 1e-8, 1e-3)
+            .step(&[("a".into(), c.shallow_clone())], &[g.shallow_clone()])
+            .unwrap();
+        resumed.step(&[("a".into(), d.shallow_clone())], &[g.shallow_clone()]).unwrap();
+        assert!(!c.equal(&d));
+        assert!(resumed.load_state(vec![("adam.a.q".into(), Tensor::from(1i64))]).is_err());
+    }
 
     fn values(t: &Tensor) -> Vec<f64> {
         Vec::<f64>::try_from(&t.to_kind(Kind::Double)).unwrap()

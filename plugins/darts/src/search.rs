@@ -378,6 +378,16 @@ impl Algorithm for Darts {
     fn after_epoch(&mut self, model: &mut Model<'_, '_>, _epoch: u32) -> anyhow::Result<Value> {
         alpha_report(&model.arch_params(), Some(&self.layout))
     }
+
+    /// The alphas' Adam moments and step counts: without them a resumed search would restart
+    /// Adam's bias correction and diverge from an uninterrupted run.
+    fn state(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        self.arch.adam.state()
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
+        self.arch.adam.load_state(state)
+    }
 }
 
 #[cfg(test)]
