@@ -227,3 +227,96 @@ pub fn darts_step(
         peak_rss_mib: peak_rss_mib(),
     })
 }
+
+/// Figures of `archai bench train`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainThroughputReport {
+    pub model: String,
+    pub params: i64,
+    pub batch: usize,
+    pub threads: i32,
+    pub steps: usize,
+    pub warmup: usize,
+    pub channels_last: bool,
+    pub sec_per_step: f64,
+    pub samples_per_s: f64,
+}
+
+/// Training throughput of a model description on a dataset: batches from the host pipeline
+/// (normalize only), SGD steps (lr 0.05, momentum 0.9, wd 3e-4), median seconds per step.
+pub fn train_throughput(
+    registry: &PluginRegistry,
+    desc: &archai_model_desc::ModelDesc,
+    data: &crate::experiment::LoadedDataset,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    channels_last: bool,
+) -> anyhow::Result<TrainThroughputReport> {
+    use crate::model::Network;
+    use crate::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
+    use crate::train::schedule::ScheduleConfig;
+    use crate::train::{weight_step, SplitData, TrainerConfig};
+
+    tch::manual_seed(0);
+    let store = ParamStore::new(Device::Cpu);
+    let mut net = Network::compile(desc, registry, &store)?;
+    net.channels_last = channels_last;
+    let optimizer = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 3e-4,
+        no_decay_bn_bias: false,
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+    };
+    let trainer = TrainerConfig {
+        epochs: 1,
+        batch_size: batch,
+        max_batches: None,
+        max_eval_batches: None,
+        optimizer: optimizer.clone(),
+        scheduler: ScheduleConfig::constant(),
+        grad_clip: None,
+        label_smoothing: 0.0,
+        drop_path_prob: 0.0,
+        batch_chunks: 1,
+        transforms: vec![],
+    };
+    let mut opt = Optimizer::new(optimizer, store.named_weights());
+    let split = SplitData {
+        buffer: data.train.clone(),
+        indices: (0..data.train.len()).collect(),
+        transforms: vec![data.normalize()],
+    };
+    let batcher = split.batcher(batch, 0, 0, true)?;
+    let mut times = Vec::new();
+    let mut last = Instant::now();
+    for (i, b) in batcher.iter().enumerate().take(warmup + steps) {
+        let [n, c, h, w] = b.shape;
+        let x = Tensor::from_slice(&b.images).view([n as i64, c as i64, h as i64, w as i64]);
+        let y = Tensor::from_slice(&b.labels);
+        let _ = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.05)?;
+        let now = Instant::now();
+        if i >= warmup {
+            // Includes waiting for the next batch: data loading is part of the throughput.
+            times.push((now - last).as_secs_f64());
+        }
+        last = now;
+    }
+    anyhow::ensure!(!times.is_empty(), "the dataset has fewer than {} batches of {batch}", warmup + 1);
+    let sec_per_step = median(times.clone());
+    Ok(TrainThroughputReport {
+        model: desc.name.clone(),
+        params: store.weight_count(),
+        batch,
+        threads: tch::get_num_threads(),
+        steps: times.len(),
+        warmup,
+        channels_last,
+        sec_per_step,
+        samples_per_s: batch as f64 / sec_per_step,
+    })
+}

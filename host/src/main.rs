@@ -125,6 +125,28 @@ impl Overrides {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Training throughput (samples/s) of a model description on a dataset (compare with
+    /// scripts/bench/resnet_small_ref.py through scripts/bench-resnet.sh).
+    Train {
+        /// ModelDesc YAML.
+        #[arg(long, default_value = "confs/models/resnet_small.yaml")]
+        model: PathBuf,
+        /// Experiment YAML whose dataset is used.
+        #[arg(long, default_value = "confs/train.yaml")]
+        conf: PathBuf,
+        #[arg(long, default_value_t = 96)]
+        batch: usize,
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: i32,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        channels_last: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Median seconds per DARTS search step on synthetic 32x32x3 data (compare with
     /// shared/bench/darts_ref.py at the same settings).
     DartsStep {
@@ -369,6 +391,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "DARTS order {} step, batch {}, {} threads, {} layers, C={}, channels_last {}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} alphas, peak RSS {:.0} MiB (median of {} after {} warm-up)",
                     r.order, r.batch, r.threads, r.layers, r.channels, r.channels_last, r.sec_per_step, r.arch_sec, r.weight_sec,
                     r.images_per_sec, r.params_weights, r.params_arch, r.peak_rss_mib, r.steps, r.warmup
+                );
+            }
+        }
+        Command::Bench(BenchCommand::Train { model, conf, batch, steps, warmup, threads, channels_last, json }) => {
+            tch::set_num_threads(*threads);
+            let cfg: archai::config::ExperimentConfig =
+                archai::config::from_tree(&archai::config::load_tree(conf, &archai::config::LoadOptions::default())?)?;
+            let reg = registry(&cli)?;
+            let data = archai::experiment::load_dataset(&reg, &cfg.dataset)?;
+            let text = std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
+            let desc = archai_model_desc::ModelDesc::from_yaml(&text, &model.display().to_string())?;
+            let r = archai::bench::train_throughput(&reg, &desc, &data, *batch, *steps, *warmup, *channels_last)?;
+            if *json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} ({} weights) on {}: {:.1} samples/s, {:.4} s/step, batch {}, {} threads, channels_last {} (median of {} steps after {})",
+                    r.model, r.params, cfg.dataset.name, r.samples_per_s, r.sec_per_step, r.batch, r.threads, r.channels_last, r.steps, r.warmup
                 );
             }
         }
