@@ -134,8 +134,7 @@ pub fn darts_step(
     channels_last: bool,
 ) -> anyhow::Result<DartsStepReport> {
     use crate::model::Network;
-    use crate::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-    use crate::train::schedule::ScheduleConfig;
+    use crate::train::optim::Optimizer;
     use crate::train::{algorithm_step, weight_step, StepTensors, TrainerConfig};
     use abi_stable::std_types::RStr;
 
@@ -156,30 +155,8 @@ pub fn darts_step(
     let store = ParamStore::new(Device::Cpu);
     let mut net = Network::compile(&desc, registry, &store)?;
     net.channels_last = channels_last;
-    let optimizer = OptimizerConfig {
-        kind: OptimizerKind::Sgd,
-        lr: 0.025,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 3e-4,
-        no_decay_bn_bias: false,
-        betas: [0.9, 0.999],
-        eps: 1e-8,
-    };
-    let trainer = TrainerConfig {
-        epochs: 1,
-        batch_size: batch as usize,
-        max_batches: None,
-        max_eval_batches: None,
-        optimizer: optimizer.clone(),
-        scheduler: ScheduleConfig::constant(),
-        grad_clip: Some(5.0),
-        label_smoothing: 0.0,
-        drop_path_prob: 0.0,
-        batch_chunks: 1,
-        transforms: vec![],
-    };
-    let mut opt = Optimizer::new(optimizer, store.named_weights());
+    let trainer = TrainerConfig::sgd(batch as usize, 0.025, 3e-4, Some(5.0));
+    let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let data = |_: usize| {
         (
             Tensor::randn([batch, 3, 32, 32], (Kind::Float, Device::Cpu)),
@@ -254,38 +231,15 @@ pub fn train_throughput(
     channels_last: bool,
 ) -> anyhow::Result<TrainThroughputReport> {
     use crate::model::Network;
-    use crate::train::optim::{Optimizer, OptimizerConfig, OptimizerKind};
-    use crate::train::schedule::ScheduleConfig;
+    use crate::train::optim::Optimizer;
     use crate::train::{weight_step, SplitData, TrainerConfig};
 
     tch::manual_seed(0);
     let store = ParamStore::new(Device::Cpu);
     let mut net = Network::compile(desc, registry, &store)?;
     net.channels_last = channels_last;
-    let optimizer = OptimizerConfig {
-        kind: OptimizerKind::Sgd,
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 3e-4,
-        no_decay_bn_bias: false,
-        betas: [0.9, 0.999],
-        eps: 1e-8,
-    };
-    let trainer = TrainerConfig {
-        epochs: 1,
-        batch_size: batch,
-        max_batches: None,
-        max_eval_batches: None,
-        optimizer: optimizer.clone(),
-        scheduler: ScheduleConfig::constant(),
-        grad_clip: None,
-        label_smoothing: 0.0,
-        drop_path_prob: 0.0,
-        batch_chunks: 1,
-        transforms: vec![],
-    };
-    let mut opt = Optimizer::new(optimizer, store.named_weights());
+    let trainer = TrainerConfig::sgd(batch, 0.05, 3e-4, None);
+    let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let split = SplitData {
         buffer: data.train.clone(),
         indices: (0..data.train.len()).collect(),

@@ -458,8 +458,6 @@ pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::optim::{OptimizerConfig, OptimizerKind};
-    use crate::train::schedule::ScheduleConfig;
 
     fn data() -> LoadedDataset {
         let buf = SampleBuffer::new(vec![0; 4], vec![0], [1, 2, 2]).unwrap();
@@ -467,28 +465,7 @@ mod tests {
     }
 
     fn trainer(transforms: Vec<Transform>) -> TrainerConfig {
-        TrainerConfig {
-            epochs: 1,
-            batch_size: 1,
-            max_batches: None,
-            max_eval_batches: None,
-            optimizer: OptimizerConfig {
-                kind: OptimizerKind::Sgd,
-                lr: 0.1,
-                momentum: 0.0,
-                nesterov: false,
-                weight_decay: 0.0,
-                no_decay_bn_bias: false,
-                betas: [0.9, 0.999],
-                eps: 1e-8,
-            },
-            scheduler: ScheduleConfig::constant(),
-            grad_clip: None,
-            label_smoothing: 0.0,
-            drop_path_prob: 0.0,
-            batch_chunks: 1,
-            transforms,
-        }
+        TrainerConfig { transforms, ..TrainerConfig::sgd(1, 0.1, 0.0, None) }
     }
 
     #[test]

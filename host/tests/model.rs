@@ -5,8 +5,6 @@ use archai::model::Network;
 use archai::params::ParamStore;
 use archai::plugins::PluginRegistry;
 use archai::runlog::RunLog;
-use archai::train::optim::{OptimizerConfig, OptimizerKind};
-use archai::train::schedule::ScheduleConfig;
 use archai::train::{SplitData, Trainer, TrainerConfig};
 use archai_data::SampleBuffer;
 use archai_model_desc::ModelDesc;
@@ -34,26 +32,10 @@ fn darts_v2_has_the_published_parameter_count() {
 
 fn trainer_config(chunks: usize) -> TrainerConfig {
     TrainerConfig {
-        epochs: 1,
-        batch_size: 16,
         max_batches: Some(3),
-        max_eval_batches: None,
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Sgd,
-            lr: 0.1,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 1e-3,
-            no_decay_bn_bias: false,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-        },
-        scheduler: ScheduleConfig::constant(),
-        grad_clip: None,
         label_smoothing: 0.1,
-        drop_path_prob: 0.0,
         batch_chunks: chunks,
-        transforms: vec![],
+        ..TrainerConfig::sgd(16, 0.1, 1e-3, None)
     }
 }
 
@@ -123,55 +105,66 @@ fn yaml(path: &std::path::Path) -> yaml_serde::Value {
     yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Runs `archai run CONF --toy --set SETS...` twice under `tmp`: once uninterrupted ("whole"),
+/// once killed with SIGKILL as soon as `checkpoint` (relative to the run dir) appears and then
+/// continued with `--resume` ("cut"). `unfinished(run_dir)` must hold at the moment of the kill.
+fn whole_and_resumed(
+    tmp: &std::path::Path,
+    conf: &str,
+    sets: &[&str],
+    checkpoint: &str,
+    unfinished: impl Fn(&std::path::Path) -> bool,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let plugins = plugin_dir();
+    let args = |out: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["--plugin-dir", plugins.to_str().unwrap(), "run", conf, "--toy"].iter().map(|s| s.to_string()).collect();
+        for set in sets {
+            v.extend(["--set".to_string(), set.to_string()]);
+        }
+        v.extend(["--out".to_string(), out.display().to_string()]);
+        v
+    };
+    let whole = tmp.join("whole");
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(args(&whole)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let cut = tmp.join("cut");
+    let mut child = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args(args(&cut))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !cut.join(checkpoint).is_file() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(unfinished(&cut), "the run finished before it was killed");
+
+    let mut resume = args(&cut);
+    resume.push("--resume".into());
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(&resume).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (whole, cut)
+}
+
 #[test]
 fn killed_then_resumed_run_ends_with_the_same_metrics() {
     if !std::path::Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file() {
         panic!("Fashion-MNIST missing: run scripts/setup.sh");
     }
     let tmp = tempfile::tempdir().unwrap();
-    let base = |out: &std::path::Path| -> Vec<String> {
-        [
-            "--plugin-dir",
-            plugin_dir().to_str().unwrap(),
-            "run",
-            "confs/algos/manual.yaml",
-            "--toy",
-            "--set",
-            "nas.eval.trainer.epochs=2",
-            "--set",
-            "nas.eval.trainer.max_batches=25",
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let whole = tmp.path().join("whole");
-    let out = Command::new(archai_bin()).current_dir(repo_root()).args(base(&whole)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-
-    let cut = tmp.path().join("cut");
-    let mut child = Command::new(archai_bin())
-        .current_dir(repo_root())
-        .args(base(&cut))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let checkpoint = cut.join("eval/checkpoint.pt");
-    let start = Instant::now();
-    while !checkpoint.is_file() {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(yaml(&cut.join("log.yaml"))["eval"]["summary"].is_null(), "the run finished before it was killed");
-
-    let mut resume = base(&cut);
-    resume.push("--resume".into());
-    let out = Command::new(archai_bin()).current_dir(repo_root()).args(&resume).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (whole, cut) = whole_and_resumed(
+        tmp.path(),
+        "confs/algos/manual.yaml",
+        &["nas.eval.trainer.epochs=2", "nas.eval.trainer.max_batches=25"],
+        "eval/checkpoint.pt",
+        |run| yaml(&run.join("log.yaml"))["eval"]["summary"].is_null(),
+    );
     let (a, b) = (yaml(&whole.join("log.yaml")), yaml(&cut.join("log.yaml")));
     assert_eq!(a["eval"]["summary"]["test"], b["eval"]["summary"]["test"]);
     assert_eq!(a["eval"]["epochs"][1]["train"]["loss"], b["eval"]["epochs"][1]["train"]["loss"]);
@@ -241,48 +234,13 @@ fn train_command_trains_validates_and_tests_a_handcrafted_model() {
 #[test]
 fn killed_then_resumed_darts_search_finds_the_same_architecture() {
     let tmp = tempfile::tempdir().unwrap();
-    let plugins = plugin_dir();
-    let base = |out: &std::path::Path| -> Vec<String> {
-        let args = [
-            "--plugin-dir",
-            plugins.to_str().unwrap(),
-            "run",
-            "confs/algos/darts.yaml",
-            "--toy",
-            "--set",
-            "nas.search.trainer.epochs=3",
-            "--set",
-            "nas.eval.trainer.max_batches=2",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.iter().map(|s| s.to_string()).collect()
-    };
-    let whole = tmp.path().join("whole");
-    let out = Command::new(archai_bin()).current_dir(repo_root()).args(base(&whole)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-
-    let cut = tmp.path().join("cut");
-    let mut child = Command::new(archai_bin())
-        .current_dir(repo_root())
-        .args(base(&cut))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let checkpoint = cut.join("search/checkpoint.pt");
-    let start = Instant::now();
-    while !checkpoint.is_file() {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!cut.join("search/final_model_desc.yaml").is_file(), "the search finished before it was killed");
-
-    let mut resume = base(&cut);
-    resume.push("--resume".into());
-    let out = Command::new(archai_bin()).current_dir(repo_root()).args(&resume).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (whole, cut) = whole_and_resumed(
+        tmp.path(),
+        "confs/algos/darts.yaml",
+        &["nas.search.trainer.epochs=3", "nas.eval.trainer.max_batches=2"],
+        "search/checkpoint.pt",
+        |run| !run.join("search/final_model_desc.yaml").is_file(),
+    );
     let (a, b) = (yaml(&whole.join("log.yaml")), yaml(&cut.join("log.yaml")));
     // The alphas after the last search epoch depend on the restored Adam moments, the restored
     // weights and the validation batches the resumed run reads.

@@ -56,6 +56,35 @@ fn one() -> usize {
     1
 }
 
+impl TrainerConfig {
+    /// One epoch of SGD (momentum 0.9) at a constant learning rate, no augmentation: the
+    /// settings of the benchmarks and of tests that build a trainer by hand.
+    pub fn sgd(batch_size: usize, lr: f64, weight_decay: f64, grad_clip: Option<f64>) -> Self {
+        Self {
+            epochs: 1,
+            batch_size,
+            max_batches: None,
+            max_eval_batches: None,
+            optimizer: OptimizerConfig {
+                kind: optim::OptimizerKind::Sgd,
+                lr,
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay,
+                no_decay_bn_bias: false,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+            },
+            scheduler: ScheduleConfig::constant(),
+            grad_clip,
+            label_smoothing: 0.0,
+            drop_path_prob: 0.0,
+            batch_chunks: 1,
+            transforms: vec![],
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
