@@ -1,6 +1,7 @@
 //! `archai bench ...`: commands that print numbers. Nothing here asserts timings.
 use crate::params::ParamStore;
 use crate::plugins::{PluginError, PluginRegistry};
+use crate::train::precision::{LossScaler, Precision};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -99,6 +100,7 @@ pub struct DartsStepReport {
     pub steps: usize,
     pub warmup: usize,
     pub channels_last: bool,
+    pub precision: Precision,
     pub sec_per_step: f64,
     pub arch_sec: f64,
     pub weight_sec: f64,
@@ -132,6 +134,7 @@ pub fn darts_step(
     warmup: usize,
     seed: i64,
     channels_last: bool,
+    precision: Precision,
 ) -> anyhow::Result<DartsStepReport> {
     use crate::model::Network;
     use crate::train::optim::Optimizer;
@@ -155,7 +158,7 @@ pub fn darts_step(
     let store = ParamStore::new(Device::Cpu);
     let mut net = Network::compile(&desc, registry, &store)?;
     net.channels_last = channels_last;
-    let trainer = TrainerConfig::sgd(batch as usize, 0.025, 3e-4, Some(5.0));
+    let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch as usize, 0.025, 3e-4, Some(5.0)) };
     let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let data = |_: usize| {
         (
@@ -168,9 +171,9 @@ pub fn darts_step(
         let ((x, y), (vx, vy)) = (data(step), data(step));
         let t0 = Instant::now();
         let tensors = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch: 0, step, lr: 0.025 };
-        algorithm_step(&mut algo, &net, &store, &opt, &tensors, 0.0)?;
+        algorithm_step(&mut algo, &net, &store, &opt, &tensors, &trainer)?;
         let t1 = Instant::now();
-        let (loss, _) = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.025)?;
+        let loss = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.025, None)?.loss;
         let t2 = Instant::now();
         tracing::info!(
             "step {step} {} {:.3}s (arch {:.3}s, weight {:.3}s) loss {loss:.4}",
@@ -195,6 +198,7 @@ pub fn darts_step(
         steps,
         warmup,
         channels_last,
+        precision,
         sec_per_step,
         arch_sec: median(arch),
         weight_sec: median(weight),
@@ -215,6 +219,7 @@ pub struct TrainThroughputReport {
     pub steps: usize,
     pub warmup: usize,
     pub channels_last: bool,
+    pub precision: Precision,
     pub sec_per_step: f64,
     pub samples_per_s: f64,
 }
@@ -229,6 +234,7 @@ pub fn train_throughput(
     steps: usize,
     warmup: usize,
     channels_last: bool,
+    precision: Precision,
 ) -> anyhow::Result<TrainThroughputReport> {
     use crate::model::Network;
     use crate::train::optim::Optimizer;
@@ -238,7 +244,8 @@ pub fn train_throughput(
     let store = ParamStore::new(Device::Cpu);
     let mut net = Network::compile(desc, registry, &store)?;
     net.channels_last = channels_last;
-    let trainer = TrainerConfig::sgd(batch, 0.05, 3e-4, None);
+    let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch, 0.05, 3e-4, None) };
+    let mut scaler = precision.needs_loss_scaling().then(|| LossScaler::new(trainer.loss_scale.clone()));
     let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let split = SplitData {
         buffer: data.train.clone(),
@@ -252,7 +259,7 @@ pub fn train_throughput(
         let [n, c, h, w] = b.shape;
         let x = Tensor::from_slice(&b.images).view([n as i64, c as i64, h as i64, w as i64]);
         let y = Tensor::from_slice(&b.labels);
-        let _ = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.05)?;
+        let _ = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.05, scaler.as_mut())?;
         let now = Instant::now();
         if i >= warmup {
             // Includes waiting for the next batch: data loading is part of the throughput.
@@ -270,6 +277,7 @@ pub fn train_throughput(
         steps: times.len(),
         warmup,
         channels_last,
+        precision,
         sec_per_step,
         samples_per_s: batch as f64 / sec_per_step,
     })

@@ -151,6 +151,9 @@ pub struct EvalConfig {
 pub struct FinalMacro {
     pub layers: usize,
     pub channels: i64,
+    /// Add DARTS' auxiliary head (trained with `trainer.aux_weight`).
+    #[serde(default)]
+    pub auxiliary: bool,
 }
 
 #[cfg(test)]

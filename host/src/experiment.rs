@@ -314,6 +314,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
             if let (Some(m), Some(obj)) = (&cfg.nas.eval.final_macro, fconf.as_object_mut()) {
                 obj.insert("layers".into(), m.layers.into());
                 obj.insert("channels".into(), m.channels.into());
+                obj.insert("auxiliary".into(), m.auxiliary.into());
             }
             let mut fin = reg.create_finalizer(&f.name, &fconf)?;
             let arch: RVec<NamedTensor> = store
@@ -395,7 +396,8 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     };
     std::fs::create_dir_all(run_dir.join("eval"))?;
     let report = trainer.fit(&mut net, &store, &train, val.as_ref(), None, resume)?;
-    let test_m = evaluate(&net, &test, trainer_cfg.batch_size, trainer_cfg.max_eval_batches, device)?;
+    let test_m =
+        evaluate(&net, &test, trainer_cfg.batch_size, trainer_cfg.max_eval_batches, device, trainer_cfg.precision)?;
     tracing::info!(
         "eval: test top1 {:.4} top5 {:.4} loss {:.4} ({} samples)",
         test_m.top1,
@@ -485,7 +487,7 @@ mod tests {
     #[test]
     fn cell_picture_has_every_edge_of_both_cell_types() {
         let input = archai_model_desc::InputDesc { channels: 3, size: 32 };
-        let desc = archai_model_desc::DARTS_V2.build("v2", 8, 16, input, 10).unwrap();
+        let desc = archai_model_desc::DARTS_V2.build("v2", 8, 16, false, input, 10).unwrap();
         let svg = cells_svg(&desc);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains(">normal cell<") && svg.contains(">reduction cell<"));

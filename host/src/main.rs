@@ -1,5 +1,6 @@
 use anyhow::Context;
 use archai::plugins::{default_plugin_dirs, PluginRegistry};
+use archai::train::precision::Precision;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,6 +124,10 @@ impl Overrides {
     }
 }
 
+fn parse_precision(s: &str) -> Result<Precision, String> {
+    serde_json::from_value(serde_json::json!(s)).map_err(|_| format!("`{s}`: expected fp32, bf16 or fp16"))
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Training throughput (samples/s) of a model description on a dataset (compare with
@@ -144,6 +149,9 @@ enum BenchCommand {
         threads: i32,
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         channels_last: bool,
+        /// fp32, bf16 or fp16 (autocast; fp16 with dynamic loss scaling).
+        #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+        precision: Precision,
         #[arg(long)]
         json: bool,
     },
@@ -170,6 +178,9 @@ enum BenchCommand {
         /// Memory layout: channels-last (default) or contiguous NCHW, as PyTorch's reference.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         channels_last: bool,
+        /// fp32 or bf16 (autocast); a search cannot use fp16.
+        #[arg(long, default_value = "fp32", value_parser = parse_precision)]
+        precision: Precision,
         /// Print one JSON object (key sec_per_step, ...).
         #[arg(long)]
         json: bool,
@@ -292,6 +303,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     s.name, s.input[0], s.input[1], s.input[2], s.batch, s.threads
                 );
                 println!("  params           {:>14}  (+{} architecture)", s.params, s.arch_params);
+                if s.aux_params > 0 {
+                    println!("  aux head params  {:>14}  (training only, not counted above)", s.aux_params);
+                }
                 println!("  MACs / sample    {:>14}  (FLOPs {})", s.macs, s.flops);
                 println!("  activations      {:>14}  bytes for the batch (fp32 op outputs)", s.activation_bytes);
                 println!("  forward latency  {:>14.3}  ms, median of {}", s.latency_ms, s.latency_runs);
@@ -369,6 +383,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             warmup,
             seed,
             channels_last,
+            precision,
             json,
         }) => {
             tch::set_num_threads(*threads);
@@ -383,18 +398,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 *warmup,
                 *seed,
                 *channels_last,
+                *precision,
             )?;
             if *json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "DARTS order {} step, batch {}, {} threads, {} layers, C={}, channels_last {}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} alphas, peak RSS {:.0} MiB (median of {} after {} warm-up)",
-                    r.order, r.batch, r.threads, r.layers, r.channels, r.channels_last, r.sec_per_step, r.arch_sec, r.weight_sec,
+                    "DARTS order {} step, batch {}, {} threads, {} layers, C={}, channels_last {}, {:?}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} alphas, peak RSS {:.0} MiB (median of {} after {} warm-up)",
+                    r.order, r.batch, r.threads, r.layers, r.channels, r.channels_last, r.precision, r.sec_per_step, r.arch_sec, r.weight_sec,
                     r.images_per_sec, r.params_weights, r.params_arch, r.peak_rss_mib, r.steps, r.warmup
                 );
             }
         }
-        Command::Bench(BenchCommand::Train { model, conf, batch, steps, warmup, threads, channels_last, json }) => {
+        Command::Bench(BenchCommand::Train {
+            model,
+            conf,
+            batch,
+            steps,
+            warmup,
+            threads,
+            channels_last,
+            precision,
+            json,
+        }) => {
             tch::set_num_threads(*threads);
             let cfg: archai::config::ExperimentConfig =
                 archai::config::from_tree(&archai::config::load_tree(conf, &archai::config::LoadOptions::default())?)?;
@@ -402,13 +428,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let data = archai::experiment::load_dataset(&reg, &cfg.dataset)?;
             let text = std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
             let desc = archai_model_desc::ModelDesc::from_yaml(&text, &model.display().to_string())?;
-            let r = archai::bench::train_throughput(&reg, &desc, &data, *batch, *steps, *warmup, *channels_last)?;
+            let r = archai::bench::train_throughput(
+                &reg,
+                &desc,
+                &data,
+                *batch,
+                *steps,
+                *warmup,
+                *channels_last,
+                *precision,
+            )?;
             if *json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "{} ({} weights) on {}: {:.1} samples/s, {:.4} s/step, batch {}, {} threads, channels_last {} (median of {} steps after {})",
-                    r.model, r.params, cfg.dataset.name, r.samples_per_s, r.sec_per_step, r.batch, r.threads, r.channels_last, r.steps, r.warmup
+                    "{} ({} weights) on {}: {:.1} samples/s, {:.4} s/step, batch {}, {} threads, channels_last {}, {:?} (median of {} steps after {})",
+                    r.model, r.params, cfg.dataset.name, r.samples_per_s, r.sec_per_step, r.batch, r.threads, r.channels_last, r.precision, r.steps, r.warmup
                 );
             }
         }

@@ -20,6 +20,9 @@ pub enum ModelError {
     Forward(String),
 }
 
+/// Parameter scope of the auxiliary head (left out of parameter counts).
+pub const AUX_SCOPE: &str = "aux";
+
 enum EdgeOp {
     Fixed(PluginOp),
     /// Softmax-weighted sum over candidates; `row` of the cell's alpha tensor holds the weights.
@@ -49,6 +52,8 @@ pub struct Network {
     stem: Vec<PluginOp>,
     cells: Vec<Cell>,
     classifier: PluginOp,
+    /// Auxiliary head and the index of the cell it reads.
+    aux: Option<(usize, PluginOp)>,
     alphas: BTreeMap<String, Tensor>,
     /// Probability of dropping a non-identity edge per sample during training (0 disables).
     pub drop_path_prob: f64,
@@ -148,7 +153,16 @@ impl Network {
         }
         let classifier =
             reg.create_op("linear", &json!({"c_in": desc.head.c_in, "c_out": desc.num_classes}), store, "classifier")?;
-        Ok(Self { stem, cells, classifier, alphas, drop_path_prob: 0.0, channels_last: false, desc: desc.clone() })
+        let aux = match &desc.aux {
+            Some(a) => {
+                let mut p = a.params.clone();
+                p.insert("c_in".into(), a.c_in.into());
+                p.insert("num_classes".into(), desc.num_classes.into());
+                Some((a.after_cell, reg.create_op(&a.op, &params(&p), store, AUX_SCOPE)?))
+            }
+            None => None,
+        };
+        Ok(Self { stem, cells, classifier, aux, alphas, drop_path_prob: 0.0, channels_last: false, desc: desc.clone() })
     }
 
     fn drop_path(&self, x: Tensor, train: bool) -> Tensor {
@@ -162,6 +176,21 @@ impl Network {
 
     /// Logits for a batch of images.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        Ok(self.forward_with_aux(x, train, false)?.0)
+    }
+
+    pub fn has_aux(&self) -> bool {
+        self.aux.is_some()
+    }
+
+    /// Logits, and the auxiliary head's logits when `want_aux` and the model has one.
+    pub fn forward_with_aux(
+        &self,
+        x: &Tensor,
+        train: bool,
+        want_aux: bool,
+    ) -> Result<(Tensor, Option<Tensor>), ModelError> {
+        let mut aux_logits = None;
         let mut s = if self.channels_last {
             // NCHW shape with NHWC strides (what PyTorch calls channels_last): convolutions,
             // pooling and batch norm keep that layout, and oneDNN's depthwise kernels are much
@@ -174,7 +203,7 @@ impl Network {
             s = op.forward(&[&s], train)?;
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
-        for cell in &self.cells {
+        for (ci, cell) in self.cells.iter().enumerate() {
             let weights = cell.alpha_group.as_ref().map(|g| self.alphas[g].softmax(-1, Kind::Float));
             let mut states = vec![cell.pre0.forward(&[&s0], train)?, cell.pre1.forward(&[&s1], train)?];
             for edges in &cell.nodes {
@@ -216,11 +245,14 @@ impl Network {
                 states.push(sum.expect("validated: nodes have edges"));
             }
             let out = Tensor::cat(&cell.concat.iter().map(|&i| states[i].shallow_clone()).collect::<Vec<_>>(), 1);
+            if let Some((_, head)) = self.aux.as_ref().filter(|(at, _)| want_aux && *at == ci) {
+                aux_logits = Some(head.forward(&[&out], train)?);
+            }
             s0 = s1;
             s1 = out;
         }
         let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        Ok(self.classifier.forward(&[&pooled], train)?)
+        Ok((self.classifier.forward(&[&pooled], train)?, aux_logits))
     }
 
     /// Alpha tensors by group name.

@@ -27,8 +27,11 @@ pub struct ModelStats {
     pub name: String,
     pub batch: i64,
     pub input: [i64; 3],
+    /// Weights of the inference network (the auxiliary head left out, as DARTS counts).
     pub params: i64,
     pub arch_params: i64,
+    /// Weights of the auxiliary head (training only).
+    pub aux_params: i64,
     /// Per sample.
     pub macs: i64,
     pub flops: i64,
@@ -189,13 +192,17 @@ pub fn model_stats(
         }
     }
     times.sort_by(f64::total_cmp);
+    let aux_prefix = format!("{}.", crate::model::AUX_SCOPE);
+    let aux_params: i64 =
+        store.named_weights().iter().filter(|(n, _)| n.starts_with(&aux_prefix)).map(|(_, t)| t.numel() as i64).sum();
     let macs: i64 = parts.iter().map(|p| p.macs).sum();
     ModelStats {
         name: desc.name.clone(),
         batch,
         input,
-        params: store.weight_count(),
+        params: store.weight_count() - aux_params,
         arch_params: store.arch_count(),
+        aux_params,
         macs,
         flops: 2 * macs,
         activation_bytes: batch * parts.iter().map(|p| p.activation_bytes_per_sample).sum::<i64>(),

@@ -76,8 +76,12 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     let net = Network::compile(&desc, &reg, &store).unwrap();
     let logits = net.forward(&tch::Tensor::zeros([2, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu)), false).unwrap();
     assert_eq!(logits.size(), vec![2, 10]);
+    // darts.yaml evaluates with DARTS' auxiliary head (weight 0.4) after the second reduction.
+    assert_eq!(desc.aux.as_ref().map(|a| a.after_cell), Some(2));
 
     let log = yaml(&first.join("log.yaml"));
+    let aux_loss = log["eval"]["epochs"][0]["train"]["aux_loss"].as_f64();
+    assert!(aux_loss.is_some_and(f64::is_finite), "eval aux_loss missing: {:?}", log["eval"]["epochs"][0]);
     assert_eq!(log["dataset"]["train"].as_u64(), Some(60000));
     assert!(log["search"]["epochs"][0]["train"]["loss"].as_f64().unwrap().is_finite());
     assert!(

@@ -22,10 +22,13 @@ fn darts_v2_has_the_published_parameter_count() {
     let path = repo_root().join("confs/models/darts_v2.yaml");
     let desc = ModelDesc::from_yaml(&std::fs::read_to_string(&path).unwrap(), "darts_v2").unwrap();
     let store = ParamStore::new(Device::Cpu);
-    Network::compile(&desc, &registry(), &store).unwrap();
-    let params = store.weight_count();
-    eprintln!("darts_v2.yaml: {params} weights");
-    // DARTS reports 3.3M (without the auxiliary head, which this description has none of).
+    let net = Network::compile(&desc, &registry(), &store).unwrap();
+    let stats = archai::stats::model_stats(&desc, &net, &store, 1, 1, Device::Cpu);
+    let params = stats.params;
+    eprintln!("darts_v2.yaml: {params} weights, {} in the auxiliary head", stats.aux_params);
+    assert_eq!(desc.aux.as_ref().map(|a| a.after_cell), Some(13), "the published net trains with an aux head");
+    assert_eq!(params + stats.aux_params, store.weight_count());
+    // DARTS reports 3.3M, counted without the auxiliary head (as `archai stats` counts).
     assert!((3_250_000..3_400_000).contains(&params), "{params}");
     assert_eq!(store.arch_count(), 0);
 }
@@ -161,13 +164,15 @@ fn killed_then_resumed_run_ends_with_the_same_metrics() {
     let (whole, cut) = whole_and_resumed(
         tmp.path(),
         "confs/algos/manual.yaml",
-        &["nas.eval.trainer.epochs=2", "nas.eval.trainer.max_batches=25"],
+        // bf16 autocast: resuming is exact in reduced precision too.
+        &["nas.eval.trainer.epochs=2", "nas.eval.trainer.max_batches=25", "nas.eval.trainer.precision=bf16"],
         "eval/checkpoint.pt",
         |run| yaml(&run.join("log.yaml"))["eval"]["summary"].is_null(),
     );
     let (a, b) = (yaml(&whole.join("log.yaml")), yaml(&cut.join("log.yaml")));
     assert_eq!(a["eval"]["summary"]["test"], b["eval"]["summary"]["test"]);
     assert_eq!(a["eval"]["epochs"][1]["train"]["loss"], b["eval"]["epochs"][1]["train"]["loss"]);
+    assert_eq!(yaml(&cut.join("config_used.yaml"))["nas"]["eval"]["trainer"]["precision"].as_str(), Some("bf16"));
 }
 
 #[test]

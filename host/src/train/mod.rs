@@ -1,6 +1,7 @@
 //! The general trainer used by every phase (search, eval, handcrafted models). Algorithms hook
 //! in through `before_step` / `after_epoch`; they do not fork the loop.
 pub mod optim;
+pub mod precision;
 pub mod schedule;
 
 use crate::model::{ModelError, Network};
@@ -15,6 +16,7 @@ use archai_plugin_api::{
     ComponentKind, ModelServices, ModelServices_TO, NamedTensor, StepBatch, TensorOwned, TensorRef,
 };
 use optim::{Optimizer, OptimizerConfig};
+use precision::{LossScaleConfig, LossScaler, Precision};
 use schedule::ScheduleConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,16 @@ pub struct TrainerConfig {
     /// Data augmentation of training batches (random_crop, horizontal_flip, cutout, normalize...).
     #[serde(default)]
     pub transforms: Vec<Transform>,
+    /// Weight of the auxiliary head's loss (DARTS eval: 0.4); needs a model with `aux`. 0 skips
+    /// the head entirely.
+    #[serde(default)]
+    pub aux_weight: f64,
+    /// fp32, bf16 (autocast) or fp16 (autocast + dynamic loss scaling).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Dynamic loss scaling of fp16 training (ignored otherwise).
+    #[serde(default)]
+    pub loss_scale: LossScaleConfig,
 }
 
 fn one() -> usize {
@@ -81,6 +93,9 @@ impl TrainerConfig {
             drop_path_prob: 0.0,
             batch_chunks: 1,
             transforms: vec![],
+            aux_weight: 0.0,
+            precision: Precision::Fp32,
+            loss_scale: LossScaleConfig::default(),
         }
     }
 }
@@ -101,6 +116,8 @@ pub enum TrainError {
     Log(String),
     #[error("{0}")]
     Config(String),
+    #[error("mixed precision: {0}")]
+    Autocast(#[from] archai_autocast::AutocastError),
 }
 
 /// One split ready for batching: the pixels, the sample indices that belong to it, its transforms.
@@ -168,8 +185,9 @@ impl Meter {
     }
 }
 
+/// Cross-entropy in fp32 whatever precision the logits were computed in.
 fn criterion(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
-    logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
+    logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
 }
 
 /// What a DARTS-like algorithm sees of the model during its step.
@@ -179,6 +197,7 @@ struct Services<'a> {
     opt: &'a Optimizer,
     lr: f64,
     smoothing: f64,
+    precision: Precision,
 }
 
 fn named(v: Vec<(String, Tensor)>) -> RVec<NamedTensor> {
@@ -193,9 +212,14 @@ impl ModelServices for Services<'_> {
         named(self.store.named_arch())
     }
     fn loss(&mut self, x: TensorRef<'_>, y: TensorRef<'_>) -> RResult<TensorOwned, RString> {
-        match self.net.forward(&x.view(), true) {
+        let x = x.view();
+        let logits = match self.precision.autocast(x.device()) {
+            Ok(_autocast) => self.net.forward(&x, true).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match logits {
             Ok(logits) => RResult::ROk(TensorOwned::new(criterion(&logits, &y.view(), self.smoothing))),
-            Err(e) => RResult::RErr(e.to_string().into()),
+            Err(e) => RResult::RErr(e.into()),
         }
     }
     fn weight_optimizer(&self) -> RString {
@@ -223,8 +247,10 @@ pub fn evaluate(
     batch_size: usize,
     max_batches: Option<usize>,
     device: Device,
+    precision: Precision,
 ) -> Result<Metrics, TrainError> {
     let _guard = tch::no_grad_guard();
+    let _autocast = precision.autocast(device)?;
     let mut meter = Meter::default();
     let batcher = data.batcher(batch_size, 0, 0, false)?;
     for (i, b) in batcher.iter().enumerate() {
@@ -232,7 +258,7 @@ pub fn evaluate(
             break;
         }
         let (x, y) = to_tensors(&b, device);
-        let logits = net.forward(&x, false)?;
+        let logits = net.forward(&x, false)?.to_kind(Kind::Float);
         let loss = criterion(&logits, &y, 0.0).double_value(&[]);
         meter.add(&logits, &y, loss);
     }
@@ -257,9 +283,10 @@ pub fn algorithm_step(
     store: &ParamStore,
     opt: &Optimizer,
     data: &StepTensors,
-    smoothing: f64,
+    config: &TrainerConfig,
 ) -> Result<serde_json::Value, TrainError> {
-    let mut services = Services { net, store, opt, lr: data.lr, smoothing };
+    let mut services =
+        Services { net, store, opt, lr: data.lr, smoothing: config.label_smoothing, precision: config.precision };
     let batch = StepBatch {
         x: TensorRef::new(data.x),
         y: TensorRef::new(data.y),
@@ -276,7 +303,10 @@ pub fn algorithm_step(
 
 /// One weight step on (x, y): gradients accumulated over `batch_chunks` sub-batches (each loss
 /// scaled by its share, so the sum is the full-batch gradient), clipping, the optimizer update.
-/// Returns the batch loss and detached logits; a non-finite loss is returned without updating.
+/// The forward passes run under `c.precision`'s autocast; with a `scaler` (fp16) the loss is
+/// scaled before backward, gradients unscaled after it, and an overflowing step is skipped.
+/// A non-finite objective is returned without updating.
+#[allow(clippy::too_many_arguments)]
 pub fn weight_step(
     net: &Network,
     store: &ParamStore,
@@ -285,7 +315,8 @@ pub fn weight_step(
     y: &Tensor,
     c: &TrainerConfig,
     lr: f64,
-) -> Result<(f64, Tensor), TrainError> {
+    mut scaler: Option<&mut LossScaler>,
+) -> Result<StepResult, TrainError> {
     opt.zero_grad();
     // Alphas are constants for the weight step: no gradient work for them.
     let alphas = store.named_arch();
@@ -295,28 +326,70 @@ pub fn weight_step(
     let result = (|| {
         let n = y.size()[0];
         let chunks = (c.batch_chunks as i64).min(n);
-        let mut loss_total = 0.0;
+        let (mut main_total, mut aux_total) = (0.0, 0.0);
         let mut all_logits = Vec::new();
+        let want_aux = c.aux_weight > 0.0;
         for (xc, yc) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()) {
-            let logits = net.forward(xc, true)?;
-            let loss = criterion(&logits, yc, c.label_smoothing) * (yc.size()[0] as f64 / n as f64);
-            loss.backward();
-            loss_total += loss.double_value(&[]);
-            all_logits.push(logits.detach());
+            let (logits, aux) = {
+                let _autocast = c.precision.autocast(xc.device())?;
+                net.forward_with_aux(xc, true, want_aux)?
+            };
+            let share = yc.size()[0] as f64 / n as f64;
+            let main = criterion(&logits, yc, c.label_smoothing) * share;
+            main_total += main.double_value(&[]);
+            let loss = match aux {
+                Some(aux) => {
+                    let aux = criterion(&aux, yc, c.label_smoothing) * share;
+                    aux_total += aux.double_value(&[]);
+                    main + aux * c.aux_weight
+                }
+                None => main,
+            };
+            match scaler.as_deref() {
+                Some(s) => (&loss * s.scale()).backward(),
+                None => loss.backward(),
+            }
+            all_logits.push(logits.detach().to_kind(Kind::Float));
         }
-        Ok::<_, TrainError>((loss_total, Tensor::cat(&all_logits, 0)))
+        let aux_loss = (c.aux_weight > 0.0).then_some(aux_total);
+        Ok::<_, TrainError>(StepResult { loss: main_total, aux_loss, logits: Tensor::cat(&all_logits, 0) })
     })();
     for (_, a) in &alphas {
         let _ = a.set_requires_grad(true);
     }
-    let (loss, logits) = result?;
-    if loss.is_finite() {
+    let out = result?;
+    if out.objective(c.aux_weight).is_finite() {
+        if let Some(s) = scaler.as_deref_mut() {
+            let mut grads: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
+            let finite = s.unscale(&mut grads);
+            s.update(finite);
+            if !finite {
+                return Ok(out);
+            }
+        }
         if let Some(max) = c.grad_clip {
             opt.clip_grad_norm(max);
         }
         opt.step(lr);
     }
-    Ok((loss, logits))
+    Ok(out)
+}
+
+/// What one weight step computed.
+pub struct StepResult {
+    /// Main classifier loss of the batch.
+    pub loss: f64,
+    /// Auxiliary head loss (unweighted), when `aux_weight` > 0.
+    pub aux_loss: Option<f64>,
+    /// Detached fp32 logits of the batch.
+    pub logits: Tensor,
+}
+
+impl StepResult {
+    /// The minimized loss: main + aux_weight x aux.
+    pub fn objective(&self, aux_weight: f64) -> f64 {
+        self.loss + self.aux_loss.map_or(0.0, |a| a * aux_weight)
+    }
 }
 
 /// The trainer of one phase.
@@ -339,12 +412,16 @@ fn save_checkpoint(
     path: &Path,
     store: &ParamStore,
     opt: &Optimizer,
+    scaler: Option<&LossScaler>,
     algo_state: Vec<(String, Tensor)>,
     epoch: usize,
 ) -> Result<(), TrainError> {
     let mut named = model_tensors(store);
     for (n, t) in opt.state() {
         named.push((format!("o.{n}"), t));
+    }
+    for (n, t) in scaler.map(|s| s.state()).unwrap_or_default() {
+        named.push((format!("s.{n}"), t));
     }
     for (n, t) in algo_state {
         named.push((format!("g.{n}"), t));
@@ -357,18 +434,20 @@ fn save_checkpoint(
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
 }
 
-/// Loads a checkpoint into the store and optimizer; returns the last finished epoch and the
-/// algorithm's state.
+/// Loads a checkpoint into the store, optimizer and loss scaler; returns the last finished epoch
+/// and the algorithm's state.
 fn load_checkpoint(
     path: &Path,
     store: &ParamStore,
     opt: &mut Optimizer,
+    scaler: Option<&mut LossScaler>,
 ) -> Result<(usize, Vec<(String, Tensor)>), TrainError> {
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
     let saved = Tensor::load_multi(path).map_err(|e| err(e.to_string()))?;
     let _guard = tch::no_grad_guard();
     let mut epoch = None;
     let mut opt_state = Vec::new();
+    let mut scaler_state = Vec::new();
     let mut algo_state = Vec::new();
     let mut live: std::collections::HashMap<String, Tensor> = model_tensors(store).into_iter().collect();
     for (name, t) in saved {
@@ -376,6 +455,8 @@ fn load_checkpoint(
             epoch = Some(t.int64_value(&[]) as usize);
         } else if let Some(rest) = name.strip_prefix("o.") {
             opt_state.push((rest.to_string(), t));
+        } else if let Some(rest) = name.strip_prefix("s.") {
+            scaler_state.push((rest.to_string(), t));
         } else if let Some(rest) = name.strip_prefix("g.") {
             algo_state.push((rest.to_string(), t));
         } else if let Some(dst) = live.get_mut(&name) {
@@ -387,6 +468,9 @@ fn load_checkpoint(
         }
     }
     opt.load_state(&opt_state);
+    if let Some(s) = scaler {
+        s.load_state(&scaler_state);
+    }
     Ok((epoch.ok_or_else(|| err("no epoch recorded".into()))?, algo_state))
 }
 
@@ -412,6 +496,21 @@ impl Trainer<'_> {
                 "a search algorithm needs a validation split (set nas.search.loader.val_ratio > 0)".into(),
             ));
         }
+        if c.aux_weight > 0.0 && !net.has_aux() {
+            return Err(TrainError::Config(format!(
+                "{}: trainer.aux_weight = {} but the model has no auxiliary head; add `aux` to the model \
+                 description (final_macro.auxiliary: true for DARTS) or set aux_weight: 0",
+                self.phase, c.aux_weight
+            )));
+        }
+        if algorithm.is_some() && c.precision.needs_loss_scaling() {
+            return Err(TrainError::Config(format!(
+                "{}: precision fp16 needs loss scaling, which the architecture step does not do; \
+                 search in bf16 or fp32",
+                self.phase
+            )));
+        }
+        let mut scaler = c.precision.needs_loss_scaling().then(|| LossScaler::new(c.loss_scale.clone()));
         let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
         let steps_per_epoch = {
             let n = train.batcher(c.batch_size, 0, self.seed, false)?.len();
@@ -420,7 +519,7 @@ impl Trainer<'_> {
         let total_steps = steps_per_epoch * c.epochs;
         let mut start_epoch = 0;
         if resume && self.checkpoint.is_file() {
-            let (done, algo_state) = load_checkpoint(&self.checkpoint, store, &mut opt)?;
+            let (done, algo_state) = load_checkpoint(&self.checkpoint, store, &mut opt, scaler.as_mut())?;
             start_epoch = done + 1;
             match algorithm.as_deref_mut() {
                 Some(algo) => {
@@ -462,6 +561,7 @@ impl Trainer<'_> {
             net.drop_path_prob = c.drop_path_prob * epoch as f64 / c.epochs.max(1) as f64;
             let t0 = Instant::now();
             let mut meter = Meter::default();
+            let mut aux_loss_sum = 0.0;
             let mut algo_metrics = serde_json::Map::new();
             let mut lr = c.optimizer.lr;
             let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
@@ -486,7 +586,7 @@ impl Trainer<'_> {
                         val_pass.as_ref().and_then(|(_, b)| b.batch(step % val_per_pass)).expect("index below len");
                     let (vx, vy) = to_tensors(&vb, self.device);
                     let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
-                    let out = algorithm_step(algo, net, store, &opt, &data, c.label_smoothing)?;
+                    let out = algorithm_step(algo, net, store, &opt, &data, &c)?;
                     if let serde_json::Value::Object(m) = out {
                         for (k, v) in m {
                             if let Some(f) = v.as_f64() {
@@ -496,16 +596,20 @@ impl Trainer<'_> {
                         }
                     }
                 }
-                let (loss_total, logits) = weight_step(net, store, &mut opt, &x, &y, &c, lr)?;
-                if !loss_total.is_finite() {
+                let step_out = weight_step(net, store, &mut opt, &x, &y, &c, lr, scaler.as_mut())?;
+                let objective = step_out.objective(c.aux_weight);
+                if !objective.is_finite() {
                     let checkpoint = if self.checkpoint.is_file() {
                         format!("The last good checkpoint is {}", self.checkpoint.display())
                     } else {
                         "No checkpoint was written yet".to_string()
                     };
-                    return Err(TrainError::NonFinite { value: loss_total, epoch, step: i, checkpoint });
+                    return Err(TrainError::NonFinite { value: objective, epoch, step: i, checkpoint });
                 }
-                meter.add(&logits, &y, loss_total);
+                meter.add(&step_out.logits, &y, step_out.loss);
+                if let Some(a) = step_out.aux_loss {
+                    aux_loss_sum += a;
+                }
                 progress.inc(1);
             }
             progress.finish();
@@ -513,16 +617,18 @@ impl Trainer<'_> {
             let secs = t0.elapsed().as_secs_f64();
             let key = format!("{}/epochs/{epoch}", self.phase);
             let log_err = |e: crate::runlog::RunLogError| TrainError::Log(e.to_string());
-            self.log
-                .tree
-                .set(
-                    &format!("{key}/train"),
-                    serde_json::json!({
-                        "loss": train_m.loss, "top1": train_m.top1, "top5": train_m.top5, "lr": lr,
-                        "duration_s": secs, "samples_per_s": train_m.samples as f64 / secs.max(1e-9),
-                    }),
-                )
-                .map_err(log_err)?;
+            let mut train_log = serde_json::json!({
+                "loss": train_m.loss, "top1": train_m.top1, "top5": train_m.top5, "lr": lr,
+                "duration_s": secs, "samples_per_s": train_m.samples as f64 / secs.max(1e-9),
+            });
+            if c.aux_weight > 0.0 {
+                train_log["aux_loss"] = (aux_loss_sum / steps_per_epoch.max(1) as f64).into();
+            }
+            if let Some(s) = &scaler {
+                train_log["loss_scale"] = s.scale().into();
+                train_log["skipped_steps"] = s.skipped.into();
+            }
+            self.log.tree.set(&format!("{key}/train"), train_log).map_err(log_err)?;
             if !algo_metrics.is_empty() {
                 self.log
                     .tree
@@ -534,7 +640,7 @@ impl Trainer<'_> {
             self.log.scalar(&format!("{}/lr", self.phase), lr, epoch);
             let mut val_m = None;
             if let Some(v) = val {
-                let m = evaluate(net, v, c.batch_size, c.max_eval_batches, self.device)?;
+                let m = evaluate(net, v, c.batch_size, c.max_eval_batches, self.device, c.precision)?;
                 self.log
                     .tree
                     .set(&format!("{key}/val"), serde_json::json!({"loss": m.loss, "top1": m.top1, "top5": m.top5}))
@@ -543,7 +649,8 @@ impl Trainer<'_> {
                 val_m = Some(m);
             }
             if let Some(algo) = algorithm.as_deref_mut() {
-                let mut services = Services { net, store, opt: &opt, lr, smoothing: c.label_smoothing };
+                let mut services =
+                    Services { net, store, opt: &opt, lr, smoothing: c.label_smoothing, precision: c.precision };
                 let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
                 let out = plugin_result(
                     algo.inner.after_epoch(obj, epoch as u32),
@@ -565,7 +672,7 @@ impl Trainer<'_> {
                     .collect(),
                 None => Vec::new(),
             };
-            save_checkpoint(&self.checkpoint, store, &opt, algo_state, epoch)?;
+            save_checkpoint(&self.checkpoint, store, &opt, scaler.as_ref(), algo_state, epoch)?;
             self.log.flush().map_err(log_err)?;
             tracing::info!(
                 "{} epoch {}/{}: train loss {:.4} top1 {:.4}{} lr {:.5} ({:.1}s)",

@@ -20,7 +20,11 @@
 //!           - {input: 1, op: mixed, candidates: [none, max_pool_3x3, ...], params: {c_in: 16, stride: 1, affine: false}}
 //!     concat: [2, 3, 4, 5]      # node outputs concatenated into the cell output
 //! head: {c_in: 256}             # global average pooling, then a linear classifier
+//! aux: {after_cell: 5, c_in: 256}  # optional auxiliary classifier on cell 5's output
 //! ```
+//! The auxiliary head (op `aux_head` unless `op` names another, extra `params` passed through)
+//! runs only in training and only when the trainer's `aux_weight` is above 0; its loss is added
+//! to the main loss with that weight. Parameter counts leave it out, as DARTS does.
 //! A `mixed` edge is a softmax-weighted sum of its candidates; its weights are row `k` of the
 //! architecture parameter `alphas.<alpha_group>`, where `k` counts the cell's mixed edges in order.
 use serde::{Deserialize, Serialize};
@@ -60,12 +64,14 @@ pub const DARTS_V2: Genotype = Genotype {
 };
 
 impl Genotype {
-    /// The network of `layers` cells with `channels` initial channels built from this genotype.
+    /// The network of `layers` cells with `channels` initial channels built from this genotype,
+    /// with DARTS' auxiliary head when `auxiliary`.
     pub fn build(
         &self,
         name: &str,
         layers: usize,
         channels: i64,
+        auxiliary: bool,
         input: InputDesc,
         num_classes: i64,
     ) -> Result<ModelDesc, DescError> {
@@ -73,7 +79,7 @@ impl Genotype {
             cell.iter().map(|node| node.iter().map(|(op, i)| (op.to_string(), *i)).collect()).collect()
         };
         let (normal, reduce) = (owned(&self.normal), owned(&self.reduce));
-        DartsMacro { layers, nodes: 4, channels, stem_multiplier: 3 }.build(
+        DartsMacro { layers, nodes: 4, channels, stem_multiplier: 3, auxiliary }.build(
             name,
             input,
             num_classes,
@@ -159,6 +165,25 @@ impl CellDesc {
     }
 }
 
+/// An auxiliary classifier on the output of one cell (training only).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuxDesc {
+    /// Index of the cell whose output the head reads (DARTS: the second reduction cell).
+    pub after_cell: usize,
+    /// That cell's output channels.
+    pub c_in: i64,
+    #[serde(default = "aux_head_op")]
+    pub op: String,
+    /// Extra op parameters (`c_in` and `num_classes` are always passed).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+fn aux_head_op() -> String {
+    "aux_head".into()
+}
+
 /// The classifier head: global average pooling and a linear layer.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +201,8 @@ pub struct ModelDesc {
     #[serde(default)]
     pub cells: Vec<CellDesc>,
     pub head: HeadDesc,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<AuxDesc>,
 }
 
 impl ModelDesc {
@@ -224,6 +251,26 @@ impl ModelDesc {
                 ));
             }
         }
+        if let Some(aux) = &self.aux {
+            match self.cells.get(aux.after_cell) {
+                None => {
+                    return bad(format!(
+                        "aux.after_cell = {} but the model has {} cells",
+                        aux.after_cell,
+                        self.cells.len()
+                    ))
+                }
+                Some(cell) if cell.c_out() != aux.c_in => {
+                    return bad(format!(
+                        "aux.c_in = {} but cell {} outputs {} channels",
+                        aux.c_in,
+                        aux.after_cell,
+                        cell.c_out()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         let last = self.cells.last().map(|c| c.c_out());
         if let Some(c) = last {
             if c != self.head.c_in {
@@ -262,11 +309,13 @@ pub struct DartsMacro {
     pub channels: i64,
     /// The stem outputs `stem_multiplier * channels` channels.
     pub stem_multiplier: i64,
+    /// Add DARTS' auxiliary head after the second reduction cell (cell `2*layers/3`).
+    pub auxiliary: bool,
 }
 
 impl Default for DartsMacro {
     fn default() -> Self {
-        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 }
+        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3, auxiliary: false }
     }
 }
 
@@ -309,6 +358,7 @@ impl DartsMacro {
         let (mut c_pp, mut c_p, mut c) = (c_stem, c_stem, self.channels);
         let mut reduction_prev = false;
         let mut cells = Vec::new();
+        let mut aux = None;
         for i in 0..self.layers {
             let reduction = i == self.layers / 3 || i == 2 * self.layers / 3;
             if reduction {
@@ -357,8 +407,11 @@ impl DartsMacro {
             c_pp = c_p;
             c_p = cell.c_out();
             cells.push(cell);
+            if self.auxiliary && i == 2 * self.layers / 3 {
+                aux = Some(AuxDesc { after_cell: i, c_in: c_p, op: aux_head_op(), params: Default::default() });
+            }
         }
-        let desc = ModelDesc { name: name.into(), input, num_classes, stem, cells, head: HeadDesc { c_in: c_p } };
+        let desc = ModelDesc { name: name.into(), input, num_classes, stem, cells, head: HeadDesc { c_in: c_p }, aux };
         desc.validate()?;
         Ok(desc)
     }
@@ -374,7 +427,7 @@ mod tests {
 
     #[test]
     fn search_space_has_darts_shape_and_round_trips() {
-        let m = DartsMacro { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 };
+        let m = DartsMacro::default();
         let c = cands();
         let d = m.build("s", InputDesc { channels: 3, size: 32 }, 10, &CellFill::Search { candidates: &c }).unwrap();
         assert_eq!(d.cells.len(), 8);
@@ -392,11 +445,13 @@ mod tests {
     /// 10 classes). ARCHAI_BLESS=1 rewrites the file from the builder.
     #[test]
     fn darts_v2_yaml_is_the_published_cell() {
-        let desc = DARTS_V2.build("darts_v2", 20, 36, InputDesc { channels: 3, size: 32 }, 10).unwrap();
+        let desc = DARTS_V2.build("darts_v2", 20, 36, true, InputDesc { channels: 3, size: 32 }, 10).unwrap();
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../confs/models/darts_v2.yaml");
         if std::env::var_os("ARCHAI_BLESS").is_some() {
             let header = "# DARTS-V2 (Liu et al., 2019): the published second-order CIFAR-10 cell, 20 cells, C=36,\n\
-                          # 32x32x3 input, 10 classes. Generated from archai_model_desc::DARTS_V2 (a test checks it).\n";
+                          # 32x32x3 input, 10 classes, auxiliary head after cell 13 (DARTS trains it with weight\n\
+                          # 0.4; parameter counts leave it out). Generated from archai_model_desc::DARTS_V2 (a test\n\
+                          # checks it).\n";
             std::fs::write(path, format!("{header}{}", desc.to_yaml())).unwrap();
         }
         let file = ModelDesc::from_yaml(&std::fs::read_to_string(path).unwrap(), path).unwrap();
@@ -407,7 +462,7 @@ mod tests {
 
     #[test]
     fn invalid_edges_are_named() {
-        let m = DartsMacro { layers: 3, nodes: 2, channels: 4, stem_multiplier: 1 };
+        let m = DartsMacro { layers: 3, nodes: 2, channels: 4, stem_multiplier: 1, auxiliary: false };
         let mut d =
             m.build("s", InputDesc { channels: 1, size: 8 }, 2, &CellFill::Search { candidates: &cands() }).unwrap();
         d.cells[1].nodes[0].edges[0].input = 5;

@@ -109,11 +109,13 @@ pub struct TopkConfig {
     pub layers: Option<usize>,
     /// Initial channels of the final network (default: as in the search network).
     pub channels: Option<i64>,
+    /// Give the final network DARTS' auxiliary head (default: as the search network).
+    pub auxiliary: Option<bool>,
 }
 
 impl Default for TopkConfig {
     fn default() -> Self {
-        Self { k: 2, layers: None, channels: None }
+        Self { k: 2, layers: None, channels: None, auxiliary: None }
     }
 }
 
@@ -157,7 +159,7 @@ mod tests {
     fn defaults_are_the_papers() {
         let c = DartsConfig::from_json(&json!({})).unwrap();
         assert_eq!(c, DartsConfig::default());
-        assert_eq!(c.macro_, DartsMacro { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3 });
+        assert_eq!(c.macro_, DartsMacro::default());
         assert_eq!(c.candidates.len(), 8);
         assert_eq!(c.candidates[0], "none");
         assert_eq!(
@@ -193,7 +195,7 @@ mod tests {
         assert!(e.contains("arch_betas[1]"), "{e}");
         let e = TopkConfig::from_json(&json!({"k": 2, "kk": 1})).unwrap_err().to_string();
         assert!(e.contains("kk"), "{e}");
-        assert_eq!(TopkConfig::from_json(&json!({})).unwrap(), TopkConfig { k: 2, layers: None, channels: None });
+        assert_eq!(TopkConfig::from_json(&json!({})).unwrap(), TopkConfig::default());
         assert!(TopkConfig::from_json(&json!({"k": 0})).is_err());
     }
 }

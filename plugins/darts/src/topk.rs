@@ -110,7 +110,13 @@ pub fn macro_of(desc: &ModelDesc) -> anyhow::Result<DartsMacro> {
         "cannot infer the stem multiplier: stem outputs {} channels, the first cell has {channels}",
         first.c_prev_prev
     );
-    Ok(DartsMacro { layers: desc.cells.len(), nodes, channels, stem_multiplier: first.c_prev_prev / channels })
+    Ok(DartsMacro {
+        layers: desc.cells.len(),
+        nodes,
+        channels,
+        stem_multiplier: first.c_prev_prev / channels,
+        auxiliary: desc.aux.is_some(),
+    })
 }
 
 /// The final name: `darts_search` -> `darts_final`.
@@ -150,6 +156,9 @@ pub fn finalize(
     if let Some(c) = config.channels {
         m.channels = c;
     }
+    if let Some(a) = config.auxiliary {
+        m.auxiliary = a;
+    }
     let desc = m.build(
         &final_name(&search.name),
         search.input.clone(),
@@ -181,7 +190,7 @@ mod tests {
     use archai_plugin_api::model_desc::{InputDesc, MIXED};
 
     fn search_desc(layers: usize, nodes: usize) -> ModelDesc {
-        let m = DartsMacro { layers, nodes, channels: 8, stem_multiplier: 3 };
+        let m = DartsMacro { layers, nodes, channels: 8, stem_multiplier: 3, auxiliary: false };
         m.build(
             "darts_search",
             InputDesc { channels: 1, size: 28 },
@@ -259,7 +268,7 @@ mod tests {
         let normal = hand_alphas();
         let reduce: Vec<Vec<f64>> = (0..14).map(|e| row(1 + e % 7, 1.0 + e as f64)).collect();
         let arch = vec![("alphas.normal".to_string(), normal), ("alphas.reduce".to_string(), reduce)];
-        let cfg = TopkConfig { k: 2, layers: None, channels: None };
+        let cfg = TopkConfig::default();
         let d = finalize(&cfg, &search.to_yaml(), &arch).unwrap();
         assert_eq!(d.name, "darts_final");
         assert_eq!(d.cells.len(), 5);
@@ -290,7 +299,7 @@ mod tests {
         assert_eq!(ModelDesc::from_yaml(&yaml, "t").unwrap(), d);
 
         // Eval macro overrides.
-        let cfg = TopkConfig { k: 2, layers: Some(8), channels: Some(12) };
+        let cfg = TopkConfig { k: 2, layers: Some(8), channels: Some(12), auxiliary: Some(true) };
         let big = finalize(&cfg, &search.to_yaml(), &arch).unwrap();
         assert_eq!(big.cells.len(), 8);
         assert_eq!(big.cells[0].c, 12);
@@ -309,6 +318,10 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         );
+        // The auxiliary head sits after the second reduction cell (5 of 8) and reads its output.
+        let aux = big.aux.as_ref().expect("auxiliary: true adds the head");
+        assert_eq!((aux.after_cell, aux.c_in, aux.op.as_str()), (5, big.cells[5].c_out(), "aux_head"));
+        assert!(d.aux.is_none());
     }
 
     #[test]

@@ -198,7 +198,7 @@ fn model_desc_and_finalizer_through_the_boundary() {
     let ctx = r#"{"channels": 1, "image_size": 28, "num_classes": 10, "seed": 0}"#;
     let yaml = ok(algo.model_desc(RStr::from(ctx)));
     let search = ModelDesc::from_yaml(yaml.as_str(), "plugin output").unwrap();
-    let expected = DartsMacro { layers: 5, nodes: 4, channels: 8, stem_multiplier: 3 }
+    let expected = DartsMacro { layers: 5, nodes: 4, channels: 8, stem_multiplier: 3, auxiliary: false }
         .build(
             "darts_search",
             InputDesc { channels: 1, size: 28 },

@@ -437,10 +437,60 @@ struct LinearConfig {
 
 fn create_linear(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
     let c: LinearConfig = parse(v)?;
-    let bound = 1.0 / (c.c_in as f64).sqrt();
-    Ok(Box::new(Linear {
-        w: p.weight("weight", &[c.c_out, c.c_in], Init::KaimingUniform)?,
-        b: p.weight("bias", &[c.c_out], Init::Uniform { lo: -bound, hi: bound })?,
+    Ok(Box::new(new_linear(p, c.c_in, c.c_out)?))
+}
+
+fn new_linear(p: &mut ParamBuilder, c_in: i64, c_out: i64) -> anyhow::Result<Linear> {
+    let bound = 1.0 / (c_in as f64).sqrt();
+    Ok(Linear {
+        w: p.weight("weight", &[c_out, c_in], Init::KaimingUniform)?,
+        b: p.weight("bias", &[c_out], Init::Uniform { lo: -bound, hi: bound })?,
+    })
+}
+
+/// DARTS' auxiliary head: ReLU -> 5x5 average pooling to 2x2 -> conv1x1(128)-BN-ReLU ->
+/// conv2x2(768)-BN-ReLU -> linear. DARTS pools its 8x8 maps with stride 3; for other sizes the
+/// stride is chosen so the output is 2x2 as well (7x7 Fashion-MNIST maps: stride 2), and maps
+/// outside 6..=10 are pooled adaptively to 2x2.
+pub struct AuxHead {
+    conv1: Conv,
+    bn1: BatchNorm,
+    conv2: Conv,
+    bn2: BatchNorm,
+    linear: Linear,
+}
+
+impl Op for AuxHead {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let x = single(inputs)?.f_relu()?;
+        let (_, _, h, w) = x.size4()?;
+        let pooled = if h == w && (6..=10).contains(&h) {
+            x.f_avg_pool2d([5, 5], [h - 5, h - 5], [0, 0], false, false, None::<i64>)?
+        } else {
+            x.f_adaptive_avg_pool2d([2, 2])?
+        };
+        let y = self.bn1.forward(&self.conv1.forward(&pooled)?, train)?.f_relu()?;
+        let y = self.bn2.forward(&self.conv2.forward(&y)?, train)?.f_relu()?;
+        self.linear.forward(&[y.f_flatten(1, -1)?], train)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuxHeadConfig {
+    c_in: i64,
+    num_classes: i64,
+}
+
+fn create_aux_head(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    let c: AuxHeadConfig = parse(v)?;
+    anyhow::ensure!(c.c_in > 0 && c.num_classes > 0, "aux_head needs positive c_in and num_classes, got {v}");
+    Ok(Box::new(AuxHead {
+        conv1: Conv::new(&mut p.sub("conv1"), c.c_in, 128, 1, 1, 0, 1, 1)?,
+        bn1: BatchNorm::new(&mut p.sub("bn1"), 128, true)?,
+        conv2: Conv::new(&mut p.sub("conv2"), 128, 768, 2, 1, 0, 1, 1)?,
+        bn2: BatchNorm::new(&mut p.sub("bn2"), 768, true)?,
+        linear: new_linear(&mut p.sub("linear"), 768, c.num_classes)?,
     }))
 }
 
@@ -483,5 +533,6 @@ register_op!("factorized_reduce", "ReLU -> two offset 1x1 stride-2 convs, concat
 register_op!("conv_bn", "conv -> BN (-> ReLU with relu: true); stems", create_conv_bn);
 register_op!("basic_block", "ResNet basic block with projection shortcut", create_basic_block);
 register_op!("linear", "fully connected layer", create_linear);
+register_op!("aux_head", "DARTS auxiliary classifier: pool to 2x2, conv 128, conv 768, linear", create_aux_head);
 register_op!("global_avg_pool", "global average pooling to (N, C)", create_global_avg_pool);
 register_op!("identity", "passes its input through", create_identity);

@@ -1,0 +1,160 @@
+//! Mixed precision (bf16 autocast, fp16 with dynamic loss scaling) and the auxiliary head, with
+//! the real op plugins and the real trainer.
+mod common;
+
+use archai::model::Network;
+use archai::params::ParamStore;
+use archai::plugins::PluginRegistry;
+use archai::runlog::RunLog;
+use archai::train::optim::Optimizer;
+use archai::train::precision::{LossScaleConfig, LossScaler, Precision};
+use archai::train::{weight_step, SplitData, Trainer, TrainerConfig};
+use archai_data::SampleBuffer;
+use archai_model_desc::{InputDesc, ModelDesc, DARTS_V2};
+use common::*;
+use tch::{Device, Kind, Tensor};
+
+fn registry() -> PluginRegistry {
+    PluginRegistry::scan(&[plugin_dir()]).unwrap()
+}
+
+/// DARTS-V2 cells, 3 layers, C=4, on 1x28x28: the auxiliary head reads cell 2's 7x7 maps.
+fn small_darts(auxiliary: bool) -> ModelDesc {
+    DARTS_V2.build("v2_small", 3, 4, auxiliary, InputDesc { channels: 1, size: 28 }, 10).unwrap()
+}
+
+fn batch(seed: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    (Tensor::randn([8, 1, 28, 28], (Kind::Float, Device::Cpu)), Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)))
+}
+
+fn aux_weights(store: &ParamStore) -> Vec<Tensor> {
+    store.named_weights().into_iter().filter(|(n, _)| n.starts_with("aux.")).map(|(_, t)| t.copy()).collect()
+}
+
+#[test]
+fn the_aux_head_runs_and_learns_only_with_aux_weight() {
+    let reg = registry();
+    let desc = small_darts(true);
+    assert_eq!(desc.aux.as_ref().unwrap().after_cell, 2);
+    let back = ModelDesc::from_yaml(&desc.to_yaml(), "round trip").unwrap();
+    assert_eq!(back, desc);
+    let (x, y) = batch(1);
+    for aux_weight in [0.0, 0.4] {
+        let store = ParamStore::new(Device::Cpu);
+        let net = Network::compile(&desc, &reg, &store).unwrap();
+        let (logits, aux) = net.forward_with_aux(&x, true, true).unwrap();
+        assert_eq!(aux.expect("asked for aux logits").size(), logits.size());
+        assert!(net.forward_with_aux(&x, true, false).unwrap().1.is_none());
+        let before = aux_weights(&store);
+        assert_eq!(before.len(), 8, "conv1, bn1 (2), conv2, bn2 (2), linear (2)");
+        let c = TrainerConfig { aux_weight, ..TrainerConfig::sgd(8, 0.1, 0.0, None) };
+        let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
+        let out = weight_step(&net, &store, &mut opt, &x, &y, &c, 0.1, None).unwrap();
+        assert_eq!(out.aux_loss.is_some(), aux_weight > 0.0);
+        assert!(out.objective(aux_weight) > out.loss || aux_weight == 0.0);
+        let moved = before.iter().zip(aux_weights(&store)).any(|(a, b)| (a - b).abs().max().double_value(&[]) > 0.0);
+        assert_eq!(moved, aux_weight > 0.0, "aux_weight {aux_weight}");
+    }
+}
+
+fn toy_split() -> SplitData {
+    let n = 16;
+    let images: Vec<u8> = (0..n * 28 * 28).map(|i| ((i * 31) % 253) as u8).collect();
+    let labels: Vec<i64> = (0..n).map(|i| (i % 10) as i64).collect();
+    SplitData {
+        buffer: SampleBuffer::new(images, labels, [1, 28, 28]).unwrap(),
+        indices: (0..n).collect(),
+        transforms: vec![],
+    }
+}
+
+#[test]
+fn aux_weight_without_an_aux_head_is_a_config_error() {
+    let store = ParamStore::new(Device::Cpu);
+    let mut net = Network::compile(&small_darts(false), &registry(), &store).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = RunLog::open(dir.path()).unwrap();
+    let mut trainer = Trainer {
+        config: TrainerConfig { aux_weight: 0.4, ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
+        phase: "eval".into(),
+        seed: 1,
+        device: Device::Cpu,
+        checkpoint: dir.path().join("ck.pt"),
+        log: &mut log,
+    };
+    let e = trainer.fit(&mut net, &store, &toy_split(), None, None, false).unwrap_err().to_string();
+    assert!(e.contains("aux_weight") && e.contains("auxiliary head") && e.contains("final_macro.auxiliary"), "{e}");
+}
+
+#[test]
+fn bf16_autocast_computes_in_bf16_and_keeps_fp32_weights() {
+    let reg = registry();
+    let desc = small_darts(false);
+    let store = ParamStore::new(Device::Cpu);
+    let net = Network::compile(&desc, &reg, &store).unwrap();
+    let (x, y) = batch(2);
+    let (fp32, bf16) = {
+        let _g = tch::no_grad_guard();
+        let fp32 = net.forward(&x, false).unwrap();
+        let _ac = Precision::Bf16.autocast(Device::Cpu).unwrap();
+        (fp32, net.forward(&x, false).unwrap())
+    };
+    assert_eq!(bf16.kind(), Kind::BFloat16);
+    let diff = (&fp32 - bf16.to_kind(Kind::Float)).abs().max().double_value(&[]);
+    let scale = fp32.abs().max().double_value(&[]);
+    // bf16 keeps 8 bits of mantissa: close to fp32, but not equal (so autocast did act).
+    assert!(diff > 0.0 && diff < 0.1 * scale.max(1.0), "diff {diff}, scale {scale}");
+
+    let c = TrainerConfig { precision: Precision::Bf16, ..TrainerConfig::sgd(8, 0.05, 0.0, None) };
+    let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
+    let losses: Vec<f64> =
+        (0..8).map(|_| weight_step(&net, &store, &mut opt, &x, &y, &c, 0.05, None).unwrap().loss).collect();
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    assert!(losses[7] < losses[0], "bf16 training on one batch should lower its loss: {losses:?}");
+    assert!(store.named_weights().iter().all(|(_, w)| w.kind() == Kind::Float));
+}
+
+#[test]
+fn fp16_overflow_skips_the_step_and_backs_off_the_scale() {
+    let reg = registry();
+    let store = ParamStore::new(Device::Cpu);
+    let net = Network::compile(&small_darts(false), &reg, &store).unwrap();
+    let (x, y) = batch(3);
+    let c = TrainerConfig { precision: Precision::Fp16, ..TrainerConfig::sgd(8, 0.05, 0.0, None) };
+    let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
+    // 2^40 times the loss overflows fp16 gradients (max 65504) for certain.
+    let mut scaler = LossScaler::new(LossScaleConfig { init: 2f64.powi(40), ..Default::default() });
+    let before: Vec<Tensor> = store.named_weights().into_iter().map(|(_, t)| t.copy()).collect();
+    weight_step(&net, &store, &mut opt, &x, &y, &c, 0.05, Some(&mut scaler)).unwrap();
+    assert_eq!((scaler.skipped, scaler.scale()), (1, 2f64.powi(39)));
+    let after: Vec<Tensor> = store.named_weights().into_iter().map(|(_, t)| t.copy()).collect();
+    assert!(before.iter().zip(&after).all(|(a, b)| a.equal(b)), "a skipped step must not touch the weights");
+
+    // A sane scale trains: weights move and stay finite, the step is not skipped.
+    let mut scaler = LossScaler::new(LossScaleConfig { init: 256.0, ..Default::default() });
+    let loss = weight_step(&net, &store, &mut opt, &x, &y, &c, 0.05, Some(&mut scaler)).unwrap().loss;
+    assert!(loss.is_finite());
+    assert_eq!(scaler.skipped, 0);
+    let trained: Vec<Tensor> = store.named_weights().into_iter().map(|(_, t)| t.copy()).collect();
+    assert!(after.iter().zip(&trained).any(|(a, b)| !a.equal(b)));
+    assert!(trained.iter().all(|t| t.isfinite().all().int64_value(&[]) == 1));
+}
+
+#[test]
+fn stats_leave_the_aux_head_out_of_the_parameter_count() {
+    let reg = registry();
+    let (with, without) = (small_darts(true), small_darts(false));
+    let count = |d: &ModelDesc| {
+        let store = ParamStore::new(Device::Cpu);
+        let net = Network::compile(d, &reg, &store).unwrap();
+        archai::stats::model_stats(d, &net, &store, 1, 1, Device::Cpu)
+    };
+    let (a, b) = (count(&with), count(&without));
+    assert_eq!(a.params, b.params);
+    assert_eq!(a.macs, b.macs);
+    let c_in = with.aux.as_ref().unwrap().c_in;
+    // conv1x1 c_in->128, BN 128, conv2x2 128->768, BN 768, linear 768->10.
+    assert_eq!(a.aux_params, c_in * 128 + 2 * 128 + 128 * 768 * 4 + 2 * 768 + 768 * 10 + 10);
+    assert_eq!(b.aux_params, 0);
+}
