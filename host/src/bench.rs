@@ -224,18 +224,25 @@ pub struct TrainThroughputReport {
     pub samples_per_s: f64,
 }
 
+/// Settings of `archai bench train`.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainBenchOptions {
+    pub batch: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub channels_last: bool,
+    pub precision: Precision,
+}
+
 /// Training throughput of a model description on a dataset: batches from the host pipeline
 /// (normalize only), SGD steps (lr 0.05, momentum 0.9, wd 3e-4), median seconds per step.
 pub fn train_throughput(
     registry: &PluginRegistry,
     desc: &archai_model_desc::ModelDesc,
     data: &crate::experiment::LoadedDataset,
-    batch: usize,
-    steps: usize,
-    warmup: usize,
-    channels_last: bool,
-    precision: Precision,
+    options: TrainBenchOptions,
 ) -> anyhow::Result<TrainThroughputReport> {
+    let TrainBenchOptions { batch, steps, warmup, channels_last, precision } = options;
     use crate::model::Network;
     use crate::train::optim::Optimizer;
     use crate::train::{weight_step, SplitData, TrainerConfig};

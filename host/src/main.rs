@@ -428,16 +428,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let data = archai::experiment::load_dataset(&reg, &cfg.dataset)?;
             let text = std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
             let desc = archai_model_desc::ModelDesc::from_yaml(&text, &model.display().to_string())?;
-            let r = archai::bench::train_throughput(
-                &reg,
-                &desc,
-                &data,
-                *batch,
-                *steps,
-                *warmup,
-                *channels_last,
-                *precision,
-            )?;
+            let options = archai::bench::TrainBenchOptions {
+                batch: *batch,
+                steps: *steps,
+                warmup: *warmup,
+                channels_last: *channels_last,
+                precision: *precision,
+            };
+            let r = archai::bench::train_throughput(&reg, &desc, &data, options)?;
             if *json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

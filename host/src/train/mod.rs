@@ -315,7 +315,7 @@ pub fn weight_step(
     y: &Tensor,
     c: &TrainerConfig,
     lr: f64,
-    mut scaler: Option<&mut LossScaler>,
+    scaler: Option<&mut LossScaler>,
 ) -> Result<StepResult, TrainError> {
     opt.zero_grad();
     // Alphas are constants for the weight step: no gradient work for them.
@@ -359,7 +359,7 @@ pub fn weight_step(
     }
     let out = result?;
     if out.objective(c.aux_weight).is_finite() {
-        if let Some(s) = scaler.as_deref_mut() {
+        if let Some(s) = scaler {
             let mut grads: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
             let finite = s.unscale(&mut grads);
             s.update(finite);
