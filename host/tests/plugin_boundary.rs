@@ -280,6 +280,55 @@ fn third_party_plugin_built_outside_the_workspace_loads_and_trains() {
     assert_eq!(desc.unwrap().as_str(), "name: tiny\n");
 }
 
+/// The trainer calls every algorithm hook in order (before_epoch, before_step, after_step,
+/// after_epoch) and logs what they return: the third-party `fixed` algorithm checks the order
+/// itself and reports what it saw.
+#[test]
+fn a_third_party_algorithm_sees_every_training_hook() {
+    use archai::model::Network;
+    use archai::runlog::RunLog;
+    use archai::train::{SplitData, Trainer, TrainerConfig};
+    let lib = third_party();
+    let plugins = plugin_dir_with(&[&lib, &plugin_dir().join("libops_darts.so")]);
+    let reg = PluginRegistry::scan(&[plugins.path().to_path_buf()]).unwrap();
+    let desc_yaml = "name: linear\ninput: {channels: 1, size: 4}\nnum_classes: 2\nstem: []\nhead: {c_in: 1}\n";
+    let mut algo = reg.create_algorithm("fixed", &serde_json::json!({"model_desc": desc_yaml})).unwrap();
+    let desc = archai_model_desc::ModelDesc::from_yaml(desc_yaml, "fixed").unwrap();
+    let store = store();
+    let mut net = Network::compile(&desc, &reg, &store).unwrap();
+    let n = 24;
+    let buffer = archai_data::SampleBuffer::new(
+        (0..n * 16).map(|i| (i * 7 % 256) as u8).collect(),
+        (0..n).map(|i| (i % 2) as i64).collect(),
+        [1, 4, 4],
+    )
+    .unwrap();
+    let split =
+        |r: std::ops::Range<usize>| SplitData { buffer: buffer.clone(), indices: r.collect(), transforms: vec![] };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = RunLog::open(dir.path()).unwrap();
+    let mut trainer = Trainer {
+        config: TrainerConfig { epochs: 2, max_batches: Some(3), ..TrainerConfig::sgd(4, 0.1, 0.0, None) },
+        phase: "search".into(),
+        seed: 3,
+        device: Device::Cpu,
+        checkpoint: dir.path().join("ck.pt"),
+        log: &mut log,
+    };
+    trainer.fit(&mut net, &store, &split(0..16), Some(&split(16..24)), Some(&mut algo), false).unwrap();
+    let root = log.tree.root();
+    let epoch1 = &root["search"]["epochs"][1];
+    assert_eq!(epoch1["algorithm_start"]["started_epoch"].as_u64(), Some(1));
+    assert_eq!(epoch1["algorithm_start"]["steps_so_far"].as_u64(), Some(3));
+    // before_step counted 4, 5, 6 in epoch 1: mean 5. after_step saw the step's loss and lr.
+    assert_eq!(epoch1["algorithm"]["steps_seen"].as_f64(), Some(5.0));
+    let lr_seen = epoch1["algorithm"]["lr_seen"].as_f64().unwrap();
+    assert!((lr_seen - 0.1).abs() < 1e-9, "{lr_seen}");
+    let loss_seen = epoch1["algorithm"]["loss_seen"].as_f64().unwrap();
+    let train_loss = epoch1["train"]["loss"].as_f64().unwrap();
+    assert!((loss_seen - train_loss).abs() < 1e-6, "after_step saw {loss_seen}, the epoch logged {train_loss}");
+}
+
 #[test]
 fn a_panic_in_a_plugin_is_reported_and_the_host_lives_on() {
     let lib = third_party();

@@ -86,6 +86,17 @@ pub struct StepBatch<'a> {
     pub lr: f64,
 }
 
+/// What one weight step did, as the `after_step` hook sees it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    pub epoch: u32,
+    pub step: u64,
+    pub lr: f64,
+    /// The main classifier loss of the step's batch.
+    pub loss: f64,
+}
+
 /// What the host offers an algorithm about the model being searched.
 #[sabi_trait]
 pub trait ModelServices {
@@ -119,6 +130,10 @@ pub trait AlgorithmObj: Send {
     fn state(&self) -> RResult<RVec<NamedTensor>, RString>;
     /// Restores what [`AlgorithmObj::state`] returned.
     fn load_state(&mut self, state: RVec<NamedTensor>) -> RResult<(), RString>;
+    /// Runs at the start of each epoch, before its first step; returns JSON to log (may be `{}`).
+    fn before_epoch(&mut self, model: ModelServicesMut<'_>, epoch: u32) -> RResult<RString, RString>;
+    /// Runs after each weight step; returns JSON metrics to log, averaged over the epoch.
+    fn after_step(&mut self, model: ModelServicesMut<'_>, outcome: StepOutcome) -> RResult<RString, RString>;
 }
 pub type AlgorithmBox = AlgorithmObj_TO<'static, RBox<()>>;
 

@@ -88,6 +88,15 @@ pub trait Algorithm: Send + 'static {
     fn after_epoch(&mut self, _model: &mut Model<'_, '_>, _epoch: u32) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::json!({}))
     }
+    /// Work at the start of each epoch (schedules, re-sampling); returns values to log.
+    fn before_epoch(&mut self, _model: &mut Model<'_, '_>, _epoch: u32) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({}))
+    }
+    /// Work after each weight step (statistics, weight-sharing bookkeeping); returns metrics
+    /// that the host averages over the epoch.
+    fn after_step(&mut self, _model: &mut Model<'_, '_>, _outcome: &StepOutcome) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({}))
+    }
     /// State to checkpoint so that a resumed run continues exactly (default: none).
     fn state(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
         Ok(Vec::new())
@@ -388,6 +397,20 @@ impl AlgorithmObj for AlgorithmAdapter {
 
     fn load_state(&mut self, state: RVec<NamedTensor>) -> RResult<(), RString> {
         guard(|| self.0.load_state(named(state)))
+    }
+
+    fn before_epoch(&mut self, mut model: ModelServicesMut<'_>, epoch: u32) -> RResult<RString, RString> {
+        guard(|| {
+            let mut m = Model { services: &mut model };
+            Ok(self.0.before_epoch(&mut m, epoch)?.to_string().into())
+        })
+    }
+
+    fn after_step(&mut self, mut model: ModelServicesMut<'_>, outcome: StepOutcome) -> RResult<RString, RString> {
+        guard(|| {
+            let mut m = Model { services: &mut model };
+            Ok(self.0.after_step(&mut m, &outcome)?.to_string().into())
+        })
     }
 }
 

@@ -13,7 +13,8 @@ use abi_stable::sabi_types::RMut;
 use abi_stable::std_types::{RResult, RString, RVec};
 use archai_data::{Batch, Batcher, BatcherOptions, DistributedStratifiedSampler, SampleBuffer, Transform};
 use archai_plugin_api::{
-    ComponentKind, ModelServices, ModelServices_TO, NamedTensor, StepBatch, TensorOwned, TensorRef,
+    AlgorithmBox, ComponentKind, ModelServices, ModelServicesMut, ModelServices_TO, NamedTensor, StepBatch,
+    StepOutcome, TensorOwned, TensorRef,
 };
 use optim::{Optimizer, OptimizerConfig};
 use precision::{LossScaleConfig, LossScaler, Precision};
@@ -200,6 +201,12 @@ struct Services<'a> {
     precision: Precision,
 }
 
+impl<'a> Services<'a> {
+    fn new(net: &'a Network, store: &'a ParamStore, opt: &'a Optimizer, lr: f64, c: &TrainerConfig) -> Self {
+        Self { net, store, opt, lr, smoothing: c.label_smoothing, precision: c.precision }
+    }
+}
+
 fn named(v: Vec<(String, Tensor)>) -> RVec<NamedTensor> {
     v.into_iter().map(|(n, t)| NamedTensor { name: n.into(), tensor: TensorOwned::new(t) }).collect()
 }
@@ -285,8 +292,7 @@ pub fn algorithm_step(
     data: &StepTensors,
     config: &TrainerConfig,
 ) -> Result<serde_json::Value, TrainError> {
-    let mut services =
-        Services { net, store, opt, lr: data.lr, smoothing: config.label_smoothing, precision: config.precision };
+    let mut services = Services::new(net, store, opt, data.lr, config);
     let batch = StepBatch {
         x: TensorRef::new(data.x),
         y: TensorRef::new(data.y),
@@ -296,9 +302,31 @@ pub fn algorithm_step(
         step: data.step as u64,
         lr: data.lr,
     };
-    let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
-    let out = plugin_result(algo.inner.before_step(obj, batch), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+    algorithm_hook(algo, &mut services, |a, m| a.before_step(m, batch))
+}
+
+/// Calls one of the algorithm's hooks with the model's services; returns its JSON (null when
+/// the plugin returned something that is not JSON).
+fn algorithm_hook(
+    algo: &mut PluginAlgorithm,
+    services: &mut Services,
+    call: impl FnOnce(&mut AlgorithmBox, ModelServicesMut<'_>) -> RResult<RString, RString>,
+) -> Result<serde_json::Value, TrainError> {
+    let obj = ModelServices_TO::from_ptr(RMut::new(services), TD_Opaque);
+    let out = plugin_result(call(&mut algo.inner, obj), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
     Ok(serde_json::from_str(out.as_str()).unwrap_or(serde_json::Value::Null))
+}
+
+/// Adds a hook's numeric outputs, divided by `steps`, to the epoch's averages.
+fn accumulate_mean(metrics: &mut serde_json::Map<String, serde_json::Value>, out: serde_json::Value, steps: usize) {
+    if let serde_json::Value::Object(m) = out {
+        for (k, v) in m {
+            if let Some(f) = v.as_f64() {
+                let e = metrics.entry(k).or_insert(serde_json::json!(0.0));
+                *e = serde_json::json!(e.as_f64().unwrap_or(0.0) + f / steps as f64);
+            }
+        }
+    }
 }
 
 /// One weight step on (x, y): gradients accumulated over `batch_chunks` sub-batches (each loss
@@ -559,6 +587,16 @@ impl Trainer<'_> {
             // whether the run was resumed.
             tch::manual_seed((self.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
             net.drop_path_prob = c.drop_path_prob * epoch as f64 / c.epochs.max(1) as f64;
+            let key = format!("{}/epochs/{epoch}", self.phase);
+            let log_err = |e: crate::runlog::RunLogError| TrainError::Log(e.to_string());
+            if let Some(algo) = algorithm.as_deref_mut() {
+                let lr0 = c.scheduler.lr_at(c.optimizer.lr, epoch * steps_per_epoch, steps_per_epoch, total_steps);
+                let mut services = Services::new(net, store, &opt, lr0, &c);
+                let out = algorithm_hook(algo, &mut services, |a, m| a.before_epoch(m, epoch as u32))?;
+                if out.as_object().is_some_and(|m| !m.is_empty()) {
+                    self.log.tree.set(&format!("{key}/algorithm_start"), out).map_err(log_err)?;
+                }
+            }
             let t0 = Instant::now();
             let mut meter = Meter::default();
             let mut aux_loss_sum = 0.0;
@@ -587,14 +625,7 @@ impl Trainer<'_> {
                     let (vx, vy) = to_tensors(&vb, self.device);
                     let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
                     let out = algorithm_step(algo, net, store, &opt, &data, &c)?;
-                    if let serde_json::Value::Object(m) = out {
-                        for (k, v) in m {
-                            if let Some(f) = v.as_f64() {
-                                let e = algo_metrics.entry(k).or_insert(serde_json::json!(0.0));
-                                *e = serde_json::json!(e.as_f64().unwrap_or(0.0) + f / steps_per_epoch as f64);
-                            }
-                        }
-                    }
+                    accumulate_mean(&mut algo_metrics, out, steps_per_epoch);
                 }
                 let step_out = weight_step(net, store, &mut opt, &x, &y, &c, lr, scaler.as_mut())?;
                 let objective = step_out.objective(c.aux_weight);
@@ -606,6 +637,12 @@ impl Trainer<'_> {
                     };
                     return Err(TrainError::NonFinite { value: objective, epoch, step: i, checkpoint });
                 }
+                if let Some(algo) = algorithm.as_deref_mut() {
+                    let outcome = StepOutcome { epoch: epoch as u32, step: step as u64, lr, loss: step_out.loss };
+                    let mut services = Services::new(net, store, &opt, lr, &c);
+                    let out = algorithm_hook(algo, &mut services, |a, m| a.after_step(m, outcome))?;
+                    accumulate_mean(&mut algo_metrics, out, steps_per_epoch);
+                }
                 meter.add(&step_out.logits, &y, step_out.loss);
                 if let Some(a) = step_out.aux_loss {
                     aux_loss_sum += a;
@@ -615,8 +652,6 @@ impl Trainer<'_> {
             progress.finish();
             let train_m = meter.metrics();
             let secs = t0.elapsed().as_secs_f64();
-            let key = format!("{}/epochs/{epoch}", self.phase);
-            let log_err = |e: crate::runlog::RunLogError| TrainError::Log(e.to_string());
             let mut train_log = serde_json::json!({
                 "loss": train_m.loss, "top1": train_m.top1, "top5": train_m.top5, "lr": lr,
                 "duration_s": secs, "samples_per_s": train_m.samples as f64 / secs.max(1e-9),
@@ -649,16 +684,9 @@ impl Trainer<'_> {
                 val_m = Some(m);
             }
             if let Some(algo) = algorithm.as_deref_mut() {
-                let mut services =
-                    Services { net, store, opt: &opt, lr, smoothing: c.label_smoothing, precision: c.precision };
-                let obj = ModelServices_TO::from_ptr(RMut::new(&mut services), TD_Opaque);
-                let out = plugin_result(
-                    algo.inner.after_epoch(obj, epoch as u32),
-                    &algo.plugin,
-                    ComponentKind::Algorithm,
-                    &algo.name,
-                )?;
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.as_str()) {
+                let mut services = Services::new(net, store, &opt, lr, &c);
+                let v = algorithm_hook(algo, &mut services, |a, m| a.after_epoch(m, epoch as u32))?;
+                if !v.is_null() {
                     if let Some(h) = v.get("alpha_entropy").and_then(|h| h.as_f64()) {
                         self.log.scalar(&format!("{}/alpha_entropy", self.phase), h, epoch);
                     }
