@@ -200,6 +200,41 @@ fn manual_eval_of_a_handcrafted_model() {
     assert!(test_top1(&run) > 0.0);
 }
 
+/// Parameter groups from the YAML reach the optimizer, and a pattern typo stops the run before
+/// training with a message that names the pattern.
+#[test]
+fn param_groups_from_the_config_are_applied_and_checked() {
+    assert!(fashion_mnist_present());
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("groups");
+    let groups = |pattern: &str| {
+        format!(
+            "nas.eval.trainer.param_groups=[{{name: head, params: [\"{pattern}\"], optimizer: {{kind: adam, lr: 0.001}}}}]"
+        )
+    };
+    let good = groups("classifier.*");
+    let args = |set: &str, out: &Path| -> Vec<String> {
+        ["run", "confs/algos/manual.yaml", "--toy", "--set", "nas.eval.trainer.max_batches=3", "--set", set, "--out"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out.display().to_string()])
+            .collect()
+    };
+    let a: Vec<String> = args(&good, &run);
+    ok(&archai(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    let text = std::fs::read_to_string(run.join("log.txt")).unwrap();
+    assert!(text.contains("parameter groups [(\"default\", ") && text.contains("(\"head\", 2)"), "{text}");
+    let used = yaml(&run.join("config_used.yaml"));
+    assert_eq!(used["nas"]["eval"]["trainer"]["param_groups"][0]["optimizer"]["kind"].as_str(), Some("adam"));
+
+    let bad = groups("clasifier.*");
+    let b: Vec<String> = args(&bad, &tmp.path().join("bad"));
+    let out = archai(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`clasifier.*` matches no parameter"), "{err}");
+}
+
 #[test]
 fn resuming_a_finished_run_restores_the_trained_weights() {
     assert!(fashion_mnist_present());

@@ -36,7 +36,11 @@ pub struct TrainerConfig {
     /// Cap on validation/test batches per evaluation; null for all.
     #[serde(default)]
     pub max_eval_batches: Option<usize>,
+    /// Settings of every weight no `param_groups` entry claims.
     pub optimizer: OptimizerConfig,
+    /// Named parameter groups with their own optimizer settings (matched by glob on names).
+    #[serde(default)]
+    pub param_groups: Vec<optim::ParamGroupConfig>,
     pub scheduler: ScheduleConfig,
     /// Clip the global gradient norm to this value; null disables.
     #[serde(default)]
@@ -88,6 +92,7 @@ impl TrainerConfig {
                 betas: [0.9, 0.999],
                 eps: 1e-8,
             },
+            param_groups: vec![],
             scheduler: ScheduleConfig::constant(),
             grad_clip,
             label_smoothing: 0.0,
@@ -539,7 +544,18 @@ impl Trainer<'_> {
             )));
         }
         let mut scaler = c.precision.needs_loss_scaling().then(|| LossScaler::new(c.loss_scale.clone()));
-        let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
+        if algorithm.is_some() && !c.param_groups.is_empty() {
+            return Err(TrainError::Config(format!(
+                "{}: param_groups cannot be used with a search algorithm (its architecture step models one \
+                 weight optimizer); remove trainer.param_groups from the search phase",
+                self.phase
+            )));
+        }
+        let mut opt = Optimizer::with_groups(c.optimizer.clone(), &c.param_groups, store.named_weights())
+            .map_err(|e| TrainError::Config(format!("{}: {e}", self.phase)))?;
+        if !c.param_groups.is_empty() {
+            tracing::info!("{}: parameter groups {:?}", self.phase, opt.group_sizes());
+        }
         let steps_per_epoch = {
             let n = train.batcher(c.batch_size, 0, self.seed, false)?.len();
             c.max_batches.map_or(n, |m| m.min(n))

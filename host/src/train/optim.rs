@@ -39,9 +39,49 @@ fn default_eps() -> f64 {
     1e-8
 }
 
-/// One optimizer over a fixed list of named parameters.
+/// `trainer.param_groups[]`: parameters selected by name get their own optimizer settings.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParamGroupConfig {
+    pub name: String,
+    /// Glob patterns over parameter names (`*` any run of characters, `?` one character), e.g.
+    /// `classifier.*` or `cells.*.pre0.*`.
+    pub params: Vec<String>,
+    pub optimizer: OptimizerConfig,
+}
+
+/// `*` / `?` glob match of a whole name.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// One optimizer over a fixed list of named parameters, with optional parameter groups that
+/// have their own settings (kind, lr, momentum, weight decay...). The schedule scales every
+/// group alike: a group's lr at a step is its base lr times the schedule's factor.
 pub struct Optimizer {
+    /// The default group's settings (every parameter no group claims).
     pub config: OptimizerConfig,
+    /// Settings per group: index 0 is `config`, then `param_groups` in order.
+    groups: Vec<(String, OptimizerConfig)>,
+    group_of: Vec<usize>,
     params: Vec<(String, Tensor)>,
     decay: Vec<bool>,
     /// SGD momentum buffers or Adam first moments; undefined until the first step.
@@ -52,16 +92,69 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(config: OptimizerConfig, params: Vec<(String, Tensor)>) -> Self {
-        let decay = params.iter().map(|(_, p)| !(config.no_decay_bn_bias && p.dim() <= 1)).collect();
+        Self::with_groups(config, &[], params).expect("no groups, nothing to mismatch")
+    }
+
+    /// An optimizer whose parameters matched by `groups` use those groups' settings. A pattern
+    /// that matches nothing, or a parameter claimed by two groups, is an error naming both.
+    pub fn with_groups(
+        config: OptimizerConfig,
+        groups: &[ParamGroupConfig],
+        params: Vec<(String, Tensor)>,
+    ) -> Result<Self, String> {
+        let mut group_of = vec![0; params.len()];
+        for (gi, g) in groups.iter().enumerate() {
+            for pattern in &g.params {
+                let mut hits = 0;
+                for (pi, (name, _)) in params.iter().enumerate() {
+                    if !glob_match(pattern, name) {
+                        continue;
+                    }
+                    hits += 1;
+                    let owner = group_of[pi];
+                    if owner != 0 && owner != gi + 1 {
+                        return Err(format!(
+                            "parameter `{name}` matches param_groups `{}` and `{}`; make the patterns disjoint",
+                            groups[owner - 1].name,
+                            g.name
+                        ));
+                    }
+                    group_of[pi] = gi + 1;
+                }
+                if hits == 0 {
+                    let some: Vec<&str> = params.iter().take(6).map(|(n, _)| n.as_str()).collect();
+                    return Err(format!(
+                        "param_groups `{}`: pattern `{pattern}` matches no parameter (names look like {})",
+                        g.name,
+                        some.join(", ")
+                    ));
+                }
+            }
+        }
+        let mut all = vec![("default".to_string(), config.clone())];
+        all.extend(groups.iter().map(|g| (g.name.clone(), g.optimizer.clone())));
+        let decay =
+            params.iter().zip(&group_of).map(|((_, p), &g)| !(all[g].1.no_decay_bn_bias && p.dim() <= 1)).collect();
         let n = params.len();
-        Self {
+        Ok(Self {
             config,
+            groups: all,
+            group_of,
             params,
             decay,
             buf: (0..n).map(|_| Tensor::new()).collect(),
             sq: (0..n).map(|_| Tensor::new()).collect(),
             steps: 0,
-        }
+        })
+    }
+
+    /// Parameter count per group name (default first).
+    pub fn group_sizes(&self) -> Vec<(String, usize)> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(gi, (name, _))| (name.clone(), self.group_of.iter().filter(|&&g| g == gi).count()))
+            .collect()
     }
 
     pub fn params(&self) -> &[(String, Tensor)] {
@@ -91,12 +184,15 @@ impl Optimizer {
         total
     }
 
-    /// One update with learning rate `lr` (the scheduler's value for this step).
-    pub fn step(&mut self, lr: f64) {
+    /// One update with learning rate `lr` (the scheduler's value for this step, for the
+    /// default group; other groups get it scaled by their base lr over the default's).
+    pub fn step(&mut self, lr_default: f64) {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
-        let c = self.config.clone();
+        let factor = if self.config.lr != 0.0 { lr_default / self.config.lr } else { 0.0 };
         for i in 0..self.params.len() {
+            let c = &self.groups[self.group_of[i]].1;
+            let lr = if self.group_of[i] == 0 { lr_default } else { c.lr * factor };
             let p = &mut self.params[i].1;
             let g = p.grad();
             if !g.defined() {
@@ -208,6 +304,62 @@ mod tests {
         // step 2: d = 2.5p = [1.875,-3.75], buf = 0.9*[2.5,-5] + d = [4.125,-8.25], p -= 0.1*buf
         let got = Vec::<f64>::try_from(&p).unwrap();
         assert!((got[0] - (0.75 - 0.4125)).abs() < 1e-6 && (got[1] - (-1.5 + 0.825)).abs() < 1e-6, "{got:?}");
+    }
+
+    #[test]
+    fn glob_patterns_match_whole_names() {
+        assert!(glob_match("classifier.*", "classifier.weight"));
+        assert!(glob_match("cells.*.pre0.*", "cells.3.pre0.conv.weight"));
+        assert!(glob_match("stem.?.bn.*", "stem.0.bn.weight"));
+        assert!(!glob_match("stem.?.bn.*", "stem.10.bn.weight"));
+        assert!(!glob_match("classifier", "classifier.weight"));
+        assert!(glob_match("*", "anything"));
+    }
+
+    fn sgd(lr: f64) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            no_decay_bn_bias: false,
+            betas: default_betas(),
+            eps: 1e-8,
+        }
+    }
+
+    #[test]
+    fn param_groups_get_their_own_settings_and_the_schedule_factor() {
+        let (a, b) = (param(&[1.0]), param(&[1.0]));
+        let groups = vec![ParamGroupConfig {
+            name: "head".into(),
+            params: vec!["head.*".into()],
+            optimizer: OptimizerConfig { kind: OptimizerKind::Adam, ..sgd(0.01) },
+        }];
+        let params = vec![("body.w".to_string(), a.shallow_clone()), ("head.w".to_string(), b.shallow_clone())];
+        let mut opt = Optimizer::with_groups(sgd(0.1), &groups, params).unwrap();
+        assert_eq!(opt.group_sizes(), vec![("default".to_string(), 1), ("head".to_string(), 1)]);
+        (&a * 2.0 + &b * 2.0).sum(Kind::Float).backward();
+        // The schedule is at half the base lr: SGD moves body by 0.05 * 2, Adam moves head by
+        // (0.01 * 0.5) on its first step whatever the gradient's size.
+        opt.step(0.05);
+        assert!((a.double_value(&[0]) - 0.9).abs() < 1e-6, "{}", a.double_value(&[0]));
+        assert!((b.double_value(&[0]) - 0.995).abs() < 1e-6, "{}", b.double_value(&[0]));
+    }
+
+    #[test]
+    fn param_group_mistakes_are_named() {
+        let group = |name: &str, pattern: &str| ParamGroupConfig {
+            name: name.into(),
+            params: vec![pattern.into()],
+            optimizer: sgd(0.1),
+        };
+        let params = || vec![("body.w".to_string(), param(&[1.0])), ("head.w".to_string(), param(&[1.0]))];
+        let e = Optimizer::with_groups(sgd(0.1), &[group("h", "haed.*")], params()).err().unwrap();
+        assert!(e.contains("`haed.*` matches no parameter") && e.contains("head.w"), "{e}");
+        let e = Optimizer::with_groups(sgd(0.1), &[group("a", "*.w"), group("b", "head.*")], params()).err().unwrap();
+        assert!(e.contains("`head.w` matches param_groups `a` and `b`"), "{e}");
     }
 
     #[test]
