@@ -141,6 +141,10 @@ pub fn darts_step(
     use crate::train::{algorithm_step, weight_step, StepTensors, TrainerConfig};
     use abi_stable::std_types::RStr;
 
+    anyhow::ensure!(
+        !precision.needs_loss_scaling(),
+        "a DARTS search step cannot run in fp16 (the architecture step has no loss scaling); use fp32 or bf16"
+    );
     tch::manual_seed(seed);
     let config = serde_json::json!({
         "macro": {"layers": layers, "nodes": 4, "channels": channels, "stem_multiplier": 3},

@@ -314,7 +314,10 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
             if let (Some(m), Some(obj)) = (&cfg.nas.eval.final_macro, fconf.as_object_mut()) {
                 obj.insert("layers".into(), m.layers.into());
                 obj.insert("channels".into(), m.channels.into());
-                obj.insert("auxiliary".into(), m.auxiliary.into());
+                // Only when asked: finalizers that know no aux head keep working.
+                if m.auxiliary {
+                    obj.insert("auxiliary".into(), true.into());
+                }
             }
             let mut fin = reg.create_finalizer(&f.name, &fconf)?;
             let arch: RVec<NamedTensor> = store

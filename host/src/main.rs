@@ -70,6 +70,9 @@ enum Command {
         /// Print one JSON object (keys params, macs, flops, activation_bytes, latency_ms, ...).
         #[arg(long)]
         json: bool,
+        /// List every weight's name and shape instead (the names trainer.param_groups matches).
+        #[arg(long)]
+        param_names: bool,
     },
     /// Print the resolved configuration (includes, _copy, --toy and --set applied); runs nothing.
     Config {
@@ -274,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .insert(1, format!("nas.eval.model_desc={}", serde_json::Value::String(model.display().to_string())));
             run_experiment(&cli, conf, &overrides, out, *resume)?;
         }
-        Command::Stats { model, batch, input, runs, threads, json } => {
+        Command::Stats { model, batch, input, runs, threads, json, param_names } => {
             if *threads > 0 {
                 tch::set_num_threads(*threads);
             }
@@ -294,6 +297,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let reg = registry(&cli)?;
             let store = archai::params::ParamStore::new(tch::Device::Cpu);
             let net = archai::model::Network::compile(&desc, &reg, &store)?;
+            if *param_names {
+                for (name, t) in store.named_weights() {
+                    println!("{name} {:?}", t.size());
+                }
+                return Ok(());
+            }
             let s = archai::stats::model_stats(&desc, &net, &store, *batch, *runs, tch::Device::Cpu);
             if *json {
                 println!("{}", serde_json::to_string(&s)?);

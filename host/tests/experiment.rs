@@ -226,6 +226,15 @@ fn param_groups_from_the_config_are_applied_and_checked() {
     assert!(text.contains("parameter groups [(\"default\", ") && text.contains("(\"head\", 2)"), "{text}");
     let used = yaml(&run.join("config_used.yaml"));
     assert_eq!(used["nas"]["eval"]["trainer"]["param_groups"][0]["optimizer"]["kind"].as_str(), Some("adam"));
+    // The head follows the cosine schedule from its own base lr (0.001), the rest from 0.025.
+    let lrs = &yaml(&run.join("log.yaml"))["eval"]["epochs"][0]["train"]["group_lrs"];
+    let (head, default) = (lrs["head"].as_f64().unwrap(), lrs["default"].as_f64().unwrap());
+    assert!(head > 0.0 && head <= 0.001 && default > head, "{lrs:?}");
+    // The names the patterns match are listed by `archai stats --param-names`.
+    let out = archai(&["stats", "confs/models/resnet_small.yaml", "--param-names"]);
+    ok(&out);
+    let names = String::from_utf8_lossy(&out.stdout);
+    assert!(names.lines().any(|l| l.starts_with("classifier.weight [10, ")), "{names}");
 
     let bad = groups("clasifier.*");
     let b: Vec<String> = args(&bad, &tmp.path().join("bad"));

@@ -322,9 +322,9 @@ fn a_third_party_algorithm_sees_every_training_hook() {
     assert_eq!(epoch1["algorithm_start"]["steps_so_far"].as_u64(), Some(3));
     // before_step counted 4, 5, 6 in epoch 1: mean 5. after_step saw the step's loss and lr.
     assert_eq!(epoch1["algorithm"]["steps_seen"].as_f64(), Some(5.0));
-    let lr_seen = epoch1["algorithm"]["lr_seen"].as_f64().unwrap();
+    let lr_seen = epoch1["algorithm_after_step"]["lr_seen"].as_f64().unwrap();
     assert!((lr_seen - 0.1).abs() < 1e-9, "{lr_seen}");
-    let loss_seen = epoch1["algorithm"]["loss_seen"].as_f64().unwrap();
+    let loss_seen = epoch1["algorithm_after_step"]["loss_seen"].as_f64().unwrap();
     let train_loss = epoch1["train"]["loss"].as_f64().unwrap();
     assert!((loss_seen - train_loss).abs() < 1e-6, "after_step saw {loss_seen}, the epoch logged {train_loss}");
 }

@@ -87,6 +87,31 @@ fn aux_weight_without_an_aux_head_is_a_config_error() {
     assert!(e.contains("aux_weight") && e.contains("auxiliary head") && e.contains("final_macro.auxiliary"), "{e}");
 }
 
+/// A checkpoint of a model without the aux head does not silently resume one with it.
+#[test]
+fn resuming_from_another_models_checkpoint_names_the_missing_tensors() {
+    let reg = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |auxiliary: bool, resume: bool| {
+        let store = ParamStore::new(Device::Cpu);
+        let mut net = Network::compile(&small_darts(auxiliary), &reg, &store).unwrap();
+        let mut log = RunLog::open(dir.path()).unwrap();
+        let mut trainer = Trainer {
+            config: TrainerConfig { max_batches: Some(1), ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
+            phase: "eval".into(),
+            seed: 1,
+            device: Device::Cpu,
+            checkpoint: dir.path().join("ck.pt"),
+            log: &mut log,
+        };
+        trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
+    };
+    fit(false, false).unwrap();
+    let e = fit(true, true).unwrap_err().to_string();
+    // 8 weights and 4 batch-norm buffers of the aux head.
+    assert!(e.contains("lacks 12 of this model's tensors") && e.contains("w.aux.bn1."), "{e}");
+}
+
 #[test]
 fn bf16_autocast_computes_in_bf16_and_keeps_fp32_weights() {
     let reg = registry();
@@ -106,10 +131,10 @@ fn bf16_autocast_computes_in_bf16_and_keeps_fp32_weights() {
     // bf16 keeps 8 bits of mantissa: close to fp32, but not equal (so autocast did act).
     assert!(diff > 0.0 && diff < 0.1 * scale.max(1.0), "diff {diff}, scale {scale}");
 
-    let c = TrainerConfig { precision: Precision::Bf16, ..TrainerConfig::sgd(8, 0.05, 0.0, None) };
+    let c = TrainerConfig { precision: Precision::Bf16, ..TrainerConfig::sgd(8, 0.01, 0.0, Some(1.0)) };
     let mut opt = Optimizer::new(c.optimizer.clone(), store.named_weights());
     let losses: Vec<f64> =
-        (0..8).map(|_| weight_step(&net, &store, &mut opt, &x, &y, &c, 0.05, None).unwrap().loss).collect();
+        (0..8).map(|_| weight_step(&net, &store, &mut opt, &x, &y, &c, 0.01, None).unwrap().loss).collect();
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     assert!(losses[7] < losses[0], "bf16 training on one batch should lower its loss: {losses:?}");
     assert!(store.named_weights().iter().all(|(_, w)| w.kind() == Kind::Float));

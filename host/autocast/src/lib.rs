@@ -8,8 +8,8 @@ use std::os::raw::c_int;
 use tch::Device;
 
 extern "C" {
-    fn archai_autocast_set(device: c_int, enabled: bool, dtype: c_int) -> c_int;
-    fn archai_autocast_is_enabled(device: c_int) -> bool;
+    fn archai_autocast_set(device: c_int, enabled: c_int, dtype: c_int) -> c_int;
+    fn archai_autocast_is_enabled(device: c_int) -> c_int;
     fn archai_autocast_dtype(device: c_int) -> c_int;
     fn archai_autocast_increment_nesting() -> c_int;
     fn archai_autocast_decrement_nesting() -> c_int;
@@ -23,17 +23,11 @@ pub enum LowPrecision {
 }
 
 impl LowPrecision {
-    fn code(self) -> c_int {
+    /// Its c10::ScalarType value (c10/core/ScalarType.h: Half = 5, BFloat16 = 15).
+    fn scalar_type(self) -> c_int {
         match self {
-            LowPrecision::Bf16 => 0,
-            LowPrecision::F16 => 1,
-        }
-    }
-    fn from_code(code: c_int) -> Option<Self> {
-        match code {
-            0 => Some(LowPrecision::Bf16),
-            1 => Some(LowPrecision::F16),
-            _ => None,
+            LowPrecision::Bf16 => 15,
+            LowPrecision::F16 => 5,
         }
     }
     /// The tensor kind ops produce under autocast.
@@ -51,6 +45,8 @@ pub enum AutocastError {
     Device(Device),
     #[error("libtorch refused to enable {dtype:?} autocast on {device:?}")]
     Refused { device: Device, dtype: LowPrecision },
+    #[error("libtorch failed to report its autocast state on {0:?}")]
+    State(Device),
 }
 
 fn device_code(device: Device) -> Result<c_int, AutocastError> {
@@ -65,22 +61,30 @@ fn device_code(device: Device) -> Result<c_int, AutocastError> {
 /// guards nest like `with torch.autocast(...)` blocks.
 pub struct AutocastGuard {
     device: c_int,
-    prev_enabled: bool,
-    prev_dtype: Option<LowPrecision>,
+    prev_enabled: c_int,
+    /// Whatever dtype was set before (a c10::ScalarType value), restored as is.
+    prev_dtype: c_int,
     _thread_local: PhantomData<*const ()>,
 }
 
 impl AutocastGuard {
     pub fn new(device: Device, dtype: LowPrecision) -> Result<Self, AutocastError> {
         let d = device_code(device)?;
-        // SAFETY: the shim functions take plain integers and catch every C++ exception.
+        // SAFETY: the shim functions take and return plain integers and catch every C++
+        // exception (reported as -1).
         unsafe {
             let prev_enabled = archai_autocast_is_enabled(d);
-            let prev_dtype = LowPrecision::from_code(archai_autocast_dtype(d));
-            if archai_autocast_set(d, true, dtype.code()) != 0 {
+            let prev_dtype = archai_autocast_dtype(d);
+            if prev_enabled < 0 || prev_dtype < 0 {
+                return Err(AutocastError::State(device));
+            }
+            if archai_autocast_set(d, 1, dtype.scalar_type()) != 0 {
                 return Err(AutocastError::Refused { device, dtype });
             }
-            archai_autocast_increment_nesting();
+            if archai_autocast_increment_nesting() < 0 {
+                archai_autocast_set(d, prev_enabled, prev_dtype);
+                return Err(AutocastError::State(device));
+            }
             Ok(Self { device: d, prev_enabled, prev_dtype, _thread_local: PhantomData })
         }
     }
@@ -88,11 +92,11 @@ impl AutocastGuard {
 
 impl Drop for AutocastGuard {
     fn drop(&mut self) {
-        // SAFETY: as in `new`; restoring a state libtorch accepted before cannot fail.
+        // SAFETY: as in `new`. Restoring the state libtorch reported before cannot be refused;
+        // a failure here could only be reported as a panic in drop, which would be worse.
         unsafe {
             archai_autocast_decrement_nesting();
-            let dtype = self.prev_dtype.unwrap_or(LowPrecision::Bf16);
-            archai_autocast_set(self.device, self.prev_enabled, dtype.code());
+            archai_autocast_set(self.device, self.prev_enabled, self.prev_dtype);
         }
     }
 }
@@ -100,7 +104,7 @@ impl Drop for AutocastGuard {
 /// Whether autocast is on for `device` in this thread.
 pub fn is_enabled(device: Device) -> bool {
     // SAFETY: see `AutocastGuard::new`.
-    device_code(device).map(|d| unsafe { archai_autocast_is_enabled(d) }).unwrap_or(false)
+    device_code(device).map(|d| unsafe { archai_autocast_is_enabled(d) } == 1).unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The general trainer used by every phase (search, eval, handcrafted models). Algorithms hook
-//! in through `before_step` / `after_epoch`; they do not fork the loop.
+//! in through `before_epoch`, `before_step`, `after_step` and `after_epoch`; they do not fork
+//! the loop.
 pub mod optim;
 pub mod precision;
 pub mod schedule;
@@ -492,13 +493,22 @@ fn load_checkpoint(
             scaler_state.push((rest.to_string(), t));
         } else if let Some(rest) = name.strip_prefix("g.") {
             algo_state.push((rest.to_string(), t));
-        } else if let Some(dst) = live.get_mut(&name) {
+        } else if let Some(mut dst) = live.remove(&name) {
             dst.copy_(&t);
         } else {
             return Err(err(format!(
                 "holds `{name}`, which this model does not have: the checkpoint belongs to another model"
             )));
         }
+    }
+    if !live.is_empty() {
+        let mut missing: Vec<&String> = live.keys().collect();
+        missing.sort();
+        return Err(err(format!(
+            "lacks {} of this model's tensors ({}...): the checkpoint belongs to another model",
+            missing.len(),
+            missing.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )));
     }
     opt.load_state(&opt_state);
     if let Some(s) = scaler {
@@ -509,8 +519,8 @@ fn load_checkpoint(
 
 impl Trainer<'_> {
     /// Trains `net` on `train`, evaluating on `val` after each epoch. With an algorithm, its
-    /// `before_step` runs before every weight step with a validation batch, and `after_epoch`
-    /// after every epoch. Resumes from the phase checkpoint when `resume` and one exists.
+    /// `before_epoch` runs at the start of every epoch, `before_step` before every weight step
+    /// (with a validation batch), `after_step` after it and `after_epoch` after every epoch. Resumes from the phase checkpoint when `resume` and one exists.
     pub fn fit(
         &mut self,
         net: &mut Network,
@@ -528,6 +538,15 @@ impl Trainer<'_> {
             return Err(TrainError::Config(
                 "a search algorithm needs a validation split (set nas.search.loader.val_ratio > 0)".into(),
             ));
+        }
+        if !(c.aux_weight.is_finite() && c.aux_weight >= 0.0) {
+            return Err(TrainError::Config(format!(
+                "{}: trainer.aux_weight must be a number >= 0 (got {})",
+                self.phase, c.aux_weight
+            )));
+        }
+        if c.precision.needs_loss_scaling() {
+            c.loss_scale.validate().map_err(|e| TrainError::Config(format!("{}: {e}", self.phase)))?;
         }
         if c.aux_weight > 0.0 && !net.has_aux() {
             return Err(TrainError::Config(format!(
@@ -617,6 +636,7 @@ impl Trainer<'_> {
             let mut meter = Meter::default();
             let mut aux_loss_sum = 0.0;
             let mut algo_metrics = serde_json::Map::new();
+            let mut after_step_metrics = serde_json::Map::new();
             let mut lr = c.optimizer.lr;
             let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
             let mut progress = archai_runlog::Progress::new(
@@ -643,6 +663,7 @@ impl Trainer<'_> {
                     let out = algorithm_step(algo, net, store, &opt, &data, &c)?;
                     accumulate_mean(&mut algo_metrics, out, steps_per_epoch);
                 }
+                opt.schedule(|base| c.scheduler.lr_at(base, step, steps_per_epoch, total_steps));
                 let step_out = weight_step(net, store, &mut opt, &x, &y, &c, lr, scaler.as_mut())?;
                 let objective = step_out.objective(c.aux_weight);
                 if !objective.is_finite() {
@@ -657,11 +678,11 @@ impl Trainer<'_> {
                     let outcome = StepOutcome { epoch: epoch as u32, step: step as u64, lr, loss: step_out.loss };
                     let mut services = Services::new(net, store, &opt, lr, &c);
                     let out = algorithm_hook(algo, &mut services, |a, m| a.after_step(m, outcome))?;
-                    accumulate_mean(&mut algo_metrics, out, steps_per_epoch);
+                    accumulate_mean(&mut after_step_metrics, out, steps_per_epoch);
                 }
                 meter.add(&step_out.logits, &y, step_out.loss);
                 if let Some(a) = step_out.aux_loss {
-                    aux_loss_sum += a;
+                    aux_loss_sum += a * y.size()[0] as f64;
                 }
                 progress.inc(1);
             }
@@ -673,18 +694,22 @@ impl Trainer<'_> {
                 "duration_s": secs, "samples_per_s": train_m.samples as f64 / secs.max(1e-9),
             });
             if c.aux_weight > 0.0 {
-                train_log["aux_loss"] = (aux_loss_sum / steps_per_epoch.max(1) as f64).into();
+                // Per sample, like `loss`.
+                train_log["aux_loss"] = (aux_loss_sum / train_m.samples.max(1) as f64).into();
+            }
+            if !c.param_groups.is_empty() {
+                train_log["group_lrs"] =
+                    opt.group_lrs(lr).into_iter().map(|(n, l)| (n, l.into())).collect::<serde_json::Map<_, _>>().into();
             }
             if let Some(s) = &scaler {
                 train_log["loss_scale"] = s.scale().into();
                 train_log["skipped_steps"] = s.skipped.into();
             }
             self.log.tree.set(&format!("{key}/train"), train_log).map_err(log_err)?;
-            if !algo_metrics.is_empty() {
-                self.log
-                    .tree
-                    .set(&format!("{key}/algorithm"), serde_json::Value::Object(algo_metrics))
-                    .map_err(log_err)?;
+            for (name, metrics) in [("algorithm", algo_metrics), ("algorithm_after_step", after_step_metrics)] {
+                if !metrics.is_empty() {
+                    self.log.tree.set(&format!("{key}/{name}"), serde_json::Value::Object(metrics)).map_err(log_err)?;
+                }
             }
             self.log.scalar(&format!("{}/train/loss", self.phase), train_m.loss, epoch);
             self.log.scalar(&format!("{}/train/top1", self.phase), train_m.top1, epoch);

@@ -74,13 +74,15 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// One optimizer over a fixed list of named parameters, with optional parameter groups that
-/// have their own settings (kind, lr, momentum, weight decay...). The schedule scales every
-/// group alike: a group's lr at a step is its base lr times the schedule's factor.
+/// have their own settings (kind, lr, momentum, weight decay...). Each group follows the
+/// schedule from its own base lr ([`Optimizer::schedule`]), as PyTorch schedulers do.
 pub struct Optimizer {
     /// The default group's settings (every parameter no group claims).
     pub config: OptimizerConfig,
     /// Settings per group: index 0 is `config`, then `param_groups` in order.
     groups: Vec<(String, OptimizerConfig)>,
+    /// Current lr of the groups after the default one (set by `schedule`).
+    group_lrs: Vec<f64>,
     group_of: Vec<usize>,
     params: Vec<(String, Tensor)>,
     decay: Vec<bool>,
@@ -138,6 +140,7 @@ impl Optimizer {
         let n = params.len();
         Ok(Self {
             config,
+            group_lrs: groups.iter().map(|g| g.optimizer.lr).collect(),
             groups: all,
             group_of,
             params,
@@ -146,6 +149,23 @@ impl Optimizer {
             sq: (0..n).map(|_| Tensor::new()).collect(),
             steps: 0,
         })
+    }
+
+    /// Sets each extra group's lr from its base lr (`lr_at(base)`: the schedule at this step).
+    /// The default group's lr is the one passed to [`Optimizer::step`].
+    pub fn schedule(&mut self, lr_at: impl Fn(f64) -> f64) {
+        for (lr, (_, c)) in self.group_lrs.iter_mut().zip(self.groups.iter().skip(1)) {
+            *lr = lr_at(c.lr);
+        }
+    }
+
+    /// Current lr per group name (default first, given its current `lr`).
+    pub fn group_lrs(&self, lr_default: f64) -> Vec<(String, f64)> {
+        std::iter::once(lr_default)
+            .chain(self.group_lrs.iter().copied())
+            .zip(&self.groups)
+            .map(|(lr, (name, _))| (name.clone(), lr))
+            .collect()
     }
 
     /// Parameter count per group name (default first).
@@ -184,15 +204,15 @@ impl Optimizer {
         total
     }
 
-    /// One update with learning rate `lr` (the scheduler's value for this step, for the
-    /// default group; other groups get it scaled by their base lr over the default's).
+    /// One update: the default group at `lr_default` (the schedule's value for this step), the
+    /// other groups at the lrs [`Optimizer::schedule`] set last (their base lrs before that).
     pub fn step(&mut self, lr_default: f64) {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
-        let factor = if self.config.lr != 0.0 { lr_default / self.config.lr } else { 0.0 };
         for i in 0..self.params.len() {
-            let c = &self.groups[self.group_of[i]].1;
-            let lr = if self.group_of[i] == 0 { lr_default } else { c.lr * factor };
+            let g = self.group_of[i];
+            let c = &self.groups[g].1;
+            let lr = if g == 0 { lr_default } else { self.group_lrs[g - 1] };
             let p = &mut self.params[i].1;
             let g = p.grad();
             if !g.defined() {
@@ -338,13 +358,15 @@ mod tests {
             optimizer: OptimizerConfig { kind: OptimizerKind::Adam, ..sgd(0.01) },
         }];
         let params = vec![("body.w".to_string(), a.shallow_clone()), ("head.w".to_string(), b.shallow_clone())];
-        let mut opt = Optimizer::with_groups(sgd(0.1), &groups, params).unwrap();
+        let mut opt = Optimizer::with_groups(sgd(0.0), &groups, params).unwrap();
         assert_eq!(opt.group_sizes(), vec![("default".to_string(), 1), ("head".to_string(), 1)]);
         (&a * 2.0 + &b * 2.0).sum(Kind::Float).backward();
-        // The schedule is at half the base lr: SGD moves body by 0.05 * 2, Adam moves head by
-        // (0.01 * 0.5) on its first step whatever the gradient's size.
-        opt.step(0.05);
-        assert!((a.double_value(&[0]) - 0.9).abs() < 1e-6, "{}", a.double_value(&[0]));
+        // The default group is frozen (lr 0); the head follows the schedule from its own base
+        // lr: here half of it, and Adam's first step moves by exactly its lr.
+        opt.schedule(|base| base * 0.5);
+        assert_eq!(opt.group_lrs(0.0), vec![("default".to_string(), 0.0), ("head".to_string(), 0.005)]);
+        opt.step(0.0);
+        assert_eq!(a.double_value(&[0]), 1.0);
         assert!((b.double_value(&[0]) - 0.995).abs() < 1e-6, "{}", b.double_value(&[0]));
     }
 

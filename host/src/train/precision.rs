@@ -2,7 +2,7 @@
 //! scaling as in PyTorch's `GradScaler`.
 use archai_autocast::{AutocastGuard, LowPrecision};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// `trainer.precision`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +54,30 @@ impl Default for LossScaleConfig {
     }
 }
 
+impl LossScaleConfig {
+    /// The checks GradScaler makes, as one message naming the bad keys.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut bad = Vec::new();
+        if !(self.init.is_finite() && self.init > 0.0) {
+            bad.push(format!("init must be a positive number (got {})", self.init));
+        }
+        if !(self.growth_factor.is_finite() && self.growth_factor > 1.0) {
+            bad.push(format!("growth_factor must be above 1 (got {})", self.growth_factor));
+        }
+        if !(self.backoff_factor > 0.0 && self.backoff_factor < 1.0) {
+            bad.push(format!("backoff_factor must be in (0, 1) (got {})", self.backoff_factor));
+        }
+        if self.growth_interval == 0 {
+            bad.push("growth_interval must be at least 1".into());
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("trainer.loss_scale: {}", bad.join("; ")))
+        }
+    }
+}
+
 /// Dynamic loss scaling: the loss is multiplied by `scale` before backward so small fp16
 /// gradients do not flush to zero; gradients are divided back before clipping and the update.
 /// A step whose gradients overflowed is skipped and the scale backs off.
@@ -76,17 +100,17 @@ impl LossScaler {
         self.scale
     }
 
-    /// Divides the gradients by the scale in place; true when all of them are finite.
+    /// Divides the gradients by the scale in place; true when every element is finite.
     pub fn unscale(&self, grads: &mut [Tensor]) -> bool {
         let _guard = tch::no_grad_guard();
         let inv = 1.0 / self.scale;
-        let mut finite = true;
+        let mut checks = Vec::with_capacity(grads.len());
         for g in grads.iter_mut() {
             let _ = g.g_mul_scalar_(inv);
-            // One reduction per tensor: a sum is non-finite iff some element is.
-            finite &= g.sum(Kind::Float).double_value(&[]).is_finite();
+            checks.push(g.isfinite().all());
         }
-        finite
+        // One read of the device for all tensors (a sync per tensor would stall a GPU).
+        checks.is_empty() || Tensor::stack(&checks, 0).all().int64_value(&[]) == 1
     }
 
     /// Records the outcome of a step and adjusts the scale.
@@ -139,6 +163,9 @@ mod tests {
         assert!(!s.unscale(&mut bad));
         let mut nan = vec![Tensor::from_slice(&[f32::NAN])];
         assert!(!s.unscale(&mut nan));
+        // Large finite values whose sum overflows are still finite gradients.
+        let mut big = vec![Tensor::from_slice(&[f32::MAX, f32::MAX])];
+        assert!(s.unscale(&mut big));
         s.update(false);
         assert_eq!((s.scale(), s.skipped), (32768.0, 1));
         s.update(true);
@@ -149,6 +176,16 @@ mod tests {
         let mut back = LossScaler::new(LossScaleConfig::default());
         back.load_state(&s.state());
         assert_eq!((back.scale(), back.good_steps, back.skipped), (s.scale(), s.good_steps, s.skipped));
+    }
+
+    #[test]
+    fn bad_loss_scale_settings_are_named() {
+        assert!(LossScaleConfig::default().validate().is_ok());
+        let bad = LossScaleConfig { init: 0.0, growth_factor: 1.0, backoff_factor: 1.5, growth_interval: 0 };
+        let e = bad.validate().unwrap_err();
+        for key in ["init", "growth_factor", "backoff_factor", "growth_interval"] {
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]
