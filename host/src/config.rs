@@ -18,6 +18,14 @@ pub struct ExperimentConfig {
     pub toy: bool,
 }
 
+impl ExperimentConfig {
+    /// The configuration with every default written out: what `config_used.yaml` holds, so a
+    /// run's record does not depend on the defaults of the program version that reads it.
+    pub fn to_full_yaml(&self) -> String {
+        yaml_serde::to_string(self).expect("the typed configuration serializes to YAML")
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct CommonConfig {

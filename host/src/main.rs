@@ -70,11 +70,13 @@ enum Command {
         /// Print one JSON object (keys params, macs, flops, activation_bytes, latency_ms, ...).
         #[arg(long)]
         json: bool,
-        /// List every weight's name and shape instead (the names trainer.param_groups matches).
+        /// List every weight's name and shape instead (the names trainer.param_groups matches),
+        /// then the architecture parameters.
         #[arg(long)]
         param_names: bool,
     },
-    /// Print the resolved configuration (includes, _copy, --toy and --set applied); runs nothing.
+    /// Print the resolved configuration (includes, _copy, --toy and --set applied, every default
+    /// written out: what config_used.yaml records); runs nothing.
     Config {
         conf: PathBuf,
         #[command(flatten)]
@@ -217,15 +219,14 @@ fn run_experiment(
     out: &Option<PathBuf>,
     resume: bool,
 ) -> anyhow::Result<()> {
-    let (resolved, cfg) = overrides.load(conf)?;
+    let (_, cfg) = overrides.load(conf)?;
     let reg = registry(cli)?;
     let run_dir =
         archai::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), resume)?;
     let _logging = archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
     let used = run_dir.join("config_used.yaml");
     if !resume || !used.is_file() {
-        std::fs::write(&used, archai::config::to_yaml_string(&resolved.tree))
-            .with_context(|| format!("writing {}", used.display()))?;
+        std::fs::write(&used, cfg.to_full_yaml()).with_context(|| format!("writing {}", used.display()))?;
     }
     tracing::info!("run directory: {}", run_dir.path().display());
     archai::experiment::run(&cfg, &reg, run_dir.path(), resume)?;
@@ -253,8 +254,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Config { conf, overrides } => {
-            let (resolved, _) = overrides.load(conf)?;
-            print!("{}", archai::config::to_yaml_string(&resolved.tree));
+            let (_, cfg) = overrides.load(conf)?;
+            print!("{}", cfg.to_full_yaml());
         }
         Command::Train { model, dataset, conf, overrides, out, resume } => {
             let ds_file = if dataset.ends_with(".yaml") || dataset.ends_with(".yml") {
@@ -300,6 +301,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if *param_names {
                 for (name, t) in store.named_weights() {
                     println!("{name} {:?}", t.size());
+                }
+                for (name, t) in store.named_arch() {
+                    println!("{name} {:?} architecture", t.size());
                 }
                 return Ok(());
             }
