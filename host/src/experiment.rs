@@ -338,6 +338,21 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     write(&run_dir.join("search/final_model_desc.yaml"), &final_desc.to_yaml())?;
     write(&run_dir.join("search/final_cells.dot"), &cells_dot(&final_desc))?;
     write(&run_dir.join("search/final_cells.svg"), &cells_svg(&final_desc))?;
+    // The searched architecture's own figures (batch 1, CPU), before any eval training.
+    let final_stats = {
+        let stats_store = ParamStore::new(Device::Cpu);
+        let mut stats_net = Network::compile(&final_desc, reg, &stats_store)?;
+        stats_net.channels_last = cfg.common.channels_last;
+        crate::stats::model_stats(&final_desc, &stats_net, &stats_store, 1, 5, Device::Cpu)
+    };
+    write(&run_dir.join("search/final_stats.json"), &serde_json::to_string_pretty(&final_stats)?)?;
+    tracing::info!(
+        "search: final architecture has {} weights (+{} in the aux head), {} MACs per image, {:.2} ms latency at batch 1",
+        final_stats.params,
+        final_stats.aux_params,
+        final_stats.macs,
+        final_stats.latency_ms
+    );
     let alphas: serde_json::Map<String, serde_json::Value> = store
         .named_arch()
         .into_iter()
@@ -353,6 +368,11 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
             "train": report.train, "val": report.val, "epochs": report.epochs_run,
             "duration_s": t0.elapsed().as_secs_f64(),
             "final_model_desc": "search/final_model_desc.yaml",
+            "final_stats": {
+                "params": final_stats.params, "aux_params": final_stats.aux_params, "macs": final_stats.macs,
+                "flops": final_stats.flops, "latency_ms": final_stats.latency_ms,
+                "file": "search/final_stats.json",
+            },
         }),
     )?;
     log.flush()?;
@@ -366,8 +386,9 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     let store = ParamStore::new(device);
     let mut net = Network::compile(desc, reg, &store)?;
     net.channels_last = cfg.common.channels_last;
-    let params = store.weight_count();
-    tracing::info!("eval: {} with {params} weights", desc.name);
+    let aux_params = crate::stats::aux_param_count(&store);
+    let params = store.weight_count() - aux_params;
+    tracing::info!("eval: {} with {params} weights (+{aux_params} in the aux head)", desc.name);
     let val_ratio = cfg.nas.eval.val_ratio;
     if !(0.0..1.0).contains(&val_ratio) {
         bail!("nas.eval.val_ratio must be in [0, 1), got {val_ratio}");
@@ -411,7 +432,8 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     log.tree.set(
         "eval/summary",
         serde_json::json!({
-            "train": report.train, "val": report.val, "test": test_m, "params": params, "epochs": report.epochs_run,
+            "train": report.train, "val": report.val, "test": test_m, "params": params, "aux_params": aux_params,
+            "epochs": report.epochs_run,
             "duration_s": t0.elapsed().as_secs_f64(),
         }),
     )?;

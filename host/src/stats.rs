@@ -164,6 +164,12 @@ pub fn analyze(desc: &ModelDesc) -> (Vec<PartStats>, Vec<String>) {
     (parts, missing)
 }
 
+/// Weights of the auxiliary head (training only; left out of `params`, as DARTS counts).
+pub fn aux_param_count(store: &ParamStore) -> i64 {
+    let prefix = format!("{}.", crate::model::AUX_SCOPE);
+    store.named_weights().iter().filter(|(n, _)| n.starts_with(&prefix)).map(|(_, t)| t.numel() as i64).sum()
+}
+
 /// Compiles nothing itself: takes a compiled network and its store, measures latency.
 pub fn model_stats(
     desc: &ModelDesc,
@@ -192,9 +198,7 @@ pub fn model_stats(
         }
     }
     times.sort_by(f64::total_cmp);
-    let aux_prefix = format!("{}.", crate::model::AUX_SCOPE);
-    let aux_params: i64 =
-        store.named_weights().iter().filter(|(n, _)| n.starts_with(&aux_prefix)).map(|(_, t)| t.numel() as i64).sum();
+    let aux_params = aux_param_count(store);
     let macs: i64 = parts.iter().map(|p| p.macs).sum();
     ModelStats {
         name: desc.name.clone(),

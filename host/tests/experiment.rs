@@ -78,8 +78,16 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     assert_eq!(logits.size(), vec![2, 10]);
     // darts.yaml evaluates with DARTS' auxiliary head (weight 0.4) after the second reduction.
     assert_eq!(desc.aux.as_ref().map(|a| a.after_cell), Some(2));
+    // The searched architecture's statistics, counted like `archai stats` (aux head apart).
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("search/final_stats.json")).unwrap()).unwrap();
+    let inference = store.weight_count() - archai::stats::aux_param_count(&store);
+    assert_eq!(stats["params"].as_i64(), Some(inference));
+    assert!(stats["aux_params"].as_i64().unwrap() > 0 && stats["macs"].as_i64().unwrap() > 0, "{stats}");
 
     let log = yaml(&first.join("log.yaml"));
+    assert_eq!(log["eval"]["summary"]["params"].as_i64(), Some(inference));
+    assert_eq!(log["search"]["summary"]["final_stats"]["params"].as_i64(), Some(inference));
     let aux_loss = log["eval"]["epochs"][0]["train"]["aux_loss"].as_f64();
     assert!(aux_loss.is_some_and(f64::is_finite), "eval aux_loss missing: {:?}", log["eval"]["epochs"][0]);
     assert_eq!(log["dataset"]["train"].as_u64(), Some(60000));
