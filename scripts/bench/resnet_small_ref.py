@@ -6,7 +6,9 @@ Model: conv3x3(1->16)+BN+ReLU, basic blocks 16->16 (stride 1), 16->32 (stride 2)
 (stride 2), global average pooling, linear 64->10. SGD lr 0.05, momentum 0.9, wd 3e-4.
 Data: the Debian Fashion-MNIST IDX files, normalized with mean 0.2860 / std 0.3530, shuffled
 batches from tensors held in memory (PyTorch gets its data for free; archai's figure includes
-its data pipeline). Prints one JSON object: sec_per_step (median), samples_per_s.
+its data pipeline). --precision bf16 runs forward and loss under torch.autocast("cpu",
+torch.bfloat16), as archai's `precision: bf16` does. Prints one JSON object: sec_per_step
+(median), samples_per_s.
 """
 import argparse
 import gzip
@@ -65,6 +67,7 @@ def main():
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -78,12 +81,15 @@ def main():
         idx = order[i * args.batch:(i + 1) * args.batch]
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[idx]), y[idx]).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss = F.cross_entropy(model(x[idx]).float(), y[idx])
+        loss.backward()
         opt.step()
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     print(json.dumps({"torch": torch.__version__, "threads": args.threads, "batch": args.batch,
+                      "precision": args.precision,
                       "params": sum(p.numel() for p in model.parameters()),
                       "steps": len(times), "sec_per_step": med, "samples_per_s": args.batch / med}))
 
