@@ -166,6 +166,61 @@ fn fp16_overflow_skips_the_step_and_backs_off_the_scale() {
     assert!(trained.iter().all(|t| t.isfinite().all().int64_value(&[]) == 1));
 }
 
+/// An fp16 run resumed from its checkpoint continues with the saved loss scale and growth
+/// counter: same skipped steps, same scale, same weights as the uninterrupted run.
+#[test]
+fn fp16_resume_restores_the_loss_scaler() {
+    let reg = registry();
+    let desc = ModelDesc::from_yaml(
+        "name: linear\ninput: {channels: 1, size: 28}\nnum_classes: 10\nstem: []\nhead: {c_in: 1}\n",
+        "test",
+    )
+    .unwrap();
+    let config = |epochs: usize| TrainerConfig {
+        epochs,
+        precision: Precision::Fp16,
+        // 2^18 overflows the first steps' fp16 gradients; growth every 3 clean steps crosses the
+        // epoch boundary, so the counter matters too.
+        loss_scale: LossScaleConfig { init: 2f64.powi(18), growth_interval: 3, ..Default::default() },
+        ..TrainerConfig::sgd(4, 0.05, 0.0, None)
+    };
+    let run = |dir: &std::path::Path, plan: &[(usize, bool)]| {
+        let store = ParamStore::new(Device::Cpu);
+        let mut net = Network::compile(&desc, &reg, &store).unwrap();
+        {
+            let _g = tch::no_grad_guard();
+            for (i, (_, mut w)) in store.named_weights().into_iter().enumerate() {
+                let n = w.numel() as i64;
+                let v = Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.01 - 0.05 * i as f64;
+                w.copy_(&v.view(w.size().as_slice()));
+            }
+        }
+        let mut log = RunLog::open(dir).unwrap();
+        for &(epochs, resume) in plan {
+            let mut trainer = Trainer {
+                config: config(epochs),
+                phase: "eval".into(),
+                seed: 5,
+                device: Device::Cpu,
+                checkpoint: dir.join("ck.pt"),
+                log: &mut log,
+            };
+            trainer.fit(&mut net, &store, &toy_split(), None, None, resume).unwrap();
+        }
+        let last = log.tree.root()["eval"]["epochs"][2]["train"].clone();
+        (store.named_weights(), last)
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (whole_w, whole_log) = run(a.path(), &[(3, false)]);
+    let (cut_w, cut_log) = run(b.path(), &[(1, false), (3, true)]);
+    assert!(whole_log["skipped_steps"].as_u64().unwrap() > 0, "the test needs overflow: {whole_log:?}");
+    assert_eq!(whole_log["loss_scale"], cut_log["loss_scale"]);
+    assert_eq!(whole_log["skipped_steps"], cut_log["skipped_steps"]);
+    for ((name, x), (_, y)) in whole_w.iter().zip(&cut_w) {
+        assert!(x.equal(y), "{name} differs after resuming");
+    }
+}
+
 #[test]
 fn stats_leave_the_aux_head_out_of_the_parameter_count() {
     let reg = registry();
