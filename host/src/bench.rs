@@ -1,7 +1,7 @@
 //! `archai bench ...`: commands that print numbers. Nothing here asserts timings.
 use crate::params::ParamStore;
 use crate::plugins::{PluginError, PluginRegistry};
-use crate::train::precision::{LossScaler, Precision};
+use crate::train::precision::Precision;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -256,7 +256,7 @@ pub fn train_throughput(
     let mut net = Network::compile(desc, registry, &store)?;
     net.channels_last = channels_last;
     let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch, 0.05, 3e-4, None) };
-    let mut scaler = precision.needs_loss_scaling().then(|| LossScaler::new(trainer.loss_scale.clone()));
+    let mut scaler = trainer.loss_scaler();
     let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let split = SplitData {
         buffer: data.train.clone(),

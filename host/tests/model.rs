@@ -42,16 +42,6 @@ fn trainer_config(chunks: usize) -> TrainerConfig {
     }
 }
 
-/// Deterministic weights that do not depend on libtorch's global RNG (tests run in parallel).
-fn set_fixed_init(store: &ParamStore) {
-    let _guard = tch::no_grad_guard();
-    for (_, mut w) in store.named_weights() {
-        let n = w.numel() as i64;
-        let values = tch::Tensor::arange(n, (tch::Kind::Float, Device::Cpu)).g_mul_scalar(0.1).g_sub_scalar(0.2);
-        w.copy_(&values.view(w.size().as_slice()));
-    }
-}
-
 /// Weights after a few steps of a model without batch statistics (pooling + linear head).
 fn weights_after_training(chunks: usize) -> Vec<(String, tch::Tensor)> {
     let desc = ModelDesc::from_yaml(

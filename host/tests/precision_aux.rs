@@ -187,14 +187,7 @@ fn fp16_resume_restores_the_loss_scaler() {
     let run = |dir: &std::path::Path, plan: &[(usize, bool)]| {
         let store = ParamStore::new(Device::Cpu);
         let mut net = Network::compile(&desc, &reg, &store).unwrap();
-        {
-            let _g = tch::no_grad_guard();
-            for (i, (_, mut w)) in store.named_weights().into_iter().enumerate() {
-                let n = w.numel() as i64;
-                let v = Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.01 - 0.05 * i as f64;
-                w.copy_(&v.view(w.size().as_slice()));
-            }
-        }
+        set_fixed_init(&store);
         let mut log = RunLog::open(dir).unwrap();
         for &(epochs, resume) in plan {
             let mut trainer = Trainer {

@@ -30,13 +30,6 @@ impl LowPrecision {
             LowPrecision::F16 => 5,
         }
     }
-    /// The tensor kind ops produce under autocast.
-    pub fn kind(self) -> tch::Kind {
-        match self {
-            LowPrecision::Bf16 => tch::Kind::BFloat16,
-            LowPrecision::F16 => tch::Kind::Half,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

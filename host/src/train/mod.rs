@@ -75,6 +75,11 @@ fn one() -> usize {
 }
 
 impl TrainerConfig {
+    /// The loss scaler this configuration trains with: one for fp16, none otherwise.
+    pub fn loss_scaler(&self) -> Option<LossScaler> {
+        self.precision.needs_loss_scaling().then(|| LossScaler::new(self.loss_scale.clone()))
+    }
+
     /// One epoch of SGD (momentum 0.9) at a constant learning rate, no augmentation: the
     /// settings of the benchmarks and of tests that build a trainer by hand.
     pub fn sgd(batch_size: usize, lr: f64, weight_decay: f64, grad_clip: Option<f64>) -> Self {
@@ -236,7 +241,7 @@ impl ModelServices for Services<'_> {
         }
     }
     fn weight_optimizer(&self) -> RString {
-        let c = &self.opt.config;
+        let c = self.opt.config();
         serde_json::json!({"lr": self.lr, "momentum": c.momentum, "weight_decay": c.weight_decay}).to_string().into()
     }
     fn momentum_buffers(&self) -> RVec<NamedTensor> {
@@ -562,7 +567,7 @@ impl Trainer<'_> {
                 self.phase
             )));
         }
-        let mut scaler = c.precision.needs_loss_scaling().then(|| LossScaler::new(c.loss_scale.clone()));
+        let mut scaler = c.loss_scaler();
         if algorithm.is_some() && !c.param_groups.is_empty() {
             return Err(TrainError::Config(format!(
                 "{}: param_groups cannot be used with a search algorithm (its architecture step models one \

@@ -77,9 +77,8 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 /// have their own settings (kind, lr, momentum, weight decay...). Each group follows the
 /// schedule from its own base lr ([`Optimizer::schedule`]), as PyTorch schedulers do.
 pub struct Optimizer {
-    /// The default group's settings (every parameter no group claims).
-    pub config: OptimizerConfig,
-    /// Settings per group: index 0 is `config`, then `param_groups` in order.
+    /// Settings per group: index 0 is the default group (every parameter no group claims),
+    /// then `param_groups` in order.
     groups: Vec<(String, OptimizerConfig)>,
     /// Current lr of the groups after the default one (set by `schedule`).
     group_lrs: Vec<f64>,
@@ -133,13 +132,12 @@ impl Optimizer {
                 }
             }
         }
-        let mut all = vec![("default".to_string(), config.clone())];
+        let mut all = vec![("default".to_string(), config)];
         all.extend(groups.iter().map(|g| (g.name.clone(), g.optimizer.clone())));
         let decay =
             params.iter().zip(&group_of).map(|((_, p), &g)| !(all[g].1.no_decay_bn_bias && p.dim() <= 1)).collect();
         let n = params.len();
         Ok(Self {
-            config,
             group_lrs: groups.iter().map(|g| g.optimizer.lr).collect(),
             groups: all,
             group_of,
@@ -149,6 +147,11 @@ impl Optimizer {
             sq: (0..n).map(|_| Tensor::new()).collect(),
             steps: 0,
         })
+    }
+
+    /// The default group's settings.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.groups[0].1
     }
 
     /// Sets each extra group's lr from its base lr (`lr_at(base)`: the schedule at this step).

@@ -71,3 +71,13 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Deterministic weights that do not depend on libtorch's global RNG (tests run in parallel).
+pub fn set_fixed_init(store: &archai::params::ParamStore) {
+    let _guard = tch::no_grad_guard();
+    for (_, mut w) in store.named_weights() {
+        let n = w.numel() as i64;
+        let values = tch::Tensor::arange(n, (tch::Kind::Float, tch::Device::Cpu)).g_mul_scalar(0.1).g_sub_scalar(0.2);
+        w.copy_(&values.view(w.size().as_slice()));
+    }
+}
