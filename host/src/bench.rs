@@ -89,28 +89,33 @@ pub fn boundary(registry: &PluginRegistry, iters: usize, repeats: usize) -> Resu
     Ok(rows)
 }
 
-/// Figures of `archai bench darts-step`.
+/// Figures of `archai bench search-step`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DartsStepReport {
-    pub order: u8,
+pub struct SearchStepReport {
+    pub algorithm: String,
+    /// The algorithm's config as given (after `--set`).
+    pub config: serde_json::Value,
+    pub arch_training: String,
     pub batch: i64,
     pub threads: i32,
-    pub layers: usize,
-    pub channels: i64,
     pub steps: usize,
     pub warmup: usize,
     pub channels_last: bool,
     pub precision: Precision,
     pub sec_per_step: f64,
+    /// The algorithm's hooks (architecture step, and its update after the weight step).
     pub arch_sec: f64,
     pub weight_sec: f64,
     pub images_per_sec: f64,
     pub params_weights: i64,
     pub params_arch: i64,
-    pub peak_rss_mib: f64,
+    pub mixed_edges: usize,
+    /// Candidate-op forwards per weight step (all candidates for DARTS, one per edge for GDAS).
+    pub candidate_forwards_per_step: f64,
+    pub peak_rss_mb: f64,
 }
 
-fn peak_rss_mib() -> f64 {
+fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -120,45 +125,51 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Median seconds per DARTS search step (architecture step on a validation batch, then weight
-/// step: SGD 0.025, momentum 0.9, wd 3e-4, clip 5) on synthetic (B, 3, 32, 32) data, 10 classes,
-/// with the same network and hyper-parameters as `shared/bench/darts_ref.py`.
-#[allow(clippy::too_many_arguments)]
-pub fn darts_step(
+/// Settings of `archai bench search-step`.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchStepOptions {
+    pub batch: i64,
+    pub steps: usize,
+    pub warmup: usize,
+    pub seed: i64,
+    pub channels_last: bool,
+    pub precision: Precision,
+}
+
+/// Median seconds per search step of `search`'s algorithm on synthetic (B, 3, 32, 32) data with
+/// 10 classes: the algorithm's `before_step` (its architecture step, on a validation batch for
+/// bilevel algorithms), the weight step (SGD 0.025, momentum 0.9, wd 3e-4, clip 5, as
+/// `shared/bench/darts_ref.py`) and `after_step`. The network is whatever the algorithm's
+/// config builds (the paper's 8 cells, C = 16 with the confs/algos defaults).
+pub fn search_step(
     registry: &PluginRegistry,
-    order: u8,
-    batch: i64,
-    layers: usize,
-    channels: i64,
-    steps: usize,
-    warmup: usize,
-    seed: i64,
-    channels_last: bool,
-    precision: Precision,
-) -> anyhow::Result<DartsStepReport> {
+    search: &crate::config::SearchConfig,
+    options: SearchStepOptions,
+) -> anyhow::Result<SearchStepReport> {
     use crate::model::Network;
     use crate::train::optim::Optimizer;
-    use crate::train::{algorithm_step, weight_step, StepTensors, TrainerConfig};
-    use abi_stable::std_types::RStr;
+    use crate::train::{algorithm_step, weight_step_with, Services, StepTensors, TrainerConfig};
+    use archai_plugin_api::{ArchTraining, ComponentKind, SearchContext, StepOutcome};
 
+    let SearchStepOptions { batch, steps, warmup, seed, channels_last, precision } = options;
     anyhow::ensure!(
         !precision.needs_loss_scaling(),
-        "a DARTS search step cannot run in fp16 (the architecture step has no loss scaling); use fp32 or bf16"
+        "a search step cannot run in fp16 (the architecture step has no loss scaling); use fp32 or bf16"
     );
     tch::manual_seed(seed);
-    let config = serde_json::json!({
-        "macro": {"layers": layers, "nodes": 4, "channels": channels, "stem_multiplier": 3},
-        "order": order,
-    });
-    let mut algo = registry.create_algorithm("darts", &config)?;
-    let context = serde_json::json!({"channels": 3, "image_size": 32, "num_classes": 10, "seed": seed}).to_string();
-    let desc_yaml = crate::plugins::plugin_result(
-        algo.inner.model_desc(RStr::from(context.as_str())),
-        &algo.plugin,
-        archai_plugin_api::ComponentKind::Algorithm,
-        "darts",
-    )?;
-    let desc = archai_model_desc::ModelDesc::from_yaml(desc_yaml.as_str(), "darts")?;
+    let name = search.algorithm.name.clone();
+    let mut algo = registry.create_algorithm(&name, &search.algorithm.config)?;
+    let context = SearchContext {
+        channels: 3,
+        image_size: 32,
+        num_classes: 10,
+        seed: seed as u64,
+        epochs: search.trainer.epochs as u32,
+    };
+    let space =
+        crate::plugins::plugin_result(algo.inner.search_space(context), &algo.plugin, ComponentKind::Algorithm, &name)?;
+    algo.arch_training = space.arch_training;
+    let desc = archai_model_desc::ModelDesc::from_yaml(space.model_desc_yaml.as_str(), &name)?;
     let store = ParamStore::new(Device::Cpu);
     let mut net = Network::compile(&desc, registry, &store)?;
     net.channels_last = channels_last;
@@ -170,35 +181,68 @@ pub fn darts_step(
             Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu)),
         )
     };
+    let hook = |algo: &mut crate::plugins::PluginAlgorithm,
+                services: &mut Services,
+                call: &dyn Fn(
+        &mut archai_plugin_api::AlgorithmBox,
+        archai_plugin_api::ModelServicesMut<'_>,
+    ) -> abi_stable::std_types::RResult<
+        abi_stable::std_types::RString,
+        abi_stable::std_types::RString,
+    >| {
+        crate::plugins::plugin_result(
+            call(&mut algo.inner, services.as_services()),
+            &algo.plugin,
+            ComponentKind::Algorithm,
+            &algo.name,
+        )
+        .map(|_| ())
+    };
+    {
+        let mut services = Services::new(&net, &store, &opt, 0.025, &trainer);
+        hook(&mut algo, &mut services, &|a, m| a.before_epoch(m, 0))?;
+    }
     let (mut total, mut arch, mut weight) = (Vec::new(), Vec::new(), Vec::new());
+    let mut forwards = 0u64;
     for step in 0..warmup + steps {
         let ((x, y), (vx, vy)) = (data(step), data(step));
+        let (vx, vy) =
+            if algo.arch_training == ArchTraining::Bilevel { (vx, vy) } else { (Tensor::new(), Tensor::new()) };
         let t0 = Instant::now();
         let tensors = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch: 0, step, lr: 0.025 };
         algorithm_step(&mut algo, &net, &store, &opt, &tensors, &trainer)?;
         let t1 = Instant::now();
-        let loss = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.025, None)?.loss;
+        let before = net.candidate_forwards();
+        let loss = weight_step_with(&net, &store, &mut opt, &x, &y, &trainer, 0.025, None, algo.arch_training)?.loss;
+        let after_forwards = net.candidate_forwards() - before;
         let t2 = Instant::now();
+        let outcome = StepOutcome { epoch: 0, step: step as u64, lr: 0.025, loss };
+        {
+            let mut services = Services::new(&net, &store, &opt, 0.025, &trainer);
+            hook(&mut algo, &mut services, &|a, m| a.after_step(m, outcome))?;
+        }
+        let t3 = Instant::now();
         tracing::info!(
             "step {step} {} {:.3}s (arch {:.3}s, weight {:.3}s) loss {loss:.4}",
             if step < warmup { "warmup" } else { "timed" },
-            (t2 - t0).as_secs_f64(),
-            (t1 - t0).as_secs_f64(),
+            (t3 - t0).as_secs_f64(),
+            (t1 - t0 + (t3 - t2)).as_secs_f64(),
             (t2 - t1).as_secs_f64()
         );
         if step >= warmup {
-            total.push((t2 - t0).as_secs_f64());
-            arch.push((t1 - t0).as_secs_f64());
+            total.push((t3 - t0).as_secs_f64());
+            arch.push((t1 - t0 + (t3 - t2)).as_secs_f64());
             weight.push((t2 - t1).as_secs_f64());
+            forwards += after_forwards;
         }
     }
     let sec_per_step = median(total);
-    Ok(DartsStepReport {
-        order,
+    Ok(SearchStepReport {
+        algorithm: name,
+        config: search.algorithm.config.clone(),
+        arch_training: format!("{:?}", algo.arch_training),
         batch,
         threads: tch::get_num_threads(),
-        layers,
-        channels,
         steps,
         warmup,
         channels_last,
@@ -209,7 +253,9 @@ pub fn darts_step(
         images_per_sec: batch as f64 / sec_per_step,
         params_weights: store.weight_count(),
         params_arch: store.arch_count(),
-        peak_rss_mib: peak_rss_mib(),
+        mixed_edges: net.mixed_edges(),
+        candidate_forwards_per_step: forwards as f64 / steps.max(1) as f64,
+        peak_rss_mb: peak_rss_mb(),
     })
 }
 

@@ -68,6 +68,19 @@ pub struct DatasetConfig {
     pub adapter_keys: serde_json::Map<String, serde_json::Value>,
 }
 
+impl DatasetConfig {
+    /// What the adapter receives: its own keys plus the facts it checks the files against
+    /// (`name`, `num_classes`, `channels`, `image_size`); nothing else of the host's.
+    pub fn adapter_config(&self) -> serde_json::Value {
+        let mut m = self.adapter_keys.clone();
+        m.insert("name".into(), self.name.clone().into());
+        m.insert("num_classes".into(), self.num_classes.into());
+        m.insert("channels".into(), self.channels.into());
+        m.insert("image_size".into(), self.image_size.into());
+        serde_json::Value::Object(m)
+    }
+}
+
 /// A per-channel dataset statistic: explicit values or the keyword `compute`.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
@@ -142,26 +155,12 @@ pub struct EvalConfig {
     /// A ModelDesc YAML to evaluate instead of the search's result (relative to the working dir).
     #[serde(default)]
     pub model_desc: Option<PathBuf>,
-    /// Size of the final network built from the searched cells (passed to the finalizer as
-    /// `layers` / `channels`); null keeps the search network's size.
-    #[serde(default)]
-    pub final_macro: Option<FinalMacro>,
     /// Fraction of the training split held out (stratified) and evaluated after every epoch;
     /// 0 trains on the whole split.
     #[serde(default)]
     pub val_ratio: f64,
     /// Null skips the eval phase.
     pub trainer: Option<TrainerConfig>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct FinalMacro {
-    pub layers: usize,
-    pub channels: i64,
-    /// Add DARTS' auxiliary head (trained with `trainer.aux_weight`).
-    #[serde(default)]
-    pub auxiliary: bool,
 }
 
 #[cfg(test)]

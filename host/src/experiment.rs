@@ -5,12 +5,12 @@ use crate::model::Network;
 use crate::params::ParamStore;
 use crate::plugins::{plugin_result, PluginRegistry};
 use crate::runlog::RunLog;
-use crate::train::{evaluate, SplitData, Trainer, TrainerConfig};
-use abi_stable::std_types::{RStr, RVec};
+use crate::train::{evaluate, Services, SplitData, Trainer, TrainerConfig};
+use abi_stable::std_types::RStr;
 use anyhow::{bail, Context, Result};
 use archai_data::{SampleBuffer, Transform};
 use archai_model_desc::ModelDesc;
-use archai_plugin_api::{ComponentKind, NamedTensor, TensorOwned};
+use archai_plugin_api::{ComponentKind, SearchContext};
 use std::path::Path;
 use std::time::Instant;
 use tch::Device;
@@ -44,8 +44,7 @@ fn to_buffer(images: tch::Tensor, labels: tch::Tensor, what: &str) -> Result<Sam
 
 /// Reads both splits through the dataset's adapter plugin.
 pub fn load_dataset(reg: &PluginRegistry, ds: &DatasetConfig) -> Result<LoadedDataset> {
-    let json = serde_json::to_value(ds)?;
-    let mut adapter = reg.create_dataset_adapter(&ds.adapter, &json)?;
+    let mut adapter = reg.create_dataset_adapter(&ds.adapter, &ds.adapter_config())?;
     let (xi, yi, class_names) = adapter.load("train")?;
     let train = to_buffer(xi, yi, "train")?;
     let (xt, yt, _) = adapter.load("test")?;
@@ -272,33 +271,42 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     let RunContext { cfg, reg, data, run_dir, device, resume } = *ctx;
     let t0 = Instant::now();
     let mut algo = reg.create_algorithm(&search.algorithm.name, &search.algorithm.config)?;
-    let context = serde_json::json!({
-        "channels": cfg.dataset.channels, "image_size": cfg.dataset.image_size,
-        "num_classes": cfg.dataset.num_classes, "seed": cfg.common.seed,
-    })
-    .to_string();
-    let desc_yaml = plugin_result(
-        algo.inner.model_desc(RStr::from(context.as_str())),
-        &algo.plugin,
-        ComponentKind::Algorithm,
-        &algo.name,
-    )?;
-    let desc = ModelDesc::from_yaml(desc_yaml.as_str(), &format!("algorithm `{}`", algo.name))?;
+    let context = SearchContext {
+        channels: cfg.dataset.channels,
+        image_size: cfg.dataset.image_size,
+        num_classes: cfg.dataset.num_classes,
+        seed: cfg.common.seed,
+        epochs: search.trainer.epochs as u32,
+    };
+    let space = plugin_result(algo.inner.search_space(context), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+    algo.arch_training = space.arch_training;
+    let desc = ModelDesc::from_yaml(space.model_desc_yaml.as_str(), &format!("algorithm `{}`", algo.name))?;
     write(&run_dir.join("search/model_desc.yaml"), &desc.to_yaml())?;
     let store = ParamStore::new(device);
     let mut net = Network::compile(&desc, reg, &store)?;
     net.channels_last = cfg.common.channels_last;
     tracing::info!(
-        "search: {} with {} weights and {} architecture parameters",
+        "search: {} with {} weights and {} architecture parameters ({:?} architecture training)",
         desc.name,
         store.weight_count(),
-        store.arch_count()
+        store.arch_count(),
+        algo.arch_training
     );
-    let (train_idx, val_idx) =
-        archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed);
+    if !(0.0..1.0).contains(&search.val_ratio) {
+        bail!("nas.search.val_ratio must be in [0, 1), got {}", search.val_ratio);
+    }
+    let (train_idx, val_idx) = if search.val_ratio > 0.0 {
+        archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed)
+    } else {
+        ((0..data.train.len()).collect(), Vec::new())
+    };
     let transforms = train_transforms(&search.trainer, data);
     let train = SplitData { buffer: data.train.clone(), indices: train_idx, transforms: transforms.clone() };
-    let val = SplitData { buffer: data.train.clone(), indices: val_idx, transforms: vec![data.normalize()] };
+    let val = (!val_idx.is_empty()).then(|| SplitData {
+        buffer: data.train.clone(),
+        indices: val_idx,
+        transforms: vec![data.normalize()],
+    });
     let mut trainer = Trainer {
         config: search.trainer.clone(),
         phase: "search".into(),
@@ -307,26 +315,13 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         checkpoint: run_dir.join("search/checkpoint.pt"),
         log,
     };
-    let report = trainer.fit(&mut net, &store, &train, Some(&val), Some(&mut algo), resume)?;
+    let report = trainer.fit(&mut net, &store, &train, val.as_ref(), Some(&mut algo), resume)?;
     let final_desc = match &search.finalizer {
         Some(f) => {
-            let mut fconf = f.config.clone();
-            if let (Some(m), Some(obj)) = (&cfg.nas.eval.final_macro, fconf.as_object_mut()) {
-                obj.insert("layers".into(), m.layers.into());
-                obj.insert("channels".into(), m.channels.into());
-                // Only when asked: finalizers that know no aux head keep working.
-                if m.auxiliary {
-                    obj.insert("auxiliary".into(), true.into());
-                }
-            }
-            let mut fin = reg.create_finalizer(&f.name, &fconf)?;
-            let arch: RVec<NamedTensor> = store
-                .named_arch()
-                .into_iter()
-                .map(|(n, t)| NamedTensor { name: n.into(), tensor: TensorOwned::new(t.detach()) })
-                .collect();
+            let mut fin = reg.create_finalizer(&f.name, &f.config)?;
+            let mut services = Services::trained(&net, &store, search.trainer.precision);
             let yaml = plugin_result(
-                fin.inner.finalize(RStr::from(desc.to_yaml().as_str()), arch),
+                fin.inner.finalize(RStr::from(desc.to_yaml().as_str()), services.as_services()),
                 &fin.plugin,
                 ComponentKind::Finalizer,
                 &fin.name,
@@ -343,7 +338,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         let stats_store = ParamStore::new(Device::Cpu);
         let mut stats_net = Network::compile(&final_desc, reg, &stats_store)?;
         stats_net.channels_last = cfg.common.channels_last;
-        crate::stats::model_stats(&final_desc, &stats_net, &stats_store, 1, 5, Device::Cpu)
+        crate::stats::model_stats(&final_desc, reg, &stats_net, &stats_store, 1, 5, Device::Cpu)?
     };
     write(&run_dir.join("search/final_stats.json"), &serde_json::to_string_pretty(&final_stats)?)?;
     tracing::info!(
@@ -353,20 +348,13 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         final_stats.macs,
         final_stats.latency_ms
     );
-    let alphas: serde_json::Map<String, serde_json::Value> = store
-        .named_arch()
-        .into_iter()
-        .map(|(n, t)| {
-            let rows: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(t.softmax(-1, tch::Kind::Double)).unwrap_or_default();
-            (n, serde_json::json!(rows))
-        })
-        .collect();
-    log.tree.set("search/final_alphas_softmax", serde_json::Value::Object(alphas))?;
     log.tree.set(
         "search/summary",
         serde_json::json!({
             "train": report.train, "val": report.val, "epochs": report.epochs_run,
             "duration_s": t0.elapsed().as_secs_f64(),
+            "arch_training": format!("{:?}", algo.arch_training),
+            "arch_params": store.arch_count(),
             "final_model_desc": "search/final_model_desc.yaml",
             "final_stats": {
                 "params": final_stats.params, "aux_params": final_stats.aux_params, "macs": final_stats.macs,

@@ -160,19 +160,23 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Median seconds per DARTS search step on synthetic 32x32x3 data (compare with
-    /// shared/bench/darts_ref.py at the same settings).
-    DartsStep {
-        #[arg(long, default_value_t = 1)]
-        order: u8,
+    /// Median seconds and peak memory per search step of an algorithm (its hooks + the weight
+    /// step) on synthetic 32x32x3 data; the network is what confs/algos/NAME.yaml builds (paper
+    /// size: 8 cells, C = 16). scripts/bench-darts.sh compares DARTS with shared/bench/darts_ref.py.
+    SearchStep {
+        /// Algorithm name: its experiment is confs/algos/NAME.yaml (or --conf).
+        #[arg(long, default_value = "darts")]
+        algorithm: String,
+        /// Experiment YAML to take the algorithm config from instead of confs/algos/NAME.yaml.
+        #[arg(long)]
+        conf: Option<PathBuf>,
+        /// Override a key of that experiment (e.g. nas.search.algorithm.config.order=2). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         #[arg(long, default_value_t = 32)]
         batch: i64,
         #[arg(long, default_value_t = 2)]
         threads: i32,
-        #[arg(long, default_value_t = 8)]
-        layers: usize,
-        #[arg(long, default_value_t = 16)]
-        channels: i64,
         /// Timed steps (after the warm-up).
         #[arg(long, default_value_t = 5)]
         steps: usize,
@@ -186,7 +190,7 @@ enum BenchCommand {
         /// fp32 or bf16 (autocast); a search cannot use fp16.
         #[arg(long, default_value = "fp32", value_parser = parse_precision)]
         precision: Precision,
-        /// Print one JSON object (key sec_per_step, ...).
+        /// Print one JSON object (keys sec_per_step, peak_rss_mb, ...).
         #[arg(long)]
         json: bool,
     },
@@ -307,7 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let s = archai::stats::model_stats(&desc, &net, &store, *batch, *runs, tch::Device::Cpu);
+            let s = archai::stats::model_stats(&desc, &reg, &net, &store, *batch, *runs, tch::Device::Cpu)?;
             if *json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
@@ -386,12 +390,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench(BenchCommand::DartsStep {
-            order,
+        Command::Bench(BenchCommand::SearchStep {
+            algorithm,
+            conf,
+            sets,
             batch,
             threads,
-            layers,
-            channels,
             steps,
             warmup,
             seed,
@@ -400,26 +404,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         }) => {
             tch::set_num_threads(*threads);
+            let conf = conf.clone().unwrap_or_else(|| PathBuf::from(format!("confs/algos/{algorithm}.yaml")));
+            anyhow::ensure!(
+                conf.is_file(),
+                "{}: no such experiment; pass --conf PATH for an algorithm without confs/algos/NAME.yaml",
+                conf.display()
+            );
+            let opts = archai::config::LoadOptions { toy: false, toy_file: None, sets: sets.clone() };
+            let cfg: archai::config::ExperimentConfig =
+                archai::config::from_tree(&archai::config::load_tree(&conf, &opts)?)?;
             let reg = registry(&cli)?;
-            let r = archai::bench::darts_step(
-                &reg,
-                *order,
-                *batch,
-                *layers,
-                *channels,
-                *steps,
-                *warmup,
-                *seed,
-                *channels_last,
-                *precision,
-            )?;
+            let options = archai::bench::SearchStepOptions {
+                batch: *batch,
+                steps: *steps,
+                warmup: *warmup,
+                seed: *seed,
+                channels_last: *channels_last,
+                precision: *precision,
+            };
+            let r = archai::bench::search_step(&reg, &cfg.nas.search, options)?;
             if *json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "DARTS order {} step, batch {}, {} threads, {} layers, C={}, channels_last {}, {:?}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} alphas, peak RSS {:.0} MiB (median of {} after {} warm-up)",
-                    r.order, r.batch, r.threads, r.layers, r.channels, r.channels_last, r.precision, r.sec_per_step, r.arch_sec, r.weight_sec,
-                    r.images_per_sec, r.params_weights, r.params_arch, r.peak_rss_mib, r.steps, r.warmup
+                    "{} search step ({} architecture training), batch {}, {} threads, channels_last {}, {:?}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} architecture parameters, {:.1} candidate forwards per step over {} mixed edges, peak RSS {:.0} MB (median of {} after {} warm-up)",
+                    r.algorithm, r.arch_training, r.batch, r.threads, r.channels_last, r.precision, r.sec_per_step, r.arch_sec, r.weight_sec,
+                    r.images_per_sec, r.params_weights, r.params_arch, r.candidate_forwards_per_step, r.mixed_edges, r.peak_rss_mb, r.steps, r.warmup
                 );
             }
         }

@@ -1,12 +1,15 @@
-//! Compiles a [`ModelDesc`] into a network whose ops come from op plugins. Weights live in the
-//! [`ParamStore`]'s weight store, architecture parameters (alphas) in its arch store.
+//! Compiles a [`ModelDesc`] into a network whose ops come from op plugins and whose mixed edges
+//! are combined by mixer plugins. Weights live in the [`ParamStore`]'s weight store,
+//! architecture parameters (declared by the description) in its arch store. The compiler knows
+//! no mixing rule: it hands each mixed edge's input to its mixer.
 use crate::params::ParamStore;
 use crate::plugins::{PluginError, PluginOp, PluginRegistry};
-use archai_model_desc::{CellDesc, ModelDesc};
+use archai_model_desc::{CellDesc, ModelDesc, ParamInit};
 use archai_plugin_api::{Init, ParamRole};
 use serde_json::json;
-use std::collections::BTreeMap;
-use tch::{Kind, Tensor};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tch::Tensor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -23,28 +26,25 @@ pub enum ModelError {
 /// Parameter scope of the auxiliary head (left out of parameter counts).
 pub const AUX_SCOPE: &str = "aux";
 
-enum EdgeOp {
-    Fixed(PluginOp),
-    /// Softmax-weighted sum over candidates; `row` of the cell's alpha tensor holds the weights.
-    /// `none` candidates are left out: their contribution is exactly zero.
-    Mixed {
-        ops: Vec<(usize, PluginOp)>,
-        row: usize,
-    },
-}
-
 struct Edge {
     input: usize,
-    op: EdgeOp,
+    op: PluginOp,
+    /// Mixed edges get no drop path (their mixer decides what flows).
+    mixed: bool,
     identity: bool,
+}
+
+struct Node {
+    edges: Vec<Edge>,
+    /// A multi-input op over the edge outputs; `None` sums them.
+    combine: Option<PluginOp>,
 }
 
 struct Cell {
     pre0: PluginOp,
     pre1: PluginOp,
-    nodes: Vec<Vec<Edge>>,
+    nodes: Vec<Node>,
     concat: Vec<usize>,
-    alpha_group: Option<String>,
 }
 
 /// A compiled network.
@@ -54,7 +54,9 @@ pub struct Network {
     classifier: PluginOp,
     /// Auxiliary head and the index of the cell it reads.
     aux: Option<(usize, PluginOp)>,
-    alphas: BTreeMap<String, Tensor>,
+    /// Forward calls of the candidate ops that mixers built through the host.
+    candidate_forwards: Arc<AtomicU64>,
+    mixed_edges: usize,
     /// Probability of dropping a non-identity edge per sample during training (0 disables).
     pub drop_path_prob: f64,
     /// Run in channels-last memory layout (same results up to float summation order).
@@ -71,30 +73,11 @@ fn compile_cell(
     store: &ParamStore,
     cell: &CellDesc,
     scope: &str,
-    mixed_rows: &mut usize,
+    counter: &Arc<AtomicU64>,
 ) -> Result<Cell, ModelError> {
-    let affine = cell.alpha_group.is_none();
-    let pre0 = if cell.reduction_prev {
-        reg.create_op(
-            "factorized_reduce",
-            &json!({"c_in": cell.c_prev_prev, "c_out": cell.c, "affine": affine}),
-            store,
-            &format!("{scope}.pre0"),
-        )?
-    } else {
-        reg.create_op(
-            "relu_conv_bn",
-            &json!({"c_in": cell.c_prev_prev, "c_out": cell.c, "kernel_size": 1, "affine": affine}),
-            store,
-            &format!("{scope}.pre0"),
-        )?
-    };
-    let pre1 = reg.create_op(
-        "relu_conv_bn",
-        &json!({"c_in": cell.c_prev, "c_out": cell.c, "kernel_size": 1, "affine": affine}),
-        store,
-        &format!("{scope}.pre1"),
-    )?;
+    let [(op0, c0), (op1, c1)] = cell_preprocess(cell);
+    let pre0 = reg.create_op(op0, &c0, store, &format!("{scope}.pre0"))?;
+    let pre1 = reg.create_op(op1, &c1, store, &format!("{scope}.pre1"))?;
     let mut nodes = Vec::new();
     for (ni, node) in cell.nodes.iter().enumerate() {
         let mut edges = Vec::new();
@@ -102,57 +85,82 @@ fn compile_cell(
             let escope = format!("{scope}.n{}.e{ei}", ni + 2);
             let p = params(&e.params);
             let stride = p.get("stride").and_then(|s| s.as_i64()).unwrap_or(1);
-            let op = if e.is_mixed() {
-                let mut ops = Vec::new();
-                for (ci, cand) in e.candidates.iter().enumerate() {
-                    if cand == "none" {
-                        // Its output is zero; evaluating it would only cost time.
-                        reg.find(archai_plugin_api::ComponentKind::Op, cand)?;
-                        continue;
-                    }
-                    ops.push((ci, reg.create_op(cand, &p, store, &format!("{escope}.{cand}"))?));
+            let op = match &e.mixer {
+                Some(m) => {
+                    let config = json!({"candidates": e.candidates, "candidate_params": p, "params": m.params});
+                    reg.create_mixer(&m.name, &config, store, &escope, counter)?
                 }
-                let row = *mixed_rows;
-                *mixed_rows += 1;
-                EdgeOp::Mixed { ops, row }
-            } else {
-                EdgeOp::Fixed(reg.create_op(&e.op, &p, store, &escope)?)
+                None => reg.create_op(&e.op, &p, store, &escope)?,
             };
-            edges.push(Edge { input: e.input, op, identity: e.op == "skip_connect" && stride == 1 });
+            edges.push(Edge {
+                input: e.input,
+                op,
+                mixed: e.mixer.is_some(),
+                identity: e.op == "skip_connect" && stride == 1,
+            });
         }
-        nodes.push(edges);
+        let combine = match &node.combine {
+            Some(c) => {
+                Some(reg.create_op(&c.op, &params(&c.params), store, &format!("{scope}.n{}.combine", ni + 2))?)
+            }
+            None => None,
+        };
+        nodes.push(Node { edges, combine });
     }
-    Ok(Cell { pre0, pre1, nodes, concat: cell.concat.clone(), alpha_group: cell.alpha_group.clone() })
+    Ok(Cell { pre0, pre1, nodes, concat: cell.concat.clone() })
+}
+
+/// The ops that bring a cell's two inputs to `c` channels at the cell's resolution: a factorized
+/// reduce after a reduction cell, else a 1x1 ReLU-conv-BN (the DARTS cell convention).
+pub fn cell_preprocess(cell: &CellDesc) -> [(&'static str, serde_json::Value); 2] {
+    let affine = cell.affine;
+    let pre0 = if cell.reduction_prev {
+        ("factorized_reduce", json!({"c_in": cell.c_prev_prev, "c_out": cell.c, "affine": affine}))
+    } else {
+        ("relu_conv_bn", json!({"c_in": cell.c_prev_prev, "c_out": cell.c, "kernel_size": 1, "affine": affine}))
+    };
+    let pre1 = ("relu_conv_bn", json!({"c_in": cell.c_prev, "c_out": cell.c, "kernel_size": 1, "affine": affine}));
+    [pre0, pre1]
+}
+
+/// The classifier after global average pooling.
+pub fn classifier_op(desc: &ModelDesc) -> (&'static str, serde_json::Value) {
+    ("linear", json!({"c_in": desc.head.c_in, "c_out": desc.num_classes}))
+}
+
+fn init_of(init: ParamInit) -> Init {
+    match init {
+        ParamInit::Zeros => Init::Zeros,
+        ParamInit::Ones => Init::Ones,
+        ParamInit::Const(v) => Init::Const(v),
+        ParamInit::Normal { mean, std } => Init::Normal { mean, std },
+        ParamInit::Uniform { lo, hi } => Init::Uniform { lo, hi },
+    }
 }
 
 impl Network {
-    /// Builds the network: stem and cell ops from plugins, alphas (one tensor per alpha group,
-    /// N(0, 1e-3) as in DARTS) in the arch store.
+    /// Builds the network: the declared architecture parameters first (so mixers and ops can
+    /// look them up), then stem, cells (mixed edges through their mixers) and head.
     pub fn compile(desc: &ModelDesc, reg: &PluginRegistry, store: &ParamStore) -> Result<Self, ModelError> {
         desc.validate()?;
+        for p in &desc.arch_params {
+            let t = store.create(&p.name, &p.shape, init_of(p.init), ParamRole::Arch).map_err(ModelError::Param)?;
+            if !p.trainable {
+                let _ = t.set_requires_grad(false);
+            }
+        }
         let mut stem = Vec::new();
         for (i, op) in desc.stem.iter().enumerate() {
             stem.push(reg.create_op(&op.op, &params(&op.params), store, &format!("stem.{i}"))?);
         }
-        let mut alphas = BTreeMap::new();
-        for (group, rows, cols) in desc.alpha_shapes() {
-            let t = store
-                .create(
-                    &format!("alphas.{group}"),
-                    &[rows as i64, cols as i64],
-                    Init::Normal { mean: 0.0, std: 1e-3 },
-                    ParamRole::Arch,
-                )
-                .map_err(ModelError::Param)?;
-            alphas.insert(group, t);
-        }
+        let counter = Arc::new(AtomicU64::new(0));
         let mut cells = Vec::new();
         for (ci, cell) in desc.cells.iter().enumerate() {
-            let mut rows = 0;
-            cells.push(compile_cell(reg, store, cell, &format!("cells.{ci}"), &mut rows)?);
+            cells.push(compile_cell(reg, store, cell, &format!("cells.{ci}"), &counter)?);
         }
-        let classifier =
-            reg.create_op("linear", &json!({"c_in": desc.head.c_in, "c_out": desc.num_classes}), store, "classifier")?;
+        let mixed_edges = desc.cells.iter().map(|c| c.mixed_edges()).sum();
+        let (head_op, head_config) = classifier_op(desc);
+        let classifier = reg.create_op(head_op, &head_config, store, "classifier")?;
         let aux = match &desc.aux {
             Some(a) => {
                 let mut p = a.params.clone();
@@ -162,7 +170,17 @@ impl Network {
             }
             None => None,
         };
-        Ok(Self { stem, cells, classifier, aux, alphas, drop_path_prob: 0.0, channels_last: false, desc: desc.clone() })
+        Ok(Self {
+            stem,
+            cells,
+            classifier,
+            aux,
+            candidate_forwards: counter,
+            mixed_edges,
+            drop_path_prob: 0.0,
+            channels_last: false,
+            desc: desc.clone(),
+        })
     }
 
     fn drop_path(&self, x: Tensor, train: bool) -> Tensor {
@@ -204,45 +222,22 @@ impl Network {
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
         for (ci, cell) in self.cells.iter().enumerate() {
-            let weights = cell.alpha_group.as_ref().map(|g| self.alphas[g].softmax(-1, Kind::Float));
             let mut states = vec![cell.pre0.forward(&[&s0], train)?, cell.pre1.forward(&[&s1], train)?];
-            for edges in &cell.nodes {
-                let mut sum: Option<Tensor> = None;
-                for e in edges {
-                    let input = &states[e.input];
-                    let out = match &e.op {
-                        EdgeOp::Fixed(op) => {
-                            let y = op.forward(&[input], train)?;
-                            if e.identity {
-                                y
-                            } else {
-                                self.drop_path(y, train)
-                            }
-                        }
-                        EdgeOp::Mixed { ops, row } => {
-                            let w = weights.as_ref().expect("mixed edges have an alpha group").get(*row as i64);
-                            let mut acc: Option<Tensor> = None;
-                            for (ci, op) in ops {
-                                let y = op.forward(&[input], train)? * w.get(*ci as i64);
-                                acc = Some(match acc {
-                                    Some(a) => a + y,
-                                    None => y,
-                                });
-                            }
-                            match acc {
-                                Some(a) => a,
-                                None => {
-                                    return Err(ModelError::Forward("a mixed edge has only `none` candidates".into()))
-                                }
-                            }
-                        }
-                    };
-                    sum = Some(match sum {
-                        Some(a) => a + out,
-                        None => out,
-                    });
+            for node in &cell.nodes {
+                let mut outs = Vec::with_capacity(node.edges.len());
+                for e in &node.edges {
+                    let y = e.op.forward(&[&states[e.input]], train)?;
+                    outs.push(if e.identity || e.mixed { y } else { self.drop_path(y, train) });
                 }
-                states.push(sum.expect("validated: nodes have edges"));
+                let out = match &node.combine {
+                    Some(op) => op.forward(&outs.iter().collect::<Vec<_>>(), train)?,
+                    None => {
+                        let mut it = outs.into_iter();
+                        let first = it.next().ok_or_else(|| ModelError::Forward("a node has no edges".into()))?;
+                        it.fold(first, |a, b| a + b)
+                    }
+                };
+                states.push(out);
             }
             let out = Tensor::cat(&cell.concat.iter().map(|&i| states[i].shallow_clone()).collect::<Vec<_>>(), 1);
             if let Some((_, head)) = self.aux.as_ref().filter(|(at, _)| want_aux && *at == ci) {
@@ -255,8 +250,13 @@ impl Network {
         Ok((self.classifier.forward(&[&pooled], train)?, aux_logits))
     }
 
-    /// Alpha tensors by group name.
-    pub fn alphas(&self) -> &BTreeMap<String, Tensor> {
-        &self.alphas
+    /// Forward calls of mixer-built candidate ops since the network was compiled.
+    pub fn candidate_forwards(&self) -> u64 {
+        self.candidate_forwards.load(Ordering::Relaxed)
+    }
+
+    /// Number of mixed edges in the network.
+    pub fn mixed_edges(&self) -> usize {
+        self.mixed_edges
     }
 }

@@ -1,9 +1,13 @@
 //! The host owns every parameter: weights, buffers (batch-norm statistics) and architecture
 //! parameters, kept in separate stores so optimizers and checkpoints can treat them apart.
-use abi_stable::std_types::{RResult, RString};
-use archai_plugin_api::{Init, ParamHost, ParamRole, ParamSpec, TensorOwned};
+use crate::plugins::{CountedOp, PluginRegistry};
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RResult, RStr, RString};
+use archai_plugin_api::{Init, OpBox, OpObj_TO, ParamHost, ParamRole, ParamSpec, TensorOwned};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
 
@@ -105,24 +109,77 @@ fn to_tch_init(init: Init) -> nn::Init {
     }
 }
 
-/// The [`ParamHost`] handed to one component: names are prefixed with its scope.
+/// The [`ParamHost`] handed to one component: names are prefixed with its scope; architecture
+/// parameters are looked up by full name; other ops can be built (when a registry is given).
 pub struct ScopedParamHost<'s> {
     store: &'s ParamStore,
     scope: String,
+    registry: Option<&'s PluginRegistry>,
+    counter: Option<Arc<AtomicU64>>,
 }
 
 impl<'s> ScopedParamHost<'s> {
     pub fn new(store: &'s ParamStore, scope: &str) -> Self {
-        Self { store, scope: scope.to_string() }
+        Self { store, scope: scope.to_string(), registry: None, counter: None }
+    }
+
+    /// Lets the component build ops from `registry`; their forwards are counted in `counter`.
+    pub fn with_ops(mut self, registry: &'s PluginRegistry, counter: Option<Arc<AtomicU64>>) -> Self {
+        self.registry = Some(registry);
+        self.counter = counter;
+        self
+    }
+
+    fn scoped(&self, name: &str) -> String {
+        if self.scope.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{}", self.scope, name)
+        }
     }
 }
 
 impl ParamHost for ScopedParamHost<'_> {
     fn param(&mut self, spec: ParamSpec) -> RResult<TensorOwned, RString> {
-        let name = if self.scope.is_empty() { spec.name.to_string() } else { format!("{}.{}", self.scope, spec.name) };
+        let name = self.scoped(&spec.name);
         match self.store.create(&name, &spec.shape, spec.init, spec.role) {
             Ok(t) => RResult::ROk(TensorOwned::new(t.shallow_clone())),
             Err(e) => RResult::RErr(e.into()),
+        }
+    }
+
+    fn arch_param(&mut self, name: RStr<'_>) -> RResult<TensorOwned, RString> {
+        let all = self.store.named_arch();
+        match all.iter().find(|(n, _)| n == name.as_str()) {
+            Some((_, t)) => RResult::ROk(TensorOwned::new(t.shallow_clone())),
+            None => {
+                let have: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+                RResult::RErr(
+                    format!(
+                        "architecture parameter `{name}` is not declared in the model description's arch_params                          (declared: {})",
+                        if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                    )
+                    .into(),
+                )
+            }
+        }
+    }
+
+    fn create_op(&mut self, name: RStr<'_>, config_json: RStr<'_>, scope: RStr<'_>) -> RResult<OpBox, RString> {
+        let Some(registry) = self.registry else {
+            return RResult::RErr("this component cannot build other ops".into());
+        };
+        let config: serde_json::Value = match serde_json::from_str(config_json.as_str()) {
+            Ok(v) => v,
+            Err(e) => return RResult::RErr(format!("op config is not JSON: {e}").into()),
+        };
+        let full = self.scoped(scope.as_str());
+        match registry.create_op(name.as_str(), &config, self.store, &full) {
+            Ok(op) => RResult::ROk(OpObj_TO::from_value(
+                CountedOp { op: op.into_box(), counter: self.counter.clone() },
+                TD_Opaque,
+            )),
+            Err(e) => RResult::RErr(e.to_string().into()),
         }
     }
 }

@@ -3,11 +3,12 @@ use crate::params::{ParamStore, ScopedParamHost};
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RResult, RStr};
 use archai_plugin_api::{
-    param_host_box, AlgorithmBox, ComponentInfo, ComponentKind, DatasetAdapterBox, FinalizerBox, OpBox, PluginInfo,
-    PluginModuleRef, TensorOwned, TensorRef, API_VERSION, LIBTORCH_VERSION,
+    param_host_box, AlgorithmBox, ArchTraining, ComponentInfo, ComponentKind, DatasetAdapterBox, FinalizerBox, OpBox,
+    PluginInfo, PluginModuleRef, TensorOwned, TensorRef, API_VERSION, LIBTORCH_VERSION,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tch::Tensor;
 
@@ -249,7 +250,7 @@ impl PluginRegistry {
         scope: &str,
     ) -> Result<PluginOp, PluginError> {
         let (plugin, _) = self.find(ComponentKind::Op, name)?;
-        let mut host = param_host_box(ScopedParamHost::new(store, scope));
+        let mut host = param_host_box(ScopedParamHost::new(store, scope).with_ops(self, None));
         let json = config.to_string();
         let op = plugin_result(
             (plugin.module.create_op())(RStr::from(name), RStr::from(json.as_str()), &mut host),
@@ -258,6 +259,58 @@ impl PluginRegistry {
             name,
         )?;
         Ok(PluginOp { op, plugin: plugin.file_name().into(), name: name.into() })
+    }
+
+    /// Builds the mixer of a mixed edge. `config` is `{candidates, candidate_params, params}`;
+    /// the candidate ops it builds through the host count their forwards in `counter`.
+    pub fn create_mixer(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        store: &ParamStore,
+        scope: &str,
+        counter: &Arc<AtomicU64>,
+    ) -> Result<PluginOp, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::Mixer, name)?;
+        let mut host = param_host_box(ScopedParamHost::new(store, scope).with_ops(self, Some(counter.clone())));
+        let json = config.to_string();
+        let op = plugin_result(
+            (plugin.module.create_mixer())(RStr::from(name), RStr::from(json.as_str()), &mut host),
+            &plugin.file_name(),
+            ComponentKind::Mixer,
+            name,
+        )?;
+        Ok(PluginOp { op, plugin: plugin.file_name().into(), name: name.into() })
+    }
+
+    /// MACs per sample and output shape `[C, H, W]` of op `name` on a `[C, H, W]` input, from the
+    /// op's registration; `None` when it registered no cost formula.
+    pub fn op_cost(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        input: [i64; 3],
+    ) -> Result<Option<(i64, [i64; 3])>, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::Op, name)?;
+        let json = config.to_string();
+        let cost = plugin_result(
+            (plugin.module.op_cost())(RStr::from(name), RStr::from(json.as_str()), input.as_slice().into()),
+            &plugin.file_name(),
+            ComponentKind::Op,
+            name,
+        )?;
+        match cost.into_option() {
+            None => Ok(None),
+            Some(c) => match c.output.as_slice() {
+                [a, b, d] => Ok(Some((c.macs, [*a, *b, *d]))),
+                other => Err(PluginError::Call {
+                    plugin: plugin.file_name(),
+                    kind: ComponentKind::Op,
+                    name: name.into(),
+                    message: format!("cost formula returned output shape {other:?}, expected [C, H, W]"),
+                }),
+            },
+        }
     }
 
     /// Builds an algorithm from its config section.
@@ -270,7 +323,12 @@ impl PluginRegistry {
             ComponentKind::Algorithm,
             name,
         )?;
-        Ok(PluginAlgorithm { inner, plugin: plugin.file_name(), name: name.into() })
+        Ok(PluginAlgorithm {
+            inner,
+            plugin: plugin.file_name(),
+            name: name.into(),
+            arch_training: ArchTraining::Bilevel,
+        })
     }
 
     /// Builds a finalizer from its config section.
@@ -324,11 +382,39 @@ impl PluginOp {
     }
 }
 
+/// A mixer's candidate op as the plugin sees it: the op, with its forward calls counted.
+pub struct CountedOp {
+    pub op: OpBox,
+    pub counter: Option<Arc<AtomicU64>>,
+}
+
+impl archai_plugin_api::OpObj for CountedOp {
+    fn forward(
+        &self,
+        inputs: abi_stable::std_types::RSlice<'_, TensorRef<'_>>,
+        train: bool,
+    ) -> RResult<TensorOwned, abi_stable::std_types::RString> {
+        if let Some(c) = &self.counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.op.forward(inputs, train)
+    }
+}
+
+impl PluginOp {
+    /// The boxed op, for handing to another plugin.
+    pub fn into_box(self) -> OpBox {
+        self.op
+    }
+}
+
 /// An algorithm instance living in a plugin.
 pub struct PluginAlgorithm {
     pub inner: AlgorithmBox,
     pub plugin: String,
     pub name: String,
+    /// How the trainer trains the architecture parameters, as the algorithm's search space said.
+    pub arch_training: ArchTraining,
 }
 
 /// A finalizer instance living in a plugin.

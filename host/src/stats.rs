@@ -2,10 +2,12 @@
 //! measured forward latency, with a per-cell breakdown.
 //!
 //! MACs count multiply-accumulates of convolutions and linear layers (FLOPs = 2 x MACs), the usual
-//! convention (thop, fvcore); batch norm, activations and pooling are not counted. Ops without a
-//! formula here (e.g. from third-party plugins) are listed in `ops_without_macs`.
-use crate::model::Network;
+//! convention (thop, fvcore); batch norm, activations and pooling are not counted. Each op's
+//! formula comes from its plugin registration; ops registered without one (e.g. from
+//! third-party plugins) are listed in `ops_without_macs`.
+use crate::model::{cell_preprocess, classifier_op, Network};
 use crate::params::ParamStore;
+use crate::plugins::{PluginError, PluginRegistry};
 use archai_model_desc::{CellDesc, EdgeDesc, ModelDesc, OpDesc};
 use serde::Serialize;
 use std::time::Instant;
@@ -45,123 +47,96 @@ pub struct ModelStats {
     pub ops_without_macs: Vec<String>,
 }
 
-fn out_side(side: i64, stride: i64) -> i64 {
-    (side + stride - 1) / stride
+/// Asks ops for their cost on a `[C, H, W]` input; ops without a formula are recorded in
+/// `missing` and count as free, keeping the shape.
+struct Coster<'r> {
+    reg: &'r PluginRegistry,
+    missing: Vec<String>,
 }
 
-/// MACs and output elements (per sample) of one op on a `c_in x side x side` input.
-/// Returns None for ops without a formula.
-fn op_cost(
-    op: &str,
-    p: &serde_json::Map<String, serde_json::Value>,
-    c_in: i64,
-    side: i64,
-) -> Option<(i64, i64, i64, i64)> {
-    let get = |k: &str, d: i64| p.get(k).and_then(|v| v.as_i64()).unwrap_or(d);
-    let stride = get("stride", 1);
-    let c_out = get("c_out", c_in);
-    let so = out_side(side, stride);
-    let hw = so * so;
-    let dw_pw = |k: i64, cin: i64, cout: i64, hw: i64| cin * k * k * hw + cin * cout * hw;
-    let macs = match op {
-        "none" | "max_pool_3x3" | "avg_pool_3x3" | "identity" => 0,
-        "skip_connect" if stride == 1 => 0,
-        "skip_connect" | "factorized_reduce" => 2 * c_in * (c_out / 2) * hw,
-        "sep_conv_3x3" | "sep_conv_5x5" => {
-            let k = if op == "sep_conv_3x3" { 3 } else { 5 };
-            dw_pw(k, c_in, c_in, hw) + dw_pw(k, c_in, c_out, hw)
-        }
-        "dil_conv_3x3" => dw_pw(3, c_in, c_out, hw),
-        "dil_conv_5x5" => dw_pw(5, c_in, c_out, hw),
-        "relu_conv_bn" | "conv_bn" => {
-            let k = get("kernel_size", 1);
-            let pad = get("padding", k / 2);
-            let s = (side + 2 * pad - k) / stride + 1;
-            return Some((c_in * c_out * k * k * s * s, c_out * s * s, c_out, s));
-        }
-        "basic_block" => {
-            let shortcut = if stride != 1 || c_out != c_in { c_in * c_out * hw } else { 0 };
-            c_in * c_out * 9 * hw + c_out * c_out * 9 * hw + shortcut
-        }
-        "global_avg_pool" => return Some((0, c_in, c_in, 1)),
-        _ => return None,
-    };
-    Some((macs, c_out * hw, c_out, so))
-}
-
-fn edge_cost(e: &EdgeDesc, c: i64, side: i64, missing: &mut Vec<String>) -> (i64, i64) {
-    let names: Vec<&str> =
-        if e.is_mixed() { e.candidates.iter().map(String::as_str).collect() } else { vec![e.op.as_str()] };
-    let mut macs = 0;
-    let mut acts = 0;
-    for name in names {
-        match op_cost(name, &e.params, c, side) {
-            Some((m, a, _, _)) => {
-                macs += m;
-                acts += if name == "none" { 0 } else { a };
+impl Coster<'_> {
+    fn cost(&mut self, op: &str, config: &serde_json::Value, input: [i64; 3]) -> Result<(i64, [i64; 3]), PluginError> {
+        match self.reg.op_cost(op, config, input)? {
+            Some(c) => Ok(c),
+            None => {
+                self.missing.push(op.to_string());
+                Ok((0, input))
             }
-            None => missing.push(name.to_string()),
         }
     }
-    (macs, acts)
-}
 
-/// `side` is the spatial size of the cell's second input (the previous cell's output); the first
-/// input is twice as large after a reduction, and is brought to `side` by a factorized reduce.
-fn cell_cost(cell: &CellDesc, side: i64, missing: &mut Vec<String>) -> (i64, i64, i64) {
-    let plane = cell.c * side * side;
-    // pre0: factorized reduce (two 1x1 stride-2 convs to c/2 each) or a 1x1 conv; pre1: 1x1 conv.
-    let pre0 =
-        if cell.reduction_prev { 2 * cell.c_prev_prev * (cell.c / 2) * side * side } else { cell.c_prev_prev * plane };
-    let mut macs = pre0 + cell.c_prev * plane;
-    let mut acts = 2 * plane;
-    let side_out = if cell.reduction { out_side(side, 2) } else { side };
-    for node in &cell.nodes {
-        for e in &node.edges {
-            // Edges from the cell inputs carry a reduction's stride; node-to-node edges run on
-            // the reduced size.
-            let in_side = if e.input < 2 { side } else { side_out };
-            let (m, a) = edge_cost(e, cell.c, in_side, missing);
+    /// MACs and output elements of one edge (a mixed edge counts all its candidates: the
+    /// supernet's cost, an upper bound for mixers that run fewer).
+    fn edge(&mut self, e: &EdgeDesc, input: [i64; 3]) -> Result<(i64, i64), PluginError> {
+        let names: Vec<&str> =
+            if e.is_mixed() { e.candidates.iter().map(String::as_str).collect() } else { vec![e.op.as_str()] };
+        let config = serde_json::Value::Object(e.params.clone());
+        let (mut macs, mut acts) = (0, 0);
+        for name in names {
+            let (m, [c, h, w]) = self.cost(name, &config, input)?;
             macs += m;
-            acts += a;
+            acts += c * h * w;
         }
+        Ok((macs, acts))
     }
-    acts += cell.c_out() * side_out * side_out;
-    (macs, acts, side_out)
+
+    /// `side` is the spatial size of the cell's second input (the previous cell's output); the
+    /// first input is twice as large after a reduction.
+    fn cell(&mut self, cell: &CellDesc, side: i64) -> Result<(i64, i64, i64), PluginError> {
+        let [(op0, c0), (op1, c1)] = cell_preprocess(cell);
+        let side0 = if cell.reduction_prev { 2 * side } else { side };
+        let (m0, [_, h0, w0]) = self.cost(op0, &c0, [cell.c_prev_prev, side0, side0])?;
+        let (m1, [_, h1, w1]) = self.cost(op1, &c1, [cell.c_prev, side, side])?;
+        let mut macs = m0 + m1;
+        let mut acts = cell.c * (h0 * w0 + h1 * w1);
+        let side_out = if cell.reduction { (side + 1) / 2 } else { side };
+        for node in &cell.nodes {
+            for e in &node.edges {
+                // Edges from the cell inputs carry a reduction's stride; node-to-node edges run
+                // on the reduced size.
+                let in_side = if e.input < 2 { side } else { side_out };
+                let (m, a) = self.edge(e, [cell.c, in_side, in_side])?;
+                macs += m;
+                acts += a;
+            }
+        }
+        acts += cell.c_out() * side_out * side_out;
+        Ok((macs, acts, side_out))
+    }
 }
 
-/// Analytical figures of a description (no network needed): per-part MACs and activations.
-pub fn analyze(desc: &ModelDesc) -> (Vec<PartStats>, Vec<String>) {
-    let mut missing = Vec::new();
+/// Analytical figures of a description (no network needed): per-part MACs and activations, each
+/// op's cost from its registration (ops without a cost formula are listed and count 0).
+pub fn analyze(desc: &ModelDesc, reg: &PluginRegistry) -> Result<(Vec<PartStats>, Vec<String>), PluginError> {
+    let mut coster = Coster { reg, missing: Vec::new() };
     let mut parts = Vec::new();
-    let (mut c, mut side) = (desc.input.channels, desc.input.size);
+    let mut shape = [desc.input.channels, desc.input.size, desc.input.size];
     let mut stem = PartStats { name: "stem".into(), ..Default::default() };
     for OpDesc { op, params } in &desc.stem {
-        match op_cost(op, params, c, side) {
-            Some((m, a, c_out, s)) => {
-                stem.macs += m;
-                stem.activation_bytes_per_sample += 4 * a;
-                c = c_out;
-                side = s;
-            }
-            None => missing.push(op.clone()),
-        }
+        let (m, out) = coster.cost(op, &serde_json::Value::Object(params.clone()), shape)?;
+        stem.macs += m;
+        stem.activation_bytes_per_sample += 4 * out.iter().product::<i64>();
+        shape = out;
     }
     parts.push(stem);
+    let mut side = shape[1];
     for (i, cell) in desc.cells.iter().enumerate() {
-        let (m, a, s) = cell_cost(cell, side, &mut missing);
+        let (m, a, s) = coster.cell(cell, side)?;
         parts.push(PartStats { name: format!("cells.{i}"), params: 0, macs: m, activation_bytes_per_sample: 4 * a });
         side = s;
     }
+    let (head_op, head_config) = classifier_op(desc);
+    let (m, out) = coster.cost(head_op, &head_config, [desc.head.c_in, 1, 1])?;
     parts.push(PartStats {
         name: "classifier".into(),
         params: 0,
-        macs: desc.head.c_in * desc.num_classes,
-        activation_bytes_per_sample: 4 * (desc.head.c_in + desc.num_classes),
+        macs: m,
+        activation_bytes_per_sample: 4 * (desc.head.c_in + out[0]),
     });
+    let mut missing = coster.missing;
     missing.sort();
     missing.dedup();
-    (parts, missing)
+    Ok((parts, missing))
 }
 
 /// Weights of the auxiliary head (training only; left out of `params`, as DARTS counts).
@@ -173,13 +148,14 @@ pub fn aux_param_count(store: &ParamStore) -> i64 {
 /// Compiles nothing itself: takes a compiled network and its store, measures latency.
 pub fn model_stats(
     desc: &ModelDesc,
+    reg: &PluginRegistry,
     net: &Network,
     store: &ParamStore,
     batch: i64,
     runs: usize,
     device: Device,
-) -> ModelStats {
-    let (mut parts, missing) = analyze(desc);
+) -> Result<ModelStats, PluginError> {
+    let (mut parts, missing) = analyze(desc, reg)?;
     for part in &mut parts {
         let prefix = format!("{}.", part.name);
         part.params =
@@ -200,7 +176,7 @@ pub fn model_stats(
     times.sort_by(f64::total_cmp);
     let aux_params = aux_param_count(store);
     let macs: i64 = parts.iter().map(|p| p.macs).sum();
-    ModelStats {
+    Ok(ModelStats {
         name: desc.name.clone(),
         batch,
         input,
@@ -215,28 +191,5 @@ pub fn model_stats(
         threads: tch::get_num_threads(),
         parts,
         ops_without_macs: missing,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conv_macs_by_hand() {
-        // 3x3 conv, 3 -> 16 channels, 32x32, padding 1: 16 * 3 * 9 * 32 * 32 = 442,368 MACs.
-        let p: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"c_in": 3, "c_out": 16, "kernel_size": 3}"#).unwrap();
-        assert_eq!(op_cost("conv_bn", &p, 3, 32), Some((442_368, 16 * 32 * 32, 16, 32)));
-        // Stride 2, no padding, 1x1: 16 * 8 * 16 * 16.
-        let p: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"c_in": 8, "c_out": 16, "kernel_size": 1, "stride": 2}"#).unwrap();
-        assert_eq!(op_cost("conv_bn", &p, 8, 32).unwrap().0, 16 * 8 * 16 * 16);
-        // sep_conv_3x3, C=4, stride 1, 8x8: two (dw 4*9*64 + pw 4*4*64) = 2 * 3328.
-        let p: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"c_in": 4, "stride": 1}"#).unwrap();
-        assert_eq!(op_cost("sep_conv_3x3", &p, 4, 8).unwrap().0, 2 * (4 * 9 * 64 + 16 * 64));
-        assert_eq!(op_cost("max_pool_3x3", &p, 4, 8).unwrap().0, 0);
-        assert!(op_cost("scale_by", &p, 4, 8).is_none());
-    }
+    })
 }

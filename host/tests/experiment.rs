@@ -93,12 +93,12 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     assert_eq!(log["dataset"]["train"].as_u64(), Some(60000));
     assert!(log["search"]["epochs"][0]["train"]["loss"].as_f64().unwrap().is_finite());
     assert!(
-        log["search"]["epochs"][0]["alphas"]["alpha_entropy"].as_f64().is_some()
-            && log["search"]["epochs"][0]["alphas"]["alphas"]["normal"]
+        log["search"]["epochs"][0]["algorithm_end"]["alpha_entropy"].as_f64().is_some()
+            && log["search"]["epochs"][0]["algorithm_end"]["alphas"]["normal"]
                 .as_sequence()
                 .is_some_and(|rows| !rows.is_empty()),
         "alpha history missing: {:?}",
-        log["search"]["epochs"][0]["alphas"]
+        log["search"]["epochs"][0]["algorithm_end"]
     );
     let top1 = test_top1(&first);
     assert!(top1 > 0.15, "toy eval should beat chance (0.10): {top1}");

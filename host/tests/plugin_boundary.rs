@@ -275,9 +275,16 @@ fn third_party_plugin_built_outside_the_workspace_loads_and_trains() {
     assert_eq!(name, "tp.scale");
     assert_eq!(Vec::<f64>::try_from(scale.grad()).unwrap(), vec![4.0, 4.0, 4.0]);
 
-    let mut algo = reg.create_algorithm("fixed", &serde_json::json!({"model_desc": "name: tiny\n"})).unwrap();
-    let desc = algo.inner.model_desc("{}".into());
-    assert_eq!(desc.unwrap().as_str(), "name: tiny\n");
+    let yaml = "name: tiny\ninput: {channels: 1, size: 4}\nnum_classes: 2\nstem: []\nhead: {c_in: 1}\n";
+    let mut algo = reg.create_algorithm("fixed", &serde_json::json!({"model_desc": yaml})).unwrap();
+    let ctx = archai_plugin_api::SearchContext { channels: 1, image_size: 4, num_classes: 2, seed: 0, epochs: 1 };
+    let space = match algo.inner.search_space(ctx) {
+        abi_stable::std_types::RResult::ROk(s) => s,
+        abi_stable::std_types::RResult::RErr(e) => panic!("{e}"),
+    };
+    assert_eq!(space.arch_training, archai_plugin_api::ArchTraining::Manual);
+    let desc = archai_model_desc::ModelDesc::from_yaml(space.model_desc_yaml.as_str(), "fixed").unwrap();
+    assert_eq!(desc.name, "tiny");
 }
 
 /// The trainer calls every algorithm hook in order (before_epoch, before_step, after_step,
@@ -293,6 +300,7 @@ fn a_third_party_algorithm_sees_every_training_hook() {
     let reg = PluginRegistry::scan(&[plugins.path().to_path_buf()]).unwrap();
     let desc_yaml = "name: linear\ninput: {channels: 1, size: 4}\nnum_classes: 2\nstem: []\nhead: {c_in: 1}\n";
     let mut algo = reg.create_algorithm("fixed", &serde_json::json!({"model_desc": desc_yaml})).unwrap();
+    algo.arch_training = archai_plugin_api::ArchTraining::Manual;
     let desc = archai_model_desc::ModelDesc::from_yaml(desc_yaml, "fixed").unwrap();
     let store = store();
     let mut net = Network::compile(&desc, &reg, &store).unwrap();
@@ -385,13 +393,15 @@ fn replace_in(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// A plugin built against plugin-api 0.3 (the version before mixers) is refused with one line
+/// naming the file, the version it was built with and what to do.
 #[test]
-fn a_plugin_built_against_another_api_major_version_is_refused() {
+fn a_plugin_built_against_api_0_3_is_refused() {
     let lib = build_against_modified_api("api-major", |api| {
         replace_in(
             &api.join("Cargo.toml"),
             &format!("version = \"{}\"", archai_plugin_api::API_VERSION),
-            "version = \"1.0.0\"",
+            "version = \"0.3.0\"",
         );
         for key in ["edition", "license"] {
             replace_in(
@@ -403,10 +413,14 @@ fn a_plugin_built_against_another_api_major_version_is_refused() {
     });
     let dir = plugin_dir_with(&[&lib]);
     let err = PluginRegistry::scan(&[dir.path().to_path_buf()]).err().expect("refused").to_string();
+    let line = err.lines().find(|l| l.contains("libtp_api_major.so")).expect("a line names the file");
     assert!(
-        err.contains("libtp_api_major.so") && err.contains("archai-plugin-api 1.0.0") && err.contains("rebuild"),
+        line.contains("archai-plugin-api 0.3.0")
+            && line.contains(archai_plugin_api::API_VERSION)
+            && line.contains("rebuild"),
         "{err}"
     );
+    assert_eq!(err.lines().count(), 2, "one header and one line per refused plugin:\n{err}");
 }
 
 #[test]

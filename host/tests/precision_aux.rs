@@ -84,7 +84,10 @@ fn aux_weight_without_an_aux_head_is_a_config_error() {
         log: &mut log,
     };
     let e = trainer.fit(&mut net, &store, &toy_split(), None, None, false).unwrap_err().to_string();
-    assert!(e.contains("aux_weight") && e.contains("auxiliary head") && e.contains("final_macro.auxiliary"), "{e}");
+    assert!(
+        e.contains("aux_weight") && e.contains("auxiliary head") && e.contains("finalizer config auxiliary: true"),
+        "{e}"
+    );
 }
 
 /// A checkpoint of a model without the aux head does not silently resume one with it.
@@ -221,7 +224,7 @@ fn stats_leave_the_aux_head_out_of_the_parameter_count() {
     let count = |d: &ModelDesc| {
         let store = ParamStore::new(Device::Cpu);
         let net = Network::compile(d, &reg, &store).unwrap();
-        archai::stats::model_stats(d, &net, &store, 1, 1, Device::Cpu)
+        archai::stats::model_stats(d, &reg, &net, &store, 1, 1, Device::Cpu).unwrap()
     };
     let (a, b) = (count(&with), count(&without));
     assert_eq!(a.params, b.params);

@@ -18,8 +18,11 @@ pub enum ComponentKind {
     Algorithm,
     /// Reads a dataset format into tensors.
     DatasetAdapter,
-    /// Turns a searched supernet and its architecture parameters into a final architecture.
+    /// Turns a searched supernet (its description and trained model) into a final architecture.
     Finalizer,
+    /// Combines the candidates of a `mixed` edge (softmax weights, one sampled candidate,
+    /// partial channels, ...); builds its candidates through the host.
+    Mixer,
 }
 
 impl ComponentKind {
@@ -30,6 +33,7 @@ impl ComponentKind {
             ComponentKind::Algorithm => "algorithm",
             ComponentKind::DatasetAdapter => "dataset-adapter",
             ComponentKind::Finalizer => "finalizer",
+            ComponentKind::Mixer => "mixer",
         }
     }
 }
@@ -71,13 +75,71 @@ pub trait OpObj: Send {
 }
 pub type OpBox = OpObj_TO<'static, RBox<()>>;
 
+/// What an op costs on one input sample, as its registration computes it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct OpCost {
+    /// Multiply-accumulates per sample (FLOPs = 2 x MACs).
+    pub macs: i64,
+    /// Output shape `[C, H, W]` of one sample.
+    pub output: RVec<i64>,
+}
+
+/// The facts a search algorithm builds its search space for.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct SearchContext {
+    /// Image channels, side length and classes of the dataset.
+    pub channels: i64,
+    pub image_size: i64,
+    pub num_classes: i64,
+    /// The run's seed.
+    pub seed: u64,
+    /// Epochs of the search phase (for schedules such as GDAS' temperature).
+    pub epochs: u32,
+}
+
+impl SearchContext {
+    /// The input shape of the dataset.
+    pub fn input(&self) -> crate::model_desc::InputDesc {
+        crate::model_desc::InputDesc { channels: self.channels, size: self.image_size }
+    }
+}
+
+/// How the architecture parameters are trained; the host wires its trainer accordingly.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchTraining {
+    /// Bilevel (DARTS, GDAS, PC-DARTS): the host hands `before_step` a validation batch, on which
+    /// the algorithm takes its own architecture step; the weight step leaves the architecture
+    /// parameters untouched. Needs a validation split.
+    Bilevel,
+    /// Single level (SNAS, DiDARTS): the weight step's backward on the training loss also fills the
+    /// gradients of the trainable architecture parameters (zeroed before each step), and the
+    /// algorithm applies them with its own optimizer in `after_step`. No validation split needed.
+    TrainLoss,
+    /// The host computes no gradient for the architecture parameters; the algorithm changes them
+    /// in place, or not at all (random search, XNAS).
+    Manual,
+}
+
+/// What an algorithm asks the host to build and how to train it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct SearchSpace {
+    /// The model description (YAML) to compile: a supernet, or a sampled architecture.
+    pub model_desc_yaml: RString,
+    pub arch_training: ArchTraining,
+}
+
 /// One training step's data as seen by an algorithm hook.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct StepBatch<'a> {
     pub x: TensorRef<'a>,
     pub y: TensorRef<'a>,
-    /// The validation batch drawn for this step (bilevel algorithms use it for the arch step).
+    /// The validation batch drawn for this step ([`ArchTraining::Bilevel`] only; undefined
+    /// tensors otherwise).
     pub val_x: TensorRef<'a>,
     pub val_y: TensorRef<'a>,
     pub epoch: u32,
@@ -111,16 +173,17 @@ pub trait ModelServices {
     /// The weight optimizer's momentum buffers, same names and order as `weights()`; empty
     /// tensors where no buffer exists yet.
     fn momentum_buffers(&self) -> RVec<NamedTensor>;
+    /// Logits of `x` (train or eval mode), graph kept when gradients are enabled.
+    fn logits(&mut self, x: TensorRef<'_>, train: bool) -> RResult<TensorOwned, RString>;
 }
 pub type ModelServicesMut<'a> = ModelServices_TO<'a, abi_stable::sabi_types::RMut<'a, ()>>;
 
 /// A search algorithm instance.
 #[sabi_trait]
 pub trait AlgorithmObj: Send {
-    /// The model description (YAML text) to build, given the dataset facts as JSON
-    /// (`{"channels":..,"image_size":..,"num_classes":..,"seed":..}`). For DARTS this is the
-    /// supernet; for sampling algorithms a sampled architecture.
-    fn model_desc(&mut self, context_json: RStr<'_>) -> RResult<RString, RString>;
+    /// The search space for this run: the model description to build (for DARTS the
+    /// supernet, for sampling algorithms a sampled architecture) and how to train it.
+    fn search_space(&mut self, context: SearchContext) -> RResult<SearchSpace, RString>;
     /// Runs before each weight step; returns JSON metrics to log (may be `{}`).
     fn before_step(&mut self, model: ModelServicesMut<'_>, batch: StepBatch<'_>) -> RResult<RString, RString>;
     /// Runs after each epoch; returns JSON to log under the epoch (may be `{}`).
@@ -140,9 +203,9 @@ pub type AlgorithmBox = AlgorithmObj_TO<'static, RBox<()>>;
 /// A finalizer instance.
 #[sabi_trait]
 pub trait FinalizerObj: Send {
-    /// Given the searched model description (YAML) and the architecture parameters, returns the
-    /// final model description (YAML).
-    fn finalize(&mut self, search_desc_yaml: RStr<'_>, arch: RVec<NamedTensor>) -> RResult<RString, RString>;
+    /// Given the searched model description (YAML) and the trained model (weights,
+    /// architecture parameters, forward passes), returns the final model description (YAML).
+    fn finalize(&mut self, search_desc_yaml: RStr<'_>, model: ModelServicesMut<'_>) -> RResult<RString, RString>;
 }
 pub type FinalizerBox = FinalizerObj_TO<'static, RBox<()>>;
 
@@ -177,9 +240,19 @@ pub struct PluginModule {
         extern "C" fn(name: RStr<'_>, config_json: RStr<'_>, params: &mut ParamHostBox<'_>) -> RResult<OpBox, RString>,
     pub create_algorithm: extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<AlgorithmBox, RString>,
     pub create_finalizer: extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<FinalizerBox, RString>,
-    #[sabi(last_prefix_field)]
     pub create_dataset_adapter:
         extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<DatasetAdapterBox, RString>,
+    /// Builds a mixer; `config_json` is `{"candidates": [..], "candidate_params": {..}, "params": {..}}`.
+    pub create_mixer:
+        extern "C" fn(name: RStr<'_>, config_json: RStr<'_>, params: &mut ParamHostBox<'_>) -> RResult<OpBox, RString>,
+    /// The cost of op `name` with `config_json` on one `[C, H, W]` sample; `RNone` when the op
+    /// registered no cost formula.
+    #[sabi(last_prefix_field)]
+    pub op_cost: extern "C" fn(
+        name: RStr<'_>,
+        config_json: RStr<'_>,
+        input: RSlice<'_, i64>,
+    ) -> RResult<abi_stable::std_types::ROption<OpCost>, RString>,
 }
 
 impl RootModule for PluginModuleRef {

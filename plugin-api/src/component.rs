@@ -1,10 +1,11 @@
 //! The Rust side of components: the traits plugin authors implement, their registration through
 //! `inventory`, and the generic exported functions that wrap every call in `catch_unwind`.
 use crate::abi::*;
+use crate::model_desc::ModelDesc;
 use crate::params::{ParamBuilder, ParamHostBox};
 use crate::tensor::{as_tensor_slice, view_slice, NamedTensor, TensorOwned, TensorRef};
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tch::Tensor;
 
@@ -13,14 +14,63 @@ pub trait Op: Send + 'static {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor>;
 }
 
+/// An op's cost formula: MACs per sample and the output shape `[C, H, W]` for an input of shape
+/// `[C, H, W]`.
+pub type CostFn = fn(config: &serde_json::Value, input: [i64; 3]) -> anyhow::Result<(i64, [i64; 3])>;
+
 /// Registration of an op; submit with [`crate::register_op!`].
 pub struct OpRegistration {
     pub name: &'static str,
     pub version: &'static str,
     pub description: &'static str,
     pub create: fn(config: &serde_json::Value, params: &mut ParamBuilder<'_, '_>) -> anyhow::Result<Box<dyn Op>>,
+    /// How `archai stats` counts this op; `None`: listed under `ops_without_macs`.
+    pub cost: Option<CostFn>,
 }
 inventory::collect!(OpRegistration);
+
+/// What a mixer is built from: the edge's candidates, the parameters every candidate gets
+/// (`c_in`, `stride`, ...) and the mixer's own parameters from the model description.
+#[derive(serde::Deserialize, serde::Serialize, Debug, Clone, PartialEq)]
+pub struct MixerConfig {
+    pub candidates: Vec<String>,
+    #[serde(default)]
+    pub candidate_params: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl MixerConfig {
+    /// The mixer parameter `key` deserialized, or an error naming the mixer and the key.
+    pub fn param<T: serde::de::DeserializeOwned>(&self, mixer: &str, key: &str) -> anyhow::Result<T> {
+        let v = self.params.get(key).ok_or_else(|| {
+            anyhow::anyhow!(
+                "mixer `{mixer}` needs the param `{key}` (got {:?})",
+                self.params.keys().collect::<Vec<_>>()
+            )
+        })?;
+        serde_json::from_value(v.clone()).map_err(|e| anyhow::anyhow!("mixer `{mixer}` param `{key}`: {e}"))
+    }
+
+    /// The mixer parameter `key`, or `default` when absent.
+    pub fn param_or<T: serde::de::DeserializeOwned>(&self, mixer: &str, key: &str, default: T) -> anyhow::Result<T> {
+        if self.params.contains_key(key) {
+            self.param(mixer, key)
+        } else {
+            Ok(default)
+        }
+    }
+}
+
+/// Registration of a mixer; submit with [`crate::register_mixer!`]. A mixer is an op with one
+/// input (the edge's input) that builds its candidates with [`ParamBuilder::op`].
+pub struct MixerRegistration {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub create: fn(config: &MixerConfig, params: &mut ParamBuilder<'_, '_>) -> anyhow::Result<Box<dyn Op>>,
+}
+inventory::collect!(MixerRegistration);
 
 /// Tensors of one training step, as owned shallow clones.
 pub struct StepData {
@@ -66,6 +116,21 @@ impl<'m, 'a> Model<'m, 'a> {
     pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
         named(self.services.momentum_buffers())
     }
+    /// Logits of `x`; a graph is kept when gradients are enabled.
+    pub fn logits(&mut self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        match self.services.logits(TensorRef::new(x), train) {
+            RResult::ROk(t) => Ok(t.into_tensor()),
+            RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+    /// The architecture parameter named `name`, or an error listing the ones the model has.
+    pub fn arch_param(&self, name: &str) -> anyhow::Result<Tensor> {
+        let all = self.arch_params();
+        let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
+        all.into_iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or_else(|| {
+            anyhow::anyhow!("the model has no architecture parameter `{name}` (it has: {})", names.join(", "))
+        })
+    }
 }
 
 /// Hyper-parameters of the weight optimizer that bilevel algorithms need for the unrolled step.
@@ -76,10 +141,17 @@ pub struct WeightOptimizerInfo {
     pub weight_decay: f64,
 }
 
+/// What [`Algorithm::search_space`] returns: the description to compile and how to train it.
+pub struct SearchPlan {
+    pub desc: ModelDesc,
+    pub arch_training: ArchTraining,
+}
+
 /// A search algorithm.
 pub trait Algorithm: Send + 'static {
-    /// The model description (YAML) to build for the given dataset facts.
-    fn model_desc(&mut self, context: &serde_json::Value) -> anyhow::Result<String>;
+    /// The model description to build for the given dataset facts, and how the host trains its
+    /// architecture parameters.
+    fn search_space(&mut self, context: &SearchContext) -> anyhow::Result<SearchPlan>;
     /// Work before each weight step (an architecture step for DARTS); returns metrics to log.
     fn before_step(&mut self, _model: &mut Model<'_, '_>, _batch: &StepData) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::json!({}))
@@ -121,9 +193,9 @@ pub struct AlgorithmRegistration {
 }
 inventory::collect!(AlgorithmRegistration);
 
-/// A finalizer: searched description + architecture parameters -> final description.
+/// A finalizer: searched description + trained model -> final description.
 pub trait Finalizer: Send + 'static {
-    fn finalize(&mut self, search_desc_yaml: &str, arch: Vec<(String, Tensor)>) -> anyhow::Result<String>;
+    fn finalize(&mut self, search: &ModelDesc, model: &mut Model<'_, '_>) -> anyhow::Result<ModelDesc>;
 }
 
 /// Registration of a finalizer; submit with [`crate::register_finalizer!`].
@@ -156,12 +228,28 @@ pub struct DatasetAdapterRegistration {
 }
 inventory::collect!(DatasetAdapterRegistration);
 
-/// Registers an op: `register_op!("name", "description", constructor_fn);`
+/// Registers an op: `register_op!("name", "description", constructor_fn);`, or with a cost
+/// formula for `archai stats`: `register_op!("name", "description", constructor_fn, cost_fn);`
 #[macro_export]
 macro_rules! register_op {
     ($name:expr, $description:expr, $create:expr) => {
         $crate::inventory::submit! {
-            $crate::OpRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create }
+            $crate::OpRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create, cost: None }
+        }
+    };
+    ($name:expr, $description:expr, $create:expr, $cost:expr) => {
+        $crate::inventory::submit! {
+            $crate::OpRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create, cost: Some($cost) }
+        }
+    };
+}
+
+/// Registers a mixer: `register_mixer!("name", "description", constructor_fn);`
+#[macro_export]
+macro_rules! register_mixer {
+    ($name:expr, $description:expr, $create:expr) => {
+        $crate::inventory::submit! {
+            $crate::MixerRegistration { name: $name, version: env!("CARGO_PKG_VERSION"), description: $description, create: $create }
         }
     };
 }
@@ -232,6 +320,8 @@ pub fn build_root_module(info: extern "C" fn() -> PluginInfo) -> PluginModuleRef
         create_algorithm: plugin_create_algorithm,
         create_finalizer: plugin_create_finalizer,
         create_dataset_adapter: plugin_create_dataset_adapter,
+        create_mixer: plugin_create_mixer,
+        op_cost: plugin_op_cost,
     }
     .leak_into_prefix()
 }
@@ -292,6 +382,7 @@ impl_registration! {
     AlgorithmRegistration => ComponentKind::Algorithm,
     FinalizerRegistration => ComponentKind::Finalizer,
     DatasetAdapterRegistration => ComponentKind::DatasetAdapter,
+    MixerRegistration => ComponentKind::Mixer,
 }
 
 /// The registration named `name` in this plugin, or an error listing the ones it has.
@@ -323,6 +414,7 @@ extern "C" fn plugin_components() -> RVec<ComponentInfo> {
     infos::<AlgorithmRegistration>(&mut out);
     infos::<FinalizerRegistration>(&mut out);
     infos::<DatasetAdapterRegistration>(&mut out);
+    infos::<MixerRegistration>(&mut out);
     out
 }
 
@@ -351,13 +443,45 @@ extern "C" fn plugin_create_op(
     })
 }
 
+extern "C" fn plugin_create_mixer(
+    name: RStr<'_>,
+    config_json: RStr<'_>,
+    params: &mut ParamHostBox<'_>,
+) -> RResult<OpBox, RString> {
+    guard(|| {
+        let reg = lookup::<MixerRegistration>(name)?;
+        let config: MixerConfig = serde_json::from_str(config_json.as_str())
+            .map_err(|e| anyhow::anyhow!("mixer `{name}`: bad config from the host: {e}"))?;
+        let mut builder = ParamBuilder::new(params);
+        let op = (reg.create)(&config, &mut builder)?;
+        Ok(OpObj_TO::from_value(OpAdapter(op), TD_Opaque))
+    })
+}
+
+extern "C" fn plugin_op_cost(
+    name: RStr<'_>,
+    config_json: RStr<'_>,
+    input: RSlice<'_, i64>,
+) -> RResult<ROption<OpCost>, RString> {
+    guard(|| {
+        let reg = lookup::<OpRegistration>(name)?;
+        let Some(cost) = reg.cost else { return Ok(ROption::RNone) };
+        let [c, h, w] = input.as_slice() else {
+            anyhow::bail!("op_cost of `{name}`: the input shape must be [C, H, W], got {:?}", input.as_slice())
+        };
+        let (macs, out) = cost(&parse_config(config_json)?, [*c, *h, *w])?;
+        Ok(ROption::RSome(OpCost { macs, output: out.iter().copied().collect() }))
+    })
+}
+
 struct AlgorithmAdapter(Box<dyn Algorithm>);
 
 impl AlgorithmObj for AlgorithmAdapter {
-    fn model_desc(&mut self, context_json: RStr<'_>) -> RResult<RString, RString> {
+    fn search_space(&mut self, context: SearchContext) -> RResult<SearchSpace, RString> {
         guard(|| {
-            let context = parse_config(context_json)?;
-            Ok(self.0.model_desc(&context)?.into())
+            let plan = self.0.search_space(&context)?;
+            plan.desc.validate()?;
+            Ok(SearchSpace { model_desc_yaml: plan.desc.to_yaml().into(), arch_training: plan.arch_training })
         })
     }
 
@@ -425,8 +549,14 @@ extern "C" fn plugin_create_algorithm(name: RStr<'_>, config_json: RStr<'_>) -> 
 struct FinalizerAdapter(Box<dyn Finalizer>);
 
 impl FinalizerObj for FinalizerAdapter {
-    fn finalize(&mut self, search_desc_yaml: RStr<'_>, arch: RVec<NamedTensor>) -> RResult<RString, RString> {
-        guard(|| Ok(self.0.finalize(search_desc_yaml.as_str(), named(arch))?.into()))
+    fn finalize(&mut self, search_desc_yaml: RStr<'_>, mut model: ModelServicesMut<'_>) -> RResult<RString, RString> {
+        guard(|| {
+            let search = ModelDesc::from_yaml(search_desc_yaml.as_str(), "(search description from the host)")?;
+            let mut m = Model { services: &mut model };
+            let desc = self.0.finalize(&search, &mut m)?;
+            desc.validate()?;
+            Ok(desc.to_yaml().into())
+        })
     }
 }
 

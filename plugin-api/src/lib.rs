@@ -12,6 +12,39 @@
 //! - trait objects for the components ([`OpObj`], [`AlgorithmObj`], ...) and for the services the
 //!   host offers to them ([`ParamHost`], [`ModelServices`]).
 //!
+//! Version 1.0 moves the mechanics of a search into plugins: a *mixer* component
+//! ([`register_mixer!`]) decides how a `mixed` edge combines its candidates, which it builds
+//! through the host ([`ParamBuilder::op`]); the model description declares the architecture
+//! parameters (any shape and init, trained by autograd or changed in place); the algorithm says
+//! how they are trained ([`ArchTraining`]); finalizers receive the trained model. See the
+//! [`kit`] for the pieces DARTS-family plugins share, and `examples/third-party-plugin` for a
+//! whole plugin written against this crate alone.
+//!
+//! A mixer in a few lines (weights = softmax of one alpha row, `none` skipped):
+//!
+//! ```ignore
+//! struct Softmax { alpha: Tensor, row: i64, ops: Vec<(i64, HostOp)> }
+//! impl Op for Softmax {
+//!     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+//!         let w = self.alpha.get(self.row).softmax(-1, Kind::Float);
+//!         let mut out: Option<Tensor> = None;
+//!         for (i, op) in &self.ops {
+//!             let y = op.forward(&[&inputs[0]], train)? * w.get(*i);
+//!             out = Some(match out { Some(o) => o + y, None => y });
+//!         }
+//!         out.ok_or_else(|| anyhow::anyhow!("only `none` candidates"))
+//!     }
+//! }
+//! fn create(c: &MixerConfig, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+//!     let alpha = p.arch_param(&c.param::<String>("softmax", "alpha")?)?;
+//!     let ops = c.candidates.iter().enumerate().filter(|(_, n)| *n != "none")
+//!         .map(|(i, n)| Ok((i as i64, p.op(n, &c.candidate_params.clone().into(), n)?)))
+//!         .collect::<anyhow::Result<_>>()?;
+//!     Ok(Box::new(Softmax { alpha, row: c.param("softmax", "row")?, ops }))
+//! }
+//! register_mixer!("softmax", "DARTS: softmax-weighted sum of the candidates", create);
+//! ```
+//!
 //! Every call into plugin code is wrapped in `catch_unwind`: a panic becomes an error value that
 //! the host reports, it never unwinds across the boundary.
 //!
@@ -22,6 +55,7 @@
 
 pub mod abi;
 pub mod component;
+pub mod kit;
 pub mod params;
 pub mod tensor;
 

@@ -1,8 +1,9 @@
 //! Parameters of plugin components are created by the host, which owns, names, optimizes and
 //! checkpoints them. A plugin asks through [`ParamHost`]; [`ParamBuilder`] adds path scoping
 //! (like candle's `VarBuilder` or tch's `nn::Path`).
-use crate::tensor::TensorOwned;
-use abi_stable::std_types::{RBox, RResult, RString, RVec};
+use crate::abi::OpBox;
+use crate::tensor::{TensorOwned, TensorRef};
+use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
 use abi_stable::{sabi_trait, sabi_trait::TD_Opaque, StableAbi};
 use tch::Tensor;
 
@@ -48,12 +49,19 @@ pub struct ParamSpec {
     pub role: ParamRole,
 }
 
-/// Host services for creating parameters, implemented by the host.
+/// Host services for building a component: its parameters, the architecture parameters of the
+/// model, and (for mixers and other composite ops) other ops by name. Implemented by the host.
 #[sabi_trait]
 pub trait ParamHost {
     /// Creates (or, when resuming, finds) the parameter and returns a handle sharing its storage
     /// and autograd identity with the host's copy.
     fn param(&mut self, spec: ParamSpec) -> RResult<TensorOwned, RString>;
+    /// The architecture parameter declared in the model description under `name` (full name,
+    /// not scoped): same storage and autograd identity as the host's.
+    fn arch_param(&mut self, name: RStr<'_>) -> RResult<TensorOwned, RString>;
+    /// Builds op `name` from any op plugin, its parameters scoped under this component's scope
+    /// plus `scope`. The host counts the forward calls of ops built this way.
+    fn create_op(&mut self, name: RStr<'_>, config_json: RStr<'_>, scope: RStr<'_>) -> RResult<OpBox, RString>;
 }
 
 /// The boxed form of a [`ParamHost`] passed to constructors.
@@ -107,5 +115,54 @@ impl<'h, 'a> ParamBuilder<'h, 'a> {
     /// An architecture parameter.
     pub fn arch(&mut self, name: &str, shape: &[i64], init: Init) -> anyhow::Result<Tensor> {
         self.create(name, shape, init, ParamRole::Arch)
+    }
+}
+
+impl<'h, 'a> ParamBuilder<'h, 'a> {
+    /// The scope prefix of this builder (empty at the component's root).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The model's architecture parameter `name` (declared in the model description's
+    /// `arch_params`); an error names it and says what is declared.
+    pub fn arch_param(&mut self, name: &str) -> anyhow::Result<Tensor> {
+        match self.host.arch_param(RStr::from(name)) {
+            RResult::ROk(t) => Ok(t.into_tensor()),
+            RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Builds op `name` (from any op plugin) with `config`; its parameters live under this
+    /// builder's scope plus `scope`.
+    pub fn op(&mut self, name: &str, config: &serde_json::Value, scope: &str) -> anyhow::Result<HostOp> {
+        let full = if self.prefix.is_empty() { scope.to_string() } else { format!("{}.{scope}", self.prefix) };
+        let json = config.to_string();
+        match self.host.create_op(RStr::from(name), RStr::from(json.as_str()), RStr::from(full.as_str())) {
+            RResult::ROk(op) => Ok(HostOp { op, name: name.to_string() }),
+            RResult::RErr(e) => Err(anyhow::anyhow!("building candidate op `{name}`: {e}")),
+        }
+    }
+}
+
+/// An op built through the host (a mixer's candidate): call it like a local op.
+pub struct HostOp {
+    op: OpBox,
+    name: String,
+}
+
+impl HostOp {
+    /// The op's registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the op on borrowed inputs.
+    pub fn forward(&self, inputs: &[&Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let refs: Vec<TensorRef<'_>> = inputs.iter().map(|t| TensorRef::new(t)).collect();
+        match self.op.forward(refs.as_slice().into(), train) {
+            RResult::ROk(t) => Ok(t.into_tensor()),
+            RResult::RErr(e) => Err(anyhow::anyhow!("op `{}`: {e}", self.name)),
+        }
     }
 }

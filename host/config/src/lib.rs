@@ -9,7 +9,8 @@
 //!    becomes a deep copy of the value there; the key form `{_copy: /path, k: v}` merges the
 //!    mapping at that path in, local keys winning. Relative paths start at the node holding
 //!    the directive, so `..` is its containing mapping and `../x` a sibling (as in Archai).
-//! 3. Toy mode (`--toy` or top-level `toy: true`) merges the toy file on top.
+//! 3. Toy mode (`--toy` or top-level `toy: true`) merges the toy file on top, then the
+//!    experiment's own top-level `toy_overrides:` section (removed from the tree in any mode).
 //! 4. Each `--set a.b.c=value` (value parsed as YAML) is applied.
 //!
 //! The result keeps, for every key path, the file or flag that wrote it last, so that
@@ -47,6 +48,10 @@ use tree::{Kind, Node};
 
 /// Name of the top-level key that asks for toy mode.
 pub const TOY_KEY: &str = "toy";
+
+/// Name of the top-level section an experiment merges on top of the toy file in toy mode (and
+/// that is dropped otherwise): where an algorithm's config says how to shrink its own network.
+pub const TOY_OVERRIDES_KEY: &str = "toy_overrides";
 
 /// What the command line adds to a config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,9 +110,16 @@ pub fn load_tree(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Conf
         };
         let toy = include::load_file(&file, "toy file", &mut Vec::new(), None)?;
         tree::merge(&mut root, toy);
+        // The experiment's own toy settings (sizes of its algorithm, which the shared toy file
+        // cannot know) win over the shared toy file.
+        if let Some(own) = take_top(&mut root, TOY_OVERRIDES_KEY) {
+            tree::merge(&mut root, own);
+        }
         copy::resolve_all(&mut root)?;
         toy_file = Some(file);
     }
+    // Outside toy mode the section is not part of the run.
+    take_top(&mut root, TOY_OVERRIDES_KEY);
 
     for s in &sets {
         set::apply_set(&mut root, s)?;
@@ -153,6 +165,13 @@ fn toy_request(root: &Node, opts: &LoadOptions, sets: &[set::SetFlag]) -> Result
             }),
         },
     }
+}
+
+/// Removes and returns a top-level key's node.
+fn take_top(root: &mut Node, key: &str) -> Option<Node> {
+    let Kind::Map(entries) = &mut root.kind else { return None };
+    let i = entries.iter().position(|(k, _)| k.as_str() == Some(key))?;
+    Some(entries.remove(i).1)
 }
 
 /// Sets a top-level key, keeping its position if it exists so the written file stays in the

@@ -14,8 +14,8 @@ use abi_stable::sabi_types::RMut;
 use abi_stable::std_types::{RResult, RString, RVec};
 use archai_data::{Batch, Batcher, BatcherOptions, DistributedStratifiedSampler, SampleBuffer, Transform};
 use archai_plugin_api::{
-    AlgorithmBox, ComponentKind, ModelServices, ModelServicesMut, ModelServices_TO, NamedTensor, StepBatch,
-    StepOutcome, TensorOwned, TensorRef,
+    AlgorithmBox, ArchTraining, ComponentKind, ModelServices, ModelServicesMut, ModelServices_TO, NamedTensor,
+    StepBatch, StepOutcome, TensorOwned, TensorRef,
 };
 use optim::{Optimizer, OptimizerConfig};
 use precision::{LossScaleConfig, LossScaler, Precision};
@@ -202,19 +202,38 @@ fn criterion(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
     logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
 }
 
-/// What a DARTS-like algorithm sees of the model during its step.
-struct Services<'a> {
+/// What an algorithm (during training) or a finalizer (after it, without an optimizer) sees of
+/// the model.
+pub struct Services<'a> {
     net: &'a Network,
     store: &'a ParamStore,
-    opt: &'a Optimizer,
+    opt: Option<&'a Optimizer>,
     lr: f64,
     smoothing: f64,
     precision: Precision,
 }
 
 impl<'a> Services<'a> {
-    fn new(net: &'a Network, store: &'a ParamStore, opt: &'a Optimizer, lr: f64, c: &TrainerConfig) -> Self {
-        Self { net, store, opt, lr, smoothing: c.label_smoothing, precision: c.precision }
+    pub fn new(net: &'a Network, store: &'a ParamStore, opt: &'a Optimizer, lr: f64, c: &TrainerConfig) -> Self {
+        Self { net, store, opt: Some(opt), lr, smoothing: c.label_smoothing, precision: c.precision }
+    }
+
+    /// The trained model for a finalizer: weights, architecture parameters and forward passes in
+    /// `precision`, no optimizer.
+    pub fn trained(net: &'a Network, store: &'a ParamStore, precision: Precision) -> Self {
+        Self { net, store, opt: None, lr: 0.0, smoothing: 0.0, precision }
+    }
+
+    /// The boxed form handed to plugin calls.
+    pub fn as_services(&mut self) -> ModelServicesMut<'_> {
+        ModelServices_TO::from_ptr(RMut::new(self), TD_Opaque)
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor, String> {
+        match self.precision.autocast(x.device()) {
+            Ok(_autocast) => self.net.forward(x, train).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -224,28 +243,45 @@ fn named(v: Vec<(String, Tensor)>) -> RVec<NamedTensor> {
 
 impl ModelServices for Services<'_> {
     fn weights(&self) -> RVec<NamedTensor> {
-        named(self.opt.params().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect())
+        match self.opt {
+            Some(opt) => named(opt.params().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()),
+            None => named(self.store.named_weights()),
+        }
     }
     fn arch_params(&self) -> RVec<NamedTensor> {
         named(self.store.named_arch())
     }
     fn loss(&mut self, x: TensorRef<'_>, y: TensorRef<'_>) -> RResult<TensorOwned, RString> {
-        let x = x.view();
-        let logits = match self.precision.autocast(x.device()) {
-            Ok(_autocast) => self.net.forward(&x, true).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match logits {
+        match self.forward(&x.view(), true) {
             Ok(logits) => RResult::ROk(TensorOwned::new(criterion(&logits, &y.view(), self.smoothing))),
             Err(e) => RResult::RErr(e.into()),
         }
     }
     fn weight_optimizer(&self) -> RString {
-        let c = self.opt.config();
-        serde_json::json!({"lr": self.lr, "momentum": c.momentum, "weight_decay": c.weight_decay}).to_string().into()
+        match self.opt {
+            Some(opt) => {
+                let c = opt.config();
+                serde_json::json!({"lr": self.lr, "momentum": c.momentum, "weight_decay": c.weight_decay})
+                    .to_string()
+                    .into()
+            }
+            // Not JSON of the expected shape: a finalizer asking for it gets a parse error.
+            None => "{\"error\": \"no weight optimizer after training\"}".into(),
+        }
     }
     fn momentum_buffers(&self) -> RVec<NamedTensor> {
-        named(self.opt.params().iter().zip(&self.opt.buf).map(|((n, _), b)| (n.clone(), b.shallow_clone())).collect())
+        match self.opt {
+            Some(opt) => {
+                named(opt.params().iter().zip(&opt.buf).map(|((n, _), b)| (n.clone(), b.shallow_clone())).collect())
+            }
+            None => RVec::new(),
+        }
+    }
+    fn logits(&mut self, x: TensorRef<'_>, train: bool) -> RResult<TensorOwned, RString> {
+        match self.forward(&x.view(), train) {
+            Ok(logits) => RResult::ROk(TensorOwned::new(logits)),
+            Err(e) => RResult::RErr(e.into()),
+        }
     }
 }
 
@@ -323,9 +359,25 @@ fn algorithm_hook(
     services: &mut Services,
     call: impl FnOnce(&mut AlgorithmBox, ModelServicesMut<'_>) -> RResult<RString, RString>,
 ) -> Result<serde_json::Value, TrainError> {
-    let obj = ModelServices_TO::from_ptr(RMut::new(services), TD_Opaque);
-    let out = plugin_result(call(&mut algo.inner, obj), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
+    let out = plugin_result(
+        call(&mut algo.inner, services.as_services()),
+        &algo.plugin,
+        ComponentKind::Algorithm,
+        &algo.name,
+    )?;
     Ok(serde_json::from_str(out.as_str()).unwrap_or(serde_json::Value::Null))
+}
+
+/// Writes the top-level numbers of a hook's output as TensorBoard scalars
+/// `<phase>/<section>/<key>`, whatever the plugin named them.
+fn hook_scalars(log: &mut RunLog, phase: &str, section: &str, out: &serde_json::Value, epoch: usize) {
+    if let Some(m) = out.as_object() {
+        for (k, v) in m {
+            if let Some(f) = v.as_f64() {
+                log.scalar(&format!("{phase}/{section}/{k}"), f, epoch);
+            }
+        }
+    }
 }
 
 /// Adds a hook's numeric outputs, divided by `steps`, to the epoch's averages.
@@ -356,11 +408,34 @@ pub fn weight_step(
     lr: f64,
     scaler: Option<&mut LossScaler>,
 ) -> Result<StepResult, TrainError> {
+    weight_step_with(net, store, opt, x, y, c, lr, scaler, ArchTraining::Bilevel)
+}
+
+/// [`weight_step`] for an algorithm's [`ArchTraining`]: with `TrainLoss` the trainable
+/// architecture parameters' gradients are zeroed and filled by the same backward (the algorithm
+/// applies them); otherwise they are constants of the step.
+#[allow(clippy::too_many_arguments)]
+pub fn weight_step_with(
+    net: &Network,
+    store: &ParamStore,
+    opt: &mut Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+    c: &TrainerConfig,
+    lr: f64,
+    scaler: Option<&mut LossScaler>,
+    arch_training: ArchTraining,
+) -> Result<StepResult, TrainError> {
     opt.zero_grad();
-    // Alphas are constants for the weight step: no gradient work for them.
-    let alphas = store.named_arch();
-    for (_, a) in &alphas {
-        let _ = a.set_requires_grad(false);
+    let trainable: Vec<Tensor> = store.named_arch().into_iter().map(|(_, t)| t).filter(|t| t.requires_grad()).collect();
+    let frozen = arch_training != ArchTraining::TrainLoss;
+    for a in &trainable {
+        if frozen {
+            // Constants for the weight step: no gradient work for them.
+            let _ = a.set_requires_grad(false);
+        } else {
+            a.shallow_clone().zero_grad();
+        }
     }
     let result = (|| {
         let n = y.size()[0];
@@ -393,8 +468,10 @@ pub fn weight_step(
         let aux_loss = (c.aux_weight > 0.0).then_some(aux_total);
         Ok::<_, TrainError>(StepResult { loss: main_total, aux_loss, logits: Tensor::cat(&all_logits, 0) })
     })();
-    for (_, a) in &alphas {
-        let _ = a.set_requires_grad(true);
+    if frozen {
+        for a in &trainable {
+            let _ = a.set_requires_grad(true);
+        }
     }
     let out = result?;
     if out.objective(c.aux_weight).is_finite() {
@@ -539,10 +616,14 @@ impl Trainer<'_> {
         if c.batch_chunks == 0 || c.batch_size == 0 {
             return Err(TrainError::Config("batch_size and batch_chunks must be positive".into()));
         }
-        if algorithm.is_some() && val.is_none() {
-            return Err(TrainError::Config(
-                "a search algorithm needs a validation split (set nas.search.loader.val_ratio > 0)".into(),
-            ));
+        let arch_training = algorithm.as_deref().map(|a| a.arch_training);
+        let bilevel = arch_training == Some(ArchTraining::Bilevel);
+        if bilevel && val.is_none() {
+            return Err(TrainError::Config(format!(
+                "{}: algorithm `{}` trains its architecture on a validation split; set nas.search.val_ratio > 0",
+                self.phase,
+                algorithm.as_deref().map(|a| a.name.as_str()).unwrap_or_default()
+            )));
         }
         if !(c.aux_weight.is_finite() && c.aux_weight >= 0.0) {
             return Err(TrainError::Config(format!(
@@ -556,7 +637,7 @@ impl Trainer<'_> {
         if c.aux_weight > 0.0 && !net.has_aux() {
             return Err(TrainError::Config(format!(
                 "{}: trainer.aux_weight = {} but the model has no auxiliary head; add `aux` to the model \
-                 description (final_macro.auxiliary: true for DARTS) or set aux_weight: 0",
+                 description (finalizer config auxiliary: true for the DARTS family) or set aux_weight: 0",
                 self.phase, c.aux_weight
             )));
         }
@@ -618,7 +699,7 @@ impl Trainer<'_> {
         // pass: global step s reads batch s % n of pass s / n, so a resumed run reads the same
         // batches as an uninterrupted one.
         let mut val_pass: Option<(usize, Batcher)> = None;
-        let val_per_pass = match (val, algorithm.is_some()) {
+        let val_per_pass = match (val, bilevel) {
             (Some(v), true) => v.batcher(c.batch_size, 0, self.seed ^ 0x5eed, false)?.len(),
             _ => 0,
         };
@@ -634,6 +715,7 @@ impl Trainer<'_> {
                 let mut services = Services::new(net, store, &opt, lr0, &c);
                 let out = algorithm_hook(algo, &mut services, |a, m| a.before_epoch(m, epoch as u32))?;
                 if out.as_object().is_some_and(|m| !m.is_empty()) {
+                    hook_scalars(self.log, &self.phase, "algorithm_start", &out, epoch);
                     self.log.tree.set(&format!("{key}/algorithm_start"), out).map_err(log_err)?;
                 }
             }
@@ -642,6 +724,7 @@ impl Trainer<'_> {
             let mut aux_loss_sum = 0.0;
             let mut algo_metrics = serde_json::Map::new();
             let mut after_step_metrics = serde_json::Map::new();
+            let mut candidate_forwards = 0u64;
             let mut lr = c.optimizer.lr;
             let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
             let mut progress = archai_runlog::Progress::new(
@@ -653,23 +736,40 @@ impl Trainer<'_> {
                 lr = c.scheduler.lr_at(c.optimizer.lr, step, steps_per_epoch, total_steps);
                 let (x, y) = to_tensors(&b, self.device);
                 if let Some(algo) = algorithm.as_deref_mut() {
-                    if val_per_pass == 0 {
-                        return Err(TrainError::Config("the validation split is empty".into()));
-                    }
-                    let pass = step / val_per_pass;
-                    if val_pass.as_ref().is_none_or(|(p, _)| *p != pass) {
-                        let v = val.expect("checked above").batcher(c.batch_size, pass, self.seed ^ 0x5eed, true)?;
-                        val_pass = Some((pass, v));
-                    }
-                    let vb =
-                        val_pass.as_ref().and_then(|(_, b)| b.batch(step % val_per_pass)).expect("index below len");
-                    let (vx, vy) = to_tensors(&vb, self.device);
+                    let (vx, vy) = if bilevel {
+                        if val_per_pass == 0 {
+                            return Err(TrainError::Config("the validation split is empty".into()));
+                        }
+                        let pass = step / val_per_pass;
+                        if val_pass.as_ref().is_none_or(|(p, _)| *p != pass) {
+                            let v =
+                                val.expect("checked above").batcher(c.batch_size, pass, self.seed ^ 0x5eed, true)?;
+                            val_pass = Some((pass, v));
+                        }
+                        let vb =
+                            val_pass.as_ref().and_then(|(_, b)| b.batch(step % val_per_pass)).expect("index below len");
+                        to_tensors(&vb, self.device)
+                    } else {
+                        (Tensor::new(), Tensor::new())
+                    };
                     let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
                     let out = algorithm_step(algo, net, store, &opt, &data, &c)?;
                     accumulate_mean(&mut algo_metrics, out, steps_per_epoch);
                 }
                 opt.schedule(|base| c.scheduler.lr_at(base, step, steps_per_epoch, total_steps));
-                let step_out = weight_step(net, store, &mut opt, &x, &y, &c, lr, scaler.as_mut())?;
+                let forwards_before = net.candidate_forwards();
+                let step_out = weight_step_with(
+                    net,
+                    store,
+                    &mut opt,
+                    &x,
+                    &y,
+                    &c,
+                    lr,
+                    scaler.as_mut(),
+                    arch_training.unwrap_or(ArchTraining::Manual),
+                )?;
+                candidate_forwards += net.candidate_forwards() - forwards_before;
                 let objective = step_out.objective(c.aux_weight);
                 if !objective.is_finite() {
                     let checkpoint = if self.checkpoint.is_file() {
@@ -706,6 +806,13 @@ impl Trainer<'_> {
                 train_log["group_lrs"] =
                     opt.group_lrs(lr).into_iter().map(|(n, l)| (n, l.into())).collect::<serde_json::Map<_, _>>().into();
             }
+            if net.mixed_edges() > 0 {
+                // How many candidate ops the mixers ran per weight step, against the mixed edges:
+                // equal for single-path mixers (GDAS), about |candidates| times for DARTS.
+                train_log["mixed_edges"] = net.mixed_edges().into();
+                train_log["candidate_forwards_per_step"] =
+                    (candidate_forwards as f64 / steps_per_epoch.max(1) as f64).into();
+            }
             if let Some(s) = &scaler {
                 train_log["loss_scale"] = s.scale().into();
                 train_log["skipped_steps"] = s.skipped.into();
@@ -733,10 +840,8 @@ impl Trainer<'_> {
                 let mut services = Services::new(net, store, &opt, lr, &c);
                 let v = algorithm_hook(algo, &mut services, |a, m| a.after_epoch(m, epoch as u32))?;
                 if !v.is_null() {
-                    if let Some(h) = v.get("alpha_entropy").and_then(|h| h.as_f64()) {
-                        self.log.scalar(&format!("{}/alpha_entropy", self.phase), h, epoch);
-                    }
-                    self.log.tree.set(&format!("{key}/alphas"), v).map_err(log_err)?;
+                    hook_scalars(self.log, &self.phase, "algorithm_end", &v, epoch);
+                    self.log.tree.set(&format!("{key}/algorithm_end"), v).map_err(log_err)?;
                 }
             }
             let algo_state = match algorithm.as_deref() {

@@ -89,6 +89,13 @@ pub struct Optimizer {
     pub buf: Vec<Tensor>,
     sq: Vec<Tensor>,
     steps: i64,
+    /// libtorch's optimizer over the same tensors, used only for its `zero_grad`, which resets
+    /// gradients to undefined (PyTorch's `set_to_none`): a parameter that gets no gradient in a
+    /// step (a candidate GDAS did not sample) is then skipped by `step`, as in PyTorch, instead
+    /// of being decayed and moved by its momentum because an earlier step left a zero gradient.
+    /// Zeroing in place made a resumed run (fresh, undefined gradients) diverge from an
+    /// uninterrupted one.
+    grad_reset: tch::COptimizer,
 }
 
 impl Optimizer {
@@ -137,7 +144,12 @@ impl Optimizer {
         let decay =
             params.iter().zip(&group_of).map(|((_, p), &g)| !(all[g].1.no_decay_bn_bias && p.dim() <= 1)).collect();
         let n = params.len();
+        let mut grad_reset = tch::COptimizer::sgd(0.0, 0.0, 0.0, 0.0, false).map_err(|e| e.to_string())?;
+        for (_, p) in &params {
+            grad_reset.add_parameters(p, 0).map_err(|e| e.to_string())?;
+        }
         Ok(Self {
+            grad_reset,
             group_lrs: groups.iter().map(|g| g.optimizer.lr).collect(),
             groups: all,
             group_of,
@@ -185,13 +197,7 @@ impl Optimizer {
     }
 
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.detach_();
-                let _ = g.zero_();
-            }
-        }
+        self.grad_reset.zero_grad().expect("resetting gradients cannot fail for leaf tensors");
     }
 
     /// Global L2 norm of the gradients, clipped to `max_norm` in place; returns the norm before.
@@ -302,6 +308,35 @@ mod tests {
 
     fn param(v: &[f32]) -> Tensor {
         Tensor::from_slice(v).set_requires_grad(true)
+    }
+
+    /// A parameter the loss does not reach in a step (an unsampled GDAS candidate) is left alone,
+    /// as PyTorch does, even when an earlier step gave it a gradient and a momentum buffer; a
+    /// resumed run, whose gradients start undefined, then trains exactly like an uninterrupted one.
+    #[test]
+    fn a_parameter_without_gradient_in_a_step_is_not_moved() {
+        let (a, b) = (param(&[1.0, 2.0]), param(&[3.0]));
+        let config = OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.01,
+            no_decay_bn_bias: false,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+        };
+        let mut opt = Optimizer::new(config, vec![("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())]);
+        opt.zero_grad();
+        (a.sum(Kind::Float) + b.sum(Kind::Float)).backward();
+        opt.step(0.1);
+        let b_after_first = b.detach().copy();
+        opt.zero_grad();
+        assert!(!b.grad().defined(), "zero_grad resets gradients to undefined");
+        a.sum(Kind::Float).backward();
+        opt.step(0.1);
+        assert!(b.equal(&b_after_first), "b got no gradient but moved: {b}");
+        assert!(!a.equal(&Tensor::from_slice(&[1.0f32, 2.0])));
     }
 
     #[test]

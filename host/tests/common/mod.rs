@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
@@ -80,4 +81,51 @@ pub fn set_fixed_init(store: &archai::params::ParamStore) {
         let values = tch::Tensor::arange(n, (tch::Kind::Float, tch::Device::Cpu)).g_mul_scalar(0.1).g_sub_scalar(0.2);
         w.copy_(&values.view(w.size().as_slice()));
     }
+}
+
+/// Runs `archai run CONF --toy --set SETS...` twice under `tmp`: once uninterrupted ("whole"),
+/// once killed with SIGKILL as soon as `checkpoint` (relative to the run dir) appears and then
+/// continued with `--resume` ("cut"). `unfinished(run_dir)` must hold at the moment of the kill.
+pub fn whole_and_resumed(
+    tmp: &std::path::Path,
+    conf: &str,
+    sets: &[&str],
+    checkpoint: &str,
+    unfinished: impl Fn(&std::path::Path) -> bool,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let plugins = plugin_dir();
+    let args = |out: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["--plugin-dir", plugins.to_str().unwrap(), "run", conf, "--toy"].iter().map(|s| s.to_string()).collect();
+        for set in sets {
+            v.extend(["--set".to_string(), set.to_string()]);
+        }
+        v.extend(["--out".to_string(), out.display().to_string()]);
+        v
+    };
+    let whole = tmp.join("whole");
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(args(&whole)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let cut = tmp.join("cut");
+    let mut child = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args(args(&cut))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !cut.join(checkpoint).is_file() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(unfinished(&cut), "the run finished before it was killed");
+
+    let mut resume = args(&cut);
+    resume.push("--resume".into());
+    let out = Command::new(archai_bin()).current_dir(repo_root()).args(&resume).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (whole, cut)
 }

@@ -13,20 +13,36 @@
 //!     c_prev_prev: 48           # channels of the cell's two inputs and of each node
 //!     c_prev: 48
 //!     c: 16
-//!     alpha_group: normal       # which architecture-parameter tensor mixed edges read (search only)
+//!     affine: false             # learnable scale/shift in the input preprocessing's batch norm (default true)
 //!     nodes:                    # node i (from 2) sums its edges; 0 and 1 are the preprocessed inputs
 //!       - edges:
 //!           - {input: 0, op: sep_conv_3x3, params: {c_in: 16, stride: 1}}
-//!           - {input: 1, op: mixed, candidates: [none, max_pool_3x3, ...], params: {c_in: 16, stride: 1, affine: false}}
+//!           - input: 1
+//!             op: mixed         # a mixture of candidates, combined by a mixer plugin
+//!             mixer: {name: softmax, params: {alpha: alphas.normal, row: 1}}
+//!             candidates: [none, max_pool_3x3, ...]
+//!             params: {c_in: 16, stride: 1, affine: false}   # given to every candidate
+//!         combine: {op: edge_softmax_sum, params: {beta: betas.normal, offset: 0}}  # optional
 //!     concat: [2, 3, 4, 5]      # node outputs concatenated into the cell output
 //! head: {c_in: 256}             # global average pooling, then a linear classifier
 //! aux: {after_cell: 5, c_in: 256}  # optional auxiliary classifier on cell 5's output
+//! arch_params:                  # architecture parameters the host creates (search only)
+//!   - {name: alphas.normal, shape: [14, 8], init: {normal: {mean: 0.0, std: 0.001}}}
+//!   - {name: gdas.tau, shape: [], init: {const: 10.0}, trainable: false}
 //! ```
 //! The auxiliary head (op `aux_head` unless `op` names another, extra `params` passed through)
 //! runs only in training and only when the trainer's `aux_weight` is above 0; its loss is added
 //! to the main loss with that weight. Parameter counts leave it out, as DARTS does.
-//! A `mixed` edge is a softmax-weighted sum of its candidates; its weights are row `k` of the
-//! architecture parameter `alphas.<alpha_group>`, where `k` counts the cell's mixed edges in order.
+//!
+//! A `mixed` edge hands its input to a *mixer* (a plugin component named by `mixer.name`), which
+//! builds the `candidates` through the host and decides how to combine them: softmax weights
+//! (DARTS), one sampled candidate (GDAS), a channel subset (PC-DARTS)... The host knows none of
+//! these rules. A node sums its edges unless `combine` names a multi-input op that receives
+//! every edge output in order. `arch_params` are created by the host under their exact names,
+//! optimized by autograd when `trainable` (default) or only changed in place by the algorithm
+//! otherwise; mixers and ops reach them by name. Search spaces built by [`DartsMacro`] give
+//! each mixer the params `{alpha: <arch param>, row: <k>}`, `k` counting the cell's mixed edges
+//! in node order, which is how finalizers find an edge's weights.
 use serde::{Deserialize, Serialize};
 
 /// The eight DARTS primitives, in the order of the paper's code.
@@ -88,7 +104,7 @@ impl Genotype {
     }
 }
 
-/// The operation name that marks a softmax-weighted mixture of candidates.
+/// The operation name that marks a mixture of candidates (combined by the edge's mixer).
 pub const MIXED: &str = "mixed";
 
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +132,23 @@ pub struct OpDesc {
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The mixer of a `mixed` edge: a mixer component by name and its own parameters.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MixerDesc {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One edge of a cell: from node `input` through an op (or a mixture of candidates).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeDesc {
     pub input: usize,
     pub op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixer: Option<MixerDesc>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<String>,
     #[serde(default)]
@@ -132,12 +159,56 @@ impl EdgeDesc {
     pub fn is_mixed(&self) -> bool {
         self.op == MIXED
     }
+
+    /// The `(alpha, row)` mixer params of edges built by [`DartsMacro`]: which architecture
+    /// parameter holds this edge's candidate weights, and which row of it.
+    pub fn alpha_row(&self) -> Option<(&str, usize)> {
+        let p = &self.mixer.as_ref()?.params;
+        Some((p.get("alpha")?.as_str()?, p.get("row")?.as_u64()? as usize))
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDesc {
     pub edges: Vec<EdgeDesc>,
+    /// A multi-input op that combines the edge outputs (in edge order); absent: their sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combine: Option<OpDesc>,
+}
+
+/// How the host initializes an architecture parameter.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ParamInit {
+    Zeros,
+    Ones,
+    Const(f64),
+    Normal { mean: f64, std: f64 },
+    Uniform { lo: f64, hi: f64 },
+}
+
+/// An architecture parameter the host creates (and checkpoints) for a search network.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchParamDesc {
+    /// Full name (dot-separated), e.g. `alphas.normal`.
+    pub name: String,
+    /// Any shape; `[]` is a scalar.
+    pub shape: Vec<i64>,
+    pub init: ParamInit,
+    /// true: autograd computes its gradient (the algorithm's optimizer applies it); false: only
+    /// the algorithm changes it, in place (temperatures, XNAS expert weights).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub trainable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -148,8 +219,10 @@ pub struct CellDesc {
     pub c_prev_prev: i64,
     pub c_prev: i64,
     pub c: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha_group: Option<String>,
+    /// Learnable scale and shift in the batch norm of the input preprocessing (false in
+    /// DARTS-style search networks).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub affine: bool,
     pub nodes: Vec<NodeDesc>,
     pub concat: Vec<usize>,
 }
@@ -159,7 +232,7 @@ impl CellDesc {
     pub fn c_out(&self) -> i64 {
         self.c * self.concat.len() as i64
     }
-    /// Number of mixed edges (rows of this cell's alpha tensor).
+    /// Number of mixed edges.
     pub fn mixed_edges(&self) -> usize {
         self.nodes.iter().flat_map(|n| &n.edges).filter(|e| e.is_mixed()).count()
     }
@@ -203,6 +276,8 @@ pub struct ModelDesc {
     pub head: HeadDesc,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aux: Option<AuxDesc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arch_params: Vec<ArchParamDesc>,
 }
 
 impl ModelDesc {
@@ -239,8 +314,10 @@ impl ModelDesc {
                     if e.is_mixed() && e.candidates.is_empty() {
                         return bad(format!("cells[{ci}].nodes[{ni}].edges[{ei}] is `mixed` without candidates"));
                     }
-                    if e.is_mixed() && cell.alpha_group.is_none() {
-                        return bad(format!("cells[{ci}] has mixed edges but no alpha_group"));
+                    if e.is_mixed() != e.mixer.is_some() {
+                        return bad(format!(
+                            "cells[{ci}].nodes[{ni}].edges[{ei}]: a `mixed` edge needs a `mixer` (and only a mixed edge has one)"
+                        ));
                     }
                 }
             }
@@ -271,6 +348,17 @@ impl ModelDesc {
                 Some(_) => {}
             }
         }
+        for (i, p) in self.arch_params.iter().enumerate() {
+            if p.name.is_empty() || p.name.split('.').any(str::is_empty) {
+                return bad(format!("arch_params[{i}].name `{}` is not a dot-separated name", p.name));
+            }
+            if self.arch_params[..i].iter().any(|q| q.name == p.name) {
+                return bad(format!("arch_params: `{}` is declared twice", p.name));
+            }
+            if p.shape.iter().any(|&d| d <= 0) {
+                return bad(format!("arch_params `{}`: shape {:?} has a dimension below 1", p.name, p.shape));
+            }
+        }
         let last = self.cells.last().map(|c| c.c_out());
         if let Some(c) = last {
             if c != self.head.c_in {
@@ -280,19 +368,9 @@ impl ModelDesc {
         Ok(())
     }
 
-    /// Alpha groups and their shapes (rows = mixed edges of one cell of that group, cols = candidates).
-    pub fn alpha_shapes(&self) -> Vec<(String, usize, usize)> {
-        let mut out: Vec<(String, usize, usize)> = Vec::new();
-        for cell in &self.cells {
-            if let Some(group) = &cell.alpha_group {
-                let cols =
-                    cell.nodes.iter().flat_map(|n| &n.edges).find(|e| e.is_mixed()).map_or(0, |e| e.candidates.len());
-                if !out.iter().any(|(g, _, _)| g == group) {
-                    out.push((group.clone(), cell.mixed_edges(), cols));
-                }
-            }
-        }
-        out
+    /// The declared architecture parameter named `name`.
+    pub fn arch_param(&self, name: &str) -> Option<&ArchParamDesc> {
+        self.arch_params.iter().find(|p| p.name == name)
     }
 }
 
@@ -321,8 +399,11 @@ impl Default for DartsMacro {
 
 /// What fills one cell's edges: a mixture over candidates (search) or a fixed genotype.
 pub enum CellFill<'a> {
-    /// Every node reads every earlier node through a mixed op over `candidates`.
-    Search { candidates: &'a [String] },
+    /// Every node reads every earlier node through a mixed edge over `candidates`, combined by
+    /// the mixer `mixer` (its params get `alpha` and `row` added). The builder declares the
+    /// trainable `alphas.normal` and `alphas.reduce` (one row per mixed edge of a cell, one column
+    /// per candidate, N(0, 1e-3) as in DARTS).
+    Search { candidates: &'a [String], mixer: &'a MixerDesc },
     /// Per node, the (op, input) pairs it keeps.
     Genotype { normal: &'a [Vec<(String, usize)>], reduce: &'a [Vec<(String, usize)>] },
 }
@@ -350,6 +431,7 @@ impl DartsMacro {
             )));
         }
         let search = matches!(fill, CellFill::Search { .. });
+        let group_of = |reduction: bool| if reduction { "alphas.reduce" } else { "alphas.normal" };
         let c_stem = self.stem_multiplier * self.channels;
         let stem = vec![OpDesc {
             op: "conv_bn".into(),
@@ -365,20 +447,27 @@ impl DartsMacro {
                 c *= 2;
             }
             let mut nodes = Vec::new();
+            let mut row = 0usize;
             for n in 0..self.nodes {
-                let edge = |op: &str, input: usize, candidates: Vec<String>| {
+                let edge = |op: &str, input: usize, candidates: Vec<String>, mixer: Option<MixerDesc>| {
                     let stride = if reduction && input < 2 { 2 } else { 1 };
                     let mut params = serde_json::json!({"c_in": c, "stride": stride});
                     if search {
                         params["affine"] = false.into();
                         params["pool_bn"] = true.into();
                     }
-                    EdgeDesc { input, op: op.into(), candidates, params: param_map(params) }
+                    EdgeDesc { input, op: op.into(), mixer, candidates, params: param_map(params) }
                 };
                 let edges = match fill {
-                    CellFill::Search { candidates } => {
-                        (0..n + 2).map(|j| edge(MIXED, j, candidates.to_vec())).collect()
-                    }
+                    CellFill::Search { candidates, mixer } => (0..n + 2)
+                        .map(|j| {
+                            let mut m = (*mixer).clone();
+                            m.params.insert("alpha".into(), group_of(reduction).into());
+                            m.params.insert("row".into(), row.into());
+                            row += 1;
+                            edge(MIXED, j, candidates.to_vec(), Some(m))
+                        })
+                        .collect(),
                     CellFill::Genotype { normal, reduce } => {
                         let g = if reduction { reduce } else { normal };
                         let picks = g.get(n).ok_or_else(|| {
@@ -388,10 +477,10 @@ impl DartsMacro {
                                 self.nodes
                             ))
                         })?;
-                        picks.iter().map(|(op, j)| edge(op, *j, Vec::new())).collect()
+                        picks.iter().map(|(op, j)| edge(op, *j, Vec::new(), None)).collect()
                     }
                 };
-                nodes.push(NodeDesc { edges });
+                nodes.push(NodeDesc { edges, combine: None });
             }
             let cell = CellDesc {
                 reduction,
@@ -399,7 +488,7 @@ impl DartsMacro {
                 c_prev_prev: c_pp,
                 c_prev: c_p,
                 c,
-                alpha_group: search.then(|| if reduction { "reduce".to_string() } else { "normal".to_string() }),
+                affine: !search,
                 nodes,
                 concat: (2..self.nodes + 2).collect(),
             };
@@ -411,7 +500,31 @@ impl DartsMacro {
                 aux = Some(AuxDesc { after_cell: i, c_in: c_p, op: aux_head_op(), params: Default::default() });
             }
         }
-        let desc = ModelDesc { name: name.into(), input, num_classes, stem, cells, head: HeadDesc { c_in: c_p }, aux };
+        let arch_params = match fill {
+            CellFill::Search { candidates, .. } => {
+                let rows = (self.nodes * (self.nodes + 3) / 2) as i64;
+                ["alphas.normal", "alphas.reduce"]
+                    .iter()
+                    .map(|n| ArchParamDesc {
+                        name: n.to_string(),
+                        shape: vec![rows, candidates.len() as i64],
+                        init: ParamInit::Normal { mean: 0.0, std: 1e-3 },
+                        trainable: true,
+                    })
+                    .collect()
+            }
+            CellFill::Genotype { .. } => Vec::new(),
+        };
+        let desc = ModelDesc {
+            name: name.into(),
+            input,
+            num_classes,
+            stem,
+            cells,
+            head: HeadDesc { c_in: c_p },
+            aux,
+            arch_params,
+        };
         desc.validate()?;
         Ok(desc)
     }
@@ -425,16 +538,32 @@ mod tests {
         DARTS_PRIMITIVES.iter().map(|s| s.to_string()).collect()
     }
 
+    fn softmax_mixer() -> MixerDesc {
+        MixerDesc { name: "softmax".into(), params: Default::default() }
+    }
+
     #[test]
     fn search_space_has_darts_shape_and_round_trips() {
         let m = DartsMacro::default();
         let c = cands();
-        let d = m.build("s", InputDesc { channels: 3, size: 32 }, 10, &CellFill::Search { candidates: &c }).unwrap();
+        let mixer = softmax_mixer();
+        let d = m
+            .build("s", InputDesc { channels: 3, size: 32 }, 10, &CellFill::Search { candidates: &c, mixer: &mixer })
+            .unwrap();
         assert_eq!(d.cells.len(), 8);
         let reductions: Vec<usize> = d.cells.iter().enumerate().filter(|(_, c)| c.reduction).map(|(i, _)| i).collect();
         assert_eq!(reductions, vec![2, 5]);
         assert_eq!(d.cells[0].mixed_edges(), 14);
-        assert_eq!(d.alpha_shapes(), vec![("normal".into(), 14, 8), ("reduce".into(), 14, 8)]);
+        let shapes: Vec<(&str, &[i64])> = d.arch_params.iter().map(|p| (p.name.as_str(), &p.shape[..])).collect();
+        assert_eq!(shapes, vec![("alphas.normal", &[14, 8][..]), ("alphas.reduce", &[14, 8][..])]);
+        // Rows count the cell's mixed edges in node order; reduction cells read alphas.reduce.
+        let rows: Vec<(&str, usize)> =
+            d.cells[2].nodes.iter().flat_map(|n| &n.edges).filter_map(|e| e.alpha_row()).collect();
+        assert_eq!(rows.len(), 14);
+        assert_eq!(rows[0], ("alphas.reduce", 0));
+        assert_eq!(rows[13], ("alphas.reduce", 13));
+        assert_eq!(d.cells[0].nodes[1].edges[2].alpha_row(), Some(("alphas.normal", 4)));
+        assert!(!d.cells[0].affine);
         assert_eq!(d.head.c_in, 4 * 64);
         assert!(d.cells[3].reduction_prev);
         let back = ModelDesc::from_yaml(&d.to_yaml(), "test").unwrap();
@@ -463,11 +592,29 @@ mod tests {
     #[test]
     fn invalid_edges_are_named() {
         let m = DartsMacro { layers: 3, nodes: 2, channels: 4, stem_multiplier: 1, auxiliary: false };
-        let mut d =
-            m.build("s", InputDesc { channels: 1, size: 8 }, 2, &CellFill::Search { candidates: &cands() }).unwrap();
+        let mixer = softmax_mixer();
+        let mut d = m
+            .build(
+                "s",
+                InputDesc { channels: 1, size: 8 },
+                2,
+                &CellFill::Search { candidates: &cands(), mixer: &mixer },
+            )
+            .unwrap();
+        let good = d.clone();
         d.cells[1].nodes[0].edges[0].input = 5;
         let e = d.validate().unwrap_err().to_string();
         assert!(e.contains("cells[1].nodes[0].edges[0].input = 5"), "{e}");
+        let mut d = good.clone();
+        d.cells[0].nodes[1].edges[0].mixer = None;
+        let e = d.validate().unwrap_err().to_string();
+        assert!(e.contains("cells[0].nodes[1].edges[0]") && e.contains("needs a `mixer`"), "{e}");
+        let mut d = good.clone();
+        d.arch_params.push(d.arch_params[0].clone());
+        assert!(d.validate().unwrap_err().to_string().contains("declared twice"));
+        let mut d = good;
+        d.arch_params[1].shape = vec![0, 3];
+        assert!(d.validate().unwrap_err().to_string().contains("alphas.reduce"));
         let e = ModelDesc::from_yaml(
             "name: x\ninput: {channels: 1, size: 8}\nnum_classes: 2\nstem: []\nhead: {c_in: 4}\nbogus: 1\n",
             "f.yaml",

@@ -1,13 +1,9 @@
-//! Configuration of the `darts` algorithm and the `darts-topk` finalizer, and the dataset facts
-//! the host passes to `model_desc`.
-use archai_plugin_api::model_desc::{DartsMacro, InputDesc, DARTS_PRIMITIVES};
-use serde::de::DeserializeOwned;
+//! Configuration of the `darts` algorithm and the `darts-topk` finalizer.
+use archai_plugin_api::kit::genotype::FinalSize;
+use archai_plugin_api::model_desc::DartsMacro;
 use serde::{Deserialize, Serialize};
 
-/// The eight DARTS primitives as owned strings (the default candidate list).
-pub fn darts_primitives() -> Vec<String> {
-    DARTS_PRIMITIVES.iter().map(|s| s.to_string()).collect()
-}
+pub use archai_plugin_api::kit::config::{check_candidates, darts_primitives, parse as parse_config};
 
 /// Configuration of the `darts` algorithm (see the crate documentation for the meaning of each key).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -42,27 +38,6 @@ impl Default for DartsConfig {
             unrolled_eps: 0.01,
         }
     }
-}
-
-/// Deserializes a component config; `null` (no config given) means all defaults.
-pub fn parse_config<T: DeserializeOwned + Default>(value: &serde_json::Value, what: &str) -> anyhow::Result<T> {
-    if value.is_null() {
-        return Ok(T::default());
-    }
-    serde_json::from_value(value.clone()).map_err(|e| anyhow::anyhow!("{what} config: {e}"))
-}
-
-/// Checks a candidate list: non-empty, no duplicates, at least one op other than `none`.
-pub fn check_candidates(candidates: &[String], what: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(!candidates.is_empty(), "{what} config: `candidates` is empty");
-    for (i, c) in candidates.iter().enumerate() {
-        anyhow::ensure!(!candidates[..i].contains(c), "{what} config: candidate `{c}` is listed twice");
-    }
-    anyhow::ensure!(
-        candidates.iter().any(|c| c != "none"),
-        "{what} config: `candidates` must contain an op other than `none` (the final architecture is made of them)"
-    );
-    Ok(())
 }
 
 impl DartsConfig {
@@ -120,33 +95,16 @@ impl Default for TopkConfig {
 }
 
 impl TopkConfig {
+    /// The final network's size overrides.
+    pub fn size(&self) -> FinalSize {
+        FinalSize { layers: self.layers, channels: self.channels, auxiliary: self.auxiliary }
+    }
+
     /// Parses and validates the config.
     pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
         let c: Self = parse_config(value, "darts-topk")?;
         anyhow::ensure!(c.k >= 1, "darts-topk config: `k` must be at least 1");
         Ok(c)
-    }
-}
-
-/// The dataset facts the host passes to `model_desc`.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-pub struct DatasetContext {
-    pub channels: i64,
-    pub image_size: i64,
-    pub num_classes: i64,
-    #[serde(default)]
-    pub seed: u64,
-}
-
-impl DatasetContext {
-    pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
-        serde_json::from_value(value.clone()).map_err(|e| {
-            anyhow::anyhow!("model_desc context {value}: {e} (expected channels, image_size, num_classes, seed)")
-        })
-    }
-
-    pub fn input(&self) -> InputDesc {
-        InputDesc { channels: self.channels, size: self.image_size }
     }
 }
 

@@ -5,10 +5,12 @@
 //!
 //! The search space is the DARTS cell space: a network of `macro.layers` cells (reduction cells
 //! at 1/3 and 2/3 of the depth), each with `macro.nodes` intermediate nodes; every node reads
-//! every earlier node of its cell (and the cell's two inputs) through a *mixed edge*, the
-//! softmax-weighted sum of the `candidates`. The weights of the mixtures are two architecture
-//! parameters owned by the host, `alphas.normal` and `alphas.reduce` (one row per mixed edge of a
-//! cell, one column per candidate, shared by all cells of that kind, initialized N(0, 1e-3)).
+//! every earlier node of its cell (and the cell's two inputs) through a *mixed edge* combined by
+//! this plugin's mixer `softmax`: the softmax-weighted sum of the `candidates` (`none` is never
+//! computed: it contributes zero). The weights are two architecture parameters declared in the
+//! search description and owned by the host, `alphas.normal` and `alphas.reduce` (one row per
+//! mixed edge of a cell, one column per candidate, shared by all cells of that kind, initialized
+//! N(0, 1e-3)).
 //! Batch norm in the search network has no learnable scale and shift, and pooling candidates
 //! are followed by batch norm, as in the paper.
 //!
@@ -65,18 +67,26 @@
 //! pooling (the evaluation network of the paper), and is plain YAML.
 //!
 //! ```yaml
-//! k: 2          # incoming edges kept per node
-//! layers: 20    # optional: cells of the final network (default: as in the search)
-//! channels: 36  # optional: initial channels of the final network (default: as in the search)
+//! k: 2            # incoming edges kept per node
+//! layers: 20      # optional: cells of the final network (default: as in the search)
+//! channels: 36    # optional: initial channels of the final network (default: as in the search)
+//! auxiliary: true # optional: DARTS' auxiliary head in the final network (default: as in the search)
 //! ```
+//!
+//! Each mixed edge's weights are found through its mixer params (`alpha`, `row`), so the
+//! finalizer serves every algorithm that searches this space with alpha rows (GDAS, SNAS,
+//! DiDARTS use it too).
 #![allow(non_local_definitions)]
 
-pub mod adam;
 pub mod config;
+pub mod mixer;
 pub mod search;
 pub mod topk;
 
-use archai_plugin_api::{export_plugin, register_algorithm, register_finalizer, Algorithm, Finalizer};
+use archai_plugin_api::{
+    export_plugin, register_algorithm, register_finalizer, register_mixer, Algorithm, Finalizer, MixerConfig, Op,
+    ParamBuilder,
+};
 
 export_plugin!();
 
@@ -88,6 +98,15 @@ fn create_topk(config: &serde_json::Value) -> anyhow::Result<Box<dyn Finalizer>>
     Ok(Box::new(topk::TopkFinalizer { config: config::TopkConfig::from_json(config)? }))
 }
 
+fn create_softmax(config: &MixerConfig, params: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    Ok(Box::new(mixer::SoftmaxMixer::new(config, params)?))
+}
+
+register_mixer!(
+    "softmax",
+    "DARTS mixed edge: softmax(alpha[row])-weighted sum of the candidates (`none` skipped); params alpha, row",
+    create_softmax
+);
 register_algorithm!(
     "darts",
     "DARTS differentiable architecture search (first or second order) over the DARTS cell space",

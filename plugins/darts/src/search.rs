@@ -1,11 +1,11 @@
 //! The bilevel architecture step of DARTS (first and second order) and the `darts` algorithm.
-use crate::adam::Adam;
-use crate::config::{DartsConfig, DatasetContext};
-use crate::topk::{entropy, group_genotype, softmax, tensor_rows};
-use archai_plugin_api::model_desc::{CellFill, InputDesc, ModelDesc};
+use crate::config::DartsConfig;
+use archai_plugin_api::kit::adam::Adam;
+use archai_plugin_api::kit::genotype::alpha_report;
+use archai_plugin_api::model_desc::{CellFill, InputDesc, MixerDesc, ModelDesc};
 use archai_plugin_api::tch::{no_grad_guard, Tensor};
-use archai_plugin_api::{Algorithm, Model, StepData, WeightOptimizerInfo};
-use serde_json::{json, Map, Value};
+use archai_plugin_api::{Algorithm, ArchTraining, Model, SearchContext, SearchPlan, StepData, WeightOptimizerInfo};
+use serde_json::{json, Value};
 
 /// Adam's epsilon for the architecture parameters (as in DARTS and `torch.optim.Adam`).
 pub const ARCH_ADAM_EPS: f64 = 1e-8;
@@ -102,9 +102,9 @@ impl ArchStep {
     }
 
     /// One architecture step on `batch.val_x, batch.val_y` (order 2 also uses `batch.x, batch.y`
-    /// and `batch.lr`); returns the validation loss.
+    /// and `batch.lr`) over the trainable architecture parameters; returns the validation loss.
     pub fn step(&mut self, model: &mut dyn SearchModel, batch: &StepData) -> anyhow::Result<f64> {
-        let alphas = model.arch_params();
+        let alphas = archai_plugin_api::kit::trainable(model.arch_params());
         anyhow::ensure!(
             !alphas.is_empty(),
             "darts: the model has no architecture parameters (was the search description compiled with mixed edges?)"
@@ -318,56 +318,17 @@ impl Darts {
 
     fn build(config: &DartsConfig, input: InputDesc, num_classes: i64) -> anyhow::Result<ModelDesc> {
         let m = config.macro_.clone();
-        m.build("darts_search", input, num_classes, &CellFill::Search { candidates: &config.candidates })
+        let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
+        m.build("darts_search", input, num_classes, &CellFill::Search { candidates: &config.candidates, mixer: &mixer })
             .map_err(|e| anyhow::anyhow!("darts config `macro`: {e}"))
     }
 }
 
-/// What `after_epoch` logs: the softmax of each alpha group (`alphas`, one list per mixed edge),
-/// the mean entropy of those rows (`alpha_entropy`: over all groups, one number;
-/// `alpha_entropy_by_group`: per group) and the top-2 genotype the finalizer would pick now
-/// (`genotype`, per node its `[op, input]` pairs). Group names drop the `alphas.` prefix.
-pub fn alpha_report(arch: &[(String, Tensor)], layout: Option<&ModelDesc>) -> anyhow::Result<Value> {
-    let mut probs = Map::new();
-    let mut entropies = Map::new();
-    let mut genotypes = Map::new();
-    let (mut h_sum, mut rows_total) = (0.0, 0usize);
-    for (name, t) in arch {
-        let group = name.strip_prefix("alphas.").unwrap_or(name);
-        let rows = tensor_rows(t).map_err(|e| anyhow::anyhow!("`{name}`: {e}"))?;
-        let p: Vec<Vec<f64>> = rows.iter().map(|r| softmax(r)).collect();
-        let h: f64 = p.iter().map(|r| entropy(r)).sum();
-        h_sum += h;
-        rows_total += p.len();
-        entropies.insert(group.into(), json!(h / p.len().max(1) as f64));
-        if let Some(layout) = layout {
-            let g = match group_genotype(layout, group, &rows, 2) {
-                Ok(g) => json!(g
-                    .iter()
-                    .map(|node| node.iter().map(|(op, i)| json!([op, i])).collect::<Vec<_>>())
-                    .collect::<Vec<_>>()),
-                Err(e) => json!(format!("unavailable: {e}")),
-            };
-            genotypes.insert(group.into(), g);
-        }
-        probs.insert(group.into(), json!(p));
-    }
-    let mut out = Map::new();
-    out.insert("alphas".into(), Value::Object(probs));
-    out.insert("alpha_entropy".into(), json!(h_sum / rows_total.max(1) as f64));
-    out.insert("alpha_entropy_by_group".into(), Value::Object(entropies));
-    if layout.is_some() {
-        out.insert("genotype".into(), Value::Object(genotypes));
-    }
-    Ok(Value::Object(out))
-}
-
 impl Algorithm for Darts {
-    fn model_desc(&mut self, context: &Value) -> anyhow::Result<String> {
-        let ctx = DatasetContext::from_json(context)?;
-        let desc = Self::build(&self.config, ctx.input(), ctx.num_classes)?;
+    fn search_space(&mut self, context: &SearchContext) -> anyhow::Result<SearchPlan> {
+        let desc = Self::build(&self.config, context.input(), context.num_classes)?;
         self.layout = desc.clone();
-        Ok(desc.to_yaml())
+        Ok(SearchPlan { desc, arch_training: ArchTraining::Bilevel })
     }
 
     fn before_step(&mut self, model: &mut Model<'_, '_>, batch: &StepData) -> anyhow::Result<Value> {
@@ -585,9 +546,12 @@ mod tests {
     fn model_desc_and_alpha_report() {
         let cfg = DartsConfig::from_json(&json!({"macro": {"layers": 3, "nodes": 2, "channels": 4}})).unwrap();
         let mut d = Darts::new(cfg).unwrap();
-        let yaml = d.model_desc(&json!({"channels": 1, "image_size": 28, "num_classes": 10, "seed": 3})).unwrap();
-        let desc = ModelDesc::from_yaml(&yaml, "t").unwrap();
-        assert_eq!(desc.alpha_shapes(), vec![("normal".into(), 5, 8), ("reduce".into(), 5, 8)]);
+        let ctx = SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 3, epochs: 1 };
+        let plan = d.search_space(&ctx).unwrap();
+        assert_eq!(plan.arch_training, ArchTraining::Bilevel);
+        let desc = plan.desc;
+        let shapes: Vec<(&str, &[i64])> = desc.arch_params.iter().map(|p| (p.name.as_str(), &p.shape[..])).collect();
+        assert_eq!(shapes, vec![("alphas.normal", &[5, 8][..]), ("alphas.reduce", &[5, 8][..])]);
         assert_eq!(desc.input, InputDesc { channels: 1, size: 28 });
         assert_eq!(desc.cells[0].c_prev_prev, 12);
 
@@ -610,8 +574,6 @@ mod tests {
         assert!((r["alpha_entropy"].as_f64().unwrap() - (hn + hr) / 2.0).abs() < 1e-12);
         assert_eq!(r["genotype"]["normal"][1], json!([["sep_conv_3x3", 0], ["sep_conv_3x3", 1]]));
 
-        let e = d.model_desc(&json!({"channels": 1})).unwrap_err().to_string();
-        assert!(e.contains("image_size"), "{e}");
         assert!(Darts::new(DartsConfig::from_json(&json!({"macro": {"layers": 2}})).unwrap()).is_err());
     }
 }

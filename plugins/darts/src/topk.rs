@@ -1,171 +1,23 @@
 //! The `darts-topk` finalizer: from the searched supernet and its alphas to a discrete network.
 use crate::config::TopkConfig;
-use archai_plugin_api::model_desc::{CellDesc, CellFill, DartsMacro, ModelDesc};
-use archai_plugin_api::tch::{Device, Kind, Tensor};
-use archai_plugin_api::Finalizer;
+use archai_plugin_api::kit::genotype::{cell_genotype, cell_types, edge_softmax, named_rows, rebuild};
+use archai_plugin_api::model_desc::ModelDesc;
+use archai_plugin_api::{Finalizer, Model};
 
-/// A cell's choice: per intermediate node, the `(op, input)` pairs it keeps.
-pub type Genotype = Vec<Vec<(String, usize)>>;
+pub use archai_plugin_api::kit::genotype::{softmax, Genotype};
 
-/// Softmax of one row of alphas, in f64.
-pub fn softmax(row: &[f64]) -> Vec<f64> {
-    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = row.iter().map(|a| (a - max).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|x| x / s).collect()
-}
-
-/// Entropy (nats) of a probability row.
-pub fn entropy(p: &[f64]) -> f64 {
-    -p.iter().filter(|&&x| x > 0.0).map(|x| x * x.ln()).sum::<f64>()
-}
-
-/// The best candidate other than `none` of one mixed edge: `(index, weight)`; the first on ties.
-pub fn best_non_none(weights: &[f64], candidates: &[String]) -> Option<(usize, f64)> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, (w, c)) in weights.iter().zip(candidates).enumerate() {
-        if c == "none" {
-            continue;
-        }
-        let better = match best {
-            None => true,
-            Some((_, b)) => *w > b,
-        };
-        if better {
-            best = Some((i, *w));
-        }
-    }
-    best
-}
-
-/// The DARTS rule for one cell: per node, rank the incoming edges by the softmax weight of their
-/// best non-`none` candidate and keep the top `k`, each becoming that candidate (ties keep the
-/// lower input first, as Python's stable sort does). `probs` holds the softmax rows of the cell's
-/// alpha group, row `r` = the cell's `r`-th mixed edge in node order. Fixed (non-mixed) edges are
-/// always kept first.
-pub fn cell_genotype(cell: &CellDesc, probs: &[Vec<f64>], k: usize) -> anyhow::Result<Genotype> {
-    let mixed = cell.mixed_edges();
-    anyhow::ensure!(probs.len() == mixed, "the alphas have {} rows but the cell has {mixed} mixed edges", probs.len());
-    let mut row = 0;
-    let mut genotype = Vec::new();
-    for (ni, node) in cell.nodes.iter().enumerate() {
-        let mut ranked: Vec<(f64, String, usize)> = Vec::new();
-        for e in &node.edges {
-            if e.is_mixed() {
-                let p = &probs[row];
-                anyhow::ensure!(
-                    p.len() == e.candidates.len(),
-                    "alpha row {row} has {} columns but edge {} -> node {} has {} candidates",
-                    p.len(),
-                    e.input,
-                    ni + 2,
-                    e.candidates.len()
-                );
-                anyhow::ensure!(p.iter().all(|x| x.is_finite()), "alpha row {row} is not finite: {p:?}");
-                let (best, w) = best_non_none(p, &e.candidates).ok_or_else(|| {
-                    anyhow::anyhow!("edge {} -> node {} has no candidate other than `none`", e.input, ni + 2)
-                })?;
-                ranked.push((w, e.candidates[best].clone(), e.input));
-                row += 1;
-            } else {
-                ranked.push((f64::INFINITY, e.op.clone(), e.input));
-            }
-        }
-        // Stable: equal weights keep the edges' order.
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-        genotype.push(ranked.into_iter().take(k).map(|(_, op, input)| (op, input)).collect());
-    }
-    Ok(genotype)
-}
-
-/// A 2-D architecture tensor as rows of f64.
-pub fn tensor_rows(t: &Tensor) -> anyhow::Result<Vec<Vec<f64>>> {
-    anyhow::ensure!(t.dim() == 2, "expected a 2-D alpha tensor, got shape {:?}", t.size());
-    let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?;
-    Ok(Vec::<Vec<f64>>::try_from(&t)?)
-}
-
-/// The genotype of one alpha group (taken from the first cell of that group).
-pub fn group_genotype(desc: &ModelDesc, group: &str, alphas: &[Vec<f64>], k: usize) -> anyhow::Result<Genotype> {
-    let cell = desc
-        .cells
-        .iter()
-        .find(|c| c.alpha_group.as_deref() == Some(group))
-        .ok_or_else(|| anyhow::anyhow!("the search description has no cell with alpha_group `{group}`"))?;
-    let probs: Vec<Vec<f64>> = alphas.iter().map(|r| softmax(r)).collect();
-    cell_genotype(cell, &probs, k).map_err(|e| anyhow::anyhow!("alphas.{group}: {e}"))
-}
-
-/// The macro values a DARTS search description was built with.
-pub fn macro_of(desc: &ModelDesc) -> anyhow::Result<DartsMacro> {
-    let first = desc.cells.first().ok_or_else(|| anyhow::anyhow!("the search description has no cells"))?;
-    let nodes = first.nodes.len();
-    anyhow::ensure!(
-        desc.cells.iter().all(|c| c.nodes.len() == nodes),
-        "the search description's cells have different node counts; darts-topk needs a DARTS macro-architecture"
-    );
-    let channels = if first.reduction { first.c / 2 } else { first.c };
-    anyhow::ensure!(
-        channels > 0 && first.c_prev_prev % channels == 0,
-        "cannot infer the stem multiplier: stem outputs {} channels, the first cell has {channels}",
-        first.c_prev_prev
-    );
-    Ok(DartsMacro {
-        layers: desc.cells.len(),
-        nodes,
-        channels,
-        stem_multiplier: first.c_prev_prev / channels,
-        auxiliary: desc.aux.is_some(),
-    })
-}
-
-/// The final name: `darts_search` -> `darts_final`.
-fn final_name(search: &str) -> String {
-    format!("{}_final", search.strip_suffix("_search").unwrap_or(search))
-}
-
-/// Applies the top-k rule to a search description and its alphas (`alphas.normal`,
-/// `alphas.reduce`) and rebuilds the network with `config`'s macro overrides.
+/// Applies the DARTS rule to a search description: per cell type, each node keeps the `k` edges
+/// whose best non-`none` candidate has the largest softmax weight (the edge's `alpha` row, named
+/// by its mixer params), then rebuilds the network with `config`'s size overrides.
 pub fn finalize(
     config: &TopkConfig,
-    search_desc_yaml: &str,
+    search: &ModelDesc,
     arch: &[(String, Vec<Vec<f64>>)],
 ) -> anyhow::Result<ModelDesc> {
-    let search = ModelDesc::from_yaml(search_desc_yaml, "(search description given to darts-topk)")?;
-    let alphas = |group: &str| -> anyhow::Result<&Vec<Vec<f64>>> {
-        let name = format!("alphas.{group}");
-        arch.iter().find(|(n, _)| *n == name).map(|(_, a)| a).ok_or_else(|| {
-            let have: Vec<&str> = arch.iter().map(|(n, _)| n.as_str()).collect();
-            anyhow::anyhow!("architecture parameter `{name}` is missing (got {have:?})")
-        })
-    };
-    for cell in &search.cells {
-        if let Some(g) = &cell.alpha_group {
-            anyhow::ensure!(
-                g == "normal" || g == "reduce",
-                "darts-topk knows alpha groups `normal` and `reduce`, found `{g}`"
-            );
-        }
-    }
-    let normal = group_genotype(&search, "normal", alphas("normal")?, config.k)?;
-    let reduce = group_genotype(&search, "reduce", alphas("reduce")?, config.k)?;
-    let mut m = macro_of(&search)?;
-    if let Some(l) = config.layers {
-        m.layers = l;
-    }
-    if let Some(c) = config.channels {
-        m.channels = c;
-    }
-    if let Some(a) = config.auxiliary {
-        m.auxiliary = a;
-    }
-    let desc = m.build(
-        &final_name(&search.name),
-        search.input.clone(),
-        search.num_classes,
-        &CellFill::Genotype { normal: &normal, reduce: &reduce },
-    )?;
-    Ok(desc)
+    let (normal, reduce) = cell_types(search)?;
+    let pick = |cell| cell_genotype(cell, config.k, |_, _, e| edge_softmax(arch, e));
+    let (normal, reduce) = (pick(normal)?, pick(reduce)?);
+    rebuild(search, &normal, &reduce, &config.size())
 }
 
 /// The `darts-topk` finalizer component.
@@ -174,12 +26,8 @@ pub struct TopkFinalizer {
 }
 
 impl Finalizer for TopkFinalizer {
-    fn finalize(&mut self, search_desc_yaml: &str, arch: Vec<(String, Tensor)>) -> anyhow::Result<String> {
-        let rows = arch
-            .iter()
-            .map(|(n, t)| Ok((n.clone(), tensor_rows(t).map_err(|e| anyhow::anyhow!("`{n}`: {e}"))?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(finalize(&self.config, search_desc_yaml, &rows)?.to_yaml())
+    fn finalize(&mut self, search: &ModelDesc, model: &mut Model<'_, '_>) -> anyhow::Result<ModelDesc> {
+        finalize(&self.config, search, &named_rows(&model.arch_params()))
     }
 }
 
@@ -187,17 +35,24 @@ impl Finalizer for TopkFinalizer {
 mod tests {
     use super::*;
     use crate::config::darts_primitives;
-    use archai_plugin_api::model_desc::{InputDesc, MIXED};
+    use archai_plugin_api::model_desc::{CellDesc, CellFill, DartsMacro, InputDesc, MixerDesc, MIXED};
+    use archai_plugin_api::tch::Tensor;
 
     fn search_desc(layers: usize, nodes: usize) -> ModelDesc {
         let m = DartsMacro { layers, nodes, channels: 8, stem_multiplier: 3, auxiliary: false };
+        let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
         m.build(
             "darts_search",
             InputDesc { channels: 1, size: 28 },
             10,
-            &CellFill::Search { candidates: &darts_primitives() },
+            &CellFill::Search { candidates: &darts_primitives(), mixer: &mixer },
         )
         .unwrap()
+    }
+
+    /// The DARTS rule on one cell with probability rows indexed by the edges' alpha rows.
+    fn genotype(cell: &CellDesc, probs: &[Vec<f64>], k: usize) -> Genotype {
+        cell_genotype(cell, k, |_, _, e| Ok(probs[e.alpha_row().unwrap().1].clone())).unwrap()
     }
 
     fn row(best: usize, w: f64) -> Vec<f64> {
@@ -238,7 +93,7 @@ mod tests {
     fn topk_follows_the_darts_rule() {
         let d = search_desc(3, 4);
         let probs: Vec<Vec<f64>> = hand_alphas().iter().map(|r| softmax(r)).collect();
-        let geno = cell_genotype(&d.cells[0], &probs, 2).unwrap();
+        let geno = genotype(&d.cells[0], &probs, 2);
         assert_eq!(
             geno,
             vec![
@@ -249,7 +104,7 @@ mod tests {
             ]
         );
         // k = 3: the tie at node 5 goes to the lower input.
-        let geno3 = cell_genotype(&d.cells[0], &probs, 3).unwrap();
+        let geno3 = genotype(&d.cells[0], &probs, 3);
         assert_eq!(geno3[3], g(&[("skip_connect", 4), ("sep_conv_5x5", 2), ("max_pool_3x3", 0)]));
         // k larger than a node's fan-in keeps all its edges.
         assert_eq!(geno3[0].len(), 2);
@@ -258,7 +113,7 @@ mod tests {
         let mut probs = probs;
         probs[0] = softmax(&[-10.0, -10.0, -10.0, -10.0, 0.0, -10.0, -10.0, -10.0]); // ~1.0 on sep_conv_3x3
         probs[1] = softmax(&[3.0, 3.0, 3.0, 3.0, 3.1, 3.0, 3.0, 3.0]); // ~0.13 on sep_conv_3x3
-        let geno1 = cell_genotype(&d.cells[0], &probs, 1).unwrap();
+        let geno1 = genotype(&d.cells[0], &probs, 1);
         assert_eq!(geno1[0], g(&[("sep_conv_3x3", 0)]));
     }
 
@@ -269,13 +124,13 @@ mod tests {
         let reduce: Vec<Vec<f64>> = (0..14).map(|e| row(1 + e % 7, 1.0 + e as f64)).collect();
         let arch = vec![("alphas.normal".to_string(), normal), ("alphas.reduce".to_string(), reduce)];
         let cfg = TopkConfig::default();
-        let d = finalize(&cfg, &search.to_yaml(), &arch).unwrap();
+        let d = finalize(&cfg, &search, &arch).unwrap();
         assert_eq!(d.name, "darts_final");
         assert_eq!(d.cells.len(), 5);
         assert_eq!(d.stem, search.stem);
         assert_eq!(d.head, search.head);
         for cell in &d.cells {
-            assert!(cell.alpha_group.is_none());
+            assert!(cell.affine);
             assert_eq!(cell.mixed_edges(), 0);
             for e in cell.nodes.iter().flat_map(|n| &n.edges) {
                 assert_ne!(e.op, MIXED);
@@ -295,12 +150,13 @@ mod tests {
         }
         // Plain YAML that round-trips.
         let yaml = d.to_yaml();
-        assert!(!yaml.contains("mixed") && !yaml.contains("alpha_group") && !yaml.contains("affine"));
+        assert!(!yaml.contains("mixed") && !yaml.contains("arch_params") && !yaml.contains("affine"));
+        assert!(d.arch_params.is_empty());
         assert_eq!(ModelDesc::from_yaml(&yaml, "t").unwrap(), d);
 
         // Eval macro overrides.
         let cfg = TopkConfig { k: 2, layers: Some(8), channels: Some(12), auxiliary: Some(true) };
-        let big = finalize(&cfg, &search.to_yaml(), &arch).unwrap();
+        let big = finalize(&cfg, &search, &arch).unwrap();
         assert_eq!(big.cells.len(), 8);
         assert_eq!(big.cells[0].c, 12);
         assert_eq!(big.stem[0].params["c_out"], 36);
@@ -328,27 +184,23 @@ mod tests {
     fn finalize_names_what_is_wrong() {
         let search = search_desc(3, 2);
         let ok = vec![vec![0.0; 8]; 5];
-        let e = finalize(&TopkConfig::default(), &search.to_yaml(), &[("alphas.normal".into(), ok.clone())])
-            .unwrap_err()
-            .to_string();
+        let e =
+            finalize(&TopkConfig::default(), &search, &[("alphas.normal".into(), ok.clone())]).unwrap_err().to_string();
         assert!(e.contains("alphas.reduce") && e.contains("missing"), "{e}");
         let bad = vec![vec![0.0; 8]; 4];
         let e = finalize(
             &TopkConfig::default(),
-            &search.to_yaml(),
+            &search,
             &[("alphas.normal".into(), bad), ("alphas.reduce".into(), ok.clone())],
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("alphas.normal") && e.contains("4 rows"), "{e}");
         let nan = vec![vec![f64::NAN; 8]; 5];
-        let e = finalize(
-            &TopkConfig::default(),
-            &search.to_yaml(),
-            &[("alphas.normal".into(), nan), ("alphas.reduce".into(), ok)],
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            finalize(&TopkConfig::default(), &search, &[("alphas.normal".into(), nan), ("alphas.reduce".into(), ok)])
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("not finite"), "{e}");
     }
 
@@ -358,11 +210,11 @@ mod tests {
         let normal = Tensor::from_slice(&[0.0f32; 40]).reshape([5, 8]);
         let reduce = normal.copy();
         let _ = reduce.narrow(1, 7, 1).fill_(1.0); // dil_conv_5x5 everywhere in reduction cells
-        let mut f = TopkFinalizer { config: TopkConfig::default() };
-        let yaml = f
-            .finalize(&search.to_yaml(), vec![("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)])
-            .unwrap();
-        let d = ModelDesc::from_yaml(&yaml, "t").unwrap();
+        let rows = archai_plugin_api::kit::genotype::named_rows(&[
+            ("alphas.normal".into(), normal),
+            ("alphas.reduce".into(), reduce),
+        ]);
+        let d = finalize(&TopkConfig::default(), &search, &rows).unwrap();
         // All-equal normal alphas: first non-none candidate, lowest inputs.
         assert_eq!(
             d.cells[0].nodes[1].edges.iter().map(|e| (e.op.as_str(), e.input)).collect::<Vec<_>>(),

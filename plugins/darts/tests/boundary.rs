@@ -5,11 +5,11 @@ use abi_stable::library::lib_header_from_path;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RMut;
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
-use archai_plugin_api::model_desc::{CellFill, DartsMacro, InputDesc, ModelDesc};
+use archai_plugin_api::model_desc::{CellFill, DartsMacro, InputDesc, MixerDesc, ModelDesc};
 use archai_plugin_api::tch::{Device, Kind, Tensor};
 use archai_plugin_api::{
-    ModelServices, ModelServices_TO, NamedTensor, PluginModuleRef, StepBatch, StepData, TensorOwned, TensorRef,
-    WeightOptimizerInfo,
+    ArchTraining, ModelServices, ModelServices_TO, NamedTensor, PluginModuleRef, SearchContext, StepBatch, StepData,
+    TensorOwned, TensorRef, WeightOptimizerInfo,
 };
 use darts::config::{darts_primitives, DartsConfig};
 use darts::search::{ArchStep, SearchModel};
@@ -86,6 +86,9 @@ impl ModelServices for Net {
     }
     fn momentum_buffers(&self) -> RVec<NamedTensor> {
         named(&self.bufs)
+    }
+    fn logits(&mut self, _x: TensorRef<'_>, _train: bool) -> RResult<TensorOwned, RString> {
+        RResult::RErr("this test net computes losses only".into())
     }
 }
 
@@ -195,15 +198,18 @@ fn model_desc_and_finalizer_through_the_boundary() {
     let m = module();
     let mut algo =
         ok((m.create_algorithm())(RStr::from("darts"), RStr::from(r#"{"macro": {"layers": 5, "channels": 8}}"#)));
-    let ctx = r#"{"channels": 1, "image_size": 28, "num_classes": 10, "seed": 0}"#;
-    let yaml = ok(algo.model_desc(RStr::from(ctx)));
+    let ctx = SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 0, epochs: 1 };
+    let space = ok(algo.search_space(ctx));
+    assert_eq!(space.arch_training, ArchTraining::Bilevel);
+    let yaml = space.model_desc_yaml;
     let search = ModelDesc::from_yaml(yaml.as_str(), "plugin output").unwrap();
+    let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
     let expected = DartsMacro { layers: 5, nodes: 4, channels: 8, stem_multiplier: 3, auxiliary: false }
         .build(
             "darts_search",
             InputDesc { channels: 1, size: 28 },
             10,
-            &CellFill::Search { candidates: &darts_primitives() },
+            &CellFill::Search { candidates: &darts_primitives(), mixer: &mixer },
         )
         .unwrap();
     assert_eq!(search, expected);
@@ -213,8 +219,9 @@ fn model_desc_and_finalizer_through_the_boundary() {
     let _ = normal.narrow(1, 4, 1).fill_(1.0);
     let reduce = Tensor::zeros([14, 8], OPTS);
     let _ = reduce.narrow(1, 1, 1).fill_(1.0);
-    let arch: RVec<NamedTensor> = named(&[("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)]);
-    let out = ok(fin.finalize(RStr::from(yaml.as_str()), arch));
+    let mut host = Net::new();
+    host.a = vec![("alphas.normal".into(), normal), ("alphas.reduce".into(), reduce)];
+    let out = ok(fin.finalize(RStr::from(yaml.as_str()), ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque)));
     let d = ModelDesc::from_yaml(out.as_str(), "finalizer output").unwrap();
     assert_eq!(d.cells.len(), 5);
     assert_eq!(d.cells[0].c, 12);

@@ -1,8 +1,8 @@
 //! Reading one adapter's keys out of the dataset section, and the checks every adapter shares.
 //!
-//! The host hands an adapter the whole `dataset:` section. Keys in [`HOST_KEYS`] belong to the
-//! host: an adapter reads the few it checks against the files (`num_classes`, `channels`,
-//! `image_size`, `class_names`, `name` for messages) and ignores the rest. Every other key must be
+//! The host hands an adapter its own keys of the `dataset:` section plus the facts in
+//! [`HOST_KEYS`], which it checks against the files (`num_classes`, `channels`, `image_size`,
+//! `class_names`, `name` for messages). Every other key must be
 //! one of the adapter's own keys; anything else is rejected with its name, so a typo never
 //! silently falls back to a default. A key whose value is null counts as absent, so `key: ~`
 //! clears a key inherited from an included file.
@@ -14,19 +14,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
-/// Keys of the dataset section that the host owns. Adapters accept them next to their own keys.
-pub const HOST_KEYS: &[&str] = &[
-    "name",
-    "adapter",
-    "num_classes",
-    "channels",
-    "image_size",
-    "mean",
-    "std",
-    "val_ratio",
-    "transforms",
-    "class_names",
-];
+/// Keys every adapter accepts next to its own: the facts the host passes (`name`, `num_classes`,
+/// `channels`, `image_size`; the host keeps `adapter`, `mean` and `std` to itself) and
+/// `class_names`.
+pub const HOST_KEYS: &[&str] = &["name", "num_classes", "channels", "image_size", "class_names"];
 
 /// The splits an adapter reads. The host makes the validation split from `train`.
 pub const SPLITS: &[&str] = &["train", "test"];

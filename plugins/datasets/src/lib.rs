@@ -4,12 +4,12 @@
 //!
 //! # Configuration
 //!
-//! An adapter is built from the whole `dataset:` section of the config (see `confs/datasets/`).
-//! The section mixes keys the host owns with the adapter's own keys:
+//! An adapter is built from its own keys of the `dataset:` section (see `confs/datasets/`) plus
+//! the facts the host passes along; the host keeps `adapter`, `mean` and `std` to itself, and any
+//! other key (a misplaced `val_ratio`, say) is an error:
 //!
-//! - **Host keys**, accepted by every adapter: `name`, `adapter`, `num_classes`, `channels`,
-//!   `image_size`, `mean`, `std`, `val_ratio`, `transforms`, `class_names`. Adapters check the
-//!   files against some of them:
+//! - **Host facts**, accepted by every adapter: `name`, `num_classes`, `channels`, `image_size`,
+//!   and `class_names`. Adapters check the files against them:
 //!   - `num_classes`: every label must lie in `0..num_classes` (an error names the file and the
 //!     sample). When absent, the format's own class count is used (CIFAR: 10, 100 or 20; image
 //!     folder: the number of class folders; IDX/NPY: largest label + 1).

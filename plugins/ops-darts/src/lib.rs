@@ -13,6 +13,8 @@ use serde::Deserialize;
 pub mod layers;
 use layers::{BatchNorm, Conv};
 
+pub mod costs;
+
 export_plugin!();
 
 /// Configuration shared by the cell ops (`{c_in, c_out, stride, affine}`).
@@ -520,19 +522,29 @@ fn create_identity(_: &serde_json::Value, _: &mut ParamBuilder) -> anyhow::Resul
     Ok(Box::new(Identity))
 }
 
-register_op!("none", "zero op (DARTS); stride 2 halves H and W", create_none);
-register_op!("max_pool_3x3", "3x3 max pooling, padding 1 (pool_bn: add BN)", create_max_pool);
-register_op!("avg_pool_3x3", "3x3 average pooling, padding 1, pad not counted (pool_bn: add BN)", create_avg_pool);
-register_op!("skip_connect", "identity; factorized reduce when stride 2", create_skip);
-register_op!("sep_conv_3x3", "separable conv 3x3, applied twice (DARTS)", create_sep3);
-register_op!("sep_conv_5x5", "separable conv 5x5, applied twice (DARTS)", create_sep5);
-register_op!("dil_conv_3x3", "dilated (2) depthwise-separable conv 3x3", create_dil3);
-register_op!("dil_conv_5x5", "dilated (2) depthwise-separable conv 5x5", create_dil5);
-register_op!("relu_conv_bn", "ReLU -> conv(kernel_size, stride, padding) -> BN", create_relu_conv_bn);
-register_op!("factorized_reduce", "ReLU -> two offset 1x1 stride-2 convs, concat -> BN", create_factorized_reduce);
-register_op!("conv_bn", "conv -> BN (-> ReLU with relu: true); stems", create_conv_bn);
-register_op!("basic_block", "ResNet basic block with projection shortcut", create_basic_block);
-register_op!("linear", "fully connected layer", create_linear);
+register_op!("none", "zero op (DARTS); stride 2 halves H and W", create_none, costs::free);
+register_op!("max_pool_3x3", "3x3 max pooling, padding 1 (pool_bn: add BN)", create_max_pool, costs::free);
+register_op!(
+    "avg_pool_3x3",
+    "3x3 average pooling, padding 1, pad not counted (pool_bn: add BN)",
+    create_avg_pool,
+    costs::free
+);
+register_op!("skip_connect", "identity; factorized reduce when stride 2", create_skip, costs::skip);
+register_op!("sep_conv_3x3", "separable conv 3x3, applied twice (DARTS)", create_sep3, costs::sep3);
+register_op!("sep_conv_5x5", "separable conv 5x5, applied twice (DARTS)", create_sep5, costs::sep5);
+register_op!("dil_conv_3x3", "dilated (2) depthwise-separable conv 3x3", create_dil3, costs::dil3);
+register_op!("dil_conv_5x5", "dilated (2) depthwise-separable conv 5x5", create_dil5, costs::dil5);
+register_op!("relu_conv_bn", "ReLU -> conv(kernel_size, stride, padding) -> BN", create_relu_conv_bn, costs::conv);
+register_op!(
+    "factorized_reduce",
+    "ReLU -> two offset 1x1 stride-2 convs, concat -> BN",
+    create_factorized_reduce,
+    costs::factorized_reduce
+);
+register_op!("conv_bn", "conv -> BN (-> ReLU with relu: true); stems", create_conv_bn, costs::conv);
+register_op!("basic_block", "ResNet basic block with projection shortcut", create_basic_block, costs::basic_block);
+register_op!("linear", "fully connected layer", create_linear, costs::linear);
 register_op!("aux_head", "DARTS auxiliary classifier: pool to 2x2, conv 128, conv 768, linear", create_aux_head);
-register_op!("global_avg_pool", "global average pooling to (N, C)", create_global_avg_pool);
-register_op!("identity", "passes its input through", create_identity);
+register_op!("global_avg_pool", "global average pooling to (N, C)", create_global_avg_pool, costs::global_avg_pool);
+register_op!("identity", "passes its input through", create_identity, costs::free);

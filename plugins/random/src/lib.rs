@@ -26,7 +26,7 @@
 #![allow(non_local_definitions)]
 
 use archai_plugin_api::model_desc::{CellFill, DartsMacro, InputDesc, ModelDesc, DARTS_PRIMITIVES};
-use archai_plugin_api::{export_plugin, register_algorithm, Algorithm};
+use archai_plugin_api::{export_plugin, register_algorithm, Algorithm, ArchTraining, SearchContext, SearchPlan};
 use serde::{Deserialize, Serialize};
 
 export_plugin!();
@@ -124,29 +124,16 @@ pub fn sample_cell(rng: &mut SplitMix64, nodes: usize, ops: &[&str]) -> Vec<Vec<
         .collect()
 }
 
-/// The dataset facts the host passes to `model_desc`.
-#[derive(Deserialize, Debug)]
-struct DatasetContext {
-    channels: i64,
-    image_size: i64,
-    num_classes: i64,
-    #[serde(default)]
-    seed: u64,
-}
-
 /// The `random` algorithm component.
 pub struct RandomSearch {
     pub config: RandomConfig,
 }
 
 impl Algorithm for RandomSearch {
-    fn model_desc(&mut self, context: &serde_json::Value) -> anyhow::Result<String> {
-        let ctx: DatasetContext = serde_json::from_value(context.clone()).map_err(|e| {
-            anyhow::anyhow!("model_desc context {context}: {e} (expected channels, image_size, num_classes, seed)")
-        })?;
-        let desc =
-            self.config.build(InputDesc { channels: ctx.channels, size: ctx.image_size }, ctx.num_classes, ctx.seed)?;
-        Ok(desc.to_yaml())
+    fn search_space(&mut self, ctx: &SearchContext) -> anyhow::Result<SearchPlan> {
+        // A sampled architecture: nothing to train but its weights.
+        let desc = self.config.build(ctx.input(), ctx.num_classes, ctx.seed)?;
+        Ok(SearchPlan { desc, arch_training: ArchTraining::Manual })
     }
 }
 
@@ -165,8 +152,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ctx(seed: u64) -> serde_json::Value {
-        json!({"channels": 1, "image_size": 28, "num_classes": 10, "seed": seed})
+    fn ctx(seed: u64) -> SearchContext {
+        SearchContext { channels: 1, image_size: 28, num_classes: 10, seed, epochs: 1 }
+    }
+
+    fn sample(a: &mut RandomSearch, seed: u64) -> String {
+        a.search_space(&ctx(seed)).unwrap().desc.to_yaml()
     }
 
     #[test]
@@ -186,15 +177,15 @@ mod tests {
     #[test]
     fn samples_are_valid_and_deterministic() {
         let mut a = RandomSearch { config: RandomConfig::from_json(&json!({})).unwrap() };
-        let y1 = a.model_desc(&ctx(1)).unwrap();
-        assert_eq!(y1, a.model_desc(&ctx(1)).unwrap());
+        let y1 = sample(&mut a, 1);
+        assert_eq!(y1, sample(&mut a, 1));
         let mut b = RandomSearch { config: RandomConfig::from_json(&json!({"seed": 0})).unwrap() };
-        assert_eq!(y1, b.model_desc(&ctx(1)).unwrap());
+        assert_eq!(y1, sample(&mut b, 1));
         let d = ModelDesc::from_yaml(&y1, "t").unwrap();
         assert_eq!(d.name, "random_sample");
         assert_eq!(d.cells.len(), 8);
         for cell in &d.cells {
-            assert!(cell.alpha_group.is_none() && cell.mixed_edges() == 0);
+            assert!(cell.affine && cell.mixed_edges() == 0);
             for (ni, node) in cell.nodes.iter().enumerate() {
                 assert_eq!(node.edges.len(), 2);
                 assert!(node.edges[0].input < node.edges[1].input && node.edges[1].input < ni + 2);
@@ -208,11 +199,11 @@ mod tests {
         let normal: Vec<_> = d.cells.iter().filter(|c| !c.reduction).map(genotype).collect();
         assert!(normal.windows(2).all(|w| w[0] == w[1]));
         // Other seeds give other architectures (config seed and run seed both count).
-        let y2 = a.model_desc(&ctx(2)).unwrap();
+        let y2 = sample(&mut a, 2);
         assert_ne!(y1, y2);
         let mut c = RandomSearch { config: RandomConfig::from_json(&json!({"seed": 5})).unwrap() };
-        assert_ne!(y1, c.model_desc(&ctx(1)).unwrap());
-        assert_eq!(c.model_desc(&ctx(0)).unwrap(), a.model_desc(&ctx(5)).unwrap());
+        assert_ne!(y1, sample(&mut c, 1));
+        assert_eq!(sample(&mut c, 0), sample(&mut a, 5));
     }
 
     fn genotype(c: &archai_plugin_api::model_desc::CellDesc) -> Vec<(String, usize)> {
@@ -244,7 +235,5 @@ mod tests {
         let e = RandomConfig::from_json(&json!({"macro": {"layers": 1}})).unwrap_err().to_string();
         assert!(e.contains("macro") && e.contains("3 layers"), "{e}");
         assert_eq!(RandomConfig::from_json(&serde_json::Value::Null).unwrap(), RandomConfig::default());
-        let mut a = RandomSearch { config: RandomConfig::default() };
-        assert!(a.model_desc(&json!({"channels": 1})).unwrap_err().to_string().contains("image_size"));
     }
 }

@@ -1,7 +1,7 @@
 //! Adam for the architecture parameters, with the semantics of `torch.optim.Adam`
 //! (`amsgrad = false`, L2 weight decay added to the gradient). The parameters are updated in place
 //! under `no_grad`; the moment estimates persist across steps.
-use archai_plugin_api::tch::{no_grad_guard, Tensor};
+use tch::{no_grad_guard, Tensor};
 
 struct Moments {
     name: String,
@@ -108,7 +108,7 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use archai_plugin_api::tch::Kind;
+    use tch::Kind;
 
     #[test]
     fn state_round_trip_continues_identically() {
@@ -182,8 +182,8 @@ mod tests {
     #[test]
     fn refuses_a_changed_parameter_list() {
         let mut adam = Adam::new(0.1, [0.9, 0.999], 1e-8, 0.0);
-        let a = vec![("a".to_string(), Tensor::zeros([2], (Kind::Float, archai_plugin_api::tch::Device::Cpu)))];
-        adam.step(&a, &[Tensor::ones([2], (Kind::Float, archai_plugin_api::tch::Device::Cpu))]).unwrap();
+        let a = vec![("a".to_string(), Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)))];
+        adam.step(&a, &[Tensor::ones([2], (Kind::Float, tch::Device::Cpu))]).unwrap();
         let b = vec![("b".to_string(), a[0].1.shallow_clone())];
         let e = adam.step(&b, &[Tensor::new()]).unwrap_err().to_string();
         assert!(e.contains("changed"), "{e}");

@@ -1,0 +1,33 @@
+//! The search kit: pieces that many algorithm plugins need, kept here so that a plugin depends
+//! on this API crate alone (plugins never depend on each other).
+//!
+//! - [`adam::Adam`] and [`sgd::Sgd`]: optimizers for architecture parameters with
+//!   `torch.optim` semantics and checkpointable state.
+//! - [`genotype`]: softmax/entropy of alpha rows, the DARTS top-k discretization rule and the
+//!   rebuild of a discrete network from a DARTS-macro search description.
+//! - [`gumbel`]: Gumbel-softmax sampling (GDAS, SNAS).
+//! - [`arch`]: the first-order bilevel step and the single-level update of architecture
+//!   parameters.
+//! - [`config`]: candidate checks and config parsing with named errors.
+//! - [`grad_of`]: gradients like `torch.autograd.grad` (nothing accumulated into `.grad`).
+pub mod adam;
+pub mod arch;
+pub mod config;
+pub mod genotype;
+pub mod gumbel;
+pub mod sgd;
+
+use tch::Tensor;
+
+/// Gradients of a scalar `loss` with respect to `inputs`, like `torch.autograd.grad`: nothing is
+/// accumulated into any `.grad`, the graph is freed, and inputs the loss does not reach get
+/// zeros.
+pub fn grad_of(loss: &Tensor, inputs: &[Tensor]) -> anyhow::Result<Vec<Tensor>> {
+    let grads = Tensor::f_run_backward(&[loss], inputs, false, false)?;
+    grads.into_iter().zip(inputs).map(|(g, p)| if g.defined() { Ok(g) } else { Ok(p.f_zeros_like()?) }).collect()
+}
+
+/// The trainable architecture parameters (those autograd trains) among `arch`, in order.
+pub fn trainable(arch: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    arch.into_iter().filter(|(_, t)| t.requires_grad()).collect()
+}

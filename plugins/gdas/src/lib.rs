@@ -1,0 +1,270 @@
+//! GDAS (Dong and Yang, "Searching for A Robust Neural Architecture in Four GPU Hours", CVPR 2019)
+//! as an archai plugin: the algorithm `gdas` and the mixer `gdas`.
+//!
+//! # Mixer `gdas`
+//!
+//! Each forward in training, per edge: Gumbel noise g is drawn, p = softmax((log_softmax(α) +
+//! g) / τ), k = argmax p, and the straight-through weights w = onehot(k) − sg(p) + p. The edge
+//! outputs w_k · o_k(x) + Σ_{j≠k} w_j: **only the sampled candidate is computed** (`none`
+//! included, which is a zero tensor), while the zero-valued w_j keep every p_j, hence every α of
+//! the edge, in the graph. A sample that is not finite is drawn again. In evaluation the edge
+//! computes only argmax α. Mixer params: `alpha`, `row` (the edge's alpha row), `tau` (the name
+//! of a scalar architecture parameter holding τ).
+//!
+//! # Algorithm `gdas`
+//!
+//! The DARTS cell space with `gdas` mixers, plus the scalar `gdas.tau` (not trained by autograd).
+//! Before each epoch e of E, τ_e = τ_max − (τ_max − τ_min) · e / (E − 1) (logged as `tau`).
+//! Bilevel, first order: before each weight step, the gradient of the validation loss (with a
+//! fresh sample) with respect to the alphas, applied by Adam. Finalize with `darts-topk` (the
+//! DARTS rule on softmax(α)). After each epoch it logs DARTS' alpha report (softmax rows,
+//! entropies, the current top-2 genotype) and τ. Configuration (every key optional):
+//!
+//! ```yaml
+//! macro: {layers: 8, nodes: 4, channels: 16, stem_multiplier: 3}
+//! candidates: [none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5]
+//! tau_max: 10.0
+//! tau_min: 0.1
+//! arch_lr: 3.0e-4
+//! arch_betas: [0.5, 0.999]
+//! arch_weight_decay: 1.0e-3
+//! ```
+#![allow(non_local_definitions)]
+
+use archai_plugin_api::kit::adam::Adam;
+use archai_plugin_api::kit::arch::first_order_step;
+use archai_plugin_api::kit::config::{check_candidates, check_range, darts_primitives, parse};
+use archai_plugin_api::kit::genotype::alpha_report;
+use archai_plugin_api::kit::gumbel::hard_sample;
+use archai_plugin_api::model_desc::{ArchParamDesc, CellFill, DartsMacro, MixerDesc, ModelDesc, ParamInit};
+use archai_plugin_api::tch::{no_grad_guard, Kind, Tensor};
+use archai_plugin_api::{
+    export_plugin, register_algorithm, register_mixer, Algorithm, ArchTraining, HostOp, MixerConfig, Model, Op,
+    ParamBuilder, SearchContext, SearchPlan, StepData,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+export_plugin!();
+
+/// The name of the temperature parameter the algorithm declares.
+pub const TAU: &str = "gdas.tau";
+
+/// The `gdas` mixer: one sampled candidate per forward.
+pub struct GdasMixer {
+    alpha: Tensor,
+    row: i64,
+    tau: Tensor,
+    ops: Vec<HostOp>,
+}
+
+impl GdasMixer {
+    pub fn new(config: &MixerConfig, p: &mut ParamBuilder) -> anyhow::Result<Self> {
+        let name: String = config.param("gdas", "alpha")?;
+        let row: i64 = config.param("gdas", "row")?;
+        let alpha = p.arch_param(&name)?;
+        let n = config.candidates.len() as i64;
+        let shape = alpha.size();
+        anyhow::ensure!(
+            shape.len() == 2 && (0..shape[0]).contains(&row) && shape[1] == n,
+            "mixer `gdas`: architecture parameter `{name}` has shape {shape:?}, but this edge reads row {row} with {n} candidates"
+        );
+        let tau_name: String = config.param("gdas", "tau")?;
+        let tau = p.arch_param(&tau_name)?;
+        anyhow::ensure!(tau.dim() == 0, "mixer `gdas`: `{tau_name}` must be a scalar, it has shape {:?}", tau.size());
+        let params = Value::Object(config.candidate_params.clone());
+        let ops = config.candidates.iter().map(|c| p.op(c, &params, c)).collect::<anyhow::Result<_>>()?;
+        Ok(Self { alpha, row, tau, ops })
+    }
+}
+
+impl Op for GdasMixer {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let x = &inputs[0];
+        let logits = self.alpha.f_get(self.row)?;
+        if !train {
+            let k = logits.f_argmax(-1, false)?.f_int64_value(&[])? as usize;
+            return self.ops[k].forward(&[x], false);
+        }
+        let (k, w) = hard_sample(&logits, &self.tau)?;
+        let y = self.ops[k].forward(&[x], true)?.f_mul(&w.f_get(k as i64)?)?;
+        // The other weights are exactly 0 in value; adding them keeps their gradient path.
+        let rest = w.f_sum(Kind::Float)?.f_sub(&w.f_get(k as i64)?)?;
+        Ok(y.f_add(&rest.f_to_kind(y.kind())?)?)
+    }
+}
+
+fn create_mixer(config: &MixerConfig, params: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
+    Ok(Box::new(GdasMixer::new(config, params)?))
+}
+
+/// Configuration of the `gdas` algorithm.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GdasConfig {
+    #[serde(rename = "macro")]
+    pub macro_: DartsMacro,
+    pub candidates: Vec<String>,
+    pub tau_max: f64,
+    pub tau_min: f64,
+    pub arch_lr: f64,
+    pub arch_betas: [f64; 2],
+    pub arch_weight_decay: f64,
+}
+
+impl Default for GdasConfig {
+    fn default() -> Self {
+        Self {
+            macro_: DartsMacro::default(),
+            candidates: darts_primitives(),
+            tau_max: 10.0,
+            tau_min: 0.1,
+            arch_lr: 3e-4,
+            arch_betas: [0.5, 0.999],
+            arch_weight_decay: 1e-3,
+        }
+    }
+}
+
+impl GdasConfig {
+    pub fn from_json(v: &Value) -> anyhow::Result<Self> {
+        let c: Self = parse(v, "gdas")?;
+        check_candidates(&c.candidates, "gdas")?;
+        anyhow::ensure!(
+            c.tau_min.is_finite() && c.tau_max.is_finite() && 0.0 < c.tau_min && c.tau_min <= c.tau_max,
+            "gdas config: need 0 < tau_min <= tau_max, got tau_min {} and tau_max {}",
+            c.tau_min,
+            c.tau_max
+        );
+        check_range(c.arch_lr, 0.0, f64::MAX, "arch_lr", "gdas")?;
+        check_range(c.arch_weight_decay, 0.0, f64::MAX, "arch_weight_decay", "gdas")?;
+        for b in c.arch_betas {
+            check_range(b, 0.0, 0.999_999, "arch_betas", "gdas")?;
+        }
+        Ok(c)
+    }
+
+    /// τ at `epoch` of `epochs`: linear from tau_max (first epoch) to tau_min (last epoch).
+    pub fn tau(&self, epoch: u32, epochs: u32) -> f64 {
+        if epochs <= 1 {
+            return self.tau_max;
+        }
+        self.tau_max - (self.tau_max - self.tau_min) * epoch as f64 / (epochs - 1) as f64
+    }
+
+    /// The search description: the DARTS cell space with `gdas` mixers and the `gdas.tau` scalar.
+    pub fn build(&self, ctx: &SearchContext) -> anyhow::Result<ModelDesc> {
+        let mut params = serde_json::Map::new();
+        params.insert("tau".into(), TAU.into());
+        let mixer = MixerDesc { name: "gdas".into(), params };
+        let mut desc = self
+            .macro_
+            .build(
+                "gdas_search",
+                ctx.input(),
+                ctx.num_classes,
+                &CellFill::Search { candidates: &self.candidates, mixer: &mixer },
+            )
+            .map_err(|e| anyhow::anyhow!("gdas config `macro`: {e}"))?;
+        desc.arch_params.push(ArchParamDesc {
+            name: TAU.into(),
+            shape: vec![],
+            init: ParamInit::Const(self.tau_max),
+            trainable: false,
+        });
+        Ok(desc)
+    }
+}
+
+/// The `gdas` algorithm.
+pub struct Gdas {
+    pub config: GdasConfig,
+    epochs: u32,
+    adam: Adam,
+    layout: Option<ModelDesc>,
+}
+
+impl Algorithm for Gdas {
+    fn search_space(&mut self, ctx: &SearchContext) -> anyhow::Result<SearchPlan> {
+        self.epochs = ctx.epochs;
+        let desc = self.config.build(ctx)?;
+        self.layout = Some(desc.clone());
+        Ok(SearchPlan { desc, arch_training: ArchTraining::Bilevel })
+    }
+
+    fn before_epoch(&mut self, model: &mut Model<'_, '_>, epoch: u32) -> anyhow::Result<Value> {
+        let tau = self.config.tau(epoch, self.epochs);
+        let _guard = no_grad_guard();
+        let _ = model.arch_param(TAU)?.f_fill_(tau)?;
+        Ok(json!({ "tau": tau }))
+    }
+
+    fn before_step(&mut self, model: &mut Model<'_, '_>, batch: &StepData) -> anyhow::Result<Value> {
+        let loss = first_order_step(model, batch, &mut self.adam)?;
+        Ok(json!({ "arch_loss": loss }))
+    }
+
+    fn after_epoch(&mut self, model: &mut Model<'_, '_>, _epoch: u32) -> anyhow::Result<Value> {
+        let mut report = alpha_report(&model.arch_params(), self.layout.as_ref())?;
+        report["tau"] = model.arch_param(TAU)?.f_double_value(&[])?.into();
+        Ok(report)
+    }
+
+    fn state(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        self.adam.state()
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> anyhow::Result<()> {
+        self.adam.load_state(state)
+    }
+}
+
+fn create_gdas(config: &Value) -> anyhow::Result<Box<dyn Algorithm>> {
+    let config = GdasConfig::from_json(config)?;
+    let adam = Adam::new(config.arch_lr, config.arch_betas, 1e-8, config.arch_weight_decay);
+    Ok(Box::new(Gdas { config, epochs: 1, adam, layout: None }))
+}
+
+register_mixer!(
+    "gdas",
+    "GDAS: Gumbel-softmax hard sample, only the sampled candidate computed, straight-through gradients; params alpha, row, tau",
+    create_mixer
+);
+register_algorithm!(
+    "gdas",
+    "GDAS: differentiable sampling of one candidate per edge, tau annealed 10 -> 0.1, first-order bilevel",
+    create_gdas
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tau_follows_the_linear_schedule() {
+        let c = GdasConfig::default();
+        assert_eq!(c.tau(0, 50), 10.0);
+        assert!((c.tau(49, 50) - 0.1).abs() < 1e-12);
+        assert!((c.tau(25, 51) - (10.0 - 9.9 * 0.5)).abs() < 1e-12);
+        assert_eq!(c.tau(0, 1), 10.0);
+    }
+
+    #[test]
+    fn config_errors_are_named() {
+        let e = GdasConfig::from_json(&json!({"tau_mx": 3})).unwrap_err().to_string();
+        assert!(e.contains("tau_mx") && e.contains("tau_max"), "{e}");
+        let e = GdasConfig::from_json(&json!({"tau_min": 5, "tau_max": 1})).unwrap_err().to_string();
+        assert!(e.contains("tau_min"), "{e}");
+    }
+
+    #[test]
+    fn search_space_declares_tau_untrained() {
+        let c = GdasConfig::from_json(&json!({"macro": {"layers": 3, "nodes": 2, "channels": 4}})).unwrap();
+        let d = c.build(&SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 0, epochs: 4 }).unwrap();
+        let tau = d.arch_param(TAU).unwrap();
+        assert!(!tau.trainable && tau.shape.is_empty() && tau.init == ParamInit::Const(10.0));
+        let e = &d.cells[0].nodes[0].edges[0];
+        assert_eq!(e.mixer.as_ref().unwrap().name, "gdas");
+        assert_eq!(e.alpha_row(), Some(("alphas.normal", 0)));
+    }
+}
