@@ -1,5 +1,6 @@
 //! Records the version of the libtorch headers this crate is compiled against, so host and
 //! plugins can refuse each other when their libtorch differs (abi_stable cannot see libtorch's ABI).
+//! Also gives the crate's test binaries an rpath to libtorch.
 use std::path::PathBuf;
 
 fn main() {
@@ -9,6 +10,11 @@ fn main() {
         .and_then(|lib| read_version(&PathBuf::from(lib)))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=ARCHAI_LIBTORCH_VERSION={version}");
+    // The kit's unit tests run libtorch: give this crate's test binaries an rpath to it (an rlib's
+    // link arguments do not reach the plugins and hosts that depend on it).
+    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    }
 }
 
 fn read_version(lib_dir: &std::path::Path) -> Option<String> {

@@ -9,15 +9,16 @@ order="${1:-1}" batch="${2:-32}" threads="${3:-2}" steps="${4:-5}"
 ref="${DARTS_REF:-$repo/../shared/bench/darts_ref.py}"
 py="${ARCHAI_TORCH_PYTHON:-${ARCHAI_TORCH_HOME:-$HOME/.cache/archai-rs/torch-2.11.0}/bin/python}"
 [ -f "$ref" ] || { echo "reference script not found: $ref (set DARTS_REF)" >&2; exit 1; }
-ours=$(./target/release/archai bench darts-step --order "$order" --batch "$batch" --threads "$threads" --steps "$steps" --json 2>/dev/null)
+ours=$(./target/release/archai bench search-step --algorithm darts --set "nas.search.algorithm.config.order=$order" \
+  --batch "$batch" --threads "$threads" --steps "$steps" --json 2>/dev/null)
 theirs=$("$py" "$ref" --order "$order" --batch "$batch" --threads "$threads" --steps "$steps" 2>/dev/null | tail -n 1)
 "$py" - "$ours" "$theirs" <<'PY'
 import json, sys
 ours, ref = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 r = ref.get("sec_per_step_median")
-print(json.dumps({"order": ours["order"], "batch": ours["batch"], "threads": ours["threads"],
+print(json.dumps({"order": ours["config"]["order"], "batch": ours["batch"], "threads": ours["threads"],
                   "archai_sec_per_step": ours["sec_per_step"], "archai_arch_s": ours["arch_sec"], "archai_weight_s": ours["weight_sec"],
-                  "archai_peak_rss_mib": ours["peak_rss_mib"],
+                  "archai_peak_rss_mb": ours["peak_rss_mb"],
                   "pytorch_sec_per_step": r, "pytorch_peak_rss_mib": ref.get("peak_rss_mib"),
                   "ratio_archai_over_pytorch": ours["sec_per_step"] / r}))
 PY

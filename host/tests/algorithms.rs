@@ -136,6 +136,9 @@ fn pc_darts_candidates_see_c_over_k_channels_and_beta_learns() {
     }
 }
 
+/// Named tensors (architecture parameters).
+type Named = Vec<(String, Tensor)>;
+
 /// Trains `algo` on synthetic data for `epochs` epochs of 2 steps; returns the architecture
 /// parameters before and after, or the trainer's error.
 fn fit(
@@ -144,7 +147,7 @@ fn fit(
     desc: &ModelDesc,
     epochs: usize,
     with_val: bool,
-) -> Result<(Vec<(String, Tensor)>, Vec<(String, Tensor)>), String> {
+) -> Result<(Named, Named), String> {
     let (store, mut net) = compile(reg, desc);
     let snapshot = |s: &ParamStore| s.named_arch().into_iter().map(|(n, t)| (n, t.detach().copy())).collect::<Vec<_>>();
     let before = snapshot(&store);

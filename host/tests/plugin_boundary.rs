@@ -287,6 +287,32 @@ fn third_party_plugin_built_outside_the_workspace_loads_and_trains() {
     assert_eq!(desc.name, "tiny");
 }
 
+/// `archai stats` asks each op's registration for its cost: the DARTS ops have formulas, the
+/// third-party `scale_by` has none and is listed instead of being guessed.
+#[test]
+fn stats_take_op_costs_from_registrations() {
+    let lib = third_party();
+    let dir = plugin_dir_with(&[&lib, &plugin_dir().join("libops_darts.so")]);
+    let reg = PluginRegistry::scan(&[dir.path().to_path_buf()]).unwrap();
+    let desc = archai_model_desc::ModelDesc::from_yaml(
+        "name: s\ninput: {channels: 3, size: 32}\nnum_classes: 10\nstem:\n\
+         - {op: conv_bn, params: {c_in: 3, c_out: 16, kernel_size: 3}}\n\
+         - {op: scale_by, params: {channels: 16}}\nhead: {c_in: 16}\n",
+        "test",
+    )
+    .unwrap();
+    let (parts, missing) = archai::stats::analyze(&desc, &reg).unwrap();
+    assert_eq!(missing, vec!["scale_by".to_string()]);
+    // conv 3x3, 3 -> 16 channels on 32x32 (conv_bn's formula), then the 16 -> 10 classifier.
+    assert_eq!(parts[0].macs, 16 * 3 * 9 * 32 * 32);
+    assert_eq!(parts.last().unwrap().macs, 16 * 10);
+    assert_eq!(reg.op_cost("scale_by", &serde_json::json!({"channels": 16}), [16, 8, 8]).unwrap(), None);
+    assert_eq!(
+        reg.op_cost("sep_conv_3x3", &serde_json::json!({"c_in": 4}), [4, 8, 8]).unwrap(),
+        Some((2 * (4 * 9 * 64 + 16 * 64), [4, 8, 8]))
+    );
+}
+
 /// The trainer calls every algorithm hook in order (before_epoch, before_step, after_step,
 /// after_epoch) and logs what they return: the third-party `fixed` algorithm checks the order
 /// itself and reports what it saw.

@@ -22,7 +22,10 @@
 //!
 //! A mixer in a few lines (weights = softmax of one alpha row, `none` skipped):
 //!
-//! ```ignore
+//! ```no_run
+//! use archai_plugin_api::tch::{Kind, Tensor};
+//! use archai_plugin_api::{register_mixer, HostOp, MixerConfig, Op, ParamBuilder};
+//!
 //! struct Softmax { alpha: Tensor, row: i64, ops: Vec<(i64, HostOp)> }
 //! impl Op for Softmax {
 //!     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
@@ -42,7 +45,8 @@
 //!         .collect::<anyhow::Result<_>>()?;
 //!     Ok(Box::new(Softmax { alpha, row: c.param("softmax", "row")?, ops }))
 //! }
-//! register_mixer!("softmax", "DARTS: softmax-weighted sum of the candidates", create);
+//! register_mixer!("my-softmax", "DARTS: softmax-weighted sum of the candidates", create);
+//! # fn main() {}
 //! ```
 //!
 //! Every call into plugin code is wrapped in `catch_unwind`: a panic becomes an error value that

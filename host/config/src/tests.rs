@@ -611,6 +611,32 @@ fn typed_success() {
 
 const TOY: &str = "nas: {search: {trainer: {epochs: 1}, loader: {batch: 2}}}\n";
 
+/// An experiment's `toy_overrides` win over the shared toy file in toy mode (--set still wins
+/// over both), and the section never reaches the typed config.
+#[test]
+fn toy_overrides_apply_in_toy_mode_only() {
+    let d = Dir::new();
+    d.write("confs/toy.yaml", TOY);
+    let base = d.write(
+        "confs/algos/base.yaml",
+        "nas: {search: {trainer: {epochs: 10, batch_size: 32}, algorithm: {config: {macro: {layers: 8}}}}}\n\
+         toy_overrides: {nas: {search: {algorithm: {config: {macro: {layers: 3}}}, trainer: {epochs: 2}}}}\n",
+    );
+    let f = d.write("confs/algos/algo.yaml", "__include__: base.yaml\n");
+    assert_eq!(base.parent(), f.parent());
+    let toy = |sets: Vec<String>| load_tree(&f, &LoadOptions { toy: true, toy_file: None, sets }).expect("load");
+    let cfg = toy(vec![]);
+    assert_eq!(int(&cfg.tree, "nas.search.algorithm.config.macro.layers"), 3);
+    assert_eq!(int(&cfg.tree, "nas.search.trainer.epochs"), 2, "the experiment's toy value beats the toy file's");
+    assert_eq!(int(&cfg.tree, "nas.search.loader.batch"), 2, "the toy file still applies");
+    assert!(cfg.tree.get("toy_overrides").is_none());
+    let cfg = toy(vec!["nas.search.trainer.epochs=4".into()]);
+    assert_eq!(int(&cfg.tree, "nas.search.trainer.epochs"), 4, "--set beats toy_overrides");
+    let cfg = load(&f).expect("load");
+    assert_eq!(int(&cfg.tree, "nas.search.algorithm.config.macro.layers"), 8);
+    assert!(cfg.tree.get("toy_overrides").is_none(), "dropped outside toy mode");
+}
+
 #[test]
 fn toy_via_flag_merges_toy_file_and_clears_toy() {
     let d = Dir::new();
