@@ -151,6 +151,41 @@ pub struct FinalSize {
     pub auxiliary: Option<bool>,
 }
 
+/// Configuration of a top-k finalizer (`darts-topk`, `pc-darts-topk`): `k` edges per node and
+/// the final network's size.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopkConfig {
+    /// Incoming edges kept per node.
+    pub k: usize,
+    /// Cells of the final network (default: as many as the search network).
+    pub layers: Option<usize>,
+    /// Initial channels of the final network (default: as in the search network).
+    pub channels: Option<i64>,
+    /// Give the final network DARTS' auxiliary head (default: as the search network).
+    pub auxiliary: Option<bool>,
+}
+
+impl Default for TopkConfig {
+    fn default() -> Self {
+        Self { k: 2, layers: None, channels: None, auxiliary: None }
+    }
+}
+
+impl TopkConfig {
+    /// Parses (`null` = defaults) and validates; errors start with `<what> config:`.
+    pub fn from_json(value: &Value, what: &str) -> anyhow::Result<Self> {
+        let c: Self = crate::kit::config::parse(value, what)?;
+        anyhow::ensure!(c.k >= 1, "{what} config: `k` must be at least 1");
+        Ok(c)
+    }
+
+    /// The final network's size overrides.
+    pub fn size(&self) -> FinalSize {
+        FinalSize { layers: self.layers, channels: self.channels, auxiliary: self.auxiliary }
+    }
+}
+
 /// The final name: `darts_search` -> `darts_final`.
 pub fn final_name(search: &str) -> String {
     format!("{}_final", search.strip_suffix("_search").unwrap_or(search))

@@ -9,12 +9,14 @@
 //! - [`arch`]: the first-order bilevel step and the single-level update of architecture
 //!   parameters.
 //! - [`config`]: candidate checks and config parsing with named errors.
+//! - [`mixer`]: alpha rows, scalar parameters, candidate building and weighted sums for mixers.
 //! - [`grad_of`]: gradients like `torch.autograd.grad` (nothing accumulated into `.grad`).
 pub mod adam;
 pub mod arch;
 pub mod config;
 pub mod genotype;
 pub mod gumbel;
+pub mod mixer;
 pub mod sgd;
 
 use tch::Tensor;

@@ -1,5 +1,4 @@
 //! Configuration of the `darts` algorithm and the `darts-topk` finalizer.
-use archai_plugin_api::kit::genotype::FinalSize;
 use archai_plugin_api::model_desc::DartsMacro;
 use serde::{Deserialize, Serialize};
 
@@ -74,39 +73,8 @@ impl DartsConfig {
     }
 }
 
-/// Configuration of the `darts-topk` finalizer.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopkConfig {
-    /// Incoming edges kept per node.
-    pub k: usize,
-    /// Cells of the final network (default: as many as the search network).
-    pub layers: Option<usize>,
-    /// Initial channels of the final network (default: as in the search network).
-    pub channels: Option<i64>,
-    /// Give the final network DARTS' auxiliary head (default: as the search network).
-    pub auxiliary: Option<bool>,
-}
-
-impl Default for TopkConfig {
-    fn default() -> Self {
-        Self { k: 2, layers: None, channels: None, auxiliary: None }
-    }
-}
-
-impl TopkConfig {
-    /// The final network's size overrides.
-    pub fn size(&self) -> FinalSize {
-        FinalSize { layers: self.layers, channels: self.channels, auxiliary: self.auxiliary }
-    }
-
-    /// Parses and validates the config.
-    pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
-        let c: Self = parse_config(value, "darts-topk")?;
-        anyhow::ensure!(c.k >= 1, "darts-topk config: `k` must be at least 1");
-        Ok(c)
-    }
-}
+/// Configuration of the `darts-topk` finalizer (shared with other top-k finalizers).
+pub use archai_plugin_api::kit::genotype::TopkConfig;
 
 #[cfg(test)]
 mod tests {
@@ -151,9 +119,9 @@ mod tests {
         assert!(e.contains("twice"), "{e}");
         let e = DartsConfig::from_json(&json!({"arch_betas": [0.5, 1.0]})).unwrap_err().to_string();
         assert!(e.contains("arch_betas[1]"), "{e}");
-        let e = TopkConfig::from_json(&json!({"k": 2, "kk": 1})).unwrap_err().to_string();
+        let e = TopkConfig::from_json(&json!({"k": 2, "kk": 1}), "darts-topk").unwrap_err().to_string();
         assert!(e.contains("kk"), "{e}");
-        assert_eq!(TopkConfig::from_json(&json!({})).unwrap(), TopkConfig::default());
-        assert!(TopkConfig::from_json(&json!({"k": 0})).is_err());
+        assert_eq!(TopkConfig::from_json(&json!({}), "darts-topk").unwrap(), TopkConfig::default());
+        assert!(TopkConfig::from_json(&json!({"k": 0}), "darts-topk").is_err());
     }
 }

@@ -95,7 +95,7 @@ fn create_darts(config: &serde_json::Value) -> anyhow::Result<Box<dyn Algorithm>
 }
 
 fn create_topk(config: &serde_json::Value) -> anyhow::Result<Box<dyn Finalizer>> {
-    Ok(Box::new(topk::TopkFinalizer { config: config::TopkConfig::from_json(config)? }))
+    Ok(Box::new(topk::TopkFinalizer { config: config::TopkConfig::from_json(config, "darts-topk")? }))
 }
 
 fn create_softmax(config: &MixerConfig, params: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {

@@ -36,6 +36,7 @@ use archai_plugin_api::kit::arch::first_order_step;
 use archai_plugin_api::kit::config::{check_candidates, check_range, darts_primitives, parse};
 use archai_plugin_api::kit::genotype::alpha_report;
 use archai_plugin_api::kit::gumbel::hard_sample;
+use archai_plugin_api::kit::mixer::{alpha_row, candidates, scalar_param};
 use archai_plugin_api::model_desc::{ArchParamDesc, CellFill, DartsMacro, MixerDesc, ModelDesc, ParamInit};
 use archai_plugin_api::tch::{no_grad_guard, Kind, Tensor};
 use archai_plugin_api::{
@@ -60,20 +61,11 @@ pub struct GdasMixer {
 
 impl GdasMixer {
     pub fn new(config: &MixerConfig, p: &mut ParamBuilder) -> anyhow::Result<Self> {
-        let name: String = config.param("gdas", "alpha")?;
-        let row: i64 = config.param("gdas", "row")?;
-        let alpha = p.arch_param(&name)?;
-        let n = config.candidates.len() as i64;
-        let shape = alpha.size();
-        anyhow::ensure!(
-            shape.len() == 2 && (0..shape[0]).contains(&row) && shape[1] == n,
-            "mixer `gdas`: architecture parameter `{name}` has shape {shape:?}, but this edge reads row {row} with {n} candidates"
-        );
-        let tau_name: String = config.param("gdas", "tau")?;
-        let tau = p.arch_param(&tau_name)?;
-        anyhow::ensure!(tau.dim() == 0, "mixer `gdas`: `{tau_name}` must be a scalar, it has shape {:?}", tau.size());
+        let (alpha, row) = alpha_row("gdas", config, p)?;
+        let tau = scalar_param("gdas", config, p, "tau")?;
         let params = Value::Object(config.candidate_params.clone());
-        let ops = config.candidates.iter().map(|c| p.op(c, &params, c)).collect::<anyhow::Result<_>>()?;
+        // Every candidate, `none` too: the sampled one is computed, whichever it is.
+        let ops = candidates("gdas", config, p, &params, false)?.into_iter().map(|(_, op)| op).collect();
         Ok(Self { alpha, row, tau, ops })
     }
 }

@@ -46,8 +46,9 @@ use archai_plugin_api::kit::adam::Adam;
 use archai_plugin_api::kit::arch::first_order_step;
 use archai_plugin_api::kit::config::{check_candidates, check_range, darts_primitives, parse};
 use archai_plugin_api::kit::genotype::{
-    alpha_report, cell_genotype, cell_types, edge_softmax, named_rows, rebuild, rows_of, softmax, FinalSize, Genotype,
+    alpha_report, cell_genotype, cell_types, edge_softmax, named_rows, rebuild, rows_of, softmax, Genotype, TopkConfig,
 };
+use archai_plugin_api::kit::mixer::{alpha_row, candidates, weighted_sum};
 use archai_plugin_api::model_desc::{
     ArchParamDesc, CellDesc, CellFill, DartsMacro, MixerDesc, ModelDesc, OpDesc, ParamInit,
 };
@@ -72,16 +73,8 @@ pub struct PartialChannel {
 
 impl PartialChannel {
     pub fn new(config: &MixerConfig, p: &mut ParamBuilder) -> anyhow::Result<Self> {
-        let name: String = config.param("partial-channel", "alpha")?;
-        let row: i64 = config.param("partial-channel", "row")?;
+        let (alpha, row) = alpha_row("partial-channel", config, p)?;
         let k: i64 = config.param_or("partial-channel", "k", 4)?;
-        let alpha = p.arch_param(&name)?;
-        let n = config.candidates.len() as i64;
-        let shape = alpha.size();
-        anyhow::ensure!(
-            shape.len() == 2 && (0..shape[0]).contains(&row) && shape[1] == n,
-            "mixer `partial-channel`: architecture parameter `{name}` has shape {shape:?}, but this edge reads row {row} with {n} candidates"
-        );
         let c = config.candidate_params.get("c_in").and_then(Value::as_i64).unwrap_or(0);
         anyhow::ensure!(
             k >= 1 && c > 0 && c % k == 0,
@@ -94,14 +87,7 @@ impl PartialChannel {
         let stride = config.candidate_params.get("stride").and_then(Value::as_i64).unwrap_or(1);
         let mut params = config.candidate_params.clone();
         params.insert("c_in".into(), (c / k).into());
-        let params = Value::Object(params);
-        let mut ops = Vec::new();
-        for (i, cand) in config.candidates.iter().enumerate() {
-            if cand != "none" {
-                ops.push((i as i64, p.op(cand, &params, cand)?));
-            }
-        }
-        anyhow::ensure!(!ops.is_empty(), "mixer `partial-channel`: the edge has only `none` candidates");
+        let ops = candidates("partial-channel", config, p, &Value::Object(params), true)?;
         Ok(Self { alpha, row, k, stride, ops })
     }
 }
@@ -121,15 +107,7 @@ impl Op for PartialChannel {
         let xa = x.f_narrow(1, 0, part)?;
         let xb = x.f_narrow(1, part, c - part)?;
         let w = self.alpha.f_get(self.row)?.f_softmax(-1, Kind::Float)?;
-        let mut mixed: Option<Tensor> = None;
-        for (i, op) in &self.ops {
-            let y = op.forward(&[&xa], train)?.f_mul(&w.f_get(*i)?)?;
-            mixed = Some(match mixed {
-                Some(m) => m.f_add(&y)?,
-                None => y,
-            });
-        }
-        let mixed = mixed.expect("checked at construction");
+        let mixed = weighted_sum(&self.ops, &xa, &w, train)?;
         let bypass = if self.stride == 2 { xb.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], true)? } else { xb };
         let bypass = bypass.f_to_kind(mixed.kind())?;
         let out = Tensor::f_cat(&[mixed, bypass], 1)?;
@@ -344,22 +322,6 @@ pub fn cell_scores(cell: &CellDesc, k: usize, arch: &[(String, Vec<Vec<f64>>)]) 
     cell_genotype(cell, k, |ni, ei, e| Ok(edge_softmax(arch, e)?.iter().map(|p| p * shares[ni][ei]).collect()))
 }
 
-/// Configuration of `pc-darts-topk`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopkConfig {
-    pub k: usize,
-    pub layers: Option<usize>,
-    pub channels: Option<i64>,
-    pub auxiliary: Option<bool>,
-}
-
-impl Default for TopkConfig {
-    fn default() -> Self {
-        Self { k: 2, layers: None, channels: None, auxiliary: None }
-    }
-}
-
 /// The `pc-darts-topk` finalizer.
 pub struct PcTopk {
     pub config: TopkConfig,
@@ -374,8 +336,7 @@ pub fn finalize(
     let (normal, reduce) = cell_types(search)?;
     let normal = cell_scores(normal, config.k, arch)?;
     let reduce = cell_scores(reduce, config.k, arch)?;
-    let size = FinalSize { layers: config.layers, channels: config.channels, auxiliary: config.auxiliary };
-    rebuild(search, &normal, &reduce, &size)
+    rebuild(search, &normal, &reduce, &config.size())
 }
 
 impl Finalizer for PcTopk {
@@ -385,9 +346,7 @@ impl Finalizer for PcTopk {
 }
 
 fn create_topk(config: &Value) -> anyhow::Result<Box<dyn Finalizer>> {
-    let config: TopkConfig = parse(config, "pc-darts-topk")?;
-    anyhow::ensure!(config.k >= 1, "pc-darts-topk config: `k` must be at least 1");
-    Ok(Box::new(PcTopk { config }))
+    Ok(Box::new(PcTopk { config: TopkConfig::from_json(config, "pc-darts-topk")? }))
 }
 
 fn create_mixer(config: &MixerConfig, params: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {

@@ -39,6 +39,7 @@ use archai_plugin_api::kit::arch::apply_train_grads;
 use archai_plugin_api::kit::config::{check_candidates, check_range, darts_primitives, parse};
 use archai_plugin_api::kit::genotype::alpha_report;
 use archai_plugin_api::kit::gumbel::soft_sample;
+use archai_plugin_api::kit::mixer::{alpha_row, candidates, scalar_param, weighted_sum};
 use archai_plugin_api::model_desc::{ArchParamDesc, CellFill, DartsMacro, MixerDesc, ModelDesc, ParamInit};
 use archai_plugin_api::tch::{no_grad_guard, Kind, Tensor};
 use archai_plugin_api::{
@@ -63,30 +64,10 @@ pub struct GumbelSoft {
 
 impl GumbelSoft {
     pub fn new(config: &MixerConfig, p: &mut ParamBuilder) -> anyhow::Result<Self> {
-        let name: String = config.param("gumbel-soft", "alpha")?;
-        let row: i64 = config.param("gumbel-soft", "row")?;
-        let alpha = p.arch_param(&name)?;
-        let n = config.candidates.len() as i64;
-        let shape = alpha.size();
-        anyhow::ensure!(
-            shape.len() == 2 && (0..shape[0]).contains(&row) && shape[1] == n,
-            "mixer `gumbel-soft`: architecture parameter `{name}` has shape {shape:?}, but this edge reads row {row} with {n} candidates"
-        );
-        let tau_name: String = config.param("gumbel-soft", "tau")?;
-        let tau = p.arch_param(&tau_name)?;
-        anyhow::ensure!(
-            tau.dim() == 0,
-            "mixer `gumbel-soft`: `{tau_name}` must be a scalar, it has shape {:?}",
-            tau.size()
-        );
+        let (alpha, row) = alpha_row("gumbel-soft", config, p)?;
+        let tau = scalar_param("gumbel-soft", config, p, "tau")?;
         let params = Value::Object(config.candidate_params.clone());
-        let mut ops = Vec::new();
-        for (i, c) in config.candidates.iter().enumerate() {
-            if c != "none" {
-                ops.push((i as i64, p.op(c, &params, c)?));
-            }
-        }
-        anyhow::ensure!(!ops.is_empty(), "mixer `gumbel-soft`: the edge has only `none` candidates");
+        let ops = candidates("gumbel-soft", config, p, &params, true)?;
         Ok(Self { alpha, row, tau, ops })
     }
 }
@@ -95,15 +76,7 @@ impl Op for GumbelSoft {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
         let logits = self.alpha.f_get(self.row)?;
         let w = if train { soft_sample(&logits, &self.tau)? } else { logits.f_softmax(-1, Kind::Float)? };
-        let mut out: Option<Tensor> = None;
-        for (i, op) in &self.ops {
-            let y = op.forward(&[&inputs[0]], train)?.f_mul(&w.f_get(*i)?)?;
-            out = Some(match out {
-                Some(o) => o.f_add(&y)?,
-                None => y,
-            });
-        }
-        Ok(out.expect("checked at construction"))
+        weighted_sum(&self.ops, &inputs[0], &w, train)
     }
 }
 
