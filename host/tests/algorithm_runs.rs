@@ -103,20 +103,32 @@ fn snas_and_didarts_toy_runs_train_alphas_without_validation() {
     }
 }
 
-/// Kill a GDAS search (tau schedule, Adam moments) after its first epoch's checkpoint, resume:
-/// the same architecture and metrics as the uninterrupted run.
+/// Kill each search after its first epoch's checkpoint and resume it: the same architecture and
+/// metrics as the uninterrupted run. Covers what each keeps: GDAS its temperature and Adam moments
+/// (and the Gumbel draws, from the per-epoch seed), SNAS its Adam moments, PC-DARTS its Adam over
+/// alphas and betas past the warm-up, DiDARTS its SGD momentum and cosine schedule.
 #[test]
-fn gdas_and_snas_resume_exactly() {
+fn every_new_search_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    for name in ["gdas", "snas"] {
+    // PC-DARTS without warm-up, so that the killed epoch has Adam moments to restore.
+    let runs = [
+        ("gdas", None),
+        ("snas", None),
+        ("pc-darts", Some("nas.search.algorithm.config.warmup_epochs=0")),
+        ("didarts", None),
+    ];
+    for (name, extra) in runs {
         let conf = format!("confs/algos/{name}.yaml");
-        let (whole, cut) = whole_and_resumed(
-            &tmp.path().join(name),
-            &conf,
-            &["nas.search.trainer.epochs=3", "nas.eval.trainer.max_batches=2", "nas.search.val_ratio=0.5"],
-            "search/checkpoint.pt",
-            |run| !run.join("search/final_model_desc.yaml").is_file(),
-        );
+        let mut sets = vec![
+            "nas.search.trainer.epochs=3",
+            "nas.eval.trainer.max_batches=2",
+            "nas.search.val_ratio=0.5",
+            "nas.search.trainer.max_batches=4",
+        ];
+        sets.extend(extra);
+        let (whole, cut) = whole_and_resumed(&tmp.path().join(name), &conf, &sets, "search/checkpoint.pt", |run| {
+            !run.join("search/final_model_desc.yaml").is_file()
+        });
         let (a, b) = (yaml(&whole.join("log.yaml")), yaml(&cut.join("log.yaml")));
         assert_eq!(a["search"]["epochs"][2]["algorithm_end"], b["search"]["epochs"][2]["algorithm_end"], "{name}");
         assert_eq!(
