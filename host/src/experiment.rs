@@ -123,15 +123,54 @@ pub fn synthetic_cifar_like(shape: &str) -> Result<(SampleBuffer, Vec<Transform>
     Ok((buffer, transforms))
 }
 
+/// The device `common.device` names: `cpu`, `cuda` (`cuda:0`), `cuda:N`, or `auto` (CUDA when
+/// present, else CPU). A CUDA device that is not there is an error, never a silent CPU run.
 pub fn device_of(name: &str) -> Result<Device> {
-    Ok(match name {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::cuda_if_available(),
-        other => match other.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
-            Some(i) => Device::Cuda(i),
-            None => bail!("common.device: `{other}` is not cpu, cuda or cuda:N"),
+    device_with(name, tch::Cuda::device_count())
+}
+
+fn device_with(name: &str, cuda_devices: i64) -> Result<Device> {
+    let index = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "auto" => return Ok(if cuda_devices > 0 { Device::Cuda(0) } else { Device::Cpu }),
+        "cuda" => 0,
+        other => match other.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
+            Some(i) => i,
+            None => bail!("common.device: `{other}` is not cpu, cuda, cuda:N or auto"),
         },
-    })
+    };
+    if index as i64 >= cuda_devices {
+        bail!(
+            "common.device: `{name}` asks for CUDA device {index}, but this process sees {cuda_devices} CUDA device(s); \
+             use `cpu`, or `auto` for CUDA when present"
+        );
+    }
+    Ok(Device::Cuda(index))
+}
+
+/// Checks everything of a run that can be checked before any work, so that a bad eval or
+/// finalizer setting fails in the first second, not after the search: the device, every
+/// trainer's ranges, the split ratios, and the finalizer's config (by building it).
+pub fn preflight(cfg: &ExperimentConfig, reg: &PluginRegistry) -> Result<Device> {
+    let device = device_of(&cfg.common.device)?;
+    let search = &cfg.nas.search;
+    if search.enabled && cfg.nas.eval.model_desc.is_none() {
+        search.trainer.validate().map_err(|e| anyhow::anyhow!("nas.search.{e}"))?;
+        if !(0.0..1.0).contains(&search.val_ratio) {
+            bail!("nas.search.val_ratio = {}: must be in [0, 1)", search.val_ratio);
+        }
+        reg.find(ComponentKind::Algorithm, &search.algorithm.name)?;
+        if let Some(f) = &search.finalizer {
+            reg.create_finalizer(&f.name, &f.config)?;
+        }
+    }
+    if let Some(t) = &cfg.nas.eval.trainer {
+        t.validate().map_err(|e| anyhow::anyhow!("nas.eval.{e}"))?;
+        if !(0.0..1.0).contains(&cfg.nas.eval.val_ratio) {
+            bail!("nas.eval.val_ratio = {}: must be in [0, 1)", cfg.nas.eval.val_ratio);
+        }
+    }
+    Ok(device)
 }
 
 /// Writes a Graphviz DOT picture of each cell type of a final description.
@@ -429,16 +468,72 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     Ok(())
 }
 
-/// Runs the experiment into `run_dir` (config_used.yaml already written by the caller).
+/// The part of a run that was under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Setup,
+    Dataset,
+    Search,
+    Eval,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Dataset => "dataset",
+            Phase::Search => "search",
+            Phase::Eval => "eval",
+        }
+    }
+}
+
+/// Runs the experiment into `run_dir` (config_used.yaml already written by the caller). Every
+/// run ends with a status in log.yaml: `status: ok`, or `status: failed` with the `phase` and the
+/// `error` (also appended to log.txt), so the run directory says how the run ended.
 pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume: bool) -> Result<()> {
     let t0 = Instant::now();
+    let mut log = RunLog::open(run_dir)?;
+    let mut phase = Phase::Setup;
+    // A run killed before it ends keeps `running`.
+    log.tree.set("status", "running")?;
+    log.flush()?;
+    let result = run_phases(cfg, reg, run_dir, resume, &mut log, &mut phase);
+    log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
+    match &result {
+        Ok(()) => log.tree.set("status", "ok")?,
+        Err(e) => {
+            let message = format!("{e:#}");
+            archai_runlog::log_file_line("ERROR", &format!("run failed in the {} phase: {message}", phase.as_str()));
+            log.tree.set("status", "failed")?;
+            log.tree.set("failure", serde_json::json!({"phase": phase.as_str(), "error": message}))?;
+        }
+    }
+    log.flush()?;
+    result
+}
+
+fn run_phases(
+    cfg: &ExperimentConfig,
+    reg: &PluginRegistry,
+    run_dir: &Path,
+    resume: bool,
+    log: &mut RunLog,
+    phase: &mut Phase,
+) -> Result<()> {
     if cfg.common.threads > 0 {
         tch::set_num_threads(cfg.common.threads);
     }
     tch::manual_seed(cfg.common.seed as i64);
-    let device = device_of(&cfg.common.device)?;
-    let mut log = RunLog::open(run_dir)?;
-    log.tree.set("run", serde_json::json!({"experiment": cfg.common.experiment_name, "seed": cfg.common.seed, "device": cfg.common.device, "threads": tch::get_num_threads()}))?;
+    let device = preflight(cfg, reg)?;
+    log.tree.set(
+        "run",
+        serde_json::json!({
+            "experiment": cfg.common.experiment_name, "seed": cfg.common.seed, "device": cfg.common.device,
+            "device_used": format!("{device:?}"), "threads": tch::get_num_threads(),
+        }),
+    )?;
+    *phase = Phase::Dataset;
     let data = load_dataset(reg, &cfg.dataset)?;
     log.tree.set(
         "dataset",
@@ -458,15 +553,15 @@ pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume:
         tracing::info!("search: reusing {}", existing.display());
         ModelDesc::from_yaml(&std::fs::read_to_string(&existing)?, &existing.display().to_string())?
     } else if cfg.nas.search.enabled {
-        search_phase(&ctx, &cfg.nas.search, &mut log)?
+        *phase = Phase::Search;
+        search_phase(&ctx, &cfg.nas.search, log)?
     } else {
         bail!("nothing to evaluate: enable nas.search or set nas.eval.model_desc (a ModelDesc file)");
     };
     if let Some(t) = &cfg.nas.eval.trainer {
-        eval_phase(&ctx, t, &desc, &mut log)?;
+        *phase = Phase::Eval;
+        eval_phase(&ctx, t, &desc, log)?;
     }
-    log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
-    log.flush()?;
     Ok(())
 }
 
@@ -508,6 +603,19 @@ mod tests {
         assert_eq!(svg.matches("marker-end").count(), 2 * (8 + 4));
         assert_eq!(svg.matches(">dil_conv_3x3<").count(), 1);
         assert_eq!(svg.matches(">max_pool_3x3<").count(), 5);
+    }
+
+    #[test]
+    fn devices_are_what_they_say() {
+        assert_eq!(device_with("cpu", 0).unwrap(), Device::Cpu);
+        assert_eq!(device_with("auto", 0).unwrap(), Device::Cpu);
+        assert_eq!(device_with("auto", 2).unwrap(), Device::Cuda(0));
+        assert_eq!(device_with("cuda:1", 2).unwrap(), Device::Cuda(1));
+        // No silent fallback to the CPU.
+        let e = device_with("cuda", 0).unwrap_err().to_string();
+        assert!(e.contains("`cuda`") && e.contains("0 CUDA device") && e.contains("auto"), "{e}");
+        assert!(device_with("cuda:2", 2).is_err());
+        assert!(device_with("gpu", 1).unwrap_err().to_string().contains("cpu, cuda, cuda:N or auto"));
     }
 
     #[test]

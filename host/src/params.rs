@@ -1,6 +1,6 @@
 //! The host owns every parameter: weights, buffers (batch-norm statistics) and architecture
 //! parameters, kept in separate stores so optimizers and checkpoints can treat them apart.
-use crate::plugins::{CountedOp, PluginRegistry};
+use crate::plugins::{host_service, CountedOp, PluginRegistry};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RString};
 use archai_plugin_api::{Init, OpBox, OpObj_TO, ParamHost, ParamRole, ParamSpec, TensorOwned};
@@ -141,45 +141,38 @@ impl<'s> ScopedParamHost<'s> {
 
 impl ParamHost for ScopedParamHost<'_> {
     fn param(&mut self, spec: ParamSpec) -> RResult<TensorOwned, RString> {
-        let name = self.scoped(&spec.name);
-        match self.store.create(&name, &spec.shape, spec.init, spec.role) {
-            Ok(t) => RResult::ROk(TensorOwned::new(t.shallow_clone())),
-            Err(e) => RResult::RErr(e.into()),
-        }
+        host_service("param", || {
+            let name = self.scoped(&spec.name);
+            let t = self.store.create(&name, &spec.shape, spec.init, spec.role)?;
+            Ok(TensorOwned::new(t.shallow_clone()))
+        })
     }
 
     fn arch_param(&mut self, name: RStr<'_>) -> RResult<TensorOwned, RString> {
-        let all = self.store.named_arch();
-        match all.iter().find(|(n, _)| n == name.as_str()) {
-            Some((_, t)) => RResult::ROk(TensorOwned::new(t.shallow_clone())),
-            None => {
-                let have: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
-                RResult::RErr(
-                    format!(
-                        "architecture parameter `{name}` is not declared in the model description's arch_params                          (declared: {})",
-                        if have.is_empty() { "none".to_string() } else { have.join(", ") }
-                    )
-                    .into(),
-                )
+        host_service("arch_param", || {
+            let all = self.store.named_arch();
+            match all.iter().find(|(n, _)| n == name.as_str()) {
+                Some((_, t)) => Ok(TensorOwned::new(t.shallow_clone())),
+                None => {
+                    let have: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+                    let have = if have.is_empty() { "none".to_string() } else { have.join(", ") };
+                    Err(format!(
+                        "architecture parameter `{name}` is not declared in the model description's arch_params \
+                         (declared: {have})"
+                    ))
+                }
             }
-        }
+        })
     }
 
     fn create_op(&mut self, name: RStr<'_>, config_json: RStr<'_>, scope: RStr<'_>) -> RResult<OpBox, RString> {
-        let Some(registry) = self.registry else {
-            return RResult::RErr("this component cannot build other ops".into());
-        };
-        let config: serde_json::Value = match serde_json::from_str(config_json.as_str()) {
-            Ok(v) => v,
-            Err(e) => return RResult::RErr(format!("op config is not JSON: {e}").into()),
-        };
-        let full = self.scoped(scope.as_str());
-        match registry.create_op(name.as_str(), &config, self.store, &full) {
-            Ok(op) => RResult::ROk(OpObj_TO::from_value(
-                CountedOp { op: op.into_box(), counter: self.counter.clone() },
-                TD_Opaque,
-            )),
-            Err(e) => RResult::RErr(e.to_string().into()),
-        }
+        host_service("create_op", || {
+            let registry = self.registry.ok_or("this component cannot build other ops")?;
+            let config: serde_json::Value =
+                serde_json::from_str(config_json.as_str()).map_err(|e| format!("op config is not JSON: {e}"))?;
+            let full = self.scoped(scope.as_str());
+            let op = registry.create_op(name.as_str(), &config, self.store, &full).map_err(|e| e.to_string())?;
+            Ok(OpObj_TO::from_value(CountedOp { op: op.into_box(), counter: self.counter.clone() }, TD_Opaque))
+        })
     }
 }

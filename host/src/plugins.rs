@@ -397,6 +397,7 @@ impl archai_plugin_api::OpObj for CountedOp {
         if let Some(c) = &self.counter {
             c.fetch_add(1, Ordering::Relaxed);
         }
+        // The op's own entry point already turns its panics into errors.
         self.op.forward(inputs, train)
     }
 }
@@ -429,6 +430,22 @@ pub struct PluginDatasetAdapter {
     pub inner: DatasetAdapterBox,
     pub plugin: String,
     pub name: String,
+}
+
+/// Runs a host service that a plugin called, so that a panic in it (a libtorch error raised by a
+/// non-fallible tensor call, say) returns to the plugin as an error instead of unwinding into
+/// plugin code, which would abort the process.
+pub fn host_service<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, String>,
+) -> RResult<T, abi_stable::std_types::RString> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(payload) => RResult::RErr(
+            format!("host service `{what}` failed: {}", archai_plugin_api::panic_text(payload.as_ref())).into(),
+        ),
+    }
 }
 
 /// Turns a plugin call's result into the host's error with plugin and component named.

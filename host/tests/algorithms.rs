@@ -252,3 +252,28 @@ fn an_architecture_parameter_that_does_not_fit_names_plugin_and_parameter() {
     let e = Network::compile(&desc, &reg, &ParamStore::new(Device::Cpu)).err().unwrap().to_string();
     assert!(e.contains("`alphas.normal` is not declared") && e.contains("alphas.reduce"), "{e}");
 }
+
+/// A host service that panics (here: a 2-D input reaching the network's channels-last permute)
+/// returns an error to its caller instead of unwinding into plugin code, which would abort the
+/// process; labels out of range are an error too.
+#[test]
+fn a_failing_host_service_returns_an_error_to_the_plugin() {
+    use abi_stable::std_types::RResult;
+    use archai_plugin_api::{ModelServices, TensorRef};
+    let reg = registry();
+    let (_, desc) = search_space(&reg, "darts", json!({"macro": small_macro(4)}));
+    let (store, mut net) = compile(&reg, &desc);
+    net.channels_last = true;
+    let mut services = archai::train::Services::trained(&net, &store, archai::train::precision::Precision::Fp32);
+    let flat = Tensor::zeros([2, 256], (Kind::Float, Device::Cpu));
+    match services.logits(TensorRef::new(&flat), true) {
+        RResult::RErr(e) => assert!(e.contains("host service `logits` failed"), "{e}"),
+        RResult::ROk(_) => panic!("a 2-D input cannot be run"),
+    }
+    let (x, _) = batch(2);
+    let bad_labels = Tensor::from_slice(&[0i64, 99]);
+    match services.loss(TensorRef::new(&x), TensorRef::new(&bad_labels)) {
+        RResult::RErr(e) => assert!(e.contains("99") || e.contains("out of bounds") || e.contains("Target"), "{e}"),
+        RResult::ROk(_) => panic!("label 99 of 4 classes"),
+    }
+}

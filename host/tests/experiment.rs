@@ -102,6 +102,8 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     );
     let top1 = test_top1(&first);
     assert!(top1 > 0.15, "toy eval should beat chance (0.10): {top1}");
+    assert_eq!(log["status"].as_str(), Some("ok"));
+    assert_eq!(log["run"]["device_used"].as_str(), Some("Cpu"));
 
     // config_used.yaml alone reproduces the run: same architecture, same metrics.
     let second = tmp.path().join("second");
@@ -173,8 +175,63 @@ fn a_nan_loss_stops_the_run_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the loss became") && err.contains("Lower the learning rate"), "{err}");
-    // What finished before the failure is kept and readable.
-    assert!(yaml(&run.join("log.yaml"))["dataset"]["train"].as_u64() == Some(60000));
+    // What finished before the failure is kept and readable, and the run says how it ended.
+    let log = yaml(&run.join("log.yaml"));
+    assert!(log["dataset"]["train"].as_u64() == Some(60000));
+    assert_eq!(log["status"].as_str(), Some("failed"));
+    assert_eq!(log["failure"]["phase"].as_str(), Some("search"));
+    assert!(log["failure"]["error"].as_str().unwrap().contains("the loss became"));
+    let txt = std::fs::read_to_string(run.join("log.txt")).unwrap();
+    assert!(txt.lines().any(|l| l.contains("ERROR") && l.contains("run failed in the search phase")), "{txt}");
+}
+
+/// Settings the search never reads (eval, finalizer) and out-of-range numbers are refused before
+/// any work: no search step runs, the process exits 1 with one message naming the key, and the
+/// run directory records the failure.
+#[test]
+fn bad_settings_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str); 6] = [
+        ("nas.eval.trainer.batch_size=0", "nas.eval.trainer.batch_size = 0"),
+        ("nas.search.finalizer.config.k=0", "`k` must be at least 1"),
+        ("nas.search.trainer.optimizer.lr=-1", "nas.search.trainer.optimizer.lr = -1"),
+        ("nas.search.trainer.label_smoothing=2", "label_smoothing = 2"),
+        ("nas.search.trainer.max_batches=0", "max_batches"),
+        ("nas.search.val_ratio=1.5", "nas.search.val_ratio = 1.5"),
+    ];
+    for (i, (set, says)) in cases.iter().enumerate() {
+        let run = tmp.path().join(format!("case{i}"));
+        let out = archai(&["run", "confs/algos/darts.yaml", "--toy", "--set", set, "--out", run.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{set}: {}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says) && !err.contains("panicked"), "{set}: {err}");
+        let log = yaml(&run.join("log.yaml"));
+        assert_eq!(log["status"].as_str(), Some("failed"), "{set}");
+        assert_eq!(log["failure"]["phase"].as_str(), Some("setup"), "{set}");
+        assert!(log["dataset"].is_null(), "{set}: the dataset was loaded before the refusal");
+        assert!(!run.join("search/checkpoint.pt").exists(), "{set}: a search step ran");
+    }
+}
+
+/// A phase that would train nothing (an empty split, no batches) is an error, not a success.
+#[test]
+fn a_run_that_trains_nothing_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("empty");
+    // Holding out all but a fraction of a sample for validation leaves an empty training split.
+    let out = archai(&[
+        "run",
+        "confs/algos/darts.yaml",
+        "--toy",
+        "--set",
+        "nas.search.val_ratio=0.99999",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("trains nothing") && err.contains("training split has 0 samples"), "{err}");
+    assert_eq!(yaml(&run.join("log.yaml"))["failure"]["phase"].as_str(), Some("search"));
 }
 
 #[test]

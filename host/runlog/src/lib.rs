@@ -23,7 +23,7 @@ mod tb;
 
 pub use crate::crc32c::{crc32c, masked_crc32c};
 pub use crate::error::{Result, RunLogError};
-pub use crate::logging::{init_logging, LoggingGuard, Verbosity};
+pub use crate::logging::{init_logging, log_file_line, LoggingGuard, Verbosity};
 pub use crate::logtree::LogTree;
 pub use crate::progress::Progress;
 pub use crate::rundir::RunDir;

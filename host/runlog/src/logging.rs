@@ -121,6 +121,17 @@ pub fn init_logging(log_txt: Option<&Path>, verbosity: Verbosity) -> Result<Logg
     Ok(LoggingGuard { generation: t.generation })
 }
 
+/// Appends one timestamped line to the current log.txt only (not the console): for messages the
+/// console shows another way, such as the error a failed command prints on exit.
+pub fn log_file_line(level: &str, message: &str) {
+    if let Some(f) = file_target().file.as_mut() {
+        let mut ts = String::new();
+        let _ = LocalTime.format_time(&mut Writer::new(&mut ts));
+        let _ = writeln!(f, "{ts} {level:>5} {message}");
+        let _ = f.flush();
+    }
+}
+
 struct LocalTime;
 
 impl FormatTime for LocalTime {

@@ -7,7 +7,7 @@ pub mod schedule;
 
 use crate::model::{ModelError, Network};
 use crate::params::ParamStore;
-use crate::plugins::{plugin_result, PluginAlgorithm, PluginError};
+use crate::plugins::{host_service, plugin_result, PluginAlgorithm, PluginError};
 use crate::runlog::RunLog;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RMut;
@@ -74,7 +74,56 @@ fn one() -> usize {
     1
 }
 
+/// Checks that `value` lies in `range` (finite); the error names the key, the value and the range.
+fn check(key: &str, value: f64, ok: bool, range: &str) -> Result<(), String> {
+    if value.is_finite() && ok {
+        Ok(())
+    } else {
+        Err(format!("trainer.{key} = {value}: must be {range}"))
+    }
+}
+
 impl TrainerConfig {
+    /// Range checks of every number, so that a bad setting fails before any work (an eval
+    /// setting before the search runs). Errors name the key, the value and the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        let o = &self.optimizer;
+        if self.batch_size == 0 || self.batch_chunks == 0 {
+            return Err(format!(
+                "trainer.batch_size = {} and trainer.batch_chunks = {}: both must be at least 1",
+                self.batch_size, self.batch_chunks
+            ));
+        }
+        if self.max_batches == Some(0) || self.max_eval_batches == Some(0) {
+            return Err("trainer.max_batches and max_eval_batches must be at least 1 (or null for all)".into());
+        }
+        let mut groups = vec![("optimizer".to_string(), o)];
+        groups.extend(self.param_groups.iter().map(|g| (format!("param_groups.{}.optimizer", g.name), &g.optimizer)));
+        for (at, o) in groups {
+            check(&format!("{at}.lr"), o.lr, o.lr > 0.0, "> 0")?;
+            check(&format!("{at}.momentum"), o.momentum, (0.0..1.0).contains(&o.momentum), "in [0, 1)")?;
+            check(&format!("{at}.weight_decay"), o.weight_decay, o.weight_decay >= 0.0, ">= 0")?;
+            check(&format!("{at}.eps"), o.eps, o.eps > 0.0, "> 0")?;
+            for b in o.betas {
+                check(&format!("{at}.betas"), b, (0.0..1.0).contains(&b), "in [0, 1)")?;
+            }
+        }
+        check("label_smoothing", self.label_smoothing, (0.0..1.0).contains(&self.label_smoothing), "in [0, 1)")?;
+        check("drop_path_prob", self.drop_path_prob, (0.0..1.0).contains(&self.drop_path_prob), "in [0, 1)")?;
+        if let Some(g) = self.grad_clip {
+            check("grad_clip", g, g > 0.0, "> 0 (or null to disable)")?;
+        }
+        check("aux_weight", self.aux_weight, self.aux_weight >= 0.0, ">= 0")?;
+        let lr_min = self.scheduler.lr_min;
+        check("scheduler.lr_min", lr_min, lr_min >= 0.0, ">= 0")?;
+        let w = self.scheduler.warmup_epochs;
+        check("scheduler.warmup_epochs", w, w >= 0.0, ">= 0")?;
+        if self.precision.needs_loss_scaling() {
+            self.loss_scale.validate()?;
+        }
+        Ok(())
+    }
+
     /// The loss scaler this configuration trains with: one for fp16, none otherwise.
     pub fn loss_scaler(&self) -> Option<LossScaler> {
         self.precision.needs_loss_scaling().then(|| LossScaler::new(self.loss_scale.clone()))
@@ -252,10 +301,16 @@ impl ModelServices for Services<'_> {
         named(self.store.named_arch())
     }
     fn loss(&mut self, x: TensorRef<'_>, y: TensorRef<'_>) -> RResult<TensorOwned, RString> {
-        match self.forward(&x.view(), true) {
-            Ok(logits) => RResult::ROk(TensorOwned::new(criterion(&logits, &y.view(), self.smoothing))),
-            Err(e) => RResult::RErr(e.into()),
-        }
+        host_service("loss", || {
+            let logits = self.forward(&x.view(), true)?;
+            let loss = logits
+                .f_to_kind(Kind::Float)
+                .and_then(|l| {
+                    l.f_cross_entropy_loss::<Tensor>(&y.view(), None, tch::Reduction::Mean, -100, self.smoothing)
+                })
+                .map_err(|e| archai_plugin_api::trim_backtrace(&e.to_string()))?;
+            Ok(TensorOwned::new(loss))
+        })
     }
     fn weight_optimizer(&self) -> RString {
         match self.opt {
@@ -278,10 +333,7 @@ impl ModelServices for Services<'_> {
         }
     }
     fn logits(&mut self, x: TensorRef<'_>, train: bool) -> RResult<TensorOwned, RString> {
-        match self.forward(&x.view(), train) {
-            Ok(logits) => RResult::ROk(TensorOwned::new(logits)),
-            Err(e) => RResult::RErr(e.into()),
-        }
+        host_service("logits", || Ok(TensorOwned::new(self.forward(&x.view(), train)?)))
     }
 }
 
@@ -613,9 +665,7 @@ impl Trainer<'_> {
         resume: bool,
     ) -> Result<FitReport, TrainError> {
         let c = self.config.clone();
-        if c.batch_chunks == 0 || c.batch_size == 0 {
-            return Err(TrainError::Config("batch_size and batch_chunks must be positive".into()));
-        }
+        c.validate().map_err(|e| TrainError::Config(format!("{}: {e}", self.phase)))?;
         let arch_training = algorithm.as_deref().map(|a| a.arch_training);
         let bilevel = arch_training == Some(ArchTraining::Bilevel);
         if bilevel && val.is_none() {
@@ -624,15 +674,6 @@ impl Trainer<'_> {
                 self.phase,
                 algorithm.as_deref().map(|a| a.name.as_str()).unwrap_or_default()
             )));
-        }
-        if !(c.aux_weight.is_finite() && c.aux_weight >= 0.0) {
-            return Err(TrainError::Config(format!(
-                "{}: trainer.aux_weight must be a number >= 0 (got {})",
-                self.phase, c.aux_weight
-            )));
-        }
-        if c.precision.needs_loss_scaling() {
-            c.loss_scale.validate().map_err(|e| TrainError::Config(format!("{}: {e}", self.phase)))?;
         }
         if c.aux_weight > 0.0 && !net.has_aux() {
             return Err(TrainError::Config(format!(
@@ -665,6 +706,16 @@ impl Trainer<'_> {
             let n = train.batcher(c.batch_size, 0, self.seed, false)?.len();
             c.max_batches.map_or(n, |m| m.min(n))
         };
+        if c.epochs > 0 && steps_per_epoch == 0 {
+            return Err(TrainError::Config(format!(
+                "{}: the training split has {} samples (batch {}), so {} epoch(s) would train nothing; \
+                 a run that trains nothing is refused (check val_ratio, max_batches and the dataset)",
+                self.phase,
+                train.indices.len(),
+                c.batch_size,
+                c.epochs
+            )));
+        }
         let total_steps = steps_per_epoch * c.epochs;
         let mut start_epoch = 0;
         if resume && self.checkpoint.is_file() {
