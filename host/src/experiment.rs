@@ -153,6 +153,14 @@ fn device_with(name: &str, cuda_devices: i64) -> Result<Device> {
 /// trainer's ranges, the split ratios, and the finalizer's config (by building it).
 pub fn preflight(cfg: &ExperimentConfig, reg: &PluginRegistry) -> Result<Device> {
     let device = device_of(&cfg.common.device)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+    let threads = cfg.common.threads;
+    if !(0..=4 * cores).contains(&threads) {
+        bail!(
+            "common.threads = {threads}: must be in [0, {}] (at most 4 x the {cores} cores here; 0 keeps libtorch's default)",
+            4 * cores
+        );
+    }
     let search = &cfg.nas.search;
     if search.enabled && cfg.nas.eval.model_desc.is_none() {
         search.trainer.validate().map_err(|e| anyhow::anyhow!("nas.search.{e}"))?;
@@ -521,11 +529,11 @@ fn run_phases(
     log: &mut RunLog,
     phase: &mut Phase,
 ) -> Result<()> {
+    let device = preflight(cfg, reg)?;
     if cfg.common.threads > 0 {
         tch::set_num_threads(cfg.common.threads);
     }
     tch::manual_seed(cfg.common.seed as i64);
-    let device = preflight(cfg, reg)?;
     log.tree.set(
         "run",
         serde_json::json!({

@@ -2,6 +2,7 @@
 //! data, models, the trainer and logging.
 pub mod bench;
 pub mod config;
+pub mod elf;
 pub mod experiment;
 pub mod model;
 pub mod params;

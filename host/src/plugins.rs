@@ -124,6 +124,20 @@ enum Loaded {
 }
 
 fn load_one(path: &Path) -> Result<Loaded, PluginError> {
+    match crate::elf::check_file(path) {
+        Ok(crate::elf::ElfCheck::NotElf) => return Ok(Loaded::NotAPlugin("not an ELF shared library".into())),
+        Ok(crate::elf::ElfCheck::Truncated { needed, len }) => {
+            return Err(PluginError::Broken {
+                path: path.into(),
+                reason: format!(
+                    "the file is cut short ({len} bytes, its headers describe {needed}); copy or build it again \
+                     (loading it would crash the process)"
+                ),
+            })
+        }
+        Ok(crate::elf::ElfCheck::Complete) => {}
+        Err(e) => return Err(PluginError::Broken { path: path.into(), reason: format!("cannot read it: {e}") }),
+    }
     let header = match lib_header_from_path(path) {
         Ok(h) => h,
         Err(LibraryError::OpenError { err, .. }) => return Ok(Loaded::NotAPlugin(format!("not loadable: {err}"))),

@@ -191,7 +191,8 @@ fn a_nan_loss_stops_the_run_with_a_clear_message() {
 #[test]
 fn bad_settings_are_refused_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
-    let cases: [(&str, &str); 6] = [
+    let cases: [(&str, &str); 7] = [
+        ("common.threads=100000", "common.threads = 100000"),
         ("nas.eval.trainer.batch_size=0", "nas.eval.trainer.batch_size = 0"),
         ("nas.search.finalizer.config.k=0", "`k` must be at least 1"),
         ("nas.search.trainer.optimizer.lr=-1", "nas.search.trainer.optimizer.lr = -1"),

@@ -236,6 +236,27 @@ fn non_plugin_libraries_are_skipped_and_the_rest_load() {
     assert!(reg.find(archai_plugin_api::ComponentKind::Op, "sep_conv_5x5").is_ok());
 }
 
+/// A plugin file cut short (an interrupted copy) is refused from its ELF headers, in one line,
+/// before the loader maps it: loading it used to kill every command with SIGBUS and no output.
+#[test]
+fn a_truncated_plugin_is_refused_without_loading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(plugin_dir().join("libdarts.so")).unwrap();
+    std::fs::write(dir.path().join("libdarts.so"), &whole[..whole.len() / 2]).unwrap();
+    let err = PluginRegistry::scan(&[dir.path().to_path_buf()]).err().expect("refused").to_string();
+    assert!(
+        err.contains("libdarts.so") && err.contains("cut short") && err.contains("copy or build it again"),
+        "{err}"
+    );
+    // Through the binary: a clean exit 1 with the message, not a signal.
+    let out = std::process::Command::new(archai_bin())
+        .args(["--plugin-dir", dir.path().to_str().unwrap(), "plugins"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cut short"));
+}
+
 #[test]
 fn duplicate_registrations_name_both_files() {
     let ops = plugin_dir().join("libops_darts.so");
