@@ -499,9 +499,20 @@ impl Phase {
 /// Runs the experiment into `run_dir` (config_used.yaml already written by the caller). Every
 /// run ends with a status in log.yaml: `status: ok`, or `status: failed` with the `phase` and the
 /// `error` (also appended to log.txt), so the run directory says how the run ended.
-pub fn run(cfg: &ExperimentConfig, reg: &PluginRegistry, run_dir: &Path, resume: bool) -> Result<()> {
+pub fn run(
+    cfg: &ExperimentConfig,
+    reg: &PluginRegistry,
+    run_dir: &Path,
+    resume: bool,
+    resume_changes: &[crate::resume::Change],
+) -> Result<()> {
     let t0 = Instant::now();
     let mut log = RunLog::open(run_dir)?;
+    if !resume_changes.is_empty() {
+        // Appended per resume, so the record keeps every change a run went through.
+        let key = format!("resume_changes/{}", log.tree.root()["resume_changes"].as_mapping().map_or(0, |m| m.len()));
+        log.tree.set(&key, serde_json::to_value(resume_changes)?)?;
+    }
     let mut phase = Phase::Setup;
     // A run killed before it ends keeps `running`.
     log.tree.set("status", "running")?;

@@ -7,6 +7,7 @@ pub mod experiment;
 pub mod model;
 pub mod params;
 pub mod plugins;
+pub mod resume;
 pub mod runlog;
 pub mod stats;
 pub mod train;

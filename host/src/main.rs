@@ -229,11 +229,20 @@ fn run_experiment(
         archai::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), resume)?;
     let _logging = archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
     let used = run_dir.join("config_used.yaml");
-    if !resume || !used.is_file() {
+    let mut resume_changes = Vec::new();
+    if resume && used.is_file() {
+        let recorded = std::fs::read_to_string(&used).with_context(|| format!("reading {}", used.display()))?;
+        resume_changes = archai::resume::check(&recorded, &cfg)?;
+        for c in &resume_changes {
+            tracing::info!("resume: {} changed from {} to {}", c.key, c.before, c.now);
+        }
+    }
+    if !resume || !used.is_file() || !resume_changes.is_empty() {
+        // The record follows the run: after an accepted change it holds the new values.
         std::fs::write(&used, cfg.to_full_yaml()).with_context(|| format!("writing {}", used.display()))?;
     }
     tracing::info!("run directory: {}", run_dir.path().display());
-    archai::experiment::run(&cfg, &reg, run_dir.path(), resume)?;
+    archai::experiment::run(&cfg, &reg, run_dir.path(), resume, &resume_changes)?;
     tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
     Ok(())
 }

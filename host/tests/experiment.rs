@@ -339,3 +339,33 @@ fn resuming_a_finished_run_restores_the_trained_weights() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("resumed from"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(test_top1(&run), trained);
 }
+
+/// `--resume` with a configuration that changes the model is refused naming the key (it used to
+/// panic loading the checkpoint); a documented safe change (more epochs) is accepted and recorded
+/// in config_used.yaml and log.yaml.
+#[test]
+fn resume_refuses_config_changes_that_alter_the_model_and_records_safe_ones() {
+    assert!(fashion_mnist_present());
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let base = ["run", "confs/algos/darts.yaml", "--toy", "--set", "nas.eval.trainer.max_batches=2"];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--out", run.to_str().unwrap()]);
+        archai(&a)
+    };
+    ok(&with(&[]));
+    let out = with(&["--set", "nas.search.algorithm.config.macro.channels=6", "--resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nas.search.algorithm.config.macro.channels (4 -> 6)") && !err.contains("panicked"), "{err}");
+
+    ok(&with(&["--set", "nas.eval.trainer.epochs=2", "--resume"]));
+    assert_eq!(yaml(&run.join("config_used.yaml"))["nas"]["eval"]["trainer"]["epochs"].as_u64(), Some(2));
+    let log = yaml(&run.join("log.yaml"));
+    let change = &log["resume_changes"][0][0];
+    assert_eq!(change["key"].as_str(), Some("nas.eval.trainer.epochs"));
+    assert_eq!((change["before"].as_u64(), change["now"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(log["eval"]["summary"]["epochs"].as_u64(), Some(1), "one more eval epoch after the resume");
+}
