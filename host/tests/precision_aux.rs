@@ -90,6 +90,39 @@ fn aux_weight_without_an_aux_head_is_a_config_error() {
     );
 }
 
+/// A checkpoint whose bytes changed on disk is refused with what to do, instead of loading
+/// silently and changing the results; an intact one resumes.
+#[test]
+fn a_corrupted_checkpoint_is_refused() {
+    let reg = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |epochs: usize, resume: bool| {
+        let store = ParamStore::new(Device::Cpu);
+        let mut net = Network::compile(&small_darts(false), &reg, &store).unwrap();
+        let mut log = RunLog::open(dir.path()).unwrap();
+        let mut trainer = Trainer {
+            config: TrainerConfig { epochs, max_batches: Some(1), ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
+            phase: "eval".into(),
+            seed: 1,
+            device: Device::Cpu,
+            checkpoint: dir.path().join("ck.pt"),
+            log: &mut log,
+        };
+        trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
+    };
+    fit(1, false).unwrap();
+    let path = dir.path().join("ck.pt");
+    let good = std::fs::read(&path).unwrap();
+    fit(2, true).expect("an intact checkpoint resumes");
+    // Flip one bit in the middle of the file: inside the stored weights, not the zip structure.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x10;
+    std::fs::write(&path, &bad).unwrap();
+    let e = fit(3, true).unwrap_err().to_string();
+    assert!(e.contains("ck.pt") && e.contains("is corrupt") && e.contains("delete it"), "{e}");
+}
+
 /// A checkpoint of a model without the aux head does not silently resume one with it.
 #[test]
 fn resuming_from_another_models_checkpoint_names_the_missing_tensors() {

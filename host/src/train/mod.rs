@@ -576,6 +576,32 @@ fn model_tensors(store: &ParamStore) -> Vec<(String, Tensor)> {
     weights.chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t))).collect()
 }
 
+/// The name of the checkpoint entry that holds the checksum of all the others.
+const CHECKSUM: &str = "checksum";
+
+/// CRC-32C over every entry's name and bytes, in name order: a checkpoint whose tensor bytes
+/// changed on disk (a flipped bit, a partial overwrite) no longer matches and is refused, instead
+/// of loading silently and changing the results.
+fn checksum(named: &[(String, Tensor)]) -> Result<i64, String> {
+    let mut sorted: Vec<&(String, Tensor)> = named.iter().filter(|(n, _)| n != CHECKSUM).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut digest = Vec::with_capacity(sorted.len() * 4);
+    for (name, t) in sorted {
+        let bytes = t
+            .f_detach()
+            .and_then(|t| t.f_to_device(Device::Cpu))
+            .and_then(|t| t.f_contiguous())
+            .and_then(|t| t.f_flatten(0, -1))
+            .and_then(|t| t.f_view_dtype(Kind::Uint8))
+            .map_err(|e| format!("`{name}`: {}", archai_plugin_api::trim_backtrace(&e.to_string())))?;
+        let bytes = Vec::<u8>::try_from(&bytes).map_err(|e| format!("`{name}`: {e}"))?;
+        let mut entry = name.as_bytes().to_vec();
+        entry.extend_from_slice(&bytes);
+        digest.extend_from_slice(&archai_runlog::crc32c(&entry).to_le_bytes());
+    }
+    Ok(archai_runlog::crc32c(&digest) as i64)
+}
+
 fn save_checkpoint(
     path: &Path,
     store: &ParamStore,
@@ -595,11 +621,17 @@ fn save_checkpoint(
         named.push((format!("g.{n}"), t));
     }
     named.push(("epoch".into(), Tensor::from(epoch as i64)));
-    let tmp = path.with_extension("tmp");
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
+    named.push((CHECKSUM.into(), Tensor::from(checksum(&named).map_err(err)?)));
+    let tmp = path.with_extension("tmp");
     Tensor::save_multi(&named.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), &tmp)
         .map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// The first line of a libtorch error (the rest is a C++ backtrace).
+fn trim_first_line(text: &str) -> String {
+    archai_plugin_api::trim_backtrace(text).lines().next().unwrap_or_default().to_string()
 }
 
 /// Loads a checkpoint into the store, optimizer and loss scaler; returns the last finished epoch
@@ -611,7 +643,20 @@ fn load_checkpoint(
     scaler: Option<&mut LossScaler>,
 ) -> Result<(usize, Vec<(String, Tensor)>), TrainError> {
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
-    let saved = Tensor::load_multi(path).map_err(|e| err(e.to_string()))?;
+    let mut saved = Tensor::load_multi(path).map_err(|e| {
+        err(format!("cannot be read ({}); delete it to restart the phase", trim_first_line(&e.to_string())))
+    })?;
+    // Checkpoints written before checksums existed have none and load as they are.
+    if let Some(i) = saved.iter().position(|(n, _)| n == CHECKSUM) {
+        let stored = saved.remove(i).1.int64_value(&[]);
+        let actual = checksum(&saved).map_err(err)?;
+        if stored != actual {
+            return Err(err(format!(
+                "is corrupt: its contents changed after it was written (checksum {actual:08x}, recorded {stored:08x}); \
+                 delete it to restart the phase from scratch"
+            )));
+        }
+    }
     let _guard = tch::no_grad_guard();
     let mut epoch = None;
     let mut opt_state = Vec::new();
