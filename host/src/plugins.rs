@@ -18,6 +18,8 @@ use tch::Tensor;
 pub enum PluginError {
     #[error("plugin directory {0} does not exist; pass --plugin-dir DIR or set ARCHAI_PLUGIN_DIR (scripts/setup.sh gathers the plugins in target/plugins)")]
     MissingDir(PathBuf),
+    #[error("--plugin-dir {0} is a file; it takes a directory that holds plugin libraries (.so)")]
+    NotADir(PathBuf),
     #[error("{path}: built against archai-plugin-api {found}, this archai needs a version compatible with {expected}; rebuild the plugin against archai-plugin-api {expected}")]
     IncompatibleApi { path: PathBuf, found: String, expected: String },
     #[error("{path}: the plugin API types in this library have a different layout than this archai's ({summary}); rebuild the plugin against archai-plugin-api {expected}")]
@@ -183,7 +185,18 @@ impl PluginRegistry {
     /// error with a line per file.
     pub fn scan(dirs: &[PathBuf]) -> Result<Self, PluginError> {
         let mut files = Vec::new();
+        let mut seen = Vec::new();
         for dir in dirs {
+            if dir.is_file() {
+                return Err(PluginError::NotADir(dir.clone()));
+            }
+            // The same directory named twice (or through a link) is scanned once, so its plugins
+            // are not reported as registered twice by themselves.
+            let canonical = std::fs::canonicalize(dir).map_err(|_| PluginError::MissingDir(dir.clone()))?;
+            if seen.contains(&canonical) {
+                continue;
+            }
+            seen.push(canonical);
             let entries = std::fs::read_dir(dir).map_err(|_| PluginError::MissingDir(dir.clone()))?;
             let mut in_dir: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))

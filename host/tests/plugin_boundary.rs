@@ -257,6 +257,16 @@ fn a_truncated_plugin_is_refused_without_loading_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cut short"));
 }
 
+/// The same directory given twice is scanned once; a file given as a directory is named as such.
+#[test]
+fn plugin_dir_mistakes_are_named_or_harmless() {
+    let twice = PluginRegistry::scan(&[plugin_dir(), plugin_dir().join(".")]).expect("the same dir twice loads");
+    assert_eq!(twice.plugins().len(), registry().plugins().len());
+    let file = plugin_dir().join("libdarts.so");
+    let err = PluginRegistry::scan(&[file]).err().unwrap().to_string();
+    assert!(err.contains("libdarts.so is a file") && err.contains("directory"), "{err}");
+}
+
 #[test]
 fn duplicate_registrations_name_both_files() {
     let ops = plugin_dir().join("libops_darts.so");

@@ -782,11 +782,13 @@ impl Trainer<'_> {
                 }
                 None => {}
             }
+            // Counted from 1, like the epoch lines on the console.
             tracing::info!(
-                "{}: resumed from {} after epoch {}",
+                "{}: resumed from {} after epoch {}/{}",
                 self.phase,
                 self.checkpoint.display(),
-                start_epoch - 1
+                start_epoch,
+                c.epochs
             );
         }
         let started = Instant::now();
