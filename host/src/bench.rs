@@ -148,7 +148,7 @@ pub fn search_step(
 ) -> anyhow::Result<SearchStepReport> {
     use crate::model::Network;
     use crate::train::optim::Optimizer;
-    use crate::train::{algorithm_step, weight_step_with, Services, StepTensors, TrainerConfig};
+    use crate::train::{algorithm_hook, algorithm_step, weight_step_with, Services, StepTensors, TrainerConfig};
     use archai_plugin_api::{ArchTraining, ComponentKind, SearchContext, StepOutcome};
 
     let SearchStepOptions { batch, steps, warmup, seed, channels_last, precision } = options;
@@ -181,26 +181,9 @@ pub fn search_step(
             Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu)),
         )
     };
-    let hook = |algo: &mut crate::plugins::PluginAlgorithm,
-                services: &mut Services,
-                call: &dyn Fn(
-        &mut archai_plugin_api::AlgorithmBox,
-        archai_plugin_api::ModelServicesMut<'_>,
-    ) -> abi_stable::std_types::RResult<
-        abi_stable::std_types::RString,
-        abi_stable::std_types::RString,
-    >| {
-        crate::plugins::plugin_result(
-            call(&mut algo.inner, services.as_services()),
-            &algo.plugin,
-            ComponentKind::Algorithm,
-            &algo.name,
-        )
-        .map(|_| ())
-    };
     {
         let mut services = Services::new(&net, &store, &opt, 0.025, &trainer);
-        hook(&mut algo, &mut services, &|a, m| a.before_epoch(m, 0))?;
+        algorithm_hook(&mut algo, &mut services, |a, m| a.before_epoch(m, 0))?;
     }
     let (mut total, mut arch, mut weight) = (Vec::new(), Vec::new(), Vec::new());
     let mut forwards = 0u64;
@@ -219,7 +202,7 @@ pub fn search_step(
         let outcome = StepOutcome { epoch: 0, step: step as u64, lr: 0.025, loss };
         {
             let mut services = Services::new(&net, &store, &opt, 0.025, &trainer);
-            hook(&mut algo, &mut services, &|a, m| a.after_step(m, outcome))?;
+            algorithm_hook(&mut algo, &mut services, |a, m| a.after_step(m, outcome))?;
         }
         let t3 = Instant::now();
         tracing::info!(

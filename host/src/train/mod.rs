@@ -406,7 +406,7 @@ pub fn algorithm_step(
 
 /// Calls one of the algorithm's hooks with the model's services; returns its JSON (null when
 /// the plugin returned something that is not JSON).
-fn algorithm_hook(
+pub fn algorithm_hook(
     algo: &mut PluginAlgorithm,
     services: &mut Services,
     call: impl FnOnce(&mut AlgorithmBox, ModelServicesMut<'_>) -> RResult<RString, RString>,
