@@ -90,26 +90,36 @@ fn aux_weight_without_an_aux_head_is_a_config_error() {
     );
 }
 
+/// Trains `small_darts(auxiliary)` for `epochs` epochs of one batch with its checkpoint at
+/// `dir/ck.pt`, resuming from it when `resume`.
+fn fit_with_checkpoint(
+    reg: &PluginRegistry,
+    dir: &std::path::Path,
+    auxiliary: bool,
+    epochs: usize,
+    resume: bool,
+) -> Result<(), archai::train::TrainError> {
+    let store = ParamStore::new(Device::Cpu);
+    let mut net = Network::compile(&small_darts(auxiliary), reg, &store).unwrap();
+    let mut log = RunLog::open(dir).unwrap();
+    let mut trainer = Trainer {
+        config: TrainerConfig { epochs, max_batches: Some(1), ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
+        phase: "eval".into(),
+        seed: 1,
+        device: Device::Cpu,
+        checkpoint: dir.join("ck.pt"),
+        log: &mut log,
+    };
+    trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
+}
+
 /// A checkpoint whose bytes changed on disk is refused with what to do, instead of loading
 /// silently and changing the results; an intact one resumes.
 #[test]
 fn a_corrupted_checkpoint_is_refused() {
     let reg = registry();
     let dir = tempfile::tempdir().unwrap();
-    let fit = |epochs: usize, resume: bool| {
-        let store = ParamStore::new(Device::Cpu);
-        let mut net = Network::compile(&small_darts(false), &reg, &store).unwrap();
-        let mut log = RunLog::open(dir.path()).unwrap();
-        let mut trainer = Trainer {
-            config: TrainerConfig { epochs, max_batches: Some(1), ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
-            phase: "eval".into(),
-            seed: 1,
-            device: Device::Cpu,
-            checkpoint: dir.path().join("ck.pt"),
-            log: &mut log,
-        };
-        trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
-    };
+    let fit = |epochs: usize, resume: bool| fit_with_checkpoint(&reg, dir.path(), false, epochs, resume);
     fit(1, false).unwrap();
     let path = dir.path().join("ck.pt");
     let good = std::fs::read(&path).unwrap();
@@ -128,20 +138,7 @@ fn a_corrupted_checkpoint_is_refused() {
 fn resuming_from_another_models_checkpoint_names_the_missing_tensors() {
     let reg = registry();
     let dir = tempfile::tempdir().unwrap();
-    let fit = |auxiliary: bool, resume: bool| {
-        let store = ParamStore::new(Device::Cpu);
-        let mut net = Network::compile(&small_darts(auxiliary), &reg, &store).unwrap();
-        let mut log = RunLog::open(dir.path()).unwrap();
-        let mut trainer = Trainer {
-            config: TrainerConfig { max_batches: Some(1), ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
-            phase: "eval".into(),
-            seed: 1,
-            device: Device::Cpu,
-            checkpoint: dir.path().join("ck.pt"),
-            log: &mut log,
-        };
-        trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
-    };
+    let fit = |auxiliary: bool, resume: bool| fit_with_checkpoint(&reg, dir.path(), auxiliary, 1, resume);
     fit(false, false).unwrap();
     let e = fit(true, true).unwrap_err().to_string();
     // 8 weights and 4 batch-norm buffers of the aux head.
