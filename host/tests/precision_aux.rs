@@ -11,6 +11,7 @@ use archai::train::precision::{LossScaleConfig, LossScaler, Precision};
 use archai::train::{weight_step, SplitData, Trainer, TrainerConfig};
 use archai_data::SampleBuffer;
 use archai_model_desc::{InputDesc, ModelDesc, DARTS_V2};
+use archai_plugin_api::kit::seeded;
 use common::*;
 use tch::{Device, Kind, Tensor};
 
@@ -24,8 +25,8 @@ fn small_darts(auxiliary: bool) -> ModelDesc {
 }
 
 fn batch(seed: i64) -> (Tensor, Tensor) {
-    tch::manual_seed(seed);
-    (Tensor::randn([8, 1, 28, 28], (Kind::Float, Device::Cpu)), Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)))
+    let seed = 2 * seed as u64;
+    (seeded::normal(&[8, 1, 28, 28], seed), seeded::randint(10, &[8], seed + 1))
 }
 
 fn aux_weights(store: &ParamStore) -> Vec<Tensor> {

@@ -10,6 +10,8 @@
 //!   parameters.
 //! - [`config`]: candidate checks and config parsing with named errors.
 //! - [`mixer`]: alpha rows, scalar parameters, candidate building and weighted sums for mixers.
+//! - [`seeded`]: reproducible random tensors from an explicit seed (fixtures, tests), without
+//!   libtorch's process-wide generator.
 //! - [`grad_of`]: gradients like `torch.autograd.grad` (nothing accumulated into `.grad`).
 pub mod adam;
 pub mod arch;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod genotype;
 pub mod gumbel;
 pub mod mixer;
+pub mod seeded;
 pub mod sgd;
 
 use tch::Tensor;

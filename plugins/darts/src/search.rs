@@ -354,6 +354,7 @@ impl Algorithm for Darts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use archai_plugin_api::kit::seeded;
     use archai_plugin_api::tch::{Device, Kind};
 
     const OPTS: (Kind, Device) = (Kind::Double, Device::Cpu);
@@ -379,19 +380,22 @@ mod tests {
 
     impl Tiny {
         fn new(seed: i64, momentum: f64) -> Self {
-            archai_plugin_api::tch::manual_seed(seed);
+            let seed = seed as u64 * 100;
+            let randn = |shape: &[i64], k: u64| seeded::normal_on(shape, seed + k, OPTS);
             let w: Vec<(String, Tensor)> = [("l1", [4, 5]), ("l2", [5, 3]), ("l3", [5, 3])]
                 .iter()
-                .map(|(n, s)| (n.to_string(), (Tensor::randn(*s, OPTS) * 0.7).set_requires_grad(true)))
+                .zip(0..)
+                .map(|((n, s), k)| (n.to_string(), (randn(s, k) * 0.7).set_requires_grad(true)))
                 .collect();
             let a = vec![
-                ("alphas.a".to_string(), (Tensor::randn([1, 3], OPTS) * 0.3).set_requires_grad(true)),
-                ("alphas.b".to_string(), (Tensor::randn([1, 2], OPTS) * 0.3).set_requires_grad(true)),
+                ("alphas.a".to_string(), (randn(&[1, 3], 10) * 0.3).set_requires_grad(true)),
+                ("alphas.b".to_string(), (randn(&[1, 2], 11) * 0.3).set_requires_grad(true)),
             ];
             let bufs = w
                 .iter()
+                .zip(20..)
                 .enumerate()
-                .map(|(i, (n, t))| (n.clone(), if i == 1 { Tensor::new() } else { t.randn_like() * 0.1 }))
+                .map(|(i, ((n, t), k))| (n.clone(), if i == 1 { Tensor::new() } else { randn(&t.size(), k) * 0.1 }))
                 .collect();
             Self { w, a, bufs, opt: WeightOptimizerInfo { lr: 99.0, momentum, weight_decay: 3e-3 }, calls: 0 }
         }
@@ -423,11 +427,10 @@ mod tests {
     }
 
     fn batch(lr: f64) -> StepData {
-        archai_plugin_api::tch::manual_seed(7);
         StepData {
-            x: Tensor::randn([6, 4], OPTS),
+            x: seeded::normal_on(&[6, 4], 7, OPTS),
             y: Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2]),
-            val_x: Tensor::randn([6, 4], OPTS),
+            val_x: seeded::normal_on(&[6, 4], 8, OPTS),
             val_y: Tensor::from_slice(&[2i64, 2, 1, 0, 0, 1]),
             epoch: 0,
             step: 0,
@@ -478,7 +481,9 @@ mod tests {
         let alphas = m.arch_params();
         let h = step.hypergradient(&mut m, &alphas, &b).unwrap();
         let err = max_rel_err(&h.grads, &exact);
-        assert!(err < 1e-5, "order-2 hypergradient off by {err}");
+        // The Hessian-vector product is a central difference: its error is O(eps^2), about 1e-5
+        // relative here; the wrong formulas below are off by more than 1e-2.
+        assert!(err < 1e-4, "order-2 hypergradient off by {err}");
         assert_eq!(m.calls, 4, "train, val at w', train at w+, train at w-");
 
         // The weights are restored bit for bit and no gradient leaked into them or the alphas.
@@ -496,7 +501,7 @@ mod tests {
         let alphas0 = no_mom.arch_params();
         let h0 = step.hypergradient(&mut no_mom, &alphas0, &b).unwrap();
         assert!(max_rel_err(&h0.grads, &exact) > 1e-2);
-        assert!(max_rel_err(&h0.grads, &exact_unrolled(&no_mom, &b)) < 1e-5);
+        assert!(max_rel_err(&h0.grads, &exact_unrolled(&no_mom, &b)) < 1e-4);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use abi_stable::library::lib_header_from_path;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RMut;
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use archai_plugin_api::kit::seeded;
 use archai_plugin_api::model_desc::{CellFill, DartsMacro, InputDesc, MixerDesc, ModelDesc};
 use archai_plugin_api::tch::{Device, Kind, Tensor};
 use archai_plugin_api::{
@@ -42,13 +43,15 @@ struct Net {
 
 impl Net {
     fn new() -> Self {
-        archai_plugin_api::tch::manual_seed(11);
+        // Seeded without libtorch's global generator: the tests of this binary run concurrently.
         let w: Vec<(String, Tensor)> = [("l1", [6, 8]), ("l2", [8, 4]), ("l3", [8, 4])]
             .iter()
-            .map(|(n, s)| (n.to_string(), (Tensor::randn(*s, OPTS) * 0.5).set_requires_grad(true)))
+            .zip(11..)
+            .map(|((n, s), seed)| (n.to_string(), (seeded::normal(s, seed) * 0.5).set_requires_grad(true)))
             .collect();
-        let a = vec![("alphas.normal".to_string(), (Tensor::randn([2, 3], OPTS) * 1e-3).set_requires_grad(true))];
-        let bufs = w.iter().map(|(n, t)| (n.clone(), t.randn_like() * 0.05)).collect();
+        let a = vec![("alphas.normal".to_string(), (seeded::normal(&[2, 3], 20) * 1e-3).set_requires_grad(true))];
+        let bufs =
+            w.iter().zip(30..).map(|((n, t), seed)| (n.clone(), seeded::normal(&t.size(), seed) * 0.05)).collect();
         Self { w, a, bufs, lr: 0.05 }
     }
 
@@ -111,11 +114,11 @@ impl SearchModel for Net {
 }
 
 fn data(step: i64) -> (Tensor, Tensor, Tensor, Tensor) {
-    archai_plugin_api::tch::manual_seed(100 + step);
-    let x = Tensor::randn([16, 6], OPTS);
-    let y = Tensor::randint(4, [16], (Kind::Int64, Device::Cpu));
-    let vx = Tensor::randn([16, 6], OPTS);
-    let vy = Tensor::randint(4, [16], (Kind::Int64, Device::Cpu));
+    let seed = 100 + 4 * step as u64;
+    let x = seeded::normal(&[16, 6], seed);
+    let y = seeded::randint(4, &[16], seed + 1);
+    let vx = seeded::normal(&[16, 6], seed + 2);
+    let vy = seeded::randint(4, &[16], seed + 3);
     (x, y, vx, vy)
 }
 
