@@ -1,5 +1,6 @@
 //! Gives the `archai` binary (and test binaries) an rpath to libtorch, so users never export
 //! LD_LIBRARY_PATH. Plugins need none: the host has loaded libtorch before it opens them.
+//! Also records the git commit of the build for run environments (`run/environment`).
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
@@ -7,4 +8,18 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         println!("cargo:rustc-env=ARCHAI_LIBTORCH_LIB={lib}");
     }
+    // HEAD moves on checkout, the ref it names on commit.
+    for path in ["../.git/HEAD", "../.git/refs/heads", "../.git/packed-refs"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=ARCHAI_GIT_COMMIT={commit}");
 }

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use archai_data::{SampleBuffer, Transform};
 use archai_model_desc::ModelDesc;
 use archai_plugin_api::{ComponentKind, SearchContext};
+use archai_runlog::schema;
 use std::path::Path;
 use std::time::Instant;
 use tch::Device;
@@ -232,7 +233,7 @@ pub fn cells_svg(desc: &ModelDesc) -> String {
     let panel_h = ROW * (max_nodes as f64 + 2.0) + PANEL;
     let height = panel_h * kinds.len().max(1) as f64;
     let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"8\" refY=\"4\" orient=\"auto\">\
          <path d=\"M0,0 L8,4 L0,8 z\" fill=\"#555\"/></marker></defs>\n"
     );
@@ -395,21 +396,25 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         final_stats.macs,
         final_stats.latency_ms
     );
-    log.tree.set(
-        "search/summary",
-        serde_json::json!({
-            "train": report.train, "val": report.val, "epochs": report.epochs_run,
-            "duration_s": t0.elapsed().as_secs_f64(),
-            "arch_training": format!("{:?}", algo.arch_training),
-            "arch_params": store.arch_count(),
-            "final_model_desc": "search/final_model_desc.yaml",
-            "final_stats": {
-                "params": final_stats.params, "aux_params": final_stats.aux_params, "macs": final_stats.macs,
-                "flops": final_stats.flops, "latency_ms": final_stats.latency_ms,
-                "file": "search/final_stats.json",
-            },
-        }),
-    )?;
+    let summary = schema::SearchSummary {
+        train: report.train.record(),
+        val: report.val.map(|m| m.record()),
+        epochs: report.epochs_run as u64,
+        duration_s: t0.elapsed().as_secs_f64(),
+        arch_training: format!("{:?}", algo.arch_training),
+        arch_params: store.arch_count() as u64,
+        final_model_desc: "search/final_model_desc.yaml".into(),
+        final_stats: schema::FinalStats {
+            params: final_stats.params as u64,
+            aux_params: final_stats.aux_params as u64,
+            macs: final_stats.macs as u64,
+            flops: final_stats.flops as u64,
+            latency_ms: final_stats.latency_ms,
+            file: "search/final_stats.json".into(),
+        },
+        weights_sha256: store.sha256(),
+    };
+    log.tree.set(&schema::keys::summary("search"), summary)?;
     log.flush()?;
     Ok(final_desc)
 }
@@ -464,14 +469,17 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
         test_m.loss,
         test_m.samples
     );
-    log.tree.set(
-        "eval/summary",
-        serde_json::json!({
-            "train": report.train, "val": report.val, "test": test_m, "params": params, "aux_params": aux_params,
-            "epochs": report.epochs_run,
-            "duration_s": t0.elapsed().as_secs_f64(),
-        }),
-    )?;
+    let summary = schema::EvalSummary {
+        train: report.train.record(),
+        val: report.val.map(|m| m.record()),
+        test: test_m.record(),
+        params: params as u64,
+        aux_params: aux_params as u64,
+        epochs: report.epochs_run as u64,
+        duration_s: t0.elapsed().as_secs_f64(),
+        weights_sha256: store.sha256(),
+    };
+    log.tree.set(&schema::keys::summary("eval"), summary)?;
     log.flush()?;
     Ok(())
 }
@@ -515,17 +523,17 @@ pub fn run(
     }
     let mut phase = Phase::Setup;
     // A run killed before it ends keeps `running`.
-    log.tree.set("status", "running")?;
+    log.tree.set("status", schema::RunStatus::Running)?;
     log.flush()?;
     let result = run_phases(cfg, reg, run_dir, resume, &mut log, &mut phase);
     log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
     match &result {
-        Ok(()) => log.tree.set("status", "ok")?,
+        Ok(()) => log.tree.set("status", schema::RunStatus::Ok)?,
         Err(e) => {
             let message = format!("{e:#}");
             archai_runlog::log_file_line("ERROR", &format!("run failed in the {} phase: {message}", phase.as_str()));
-            log.tree.set("status", "failed")?;
-            log.tree.set("failure", serde_json::json!({"phase": phase.as_str(), "error": message}))?;
+            log.tree.set("status", schema::RunStatus::Failed)?;
+            log.tree.set("failure", schema::Failure { phase: phase.as_str().into(), error: message })?;
         }
     }
     log.flush()?;
@@ -545,22 +553,34 @@ fn run_phases(
         tch::set_num_threads(cfg.common.threads);
     }
     tch::manual_seed(cfg.common.seed as i64);
-    log.tree.set(
-        "run",
-        serde_json::json!({
-            "experiment": cfg.common.experiment_name, "seed": cfg.common.seed, "device": cfg.common.device,
-            "device_used": format!("{device:?}"), "threads": tch::get_num_threads(),
-        }),
-    )?;
+    let mut precision = std::collections::BTreeMap::new();
+    if cfg.nas.search.enabled {
+        precision.insert("search".to_string(), cfg.nas.search.trainer.precision.name().to_string());
+    }
+    if let Some(t) = &cfg.nas.eval.trainer {
+        precision.insert("eval".to_string(), t.precision.name().to_string());
+    }
+    let run_info = schema::RunInfo {
+        experiment: cfg.common.experiment_name.clone(),
+        seed: cfg.common.seed,
+        device: cfg.common.device.clone(),
+        device_used: format!("{device:?}"),
+        threads: tch::get_num_threads() as i64,
+        environment: Some(crate::environment::collect(reg, device, precision)?),
+    };
+    log.tree.set("run", run_info)?;
     *phase = Phase::Dataset;
     let data = load_dataset(reg, &cfg.dataset)?;
-    log.tree.set(
-        "dataset",
-        serde_json::json!({
-            "name": cfg.dataset.name, "train": data.train.len(), "test": data.test.len(),
-            "shape": data.train.shape(), "classes": data.class_names, "mean": data.mean, "std": data.std,
-        }),
-    )?;
+    let dataset = schema::DatasetInfo {
+        name: cfg.dataset.name.clone(),
+        train: data.train.len(),
+        test: data.test.len(),
+        shape: data.train.shape().to_vec(),
+        classes: data.class_names.clone(),
+        mean: data.mean.iter().map(|&m| m as f64).collect(),
+        std: data.std.iter().map(|&m| m as f64).collect(),
+    };
+    log.tree.set("dataset", dataset)?;
     log.flush()?;
     let ctx = RunContext { cfg, reg, data: &data, run_dir, device, resume };
     let existing = run_dir.join("search/final_model_desc.yaml");

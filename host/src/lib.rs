@@ -1,12 +1,15 @@
 //! archai-rs host runtime: plugin loading, parameter ownership, and (in later modules) config,
 //! data, models, the trainer and logging.
 pub mod bench;
+pub mod commands;
 pub mod config;
 pub mod elf;
+pub mod environment;
 pub mod experiment;
 pub mod model;
 pub mod params;
 pub mod plugins;
+pub mod report;
 pub mod resume;
 pub mod runlog;
 pub mod stats;

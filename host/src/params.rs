@@ -91,6 +91,23 @@ impl ParamStore {
     pub fn arch_count(&self) -> i64 {
         self.named_arch().iter().map(|(_, t)| t.numel() as i64).sum()
     }
+
+    /// SHA-256 (hex) over every weight, buffer and architecture parameter: name, kind, shape and
+    /// the exact bytes, in name order. Two runs with the same hash ended with bit-identical
+    /// networks (`archai reproduce` compares it).
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for (name, t) in self.named_weights().into_iter().chain(self.named_buffers()).chain(self.named_arch()) {
+            let t = t.detach().to_device(Device::Cpu).contiguous();
+            h.update(name.as_bytes());
+            h.update(format!("{:?}{:?}", t.kind(), t.size()).as_bytes());
+            let mut bytes = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+            t.copy_data_u8(&mut bytes, t.numel());
+            h.update(&bytes);
+        }
+        format!("{:x}", h.finalize())
+    }
 }
 
 fn sorted(vs: &VarStore) -> Vec<(String, Tensor)> {

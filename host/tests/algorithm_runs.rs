@@ -15,10 +15,6 @@ fn archai(args: &[&str]) -> Output {
     Command::new(archai_bin()).current_dir(repo_root()).args(&full).output().expect("run archai")
 }
 
-fn yaml(path: &Path) -> yaml_serde::Value {
-    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// Runs `confs/algos/<name>.yaml --toy` with extra `--set`s; returns the run dir and its log.yaml.
 fn toy_run(tmp: &Path, name: &str, sets: &[&str]) -> (PathBuf, yaml_serde::Value) {
     assert!(

@@ -31,10 +31,6 @@ fn fashion_mnist_present() -> bool {
     present
 }
 
-fn yaml(path: &Path) -> yaml_serde::Value {
-    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
 fn test_top1(run: &Path) -> f64 {
     let log = yaml(&run.join("log.yaml"));
     log["eval"]["summary"]["test"]["top1"].as_f64().expect("eval/summary/test/top1 in log.yaml")

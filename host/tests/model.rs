@@ -94,10 +94,6 @@ fn a_chunked_step_equals_the_full_batch_step() {
     assert!((&init[0].1 - &moved[0].1).abs().max().double_value(&[]) > 1e-3);
 }
 
-fn yaml(path: &std::path::Path) -> yaml_serde::Value {
-    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn killed_then_resumed_run_ends_with_the_same_metrics() {
     if !std::path::Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file() {

@@ -19,6 +19,7 @@ mod logging;
 mod logtree;
 mod progress;
 mod rundir;
+pub mod schema;
 mod tb;
 
 pub use crate::crc32c::{crc32c, masked_crc32c};
@@ -27,4 +28,5 @@ pub use crate::logging::{init_logging, log_file_line, LoggingGuard, Verbosity};
 pub use crate::logtree::LogTree;
 pub use crate::progress::Progress;
 pub use crate::rundir::RunDir;
+pub use crate::schema::RunRecord;
 pub use crate::tb::{read_events, read_events_allow_partial_tail, TbEvent, TbScalar, TbWriter, FILE_VERSION};

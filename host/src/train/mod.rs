@@ -17,6 +17,7 @@ use archai_plugin_api::{
     AlgorithmBox, ArchTraining, ComponentKind, ModelServices, ModelServicesMut, ModelServices_TO, NamedTensor,
     StepBatch, StepOutcome, TensorOwned, TensorRef,
 };
+use archai_runlog::schema::TrainEpoch;
 use optim::{Optimizer, OptimizerConfig};
 use precision::{LossScaleConfig, LossScaler, Precision};
 use schedule::ScheduleConfig;
@@ -219,6 +220,18 @@ pub struct Metrics {
     pub top1: f64,
     pub top5: f64,
     pub samples: usize,
+}
+
+impl Metrics {
+    /// The figures as log.yaml records them.
+    pub fn record(&self) -> archai_runlog::schema::Metrics {
+        archai_runlog::schema::Metrics {
+            loss: self.loss,
+            top1: self.top1,
+            top5: self.top5,
+            samples: self.samples as u64,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -806,7 +819,7 @@ impl Trainer<'_> {
             // whether the run was resumed.
             tch::manual_seed((self.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
             net.drop_path_prob = c.drop_path_prob * epoch as f64 / c.epochs.max(1) as f64;
-            let key = format!("{}/epochs/{epoch}", self.phase);
+            let key = archai_runlog::schema::keys::epoch(&self.phase, epoch);
             let log_err = |e: crate::runlog::RunLogError| TrainError::Log(e.to_string());
             if let Some(algo) = algorithm.as_deref_mut() {
                 let lr0 = c.scheduler.lr_at(c.optimizer.lr, epoch * steps_per_epoch, steps_per_epoch, total_steps);
@@ -892,29 +905,25 @@ impl Trainer<'_> {
             progress.finish();
             let train_m = meter.metrics();
             let secs = t0.elapsed().as_secs_f64();
-            let mut train_log = serde_json::json!({
-                "loss": train_m.loss, "top1": train_m.top1, "top5": train_m.top5, "lr": lr,
-                "duration_s": secs, "samples_per_s": train_m.samples as f64 / secs.max(1e-9),
-            });
-            if c.aux_weight > 0.0 {
+            let train_log = TrainEpoch {
+                loss: train_m.loss,
+                top1: train_m.top1,
+                top5: train_m.top5,
+                samples: train_m.samples as u64,
+                lr,
+                duration_s: secs,
+                samples_per_s: train_m.samples as f64 / secs.max(1e-9),
                 // Per sample, like `loss`.
-                train_log["aux_loss"] = (aux_loss_sum / train_m.samples.max(1) as f64).into();
-            }
-            if !c.param_groups.is_empty() {
-                train_log["group_lrs"] =
-                    opt.group_lrs(lr).into_iter().map(|(n, l)| (n, l.into())).collect::<serde_json::Map<_, _>>().into();
-            }
-            if net.mixed_edges() > 0 {
+                aux_loss: (c.aux_weight > 0.0).then(|| aux_loss_sum / train_m.samples.max(1) as f64),
+                group_lrs: (!c.param_groups.is_empty()).then(|| opt.group_lrs(lr).into_iter().collect()),
                 // How many candidate ops the mixers ran per weight step, against the mixed edges:
                 // equal for single-path mixers (GDAS), about |candidates| times for DARTS.
-                train_log["mixed_edges"] = net.mixed_edges().into();
-                train_log["candidate_forwards_per_step"] =
-                    (candidate_forwards as f64 / steps_per_epoch.max(1) as f64).into();
-            }
-            if let Some(s) = &scaler {
-                train_log["loss_scale"] = s.scale().into();
-                train_log["skipped_steps"] = s.skipped.into();
-            }
+                mixed_edges: (net.mixed_edges() > 0).then(|| net.mixed_edges() as u64),
+                candidate_forwards_per_step: (net.mixed_edges() > 0)
+                    .then(|| candidate_forwards as f64 / steps_per_epoch.max(1) as f64),
+                loss_scale: scaler.as_ref().map(|s| s.scale()),
+                skipped_steps: scaler.as_ref().map(|s| s.skipped as u64),
+            };
             self.log.tree.set(&format!("{key}/train"), train_log).map_err(log_err)?;
             for (name, metrics) in [("algorithm", algo_metrics), ("algorithm_after_step", after_step_metrics)] {
                 if !metrics.is_empty() {
@@ -927,10 +936,7 @@ impl Trainer<'_> {
             let mut val_m = None;
             if let Some(v) = val {
                 let m = evaluate(net, v, c.batch_size, c.max_eval_batches, self.device, c.precision)?;
-                self.log
-                    .tree
-                    .set(&format!("{key}/val"), serde_json::json!({"loss": m.loss, "top1": m.top1, "top5": m.top5}))
-                    .map_err(log_err)?;
+                self.log.tree.set(&format!("{key}/val"), m.record()).map_err(log_err)?;
                 self.log.scalar(&format!("{}/val/top1", self.phase), m.top1, epoch);
                 val_m = Some(m);
             }

@@ -30,6 +30,15 @@ impl Precision {
         AutocastGuard::new(device, dtype).map(Some)
     }
 
+    /// The name the config uses (`fp32`, `bf16`, `fp16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
     pub fn needs_loss_scaling(self) -> bool {
         self == Precision::Fp16
     }

@@ -129,3 +129,16 @@ pub fn whole_and_resumed(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (whole, cut)
 }
+
+/// A YAML file as an untyped tree. A log.yaml is also parsed with its typed schema
+/// (`archai_runlog::RunRecord`, unknown keys refused), so every test that reads one checks that
+/// the writer and the schema agree.
+pub fn yaml(path: &std::path::Path) -> yaml_serde::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if path.file_name().is_some_and(|f| f == "log.yaml") {
+        if let Err(e) = archai_runlog::RunRecord::from_yaml(&text, path) {
+            panic!("{} does not follow the log.yaml schema: {e}", path.display());
+        }
+    }
+    yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

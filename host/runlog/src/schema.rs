@@ -1,0 +1,372 @@
+//! The one schema of log.yaml. The host writes these types and every reader (`archai report`,
+//! `archai reproduce`, the tests) reads them, so a renamed or missing field is a compile error
+//! on one side or a parse error naming the key on the other, never a silently empty column.
+//!
+//! Layout (key paths as [`crate::LogTree`] addresses them):
+//!
+//! ```text
+//! status: running | ok | failed          failure: {phase, error}
+//! run: RunInfo                           (with run/environment: Environment)
+//! dataset: DatasetInfo
+//! search | eval:
+//!   epochs: {N: EpochRecord}             (train, val, algorithm_* hook outputs)
+//!   summary: SearchSummary | EvalSummary
+//! resume_changes: {N: [..]}              duration_s: f64
+//! ```
+//!
+//! What algorithm plugins log (`algorithm_start`, `algorithm`, `algorithm_after_step`,
+//! `algorithm_end`) is theirs: the schema keeps it as free YAML, and readers treat its scalar
+//! leaves generically, never by name.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use yaml_serde::Value;
+
+use crate::error::{Result, RunLogError};
+
+/// How a run ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Under way, or killed before it could record an end.
+    Running,
+    /// Finished every configured phase.
+    Ok,
+    /// Stopped by an error; [`RunRecord::failure`] says where and why.
+    Failed,
+}
+
+/// The phase a failed run was in and its error message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    /// `setup`, `dataset`, `search` or `eval`.
+    pub phase: String,
+    /// The error chain, as printed.
+    pub error: String,
+}
+
+/// The whole of log.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Set when `status` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Written once the configuration passed its checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
+    /// Written once the dataset is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetInfo>,
+    /// The search phase, when the run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<PhaseRecord<SearchSummary>>,
+    /// The evaluation phase, when the run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<PhaseRecord<EvalSummary>>,
+    /// Settings changed at each `--resume`, in order (see `archai run --resume`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resume_changes: BTreeMap<u64, Vec<ResumeChange>>,
+    /// Wall time of the last attempt, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+}
+
+/// A setting changed when a run was resumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeChange {
+    /// Dotted config key.
+    pub key: String,
+    /// Value recorded before.
+    pub before: Value,
+    /// Value the run continued with.
+    pub now: Value,
+}
+
+/// What ran, where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInfo {
+    /// `common.experiment_name`.
+    pub experiment: String,
+    /// `common.seed`.
+    pub seed: u64,
+    /// `common.device` as configured (`auto`, `cpu`, `cuda:N`).
+    pub device: String,
+    /// The device actually used.
+    pub device_used: String,
+    /// libtorch intra-op threads in use.
+    pub threads: i64,
+    /// Software and hardware of the run, for comparability checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+}
+
+/// The environment a run executed in: what `archai report` compares across runs before it
+/// compares their numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Version of the archai binary.
+    pub archai_version: String,
+    /// Git commit the binary was built from (`unknown` outside a checkout).
+    pub git_commit: String,
+    /// libtorch version the binary was built against.
+    pub libtorch_version: String,
+    /// The libtorch library file the process loaded.
+    pub libtorch_library: String,
+    /// libtorch intra-op threads.
+    pub threads: i64,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// Logical CPUs of the machine.
+    pub cpus: usize,
+    /// The device used (`Cpu`, `Cuda(0)`).
+    pub device: String,
+    /// Precision of the search and eval trainers (`fp32`, `bf16`, `fp16`).
+    pub precision: BTreeMap<String, String>,
+    /// Every plugin library loaded.
+    pub plugins: Vec<PluginRecord>,
+}
+
+/// One loaded plugin library.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRecord {
+    /// The plugin crate's name.
+    pub name: String,
+    /// The plugin crate's version.
+    pub version: String,
+    /// File name of the library.
+    pub file: String,
+    /// SHA-256 of the library file, hex.
+    pub sha256: String,
+}
+
+/// The dataset as loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    /// `dataset.name`.
+    pub name: String,
+    /// Training samples (before any train/val split).
+    pub train: usize,
+    /// Test samples.
+    pub test: usize,
+    /// C, H, W.
+    pub shape: Vec<usize>,
+    /// Class names, by label.
+    pub classes: Vec<String>,
+    /// Per-channel mean used for normalisation.
+    pub mean: Vec<f64>,
+    /// Per-channel standard deviation used for normalisation.
+    pub std: Vec<f64>,
+}
+
+/// A trained phase: one record per finished epoch, and a summary once the phase ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "S: Deserialize<'de>"))]
+pub struct PhaseRecord<S> {
+    /// Finished epochs, from 0.
+    #[serde(default)]
+    pub epochs: BTreeMap<u64, EpochRecord>,
+    /// Written when the phase finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<S>,
+}
+
+/// One epoch of a phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochRecord {
+    /// Training figures of the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainEpoch>,
+    /// Validation after the epoch, when the phase has a validation split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val: Option<Metrics>,
+    /// The algorithm's `before_epoch` output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm_start: Option<Value>,
+    /// Mean of the algorithm's `before_step` outputs over the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<Value>,
+    /// Mean of the algorithm's `after_step` outputs over the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm_after_step: Option<Value>,
+    /// The algorithm's `after_epoch` output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm_end: Option<Value>,
+}
+
+impl EpochRecord {
+    /// The numeric scalars the algorithm logged at the end of the epoch (`algorithm_end`'s
+    /// top-level numbers), by key. Readers plot these without knowing their names.
+    pub fn algorithm_scalars(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        if let Some(Value::Mapping(m)) = &self.algorithm_end {
+            for (k, v) in m {
+                if let (Some(k), Some(v)) = (k.as_str(), v.as_f64()) {
+                    out.insert(k.to_string(), v);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Loss and accuracy over a set of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Mean cross-entropy per sample.
+    pub loss: f64,
+    /// Top-1 accuracy in [0, 1].
+    pub top1: f64,
+    /// Top-5 accuracy in [0, 1].
+    pub top5: f64,
+    /// Samples counted.
+    #[serde(default)]
+    pub samples: u64,
+}
+
+/// Training figures of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainEpoch {
+    /// Mean training loss per sample.
+    pub loss: f64,
+    /// Training top-1 (on augmented batches, in train mode).
+    pub top1: f64,
+    /// Training top-5.
+    pub top5: f64,
+    /// Samples trained on in the epoch.
+    pub samples: u64,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Wall time of the epoch.
+    pub duration_s: f64,
+    /// Throughput of the epoch.
+    pub samples_per_s: f64,
+    /// Auxiliary-head loss per sample, when the head is trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux_loss: Option<f64>,
+    /// Learning rate of each named parameter group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_lrs: Option<BTreeMap<String, f64>>,
+    /// Edges whose candidates a mixer combines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed_edges: Option<u64>,
+    /// Candidate ops run per weight step, over all mixed edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_forwards_per_step: Option<f64>,
+    /// fp16 loss scale at the end of the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// fp16 steps skipped for non-finite gradients, so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<u64>,
+}
+
+/// Figures of the searched architecture at batch 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalStats {
+    /// Weights, without the auxiliary head.
+    pub params: u64,
+    /// Weights of the auxiliary head.
+    pub aux_params: u64,
+    /// Multiply-accumulates per image.
+    pub macs: u64,
+    /// FLOPs per image.
+    pub flops: u64,
+    /// Median forward latency at batch 1, ms.
+    pub latency_ms: f64,
+    /// The full stats file, relative to the run directory.
+    pub file: String,
+}
+
+/// The end of a search phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSummary {
+    /// Last epoch's training figures.
+    pub train: Metrics,
+    /// Last epoch's validation figures, when there is a validation split.
+    pub val: Option<Metrics>,
+    /// Epochs run in this attempt.
+    pub epochs: u64,
+    /// Wall time of the phase in this attempt.
+    pub duration_s: f64,
+    /// How the architecture was trained (`Bilevel`, `TrainLoss`, `Manual`).
+    pub arch_training: String,
+    /// Architecture parameters of the supernet.
+    pub arch_params: u64,
+    /// The searched architecture's ModelDesc, relative to the run directory.
+    pub final_model_desc: String,
+    /// Figures of the searched architecture.
+    pub final_stats: FinalStats,
+    /// SHA-256 of the supernet's final weights and architecture parameters.
+    pub weights_sha256: String,
+}
+
+/// The end of an evaluation phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSummary {
+    /// Last epoch's training figures.
+    pub train: Metrics,
+    /// Last epoch's validation figures, when `nas.eval.val_ratio` > 0.
+    pub val: Option<Metrics>,
+    /// The test split.
+    pub test: Metrics,
+    /// Weights, without the auxiliary head.
+    pub params: u64,
+    /// Weights of the auxiliary head.
+    pub aux_params: u64,
+    /// Epochs run in this attempt.
+    pub epochs: u64,
+    /// Wall time of the phase in this attempt.
+    pub duration_s: f64,
+    /// SHA-256 of the trained network's weights.
+    pub weights_sha256: String,
+}
+
+/// Fields that measure time: they differ between two otherwise identical runs, so comparisons
+/// of runs (`archai reproduce`) leave them out.
+pub const TIMING_KEYS: [&str; 3] = ["duration_s", "samples_per_s", "latency_ms"];
+
+/// Whether `key` (the last segment of a key path) is one of [`TIMING_KEYS`].
+pub fn is_timing_key(key: &str) -> bool {
+    TIMING_KEYS.contains(&key)
+}
+
+/// Key paths of the record, for writers.
+pub mod keys {
+    /// `PHASE/epochs/EPOCH`.
+    pub fn epoch(phase: &str, epoch: usize) -> String {
+        format!("{phase}/epochs/{epoch}")
+    }
+    /// `PHASE/summary`.
+    pub fn summary(phase: &str) -> String {
+        format!("{phase}/summary")
+    }
+}
+
+impl RunRecord {
+    /// Parses a log.yaml text; `origin` names it in errors.
+    pub fn from_yaml(text: &str, origin: &Path) -> Result<RunRecord> {
+        yaml_serde::from_str(text).map_err(|source| RunLogError::YamlParse { path: origin.to_path_buf(), source })
+    }
+
+    /// Reads and parses `path` (a log.yaml).
+    pub fn read(path: &Path) -> Result<RunRecord> {
+        let text = std::fs::read_to_string(path).map_err(|e| RunLogError::io("read", path, e))?;
+        Self::from_yaml(&text, path)
+    }
+}

@@ -1,0 +1,46 @@
+//! What several commands share: the plugin directories and the config overrides.
+use crate::plugins::{default_plugin_dirs, PluginRegistry};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// Loads the plugins of `--plugin-dir` (or the default directories when none was given).
+pub fn registry(plugin_dirs: &[PathBuf]) -> anyhow::Result<PluginRegistry> {
+    let dirs = if plugin_dirs.is_empty() { default_plugin_dirs() } else { plugin_dirs.to_vec() };
+    PluginRegistry::scan(&dirs).context("loading plugins")
+}
+
+/// `--toy`, `--set` and `--seed`, as every command that reads an experiment takes them.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Overrides {
+    /// Merge confs/toy.yaml: tiny budgets, same code path.
+    #[arg(long)]
+    pub toy: bool,
+    /// Override a key: --set nas.search.trainer.epochs=3 (value parsed as YAML). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Shorthand for --set common.seed=N.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl Overrides {
+    /// The experiment at `conf` with these overrides: the resolved tree and its typed form.
+    pub fn load(
+        &self,
+        conf: &Path,
+    ) -> anyhow::Result<(crate::config::ResolvedConfig, crate::config::ExperimentConfig)> {
+        let mut sets = self.sets.clone();
+        if let Some(seed) = self.seed {
+            sets.push(format!("common.seed={seed}"));
+        }
+        let opts = crate::config::LoadOptions { toy: self.toy, toy_file: None, sets };
+        let resolved = crate::config::load_tree(conf, &opts)?;
+        let typed = crate::config::from_tree(&resolved)?;
+        Ok((resolved, typed))
+    }
+}
+
+/// Parses a precision name for clap.
+pub fn parse_precision(s: &str) -> Result<crate::train::precision::Precision, String> {
+    serde_json::from_value(serde_json::json!(s)).map_err(|_| format!("`{s}`: expected fp32, bf16 or fp16"))
+}

@@ -1,0 +1,276 @@
+//! `archai compare`: every (experiment × seed) of a comparison as its own `archai run` process,
+//! under one directory, resumable, then `archai report` on the result.
+use crate::report::collect::{Manifest, MANIFEST};
+use anyhow::{bail, Context, Result};
+use archai_runlog::schema::{RunRecord, RunStatus};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Run every (experiment × seed) of COMPARE.yaml at equal budget, then write the report.
+/// Running the same command again resumes: finished runs are kept, unfinished ones continue from
+/// their checkpoints.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Comparison YAML: `compare: {name, experiments: {NAME: CONF}, seeds, baseline, set}`.
+    pub file: PathBuf,
+    /// Comparison directory (default: <common.runs_dir>/compare-<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Runs at once, as separate processes; the CPU threads are split between them.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// CPU threads to split between the jobs (default: all logical CPUs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Tiny budgets (confs/toy.yaml) for every run: same code path, minutes.
+    #[arg(long)]
+    pub toy: bool,
+}
+
+/// The `compare:` section.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareSpec {
+    pub name: String,
+    /// Experiment name -> experiment YAML (relative to the working directory).
+    pub experiments: BTreeMap<String, PathBuf>,
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// `--set KEY=VALUE`s applied to every run: the equal budget.
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompareFile {
+    compare: CompareSpec,
+}
+
+impl CompareSpec {
+    pub fn read(path: &Path) -> Result<CompareSpec> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let f: CompareFile = yaml_serde::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let s = f.compare;
+        if s.experiments.is_empty() || s.seeds.is_empty() {
+            bail!("{}: a comparison needs at least one experiment and one seed", path.display());
+        }
+        if let Some(b) = &s.baseline {
+            if !s.experiments.contains_key(b) {
+                bail!(
+                    "{}: baseline `{b}` is not one of the experiments ({})",
+                    path.display(),
+                    s.experiments.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = s.seeds.iter().find(|x| !seen.insert(**x)) {
+            bail!("{}: seed {dup} is listed twice", path.display());
+        }
+        if s.name.is_empty() || s.name.contains(['/', '\\']) {
+            bail!("{}: compare.name must be a plain name (it names the directory)", path.display());
+        }
+        Ok(s)
+    }
+
+    fn manifest(&self, toy: bool) -> Manifest {
+        let runs = self
+            .experiments
+            .keys()
+            .map(|e| (e.clone(), self.seeds.iter().map(|s| (*s, PathBuf::from(format!("{e}/seed-{s}")))).collect()))
+            .collect();
+        Manifest {
+            name: self.name.clone(),
+            experiments: self.experiments.clone(),
+            seeds: self.seeds.clone(),
+            baseline: self.baseline.clone(),
+            set: self.set.clone(),
+            toy,
+            runs,
+        }
+    }
+}
+
+/// One run of the comparison.
+#[derive(Debug, Clone)]
+struct Job {
+    experiment: String,
+    conf: PathBuf,
+    seed: u64,
+    dir: PathBuf,
+}
+
+/// What to do with a run directory found on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Fresh,
+    Finished,
+    Unfinished,
+}
+
+/// A run directory's state: finished (status ok), unfinished (a resumable attempt), or fresh.
+pub fn run_state(dir: &Path) -> RunState {
+    match RunRecord::read(&dir.join("log.yaml")) {
+        Ok(r) if r.status == RunStatus::Ok => RunState::Finished,
+        _ if dir.join("config_used.yaml").is_file() => RunState::Unfinished,
+        _ => RunState::Fresh,
+    }
+}
+
+pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
+    let spec = CompareSpec::read(&args.file)?;
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.threads.unwrap_or(cpus);
+    let per_job = (threads / args.jobs).max(1);
+    // Every experiment must load with the comparison's settings before any run starts.
+    let mut runs_dir = None;
+    for (name, conf) in &spec.experiments {
+        let o = super::common::Overrides { toy: args.toy, sets: spec.set.clone(), seed: Some(spec.seeds[0]) };
+        let (_, cfg) = o.load(conf).with_context(|| format!("experiment `{name}` ({})", conf.display()))?;
+        runs_dir.get_or_insert(cfg.common.runs_dir);
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| runs_dir.unwrap_or_else(|| PathBuf::from("runs")).join(format!("compare-{}", spec.name)));
+    let manifest = spec.manifest(args.toy);
+    if out.join(MANIFEST).is_file() {
+        let existing = Manifest::read(&out)?;
+        if existing != manifest {
+            bail!(
+                "{} holds a different comparison (experiments, seeds, set or --toy differ); give another --out or restore {}",
+                out.display(),
+                args.file.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(out.join("logs")).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(MANIFEST), yaml_serde::to_string(&manifest)?)?;
+
+    let mut queue = VecDeque::new();
+    let mut kept = 0;
+    for (exp, seeds) in &manifest.runs {
+        for (seed, rel) in seeds {
+            let dir = out.join(rel);
+            if run_state(&dir) == RunState::Finished {
+                kept += 1;
+                continue;
+            }
+            queue.push_back(Job { experiment: exp.clone(), conf: spec.experiments[exp].clone(), seed: *seed, dir });
+        }
+    }
+    let total = queue.len();
+    println!(
+        "comparison {}: {} runs ({} finished earlier and kept), {} at a time with {per_job} threads each, in {}",
+        spec.name,
+        total + kept,
+        kept,
+        args.jobs,
+        out.display()
+    );
+    let queue = Mutex::new(queue);
+    let failures = Mutex::new(Vec::new());
+    let done = Mutex::new(0usize);
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs.min(total.max(1)) {
+            s.spawn(|| loop {
+                let Some(job) = queue.lock().expect("queue").pop_front() else { break };
+                let t0 = Instant::now();
+                let result = run_job(plugin_dirs, &job, &spec.set, args.toy, per_job, &out);
+                let n = {
+                    let mut d = done.lock().expect("counter");
+                    *d += 1;
+                    *d
+                };
+                match result {
+                    Ok(top1) => println!(
+                        "[{n}/{total}] {} seed {}: ok, test top-1 {} ({:.0} s)",
+                        job.experiment,
+                        job.seed,
+                        top1.map_or("-".into(), |t| format!("{:.4}", t)),
+                        t0.elapsed().as_secs_f64()
+                    ),
+                    Err(e) => {
+                        println!("[{n}/{total}] {} seed {}: FAILED: {e:#}", job.experiment, job.seed);
+                        failures.lock().expect("failures").push(format!("{} seed {}: {e:#}", job.experiment, job.seed));
+                    }
+                }
+            });
+        }
+    });
+    let analysis = crate::report::write_report(std::slice::from_ref(&out), &out, None)?;
+    super::report::print_summary(&analysis);
+    println!("report: {}", out.join("report.html").display());
+    let failures = failures.into_inner().expect("failures");
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed (running the same command again resumes them):\n  {}",
+            failures.len(),
+            total,
+            failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs one job as an `archai run` child process (its console output goes to logs/), resuming
+/// an unfinished attempt. Returns the run's test top-1.
+fn run_job(
+    plugin_dirs: &[PathBuf],
+    job: &Job,
+    sets: &[String],
+    toy: bool,
+    threads: usize,
+    out: &Path,
+) -> Result<Option<f64>> {
+    let exe = std::env::current_exe().context("finding the archai binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    for d in plugin_dirs {
+        cmd.arg("--plugin-dir").arg(d);
+    }
+    cmd.arg("run").arg(&job.conf).arg("--seed").arg(job.seed.to_string()).arg("--out").arg(&job.dir);
+    for s in sets {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.arg("--set").arg(format!("common.threads={threads}"));
+    if toy {
+        cmd.arg("--toy");
+    }
+    if run_state(&job.dir) == RunState::Unfinished {
+        cmd.arg("--resume");
+    }
+    let log_path = out.join("logs").join(format!("{}-seed-{}.txt", job.experiment, job.seed));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    cmd.stdout(log.try_clone()?).stderr(log).env("RAYON_NUM_THREADS", threads.to_string());
+    kill_with_parent(&mut cmd);
+    let status = cmd.status().context("starting archai run")?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        bail!("{status}; {last} (full output: {})", log_path.display());
+    }
+    let record = RunRecord::read(&job.dir.join("log.yaml"))?;
+    Ok(record.eval.and_then(|e| e.summary).map(|s| s.test.top1))
+}
+
+/// A run must not outlive a killed comparison: it would hold its run directory while the
+/// resumed comparison tries to continue it.
+fn kill_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

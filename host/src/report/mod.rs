@@ -1,0 +1,217 @@
+//! `archai report`: aggregates runs into report.md, a self-contained report.html (inline SVG,
+//! opens offline) and summary.csv. The numbers come from each run's typed log.yaml
+//! ([`archai_runlog::RunRecord`]); the statistics are in [`stats`].
+pub mod collect;
+pub mod render;
+pub mod stats;
+pub mod svg;
+
+use collect::{Collection, PhaseBudget, Run};
+use std::collections::BTreeMap;
+
+/// Bootstrap resamples for the difference-of-means interval, and the fixed seed that makes a
+/// report the same every time.
+pub const BOOTSTRAP_RESAMPLES: usize = 10_000;
+pub const BOOTSTRAP_SEED: u64 = 0;
+
+/// One experiment's aggregate over its finished runs.
+#[derive(Debug, Clone)]
+pub struct ExperimentSummary {
+    pub name: String,
+    pub runs: usize,
+    pub failed: usize,
+    /// Test top-1 of each finished run, by seed order.
+    pub test_top1: Vec<f64>,
+    pub seeds: Vec<u64>,
+    pub mean: f64,
+    pub std: f64,
+    pub ci95: Option<(f64, f64)>,
+    pub min: f64,
+    pub max: f64,
+    pub params: Option<f64>,
+    pub macs: Option<f64>,
+    pub search: PhaseBudget,
+    pub eval: PhaseBudget,
+    pub wall_s: f64,
+}
+
+/// An experiment against the baseline.
+#[derive(Debug, Clone)]
+pub struct VsBaseline {
+    pub name: String,
+    pub diff: f64,
+    pub ci95: Option<(f64, f64)>,
+    pub welch: Option<stats::Welch>,
+    pub verdict: String,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub title: String,
+    pub baseline: Option<String>,
+    pub experiments: Vec<ExperimentSummary>,
+    pub vs_baseline: Vec<VsBaseline>,
+    /// Budgets or environments that differ between runs.
+    pub warnings: Vec<String>,
+    pub runs: Vec<Run>,
+}
+
+fn mean_of(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = xs.collect();
+    (!v.is_empty()).then(|| stats::mean(&v))
+}
+
+fn mean_budget(bs: &[PhaseBudget]) -> PhaseBudget {
+    let n = bs.len().max(1) as f64;
+    PhaseBudget {
+        epochs: (bs.iter().map(|b| b.epochs as f64).sum::<f64>() / n).round() as u64,
+        samples: (bs.iter().map(|b| b.samples as f64).sum::<f64>() / n).round() as u64,
+        seconds: bs.iter().map(|b| b.seconds).sum::<f64>() / n,
+    }
+}
+
+/// Aggregates, compares with the baseline and checks comparability.
+pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analysis> {
+    let baseline = baseline.or(c.baseline.clone());
+    let mut by_exp: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
+    for r in &c.runs {
+        by_exp.entry(r.experiment.clone()).or_default().push(r);
+    }
+    if let Some(b) = &baseline {
+        if !by_exp.contains_key(b) {
+            anyhow::bail!(
+                "baseline `{b}` has no runs; experiments: {}",
+                by_exp.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let mut experiments = Vec::new();
+    for (name, runs) in &by_exp {
+        let done: Vec<&&Run> = runs.iter().filter(|r| r.ok() && r.test_top1().is_some()).collect();
+        let test_top1: Vec<f64> = done.iter().filter_map(|r| r.test_top1()).collect();
+        let searches: Vec<PhaseBudget> = done.iter().map(|r| Run::budget(r.record.search.as_ref())).collect();
+        let evals: Vec<PhaseBudget> = done.iter().map(|r| Run::budget(r.record.eval.as_ref())).collect();
+        experiments.push(ExperimentSummary {
+            name: name.clone(),
+            runs: runs.len(),
+            failed: runs.len() - done.len(),
+            seeds: done.iter().map(|r| r.seed).collect(),
+            mean: stats::mean(&test_top1),
+            std: stats::std(&test_top1),
+            ci95: stats::mean_ci95(&test_top1),
+            min: test_top1.iter().copied().fold(f64::INFINITY, f64::min),
+            max: test_top1.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            params: mean_of(
+                done.iter().filter_map(|r| r.record.eval.as_ref()?.summary.as_ref().map(|s| s.params as f64)),
+            ),
+            macs: mean_of(
+                done.iter()
+                    .filter_map(|r| r.record.search.as_ref()?.summary.as_ref().map(|s| s.final_stats.macs as f64)),
+            ),
+            search: mean_budget(&searches),
+            eval: mean_budget(&evals),
+            wall_s: mean_of(done.iter().filter_map(|r| r.record.duration_s)).unwrap_or(0.0),
+            test_top1,
+        });
+    }
+    let mut vs_baseline = Vec::new();
+    if let Some(b) = &baseline {
+        let base = experiments.iter().find(|e| &e.name == b).expect("checked above").test_top1.clone();
+        for e in experiments.iter().filter(|e| &e.name != b) {
+            let ci = stats::bootstrap_diff_ci95(&e.test_top1, &base, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED);
+            let welch = stats::welch(&e.test_top1, &base);
+            vs_baseline.push(VsBaseline {
+                name: e.name.clone(),
+                diff: stats::mean(&e.test_top1) - stats::mean(&base),
+                ci95: ci,
+                welch,
+                verdict: stats::verdict(&e.name, b, &e.test_top1, &base, ci, welch),
+            });
+        }
+    }
+    let mut warnings = budget_warnings(&experiments);
+    warnings.extend(environment_warnings(&c.runs));
+    for e in &experiments {
+        if e.failed > 0 {
+            warnings.push(format!("{}: {} of {} runs did not finish and are left out", e.name, e.failed, e.runs));
+        }
+    }
+    Ok(Analysis { title: c.title, baseline, experiments, vs_baseline, warnings, runs: c.runs })
+}
+
+fn budget_warnings(exps: &[ExperimentSummary]) -> Vec<String> {
+    let mut out = Vec::new();
+    let checks: [(&str, fn(&ExperimentSummary) -> u64); 4] = [
+        ("search epochs", |e| e.search.epochs),
+        ("search samples", |e| e.search.samples),
+        ("eval epochs", |e| e.eval.epochs),
+        ("eval samples", |e| e.eval.samples),
+    ];
+    for (what, f) in checks {
+        let values: BTreeMap<u64, Vec<&str>> = exps.iter().fold(BTreeMap::new(), |mut m, e| {
+            m.entry(f(e)).or_default().push(e.name.as_str());
+            m
+        });
+        if values.len() > 1 {
+            let parts: Vec<String> = values.iter().map(|(v, names)| format!("{} {v}", names.join(", "))).collect();
+            out.push(format!("unequal budget: {what} differ ({})", parts.join(" vs ")));
+        }
+    }
+    out
+}
+
+/// Fields of the environment that make runs incomparable when they differ.
+fn environment_warnings(runs: &[Run]) -> Vec<String> {
+    let fields: [(&str, fn(&archai_runlog::schema::Environment) -> String); 6] = [
+        ("libtorch", |e| e.libtorch_version.clone()),
+        ("threads", |e| e.threads.to_string()),
+        ("precision", |e| format!("{:?}", e.precision)),
+        ("device", |e| e.device.clone()),
+        ("CPU", |e| e.cpu_model.clone()),
+        ("plugins", |e| {
+            e.plugins
+                .iter()
+                .map(|p| format!("{} {} {}", p.name, p.version, &p.sha256[..12.min(p.sha256.len())]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }),
+    ];
+    let mut out = Vec::new();
+    let missing: Vec<String> =
+        runs.iter().filter(|r| r.environment().is_none()).map(|r| r.dir.display().to_string()).collect();
+    if !missing.is_empty() {
+        out.push(format!("no environment recorded (older archai) for: {}", missing.join(", ")));
+    }
+    for (what, f) in fields {
+        let values: BTreeMap<String, Vec<String>> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
+            if let Some(e) = r.environment() {
+                m.entry(f(e)).or_default().push(format!("{}/seed {}", r.experiment, r.seed));
+            }
+            m
+        });
+        if values.len() > 1 {
+            let parts: Vec<String> = values.iter().map(|(v, who)| format!("`{v}` in {}", who.join(", "))).collect();
+            out.push(format!("runs not comparable: {what} differs: {}", parts.join("; ")));
+        }
+    }
+    out
+}
+
+/// `archai report`'s work: collect, analyse, write the three files into `out`.
+pub fn write_report(
+    dirs: &[std::path::PathBuf],
+    out: &std::path::Path,
+    baseline: Option<String>,
+) -> anyhow::Result<Analysis> {
+    let analysis = analyse(collect::collect(dirs)?, baseline)?;
+    std::fs::create_dir_all(out)?;
+    let write = |name: &str, text: String| -> anyhow::Result<()> {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+    };
+    write("report.md", render::markdown(&analysis))?;
+    write("summary.csv", render::csv(&analysis))?;
+    write("report.html", render::html(&analysis))?;
+    Ok(analysis)
+}

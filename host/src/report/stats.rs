@@ -1,0 +1,157 @@
+//! The statistics of a comparison: mean, sample standard deviation, the t interval of a mean,
+//! a percentile-bootstrap interval for a difference of means, and Welch's t-test.
+use archai_plugin_api::kit::seeded::SplitMix64;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+/// Mean of `xs` (NaN when empty).
+pub fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Sample standard deviation (n - 1 in the denominator); 0 for fewer than two values.
+pub fn std(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+/// Two-sided 95% confidence interval of the mean by Student's t: mean ± t(0.975, n-1) s/√n.
+/// `None` for fewer than two values.
+pub fn mean_ci95(xs: &[f64]) -> Option<(f64, f64)> {
+    let n = xs.len();
+    if n < 2 {
+        return None;
+    }
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).ok()?.inverse_cdf(0.975);
+    let half = t * std(xs) / (n as f64).sqrt();
+    Some((mean(xs) - half, mean(xs) + half))
+}
+
+/// Percentile-bootstrap 95% interval of mean(a) - mean(b): each group resampled with
+/// replacement `resamples` times from a generator seeded with `seed`, so a report is the same
+/// every time it is made.
+pub fn bootstrap_diff_ci95(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Option<(f64, f64)> {
+    if a.is_empty() || b.is_empty() || resamples == 0 {
+        return None;
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut resample_mean = |xs: &[f64]| {
+        let n = xs.len() as u64;
+        (0..xs.len()).map(|_| xs[(rng.next_u64() % n) as usize]).sum::<f64>() / xs.len() as f64
+    };
+    let mut diffs: Vec<f64> = (0..resamples).map(|_| resample_mean(a) - resample_mean(b)).collect();
+    diffs.sort_by(f64::total_cmp);
+    Some((percentile(&diffs, 0.025), percentile(&diffs, 0.975)))
+}
+
+/// Linear interpolation between closest ranks (numpy's default) of sorted values.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Welch's two-sample t-test of mean(a) = mean(b).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Welch {
+    pub t: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+}
+
+/// Welch's t-test; `None` with fewer than two values in a group or when both groups have no
+/// spread (the statistic is undefined).
+pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let (va, vb) = (std(a).powi(2) / a.len() as f64, std(b).powi(2) / b.len() as f64);
+    if va + vb == 0.0 {
+        return None;
+    }
+    let t = (mean(a) - mean(b)) / (va + vb).sqrt();
+    let df = (va + vb).powi(2) / (va.powi(2) / (a.len() - 1) as f64 + vb.powi(2) / (b.len() - 1) as f64);
+    let p = 2.0 * (1.0 - StudentsT::new(0.0, 1.0, df).ok()?.cdf(t.abs()));
+    Some(Welch { t, df, p })
+}
+
+/// One sentence on `name` against `baseline`, from the difference of means, its bootstrap
+/// interval and Welch's p-value (percent points of accuracy).
+pub fn verdict(name: &str, baseline: &str, a: &[f64], b: &[f64], ci: Option<(f64, f64)>, w: Option<Welch>) -> String {
+    let d = 100.0 * (mean(a) - mean(b));
+    let n = format!("n = {} vs {}", a.len(), b.len());
+    match (w, ci) {
+        (Some(w), Some((lo, hi))) if w.p < 0.05 && (lo > 0.0 || hi < 0.0) => {
+            let word = if d > 0.0 { "better" } else { "worse" };
+            format!("{name} is {word} than {baseline} by {:.2} points (p = {:.3}, {n})", d.abs(), w.p)
+        }
+        (Some(w), _) => format!(
+            "{name} and {baseline} are not distinguishable at {n}: difference {d:+.2} points, p = {:.3}",
+            w.p
+        ),
+        (None, _) => format!(
+            "{name} and {baseline} cannot be compared statistically at {n} (need two runs each with some spread): difference {d:+.2} points"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_and_t_interval_match_hand_computed_values() {
+        let xs = [0.80, 0.82, 0.84];
+        assert!((mean(&xs) - 0.82).abs() < 1e-12);
+        // Deviations ±0.02, 0: s = sqrt(0.0008 / 2) = 0.02.
+        assert!((std(&xs) - 0.02).abs() < 1e-12);
+        // t(0.975, 2) = 4.302653; half width = 4.302653 * 0.02 / sqrt(3) = 0.0496827.
+        let (lo, hi) = mean_ci95(&xs).unwrap();
+        assert!((hi - 0.82 - 0.049_682_7).abs() < 1e-6 && (0.82 - lo - 0.049_682_7).abs() < 1e-6, "{lo} {hi}");
+        assert_eq!(std(&[1.0]), 0.0);
+        assert!(mean_ci95(&[1.0]).is_none());
+    }
+
+    #[test]
+    fn welch_matches_scipy() {
+        // By hand: s_a^2/n_a = 0.0004/3, s_b^2/n_b = 0.00096667/4; t = 0.085 / sqrt(0.000375)
+        // = 4.38938; df = 0.000375^2 / ((0.0004/3)^2/2 + (0.00096667/4)^2/3) = 4.95918; p by
+        // Simpson integration of the t density = 0.007228.
+        let (a, b) = ([0.80, 0.82, 0.84], [0.70, 0.75, 0.77, 0.72]);
+        let w = welch(&a, &b).unwrap();
+        assert!((w.t - 4.389_381).abs() < 1e-5, "{w:?}");
+        assert!((w.df - 4.959_184).abs() < 1e-5, "{w:?}");
+        assert!((w.p - 0.007_228).abs() < 2e-5, "{w:?}");
+        assert!(welch(&[1.0, 1.0], &[1.0, 1.0]).is_none());
+        assert!(welch(&[1.0], &[1.0, 2.0]).is_none());
+    }
+
+    #[test]
+    fn bootstrap_interval_is_seeded_and_brackets_the_difference() {
+        let (a, b) = ([0.80, 0.82, 0.84], [0.70, 0.75, 0.77, 0.72]);
+        let ci = bootstrap_diff_ci95(&a, &b, 10_000, 0).unwrap();
+        assert_eq!(ci, bootstrap_diff_ci95(&a, &b, 10_000, 0).unwrap());
+        let d = mean(&a) - mean(&b);
+        assert!(ci.0 < d && d < ci.1, "{ci:?} around {d}");
+        // Every resampled difference lies between min(a)-max(b) and max(a)-min(b).
+        assert!(ci.0 >= 0.80 - 0.77 && ci.1 <= 0.84 - 0.70, "{ci:?}");
+        // Identical constant groups: the interval is the point 0.
+        assert_eq!(bootstrap_diff_ci95(&[0.5, 0.5], &[0.5, 0.5], 100, 1), Some((0.0, 0.0)));
+        // Percentiles interpolate like numpy: percentile([0, 1, 2, 3], 2.5%) = 0.075.
+        assert!((percentile(&[0.0, 1.0, 2.0, 3.0], 0.025) - 0.075).abs() < 1e-12);
+    }
+
+    #[test]
+    fn verdicts_say_plainly_what_the_numbers_allow() {
+        let (a, b) = ([0.80, 0.82, 0.84], [0.70, 0.75, 0.77, 0.72]);
+        let v = verdict("darts", "random", &a, &b, bootstrap_diff_ci95(&a, &b, 2000, 0), welch(&a, &b));
+        assert!(v.starts_with("darts is better than random by 8.50 points"), "{v}");
+        let (c, d) = ([0.80, 0.82, 0.84], [0.79, 0.83, 0.85]);
+        let v = verdict("darts", "random", &c, &d, bootstrap_diff_ci95(&c, &d, 2000, 0), welch(&c, &d));
+        assert!(v.contains("not distinguishable at n = 3 vs 3"), "{v}");
+    }
+}
