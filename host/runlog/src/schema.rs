@@ -370,3 +370,42 @@ impl RunRecord {
         Self::from_yaml(&text, path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "status: failed\nfailure: {phase: dataset, error: no such file}\nduration_s: 0.5\n";
+
+    #[test]
+    fn a_record_round_trips_and_unknown_keys_are_named() {
+        let r = RunRecord::from_yaml(MINIMAL, Path::new("log.yaml")).unwrap();
+        assert_eq!(r.status, RunStatus::Failed);
+        assert_eq!(r.failure.as_ref().unwrap().phase, "dataset");
+        let back = RunRecord::from_yaml(&yaml_serde::to_string(&r).unwrap(), Path::new("x")).unwrap();
+        assert_eq!(back, r);
+        // A misspelt field is an error that names it, not a silently empty column.
+        let e = RunRecord::from_yaml("status: ok\nduraton_s: 1\n", Path::new("log.yaml")).unwrap_err().to_string();
+        assert!(e.contains("duraton_s"), "{e}");
+        let e = RunRecord::from_yaml("status: done\n", Path::new("log.yaml")).unwrap_err().to_string();
+        assert!(e.contains("done"), "{e}");
+    }
+
+    #[test]
+    fn epochs_written_through_the_log_tree_read_back_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = crate::LogTree::open(dir.path().join("log.yaml")).unwrap();
+        t.set("status", RunStatus::Running).unwrap();
+        let m = Metrics { loss: 1.0, top1: 0.5, top5: 0.9, samples: 10 };
+        t.set(&format!("{}/val", keys::epoch("search", 3)), m).unwrap();
+        t.set(&format!("{}/algorithm_end", keys::epoch("search", 3)), serde_json::json!({"h": 2.0, "rows": [1]}))
+            .unwrap();
+        t.flush().unwrap();
+        let r = RunRecord::read(&dir.path().join("log.yaml")).unwrap();
+        let e = &r.search.unwrap().epochs[&3];
+        assert_eq!(e.val, Some(m));
+        // Only numeric top-level leaves of the algorithm's output count as its scalars.
+        assert_eq!(e.algorithm_scalars().into_iter().collect::<Vec<_>>(), vec![("h".to_string(), 2.0)]);
+        assert!(is_timing_key("duration_s") && !is_timing_key("loss"));
+    }
+}

@@ -274,3 +274,43 @@ fn kill_with_parent(cmd: &mut std::process::Command) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Result<CompareSpec> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, text).unwrap();
+        CompareSpec::read(&p)
+    }
+
+    #[test]
+    fn comparison_files_are_checked_before_anything_runs() {
+        let ok = spec("compare: {name: x, experiments: {a: a.yaml, b: b.yaml}, seeds: [0, 1], baseline: b}").unwrap();
+        let m = ok.manifest(true);
+        assert_eq!(m.runs["a"][&1], PathBuf::from("a/seed-1"));
+        let e = spec("compare: {name: x, experiments: {a: a.yaml}, seeds: [0], baseline: c}").unwrap_err();
+        assert!(format!("{e:#}").contains("baseline `c` is not one of the experiments (a)"), "{e:#}");
+        let e = spec("compare: {name: x, experiments: {a: a.yaml}, seeds: [1, 1]}").unwrap_err();
+        assert!(format!("{e:#}").contains("seed 1 is listed twice"));
+        let e = spec("compare: {name: x, experiments: {a: a.yaml}, seed: [1]}").unwrap_err();
+        assert!(format!("{e:#}").contains("seed"), "{e:#}");
+        let e = spec("compare: {name: x, experiments: {}, seeds: [1]}").unwrap_err();
+        assert!(format!("{e:#}").contains("at least one experiment"));
+        let e = spec("compare: {name: ../x, experiments: {a: a.yaml}, seeds: [1]}").unwrap_err();
+        assert!(format!("{e:#}").contains("plain name"));
+    }
+
+    #[test]
+    fn run_states_follow_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(run_state(dir.path()), RunState::Fresh);
+        std::fs::write(dir.path().join("config_used.yaml"), "{}").unwrap();
+        std::fs::write(dir.path().join("log.yaml"), "status: running\n").unwrap();
+        assert_eq!(run_state(dir.path()), RunState::Unfinished);
+        std::fs::write(dir.path().join("log.yaml"), "status: ok\n").unwrap();
+        assert_eq!(run_state(dir.path()), RunState::Finished);
+    }
+}

@@ -215,3 +215,64 @@ pub fn write_report(
     write("report.html", render::html(&analysis))?;
     Ok(analysis)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archai_runlog::RunRecord;
+
+    fn run(exp: &str, seed: u64, top1: f64, eval_epochs: u64, threads: i64) -> Run {
+        let epochs: String = (0..eval_epochs)
+            .map(|e| {
+                format!(
+                    "    {e}: {{train: {{loss: 1, top1: 0.5, top5: 0.9, samples: 100, lr: 0.1, duration_s: 1, samples_per_s: 100}}}}\n"
+                )
+            })
+            .collect();
+        let text = format!(
+            "status: ok
+run: {{experiment: {exp}, seed: {seed}, device: cpu, device_used: Cpu, threads: {threads}, environment: {{archai_version: 0.1.0, git_commit: abc, libtorch_version: 2.11.0, libtorch_library: /x, threads: {threads}, cpu_model: X, cpus: 2, device: Cpu, precision: {{eval: fp32}}, plugins: []}}}}
+eval:
+  epochs:
+{epochs}  summary: {{train: {{loss: 1, top1: 0.5, top5: 0.9, samples: 100}}, val: null, test: {{loss: 1, top1: {top1}, top5: 0.9, samples: 100}}, params: 10, aux_params: 0, epochs: {eval_epochs}, duration_s: 1, weights_sha256: x}}
+duration_s: 2
+"
+        );
+        let record = RunRecord::from_yaml(&text, std::path::Path::new("t")).unwrap();
+        Run { experiment: exp.into(), seed, dir: format!("/runs/{exp}/{seed}").into(), record }
+    }
+
+    #[test]
+    fn analysis_aggregates_compares_and_warns_about_unequal_budgets_and_environments() {
+        let runs = vec![
+            run("a", 0, 0.80, 2, 2),
+            run("a", 1, 0.82, 2, 2),
+            run("a", 2, 0.84, 2, 2),
+            run("b", 0, 0.70, 3, 2),
+            run("b", 1, 0.75, 3, 2),
+            run("b", 2, 0.77, 3, 1),
+        ];
+        let c = Collection { runs, baseline: Some("b".into()), title: "t".into() };
+        let a = analyse(c, None).unwrap();
+        let ea = &a.experiments[0];
+        assert_eq!((ea.name.as_str(), ea.test_top1.len(), ea.eval.epochs, ea.eval.samples), ("a", 3, 2, 200));
+        assert!((ea.mean - 0.82).abs() < 1e-12 && (ea.std - 0.02).abs() < 1e-12);
+        assert_eq!(a.vs_baseline.len(), 1);
+        assert!((a.vs_baseline[0].diff - (0.82 - 0.74)).abs() < 1e-12);
+        let w = a.warnings.join("\n");
+        assert!(w.contains("unequal budget: eval epochs differ (a 2 vs b 3)"), "{w}");
+        assert!(w.contains("threads differs"), "{w}");
+        let md = render::markdown(&a);
+        assert!(md.contains("| a | 3 | 82.00 ± 2.00 |"), "{md}");
+        let csv = render::csv(&a);
+        assert_eq!(csv.lines().count(), 7);
+        let html = render::html(&a);
+        assert!(
+            html.contains("id=\"experiments\"") && html.contains("id=\"baseline\"") && html.contains("id=\"warnings\"")
+        );
+        // An unknown baseline is an error naming the experiments.
+        let c = Collection { runs: vec![run("a", 0, 0.8, 1, 2)], baseline: None, title: "t".into() };
+        let e = analyse(c, Some("z".into())).unwrap_err().to_string();
+        assert!(e.contains("baseline `z` has no runs; experiments: a"), "{e}");
+    }
+}

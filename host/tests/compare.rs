@@ -1,0 +1,202 @@
+//! `archai compare`, `archai report` and `archai reproduce` through the real binary on
+//! Fashion-MNIST toy runs: a killed comparison resumes without re-running a finished run, the
+//! HTML report renders in headless Chromium with its tables and plots, and a reproduction is
+//! identical while an altered record is named at its first divergence.
+mod common;
+
+use archai_runlog::schema::RunStatus;
+use archai_runlog::RunRecord;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn archai(args: &[&str]) -> Output {
+    let plugins = plugin_dir();
+    let mut full = vec!["--plugin-dir", plugins.to_str().unwrap()];
+    full.extend_from_slice(args);
+    Command::new(archai_bin()).current_dir(repo_root()).args(&full).output().expect("run archai")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn require_fashion_mnist() {
+    assert!(
+        Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
+        "Fashion-MNIST is missing: scripts/setup.sh installs the Debian package dataset-fashion-mnist"
+    );
+}
+
+/// Small budgets on top of --toy, the same for every experiment.
+const BUDGET: [&str; 2] = ["nas.search.trainer.max_batches=3", "nas.eval.trainer.max_batches=10"];
+
+fn write_comparison(dir: &Path) -> PathBuf {
+    let root = repo_root();
+    let file = dir.join("c.yaml");
+    let text = format!(
+        "compare:\n  name: t\n  experiments:\n    darts: {}\n    random: {}\n  seeds: [0, 1]\n  baseline: random\n  set: [{}]\n",
+        root.join("confs/algos/darts.yaml").display(),
+        root.join("confs/algos/random.yaml").display(),
+        BUDGET.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn finished(run: &Path) -> bool {
+    RunRecord::read(&run.join("log.yaml")).is_ok_and(|r| r.status == RunStatus::Ok)
+}
+
+fn chromium() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/chromium");
+    assert!(path.is_file(), "chromium is missing: scripts/setup.sh installs the Debian package `chromium`");
+    path
+}
+
+fn headless(args: &[&str]) -> Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("run chromium")
+}
+
+#[test]
+fn a_killed_comparison_resumes_and_its_report_renders() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = write_comparison(tmp.path());
+    let out = tmp.path().join("cmp");
+    let args = ["compare", conf.to_str().unwrap(), "--toy", "--jobs", "2", "--out", out.to_str().unwrap()];
+
+    // Kill the comparison as soon as its first run has finished.
+    let plugins = plugin_dir();
+    let mut child = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs: Vec<PathBuf> =
+        ["darts/seed-0", "darts/seed-1", "random/seed-0", "random/seed-1"].iter().map(|r| out.join(r)).collect();
+    let t0 = Instant::now();
+    let first = loop {
+        if let Some(r) = runs.iter().find(|r| finished(r)) {
+            break r.clone();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the comparison ended before it could be killed");
+        assert!(t0.elapsed() < Duration::from_secs(300), "no run finished in 5 minutes");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(runs.iter().any(|r| !finished(r)), "every run finished before the kill");
+    let kept = std::fs::read(first.join("log.yaml")).unwrap();
+    let kept_mtime = std::fs::metadata(first.join("log.yaml")).unwrap().modified().unwrap();
+    // The runs killed with the comparison die with it (they would hold their directories).
+    std::thread::sleep(Duration::from_millis(300));
+
+    let o = archai(&args);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let n_kept: usize = t
+        .split("finished earlier and kept")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count of kept runs in:\n{t}"));
+    assert!(n_kept >= 1, "{t}");
+    assert!(runs.iter().all(|r| finished(r)), "{t}");
+    assert_eq!(std::fs::read(first.join("log.yaml")).unwrap(), kept, "a finished run was run again");
+    assert_eq!(std::fs::metadata(first.join("log.yaml")).unwrap().modified().unwrap(), kept_mtime);
+    assert!(t.contains("random") && t.contains("darts"), "{t}");
+
+    // The three files of the report.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Test accuracy per experiment") && md.contains("## Against the baseline (random)"), "{md}");
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    // Equal budget: the same epochs and samples everywhere, so no budget warning.
+    assert!(!md.contains("unequal budget"), "{md}");
+
+    // As a user sees it: Chromium's DOM has the tables and the plots ...
+    let html = out.join("report.html");
+    let url = format!("file://{}", html.display());
+    let dom = headless(&["--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert!(dom.contains("<table id=\"experiments\">") && dom.contains("<table id=\"baseline\">"), "{dom}");
+    assert!(dom.matches("class=\"plot\"").count() >= 3, "fewer than 3 plots");
+    assert!(dom.contains("darts seed 0") && dom.contains("reduction cell"), "the searched cells are missing");
+    // ... and the screenshot is a page, not a blank or error screen.
+    let shot = tmp.path().join("report.png");
+    let o = headless(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,1600", &url]);
+    assert!(shot.is_file(), "no screenshot: {}", text(&o));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1200, 1600));
+    let px = info.line_size / info.width as usize;
+    let dark = buf[..info.buffer_size()].chunks(px).filter(|p| p[..3].iter().all(|&c| c < 128)).count();
+    let coloured = buf[..info.buffer_size()]
+        .chunks(px)
+        .filter(|p| p[..3].iter().max().unwrap() - p[..3].iter().min().unwrap() > 60)
+        .count();
+    // Text and axes (dark) and the coloured series of the plots.
+    let total = (info.width * info.height) as usize;
+    assert!(dark > total / 200, "too little text: {dark} dark pixels of {total}");
+    assert!(coloured > total / 2000, "no coloured plot marks: {coloured} of {total}");
+}
+
+#[test]
+fn reproduce_says_identical_and_names_the_first_divergence() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = vec!["run", "confs/algos/darts.yaml", "--toy", "--out", run.to_str().unwrap()];
+    for s in BUDGET {
+        args.extend(["--set", s]);
+    }
+    let o = archai(&args);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let again = tmp.path().join("again");
+    let o = archai(&["reproduce", run.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("identical:"), "{t}");
+
+    // A copy whose record differs in one logged number (the eval's first-epoch training loss)
+    // and, separately, in the final weights.
+    let altered = tmp.path().join("altered");
+    copy_tree(&run, &altered);
+    let log = altered.join("log.yaml");
+    let mut tree: yaml_serde::Value = yaml(&log);
+    tree["eval"]["epochs"][0]["train"]["loss"] = yaml_serde::Value::from(123.5);
+    std::fs::write(&log, yaml_serde::to_string(&tree).unwrap()).unwrap();
+    let o = archai(&["reproduce", altered.to_str().unwrap(), "--against", again.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("diverged at eval epoch 1, train/loss: 123.5 (original) vs "), "{t}");
+
+    tree["eval"]["epochs"][0]["train"]["loss"] =
+        yaml(&run.join("log.yaml"))["eval"]["epochs"][0]["train"]["loss"].clone();
+    tree["eval"]["summary"]["weights_sha256"] = yaml_serde::Value::from("0000");
+    std::fs::write(&log, yaml_serde::to_string(&tree).unwrap()).unwrap();
+    let o = archai(&["reproduce", altered.to_str().unwrap(), "--against", again.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("diverged at eval, summary/weights_sha256: 0000 (original)"), "{t}");
+
+    // Not a run: exit 2 with the reason.
+    let o = archai(&["reproduce", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not a run directory"));
+}
