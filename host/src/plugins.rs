@@ -371,6 +371,32 @@ impl PluginRegistry {
         Ok(PluginFinalizer { inner, plugin: plugin.file_name(), name: name.into() })
     }
 
+    /// Builds a discrete search space from its config section.
+    pub fn create_search_space(&self, name: &str, config: &serde_json::Value) -> Result<PluginSpace, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::SearchSpace, name)?;
+        let json = config.to_string();
+        let inner = plugin_result(
+            (plugin.module.create_search_space())(RStr::from(name), RStr::from(json.as_str())),
+            &plugin.file_name(),
+            ComponentKind::SearchSpace,
+            name,
+        )?;
+        Ok(PluginSpace { inner, plugin: plugin.file_name(), name: name.into() })
+    }
+
+    /// Builds a searcher from its config section.
+    pub fn create_searcher(&self, name: &str, config: &serde_json::Value) -> Result<PluginSearcher, PluginError> {
+        let (plugin, _) = self.find(ComponentKind::Searcher, name)?;
+        let json = config.to_string();
+        let inner = plugin_result(
+            (plugin.module.create_searcher())(RStr::from(name), RStr::from(json.as_str())),
+            &plugin.file_name(),
+            ComponentKind::Searcher,
+            name,
+        )?;
+        Ok(PluginSearcher { inner, plugin: plugin.file_name(), name: name.into() })
+    }
+
     /// Builds a dataset adapter from the dataset's config section.
     pub fn create_dataset_adapter(
         &self,
@@ -434,6 +460,20 @@ impl PluginOp {
     pub fn into_box(self) -> OpBox {
         self.op
     }
+}
+
+/// A search space instance living in a plugin.
+pub struct PluginSpace {
+    pub inner: archai_plugin_api::discrete::DiscreteSpaceBox,
+    pub plugin: String,
+    pub name: String,
+}
+
+/// A searcher instance living in a plugin.
+pub struct PluginSearcher {
+    pub inner: archai_plugin_api::discrete::SearcherBox,
+    pub plugin: String,
+    pub name: String,
 }
 
 /// An algorithm instance living in a plugin.

@@ -23,6 +23,11 @@ pub enum ComponentKind {
     /// Combines the candidates of a `mixed` edge (softmax weights, one sampled candidate,
     /// partial channels, ...); builds its candidates through the host.
     Mixer,
+    /// A discrete search space: samples, mutates, crosses over, encodes and identifies
+    /// architectures, and builds their model descriptions.
+    SearchSpace,
+    /// An outer-loop search: proposes architectures, learns from their evaluations.
+    Searcher,
 }
 
 impl ComponentKind {
@@ -34,6 +39,8 @@ impl ComponentKind {
             ComponentKind::DatasetAdapter => "dataset-adapter",
             ComponentKind::Finalizer => "finalizer",
             ComponentKind::Mixer => "mixer",
+            ComponentKind::SearchSpace => "search-space",
+            ComponentKind::Searcher => "searcher",
         }
     }
 }
@@ -247,12 +254,18 @@ pub struct PluginModule {
         extern "C" fn(name: RStr<'_>, config_json: RStr<'_>, params: &mut ParamHostBox<'_>) -> RResult<OpBox, RString>,
     /// The cost of op `name` with `config_json` on one `[C, H, W]` sample; `RNone` when the op
     /// registered no cost formula.
-    #[sabi(last_prefix_field)]
     pub op_cost: extern "C" fn(
         name: RStr<'_>,
         config_json: RStr<'_>,
         input: RSlice<'_, i64>,
     ) -> RResult<abi_stable::std_types::ROption<OpCost>, RString>,
+    /// Builds a discrete search space (2.0).
+    pub create_search_space:
+        extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<crate::discrete::DiscreteSpaceBox, RString>,
+    /// Builds a searcher (2.0).
+    #[sabi(last_prefix_field)]
+    pub create_searcher:
+        extern "C" fn(name: RStr<'_>, config_json: RStr<'_>) -> RResult<crate::discrete::SearcherBox, RString>,
 }
 
 impl RootModule for PluginModuleRef {

@@ -322,6 +322,8 @@ pub fn build_root_module(info: extern "C" fn() -> PluginInfo) -> PluginModuleRef
         create_dataset_adapter: plugin_create_dataset_adapter,
         create_mixer: plugin_create_mixer,
         op_cost: plugin_op_cost,
+        create_search_space: crate::discrete::plugin_create_search_space,
+        create_searcher: crate::discrete::plugin_create_searcher,
     }
     .leak_into_prefix()
 }
@@ -359,7 +361,7 @@ pub fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, RString> {
 }
 
 /// What the four registration types share, so lookup and listing are written once.
-trait Registration: inventory::Collect {
+pub(crate) trait Registration: inventory::Collect {
     const KIND: ComponentKind;
     fn name(&self) -> &'static str;
     fn version(&self) -> &'static str;
@@ -383,10 +385,12 @@ impl_registration! {
     FinalizerRegistration => ComponentKind::Finalizer,
     DatasetAdapterRegistration => ComponentKind::DatasetAdapter,
     MixerRegistration => ComponentKind::Mixer,
+    crate::discrete::SearchSpaceRegistration => ComponentKind::SearchSpace,
+    crate::discrete::SearcherRegistration => ComponentKind::Searcher,
 }
 
 /// The registration named `name` in this plugin, or an error listing the ones it has.
-fn lookup<R: Registration>(name: RStr<'_>) -> anyhow::Result<&'static R> {
+pub(crate) fn lookup<R: Registration>(name: RStr<'_>) -> anyhow::Result<&'static R> {
     inventory::iter::<R>.into_iter().find(|r| r.name() == name.as_str()).ok_or_else(|| {
         let known: Vec<&str> = inventory::iter::<R>.into_iter().map(|r| r.name()).collect();
         anyhow::anyhow!("this plugin has no {} named `{name}` (it has: {})", R::KIND, known.join(", "))
@@ -404,7 +408,7 @@ fn infos<R: Registration>(out: &mut RVec<ComponentInfo>) {
     }
 }
 
-fn parse_config(config_json: RStr<'_>) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn parse_config(config_json: RStr<'_>) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(config_json.as_str()).map_err(|e| anyhow::anyhow!("component config is not valid JSON: {e}"))
 }
 
@@ -415,6 +419,8 @@ extern "C" fn plugin_components() -> RVec<ComponentInfo> {
     infos::<FinalizerRegistration>(&mut out);
     infos::<DatasetAdapterRegistration>(&mut out);
     infos::<MixerRegistration>(&mut out);
+    infos::<crate::discrete::SearchSpaceRegistration>(&mut out);
+    infos::<crate::discrete::SearcherRegistration>(&mut out);
     out
 }
 

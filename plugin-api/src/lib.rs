@@ -59,6 +59,7 @@
 
 pub mod abi;
 pub mod component;
+pub mod discrete;
 pub mod kit;
 pub mod params;
 pub mod tensor;

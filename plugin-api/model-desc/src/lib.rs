@@ -95,7 +95,7 @@ impl Genotype {
             cell.iter().map(|node| node.iter().map(|(op, i)| (op.to_string(), *i)).collect()).collect()
         };
         let (normal, reduce) = (owned(&self.normal), owned(&self.reduce));
-        DartsMacro { layers, nodes: 4, channels, stem_multiplier: 3, auxiliary }.build(
+        DartsMacro { layers, nodes: 4, channels, stem_multiplier: 3, auxiliary, reduction_cells: None }.build(
             name,
             input,
             num_classes,
@@ -389,11 +389,14 @@ pub struct DartsMacro {
     pub stem_multiplier: i64,
     /// Add DARTS' auxiliary head after the second reduction cell (cell `2*layers/3`).
     pub auxiliary: bool,
+    /// The indices of the reduction cells; absent: DARTS' `layers/3` and `2*layers/3`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reduction_cells: Option<Vec<usize>>,
 }
 
 impl Default for DartsMacro {
     fn default() -> Self {
-        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3, auxiliary: false }
+        Self { layers: 8, nodes: 4, channels: 16, stem_multiplier: 3, auxiliary: false, reduction_cells: None }
     }
 }
 
@@ -430,6 +433,12 @@ impl DartsMacro {
                 self.layers, self.nodes, self.channels
             )));
         }
+        if let Some(bad) = self.reduction_cells.iter().flatten().find(|&&c| c >= self.layers) {
+            return Err(DescError::Invalid(format!(
+                "reduction cell {bad} does not exist: the network has {} cells (0..{})",
+                self.layers, self.layers
+            )));
+        }
         let search = matches!(fill, CellFill::Search { .. });
         let group_of = |reduction: bool| if reduction { "alphas.reduce" } else { "alphas.normal" };
         let c_stem = self.stem_multiplier * self.channels;
@@ -442,7 +451,10 @@ impl DartsMacro {
         let mut cells = Vec::new();
         let mut aux = None;
         for i in 0..self.layers {
-            let reduction = i == self.layers / 3 || i == 2 * self.layers / 3;
+            let reduction = match &self.reduction_cells {
+                Some(cells) => cells.contains(&i),
+                None => i == self.layers / 3 || i == 2 * self.layers / 3,
+            };
             if reduction {
                 c *= 2;
             }
@@ -591,7 +603,14 @@ mod tests {
 
     #[test]
     fn invalid_edges_are_named() {
-        let m = DartsMacro { layers: 3, nodes: 2, channels: 4, stem_multiplier: 1, auxiliary: false };
+        let m = DartsMacro {
+            layers: 3,
+            nodes: 2,
+            channels: 4,
+            stem_multiplier: 1,
+            auxiliary: false,
+            reduction_cells: None,
+        };
         let mixer = softmax_mixer();
         let mut d = m
             .build(

@@ -127,12 +127,16 @@ pub fn macro_of(desc: &ModelDesc) -> anyhow::Result<DartsMacro> {
         "cannot infer the stem multiplier: stem outputs {} channels, the first cell has {channels}",
         first.c_prev_prev
     );
+    let layers = desc.cells.len();
+    let reductions: Vec<usize> = desc.cells.iter().enumerate().filter(|(_, c)| c.reduction).map(|(i, _)| i).collect();
+    let darts_default: Vec<usize> = (0..layers).filter(|&i| i == layers / 3 || i == 2 * layers / 3).collect();
     Ok(DartsMacro {
-        layers: desc.cells.len(),
+        layers,
         nodes,
         channels,
         stem_multiplier: first.c_prev_prev / channels,
         auxiliary: desc.aux.is_some(),
+        reduction_cells: (reductions != darts_default).then_some(reductions),
     })
 }
 

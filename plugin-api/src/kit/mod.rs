@@ -10,6 +10,7 @@
 //!   parameters.
 //! - [`config`]: candidate checks and config parsing with named errors.
 //! - [`mixer`]: alpha rows, scalar parameters, candidate building and weighted sums for mixers.
+//! - [`pareto`]: Pareto frontier, non-dominated sorting and hypervolume.
 //! - [`seeded`]: reproducible random tensors from an explicit seed (fixtures, tests), without
 //!   libtorch's process-wide generator.
 //! - [`grad_of`]: gradients like `torch.autograd.grad` (nothing accumulated into `.grad`).
@@ -19,6 +20,7 @@ pub mod config;
 pub mod genotype;
 pub mod gumbel;
 pub mod mixer;
+pub mod pareto;
 pub mod seeded;
 pub mod sgd;
 

@@ -15,6 +15,30 @@ impl SplitMix64 {
         Self(seed)
     }
 
+    /// The whole state, to checkpoint; [`SplitMix64::new`] of it continues the sequence.
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    /// Uniform in `0..n` (multiply-shift; the bias is below n / 2^64). `n` must be positive.
+    pub fn below(&mut self, n: usize) -> usize {
+        assert!(n > 0, "below(0)");
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Bernoulli(p).
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.next_open01() < p
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, xs: &mut [T]) {
+        for i in (1..xs.len()).rev() {
+            let j = self.below(i + 1);
+            xs.swap(i, j);
+        }
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;

@@ -39,7 +39,7 @@ mod tests {
     use archai_plugin_api::tch::Tensor;
 
     fn search_desc(layers: usize, nodes: usize) -> ModelDesc {
-        let m = DartsMacro { layers, nodes, channels: 8, stem_multiplier: 3, auxiliary: false };
+        let m = DartsMacro { layers, nodes, channels: 8, stem_multiplier: 3, auxiliary: false, reduction_cells: None };
         let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
         m.build(
             "darts_search",
