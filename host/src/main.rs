@@ -26,6 +26,7 @@ enum Command {
     Stats(commands::stats::Args),
     Config(commands::config::Args),
     Data(commands::data::Args),
+    Search(commands::search::Args),
     Compare(commands::compare::Args),
     Report(commands::report::Args),
     Reproduce(commands::reproduce::Args),
@@ -35,9 +36,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_) | Command::Train(_) | Command::Reproduce(_)) {
-        // `run`, `train` and `reproduce` set up console + log.txt logging once the run directory
-        // exists.
+    if !matches!(cli.command, Command::Run(_) | Command::Train(_) | Command::Reproduce(_) | Command::Search(_)) {
+        // `run`, `train`, `reproduce` and `search` set up console + log.txt logging once the run
+        // directory exists.
         let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).without_time().try_init();
     }
     let dirs = &cli.plugin_dirs;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => done(commands::stats::run(dirs, args)),
         Command::Config(args) => done(commands::config::run(args)),
         Command::Data(args) => done(commands::data::run(dirs, args)),
+        Command::Search(args) => done(commands::search::run(dirs, args)),
         Command::Compare(args) => done(commands::compare::run(dirs, args)),
         Command::Report(args) => done(commands::report::run(args)),
         Command::Reproduce(args) => commands::reproduce::run(dirs, args),

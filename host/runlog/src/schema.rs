@@ -68,6 +68,9 @@ pub struct RunRecord {
     /// The evaluation phase, when the run had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<PhaseRecord<EvalSummary>>,
+    /// An outer-loop search (`archai search`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discrete: Option<DiscreteRecord>,
     /// Settings changed at each `--resume`, in order (see `archai run --resume`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resume_changes: BTreeMap<u64, Vec<ResumeChange>>,
@@ -344,6 +347,57 @@ pub const TIMING_KEYS: [&str; 3] = ["duration_s", "samples_per_s", "latency_ms"]
 /// Whether `key` (the last segment of a key path) is one of [`TIMING_KEYS`].
 pub fn is_timing_key(key: &str) -> bool {
     TIMING_KEYS.contains(&key)
+}
+
+/// An outer-loop search: one record per finished iteration and a summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscreteRecord {
+    /// Finished iterations, from 0.
+    #[serde(default)]
+    pub iterations: BTreeMap<u64, IterationRecord>,
+    /// Written when the search ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<DiscreteSummary>,
+}
+
+/// One iteration of an outer-loop search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IterationRecord {
+    /// Candidates the searcher proposed.
+    pub proposed: u64,
+    /// Of them, those meeting every constraint.
+    pub valid: u64,
+    /// Objective values computed (not taken from the cache) in this iteration.
+    pub computed: u64,
+    /// Models on the Pareto front of everything evaluated so far.
+    pub front_size: u64,
+    /// Hypervolume of that front (in minimization form, against the reference point).
+    pub hypervolume: f64,
+    /// What the searcher's `tell` returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub searcher: Option<Value>,
+    /// Wall time of the iteration.
+    pub duration_s: f64,
+}
+
+/// The end of an outer-loop search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscreteSummary {
+    /// Iterations run.
+    pub iterations: u64,
+    /// Evaluations (architecture x budget) in all.
+    pub evaluations: u64,
+    /// Ids of the final Pareto front.
+    pub front: Vec<String>,
+    /// Hypervolume of the final front.
+    pub hypervolume: f64,
+    /// The hypervolume reference point, by objective (in the objective's own direction).
+    pub reference: BTreeMap<String, f64>,
+    /// The last search_state CSV, relative to the run directory.
+    pub state_csv: String,
 }
 
 /// Key paths of the record, for writers.

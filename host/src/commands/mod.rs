@@ -9,5 +9,6 @@ pub mod plugins;
 pub mod report;
 pub mod reproduce;
 pub mod run;
+pub mod search;
 pub mod stats;
 pub mod train;

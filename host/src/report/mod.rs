@@ -142,7 +142,8 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
 
 fn budget_warnings(exps: &[ExperimentSummary]) -> Vec<String> {
     let mut out = Vec::new();
-    let checks: [(&str, fn(&ExperimentSummary) -> u64); 4] = [
+    type Budget = fn(&ExperimentSummary) -> u64;
+    let checks: [(&str, Budget); 4] = [
         ("search epochs", |e| e.search.epochs),
         ("search samples", |e| e.search.samples),
         ("eval epochs", |e| e.eval.epochs),
@@ -163,7 +164,8 @@ fn budget_warnings(exps: &[ExperimentSummary]) -> Vec<String> {
 
 /// Fields of the environment that make runs incomparable when they differ.
 fn environment_warnings(runs: &[Run]) -> Vec<String> {
-    let fields: [(&str, fn(&archai_runlog::schema::Environment) -> String); 6] = [
+    type Field = fn(&archai_runlog::schema::Environment) -> String;
+    let fields: [(&str, Field); 6] = [
         ("libtorch", |e| e.libtorch_version.clone()),
         ("threads", |e| e.threads.to_string()),
         ("precision", |e| format!("{:?}", e.precision)),

@@ -277,7 +277,7 @@ pub fn html(a: &Analysis) -> String {
     let (h, rows) = experiment_rows(a);
     html_table(&mut out, "experiments", &h, &rows);
     if let Some(b) = &a.baseline {
-        let _ = write!(out, "<h2>Against the baseline ({})</h2>\n", esc(b));
+        let _ = writeln!(out, "<h2>Against the baseline ({})</h2>", esc(b));
         let (h, rows) = baseline_rows(a);
         html_table(&mut out, "baseline", &h, &rows);
     }

@@ -1,0 +1,193 @@
+//! `archai search` through the real binary and the real plugins (spaces, discrete-search): the
+//! sweep finds exactly the front of the whole space, every searcher repeats itself and resumes
+//! after SIGKILL without evaluating anything twice, unsatisfiable constraints and unknown names
+//! are errors that say what to fix.
+mod common;
+
+use archai_runlog::schema::RunStatus;
+use archai_runlog::RunRecord;
+use common::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn archai(args: &[&str]) -> Output {
+    let plugins = plugin_dir();
+    let mut full = vec!["--plugin-dir", plugins.to_str().unwrap()];
+    full.extend_from_slice(args);
+    Command::new(archai_bin()).current_dir(repo_root()).args(&full).output().expect("run archai")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn require_fashion_mnist() {
+    assert!(
+        Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
+        "Fashion-MNIST is missing: scripts/setup.sh installs the Debian package dataset-fashion-mnist"
+    );
+}
+
+/// Rows of the last search_state CSV as (header, rows of fields).
+fn final_state(run: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let r = RunRecord::read(&run.join("log.yaml")).unwrap();
+    let csv = r.discrete.unwrap().summary.unwrap().state_csv;
+    let text = std::fs::read_to_string(run.join(csv)).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    // The last column (the architecture) is quoted JSON with commas: split off the others only.
+    let rows = lines.map(|l| l.splitn(header.len(), ',').map(str::to_string).collect()).collect();
+    (header, rows)
+}
+
+fn search(conf: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["search", conf, "--toy", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    archai(&args)
+}
+
+#[test]
+fn the_sweep_finds_exactly_the_front_of_the_whole_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let o = search(
+        "confs/search/pareto_sweep.yaml",
+        &out,
+        &[
+            "--set",
+            "search.objectives=[{name: macs}, {name: params}]",
+            "--set",
+            "search.space.config={cells: [3, 4, 5], nodes: [1, 2, 3], channels: [4, 8], reductions: [1, 2]}",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (h, rows) = final_state(&out);
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    // Every architecture of the space, once.
+    assert_eq!(rows.len(), 3 * 3 * 2 * 2);
+    let ids: BTreeSet<&String> = rows.iter().map(|r| &r[col("id")]).collect();
+    assert_eq!(ids.len(), rows.len());
+    // The front by brute force over (macs, params), both minimised.
+    let pts: Vec<(f64, f64)> =
+        rows.iter().map(|r| (r[col("macs")].parse().unwrap(), r[col("params")].parse().unwrap())).collect();
+    for (i, p) in pts.iter().enumerate() {
+        let dominated = pts.iter().any(|q| q.0 <= p.0 && q.1 <= p.1 && (q.0 < p.0 || q.1 < p.1));
+        assert_eq!(rows[i][col("is_pareto")] == "true", !dominated, "row {i}: {:?}", rows[i]);
+    }
+    // The front's models are written, and the plot of the pair.
+    let front: Vec<&Vec<String>> = rows.iter().filter(|r| r[col("is_pareto")] == "true").collect();
+    for r in &front {
+        assert!(out.join(format!("pareto_models_iter_0/{}.yaml", r[col("id")])).is_file());
+    }
+    let svg = std::fs::read_to_string(out.join("pareto_macs_vs_params.svg")).unwrap();
+    assert_eq!(svg.matches("class=\"model\"").count(), rows.len());
+    assert!(svg.contains("front after iteration 0") && svg.contains("lower is better"));
+}
+
+fn cache_keys(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("cache.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{}|{}|{}", v["objective"], v["id"], v["budget"])
+        })
+        .collect()
+}
+
+#[test]
+fn every_searcher_repeats_itself_and_resumes_after_a_kill_without_evaluating_twice() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["random", "evolution_pareto", "local_search", "regularized_evolution", "successive_halving"] {
+        let conf = format!("confs/search/{name}.yaml");
+        let a = tmp.path().join(format!("{name}-a"));
+        let b = tmp.path().join(format!("{name}-b"));
+        for dir in [&a, &b] {
+            let o = search(&conf, dir, &[]);
+            assert!(o.status.success(), "{name}: {}", text(&o));
+        }
+        let whole = final_state(&a);
+        assert!(whole.1.len() >= 3, "{name}: too few evaluations to mean anything: {:?}", whole.1);
+        assert_eq!(whole, final_state(&b), "{name}: seeded runs differ");
+
+        // Killed as soon as the first iteration is checkpointed, then resumed.
+        let cut = tmp.path().join(format!("{name}-cut"));
+        let plugins = plugin_dir();
+        let mut child = Command::new(archai_bin())
+            .current_dir(repo_root())
+            .arg("--plugin-dir")
+            .arg(&plugins)
+            .args(["search", &conf, "--toy", "--out", cut.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while !cut.join("search_checkpoint.json").is_file() {
+            assert!(child.try_wait().unwrap().is_none(), "{name}: finished before its first checkpoint was seen");
+            assert!(t0.elapsed() < Duration::from_secs(120), "{name}: no checkpoint in 2 minutes");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let killed = RunRecord::read(&cut.join("log.yaml")).unwrap();
+        assert_eq!(killed.status, RunStatus::Running, "{name}: the run had ended before the kill");
+        let o = search(&conf, &cut, &["--resume"]);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        assert_eq!(final_state(&cut), whole, "{name}: the resumed search ended elsewhere");
+        let keys = cache_keys(&cut);
+        let unique: BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{name}: a value was computed twice");
+        assert_eq!(keys.len(), cache_keys(&a).len(), "{name}: not the same evaluations as the whole run");
+    }
+}
+
+#[test]
+fn unsatisfiable_constraints_stop_with_an_error_naming_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("unsat");
+    let o = search(
+        "confs/search/evolution_pareto.yaml",
+        &out,
+        &[
+            "--set",
+            "search.objectives=[{name: macs, constraint: [0, 10]}, {name: params}]",
+            "--set",
+            "search.max_invalid_tries=40",
+        ],
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("no architecture met the constraints in 40 tries: macs in [0, 10] failed 40 times"), "{t}");
+    let r = RunRecord::read(&out.join("log.yaml")).unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+}
+
+#[test]
+fn unknown_names_list_the_available_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str]); 3] = [
+        ("search.space.name=darts-cellz", &["darts-cells", "macro-sweep"]),
+        ("search.searcher.name=evolution", &["evolution-pareto", "successive-halving"]),
+        ("search.objectives=[{name: flops}]", &["params", "macs", "latency_ms", "val_top1"]),
+    ];
+    for (i, (set, expected)) in cases.iter().enumerate() {
+        let o = search("confs/search/evolution_pareto.yaml", &tmp.path().join(i.to_string()), &["--set", set]);
+        let t = text(&o);
+        assert!(!o.status.success(), "{set}: {t}");
+        for e in *expected {
+            assert!(t.contains(e), "{set}: `{e}` not listed in: {t}");
+        }
+    }
+    // A constraint on the trained objective is refused before anything runs.
+    let o = search(
+        "confs/search/evolution_pareto.yaml",
+        &tmp.path().join("c"),
+        &["--set", "search.objectives=[{name: val_top1, constraint: [0.5, 1]}]"],
+    );
+    assert!(text(&o).contains("`val_top1` cannot carry a constraint"), "{}", text(&o));
+}
