@@ -84,6 +84,15 @@ fn the_sweep_finds_exactly_the_front_of_the_whole_space() {
     let svg = std::fs::read_to_string(out.join("pareto_macs_vs_params.svg")).unwrap();
     assert_eq!(svg.matches("class=\"model\"").count(), rows.len());
     assert!(svg.contains("front after iteration 0") && svg.contains("lower is better"));
+    // Hypervolume per iteration: log.yaml and TensorBoard agree.
+    let r = RunRecord::read(&out.join("log.yaml")).unwrap();
+    let hv = r.discrete.unwrap().iterations[&0].hypervolume;
+    assert!(hv > 0.0);
+    let tb: Vec<_> = std::fs::read_dir(out.join("tb")).unwrap().map(|e| e.unwrap().path()).collect();
+    let events = archai_runlog::read_events(&tb[0]).unwrap();
+    let logged: Vec<f32> =
+        events.iter().flat_map(|e| &e.scalars).filter(|s| s.tag == "discrete/hypervolume").map(|s| s.value).collect();
+    assert_eq!(logged, vec![hv as f32]);
 }
 
 fn cache_keys(run: &Path) -> Vec<String> {
