@@ -27,6 +27,9 @@ enum Command {
     Config(commands::config::Args),
     Data(commands::data::Args),
     Search(commands::search::Args),
+    /// (internal) Train one candidate of `archai search --jobs N`.
+    #[command(hide = true)]
+    SearchEval(commands::search::EvalArgs),
     Compare(commands::compare::Args),
     Report(commands::report::Args),
     Reproduce(commands::reproduce::Args),
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Config(args) => done(commands::config::run(args)),
         Command::Data(args) => done(commands::data::run(dirs, args)),
         Command::Search(args) => done(commands::search::run(dirs, args)),
+        Command::SearchEval(args) => done(commands::search::eval_worker(dirs, args)),
         Command::Compare(args) => done(commands::compare::run(dirs, args)),
         Command::Report(args) => done(commands::report::run(args)),
         Command::Reproduce(args) => commands::reproduce::run(dirs, args),

@@ -200,3 +200,24 @@ fn unknown_names_list_the_available_ones() {
     );
     assert!(text(&o).contains("`val_top1` cannot carry a constraint"), "{}", text(&o));
 }
+
+#[test]
+fn worker_processes_give_the_same_search_as_one_process() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = "confs/search/evolution_pareto.yaml";
+    // One libtorch thread per training either way, so the numbers can be compared exactly.
+    let one = tmp.path().join("one");
+    let o = search(conf, &one, &["--set", "common.threads=1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let two = tmp.path().join("two");
+    let o = search(conf, &two, &["--set", "common.threads=2", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(final_state(&one), final_state(&two));
+    // Each candidate was trained by a worker, which left its result and its run record.
+    let evals: Vec<_> = std::fs::read_dir(two.join("evals")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!evals.is_empty());
+    for d in &evals {
+        assert!(d.join("result.json").is_file() && d.join("log.yaml").is_file(), "{}", d.display());
+    }
+}

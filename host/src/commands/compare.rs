@@ -262,7 +262,7 @@ fn run_job(
 
 /// A run must not outlive a killed comparison: it would hold its run directory while the
 /// resumed comparison tries to continue it.
-fn kill_with_parent(cmd: &mut std::process::Command) {
+pub fn kill_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {

@@ -20,6 +20,52 @@ pub struct Args {
     /// twice: values come from the run's cache).
     #[arg(long)]
     pub resume: bool,
+    /// Candidates trained at once, each in its own worker process; the CPU threads
+    /// (common.threads, else all) are split between them.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+}
+
+/// `archai search-eval` (run by `archai search --jobs N`): trains one candidate for `val_top1`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// The search's config_used.yaml.
+    pub config: PathBuf,
+    /// The candidate's model description.
+    #[arg(long)]
+    pub desc: PathBuf,
+    #[arg(long)]
+    pub budget: f64,
+    /// Directory for its log.yaml, checkpoint and result.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub threads: i32,
+}
+
+/// Trains one candidate and writes `result.json` (`{"val_top1": ...}`) atomically.
+pub fn eval_worker(plugin_dirs: &[PathBuf], args: &EvalArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let cfg: DiscreteExperiment = yaml_serde::from_str(&text).context("not a search configuration")?;
+    tch::set_num_threads(args.threads.max(1));
+    let reg = registry(plugin_dirs)?;
+    let data = crate::experiment::load_dataset(&reg, &cfg.dataset)?;
+    let desc_text = std::fs::read_to_string(&args.desc).with_context(|| format!("reading {}", args.desc.display()))?;
+    let desc = archai_model_desc::ModelDesc::from_yaml(&desc_text, &args.desc.display().to_string())?;
+    let evaluator = crate::discrete::objectives::Evaluator {
+        reg: &reg,
+        latency: cfg.search.latency.clone(),
+        training: cfg.search.training.as_ref(),
+        data: Some(&data),
+        device: crate::experiment::device_of(&cfg.common.device)?,
+        seed: cfg.common.seed,
+        channels_last: cfg.common.channels_last,
+    };
+    let v = evaluator.val_top1(&desc, args.budget, &args.out)?;
+    let tmp = args.out.join(".result.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string(&crate::discrete::WorkerResult { val_top1: v })?)?;
+    std::fs::rename(&tmp, args.out.join("result.json"))?;
+    Ok(())
 }
 
 /// Keys a resumed search may change: they do not change what was computed.
@@ -75,7 +121,15 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     }
     std::fs::write(&used, cfg.to_full_yaml()).with_context(|| format!("writing {}", used.display()))?;
     tracing::info!("run directory: {}", run_dir.path().display());
-    crate::discrete::run(&cfg, &reg, run_dir.path(), args.resume)?;
+    anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total = if cfg.common.threads > 0 { cfg.common.threads as usize } else { cpus };
+    let workers = crate::discrete::Workers {
+        jobs: args.jobs,
+        plugin_dirs: plugin_dirs.to_vec(),
+        threads: (total / args.jobs).max(1),
+    };
+    crate::discrete::run(&cfg, &reg, run_dir.path(), args.resume, &workers)?;
     tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
     Ok(())
 }

@@ -352,12 +352,18 @@ fn save_state(run_dir: &Path, state: &SearchState) -> Result<()> {
 }
 
 /// Runs (or, with `resume`, continues) the search of `cfg` in `run_dir`.
-pub fn run(cfg: &DiscreteExperiment, reg: &PluginRegistry, run_dir: &Path, resume: bool) -> Result<()> {
+pub fn run(
+    cfg: &DiscreteExperiment,
+    reg: &PluginRegistry,
+    run_dir: &Path,
+    resume: bool,
+    workers: &Workers,
+) -> Result<()> {
     let t0 = Instant::now();
     let mut log = RunLog::open(run_dir)?;
     log.tree.set("status", schema::RunStatus::Running)?;
     log.flush()?;
-    let result = search(cfg, reg, run_dir, resume, &mut log);
+    let result = search(cfg, reg, run_dir, resume, workers, &mut log);
     log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
     match &result {
         Ok(()) => log.tree.set("status", schema::RunStatus::Ok)?,
@@ -377,6 +383,7 @@ fn search(
     reg: &PluginRegistry,
     run_dir: &Path,
     resume: bool,
+    workers: &Workers,
     log: &mut RunLog,
 ) -> Result<()> {
     let s = &cfg.search;
@@ -473,10 +480,16 @@ fn search(
         let proposal: Proposal = serde_json::from_str(&proposal_json)
             .with_context(|| format!("searcher `{}` returned a proposal that is not one", searcher.name))?;
         let mut evaluations = Vec::new();
-        for c in &proposal.candidates {
-            let (e, n) = evaluate(&ctx, &space, &mut cache, &mut descs, c)?;
+        let mut jobs = Vec::new();
+        for (k, c) in proposal.candidates.iter().enumerate() {
+            let (e, n) = evaluate_cheap(&ctx, &space, &mut cache, &mut descs, k, c, &mut jobs)?;
             computed += n;
             evaluations.push(e);
+        }
+        let values = run_jobs(&ctx, &descs, &mut cache, &jobs, workers)?;
+        computed += jobs.len() as u64;
+        for (j, v) in jobs.iter().zip(values) {
+            evaluations[j.candidate].values.insert(j.objective.name().to_string(), v);
         }
         if !state.any_valid && proposal.candidates.is_empty() && state.history.is_empty() && proposal.done {
             bail!(
@@ -601,14 +614,24 @@ fn eval_dir(run_dir: &Path, id: &str, budget: f64) -> PathBuf {
     run_dir.join("evals").join(format!("{id}-b{budget}"))
 }
 
-/// Evaluates one candidate: cheap objectives, the constraints, then (valid only) the expensive
-/// ones; returns the evaluation and how many values were computed (not cached).
-fn evaluate(
+/// One expensive value to compute: (candidate index, objective, budget key).
+struct ExpensiveJob {
+    candidate: usize,
+    objective: ObjectiveKind,
+    id: String,
+    budget: f64,
+}
+
+/// The cheap objectives and the constraints of one candidate; expensive values already cached
+/// are filled in, the missing ones are returned as jobs.
+fn evaluate_cheap(
     ctx: &Ctx,
     space: &PluginSpace,
     cache: &mut Cache,
     descs: &mut BTreeMap<String, ModelDesc>,
+    index: usize,
     c: &Candidate,
+    jobs: &mut Vec<ExpensiveJob>,
 ) -> Result<(Evaluation, u64)> {
     let id = c.id.clone();
     anyhow::ensure!(
@@ -621,22 +644,113 @@ fn evaluate(
     let desc = &descs[&id];
     let mut values = BTreeMap::new();
     let cheap: Vec<ObjectiveKind> = ctx.objectives.iter().filter(|o| o.name.cheap()).map(|o| o.name).collect();
-    let mut computed = cheap_values(ctx, cache, &id, desc, &cheap, &mut values)?;
+    let computed = cheap_values(ctx, cache, &id, desc, &cheap, &mut values)?;
     let valid = constraint_failures(ctx.objectives, &values).is_empty();
     if valid {
         for o in ctx.objectives.iter().filter(|o| !o.name.cheap()) {
             let budget = o.name.budgeted().then_some(c.budget);
-            let v = match cache.get(o.name.name(), &id, budget) {
-                Some(v) => v,
-                None => {
-                    let v = ctx.evaluator.val_top1(desc, c.budget, &eval_dir(ctx.run_dir, &id, c.budget))?;
-                    cache.put(o.name.name(), &id, budget, v)?;
-                    computed += 1;
-                    v
+            match cache.get(o.name.name(), &id, budget) {
+                Some(v) => {
+                    values.insert(o.name.name().to_string(), v);
                 }
-            };
-            values.insert(o.name.name().to_string(), v);
+                None => {
+                    jobs.push(ExpensiveJob { candidate: index, objective: o.name, id: id.clone(), budget: c.budget })
+                }
+            }
         }
     }
     Ok((Evaluation { candidate: c.clone(), valid, values }, computed))
+}
+
+/// How expensive values are computed: in this process, or by `jobs` worker processes
+/// (`archai search-eval`), the CPU threads split between them. The worker interface (a model
+/// description, a budget and a directory in; result.json out) is what distributed ranks will
+/// serve too.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    pub jobs: usize,
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Threads per worker.
+    pub threads: usize,
+}
+
+/// What a worker writes into its directory.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub struct WorkerResult {
+    pub val_top1: f64,
+}
+
+/// Computes the jobs' values and caches each as it arrives; returns them by job.
+fn run_jobs(
+    ctx: &Ctx,
+    descs: &BTreeMap<String, ModelDesc>,
+    cache: &mut Cache,
+    jobs: &[ExpensiveJob],
+    workers: &Workers,
+) -> Result<Vec<f64>> {
+    let mut out = vec![f64::NAN; jobs.len()];
+    if workers.jobs <= 1 {
+        for (k, j) in jobs.iter().enumerate() {
+            let v = ctx.evaluator.val_top1(&descs[&j.id], j.budget, &eval_dir(ctx.run_dir, &j.id, j.budget))?;
+            cache.put(j.objective.name(), &j.id, j.objective.budgeted().then_some(j.budget), v)?;
+            out[k] = v;
+        }
+        return Ok(out);
+    }
+    let exe = std::env::current_exe().context("finding the archai binary")?;
+    let config = ctx.run_dir.join("config_used.yaml");
+    let mut next = 0;
+    let mut running: Vec<(usize, std::process::Child, PathBuf)> = Vec::new();
+    while next < jobs.len() || !running.is_empty() {
+        while running.len() < workers.jobs && next < jobs.len() {
+            let j = &jobs[next];
+            let dir = eval_dir(ctx.run_dir, &j.id, j.budget);
+            std::fs::create_dir_all(&dir)?;
+            let desc_path = dir.join("model_desc.yaml");
+            std::fs::write(&desc_path, descs[&j.id].to_yaml())?;
+            let _ = std::fs::remove_file(dir.join("result.json"));
+            let mut cmd = std::process::Command::new(&exe);
+            for d in &workers.plugin_dirs {
+                cmd.arg("--plugin-dir").arg(d);
+            }
+            cmd.arg("search-eval")
+                .arg(&config)
+                .arg("--desc")
+                .arg(&desc_path)
+                .arg("--budget")
+                .arg(j.budget.to_string())
+                .arg("--out")
+                .arg(&dir)
+                .arg("--threads")
+                .arg(workers.threads.to_string())
+                .env("RAYON_NUM_THREADS", workers.threads.to_string())
+                .stdout(std::fs::File::create(dir.join("worker.txt"))?)
+                .stderr(std::fs::File::create(dir.join("worker.err.txt"))?);
+            crate::commands::compare::kill_with_parent(&mut cmd);
+            running.push((next, cmd.spawn().context("starting a search-eval worker")?, dir));
+            next += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut still = Vec::new();
+        for (k, mut child, dir) in running {
+            match child.try_wait()? {
+                None => still.push((k, child, dir)),
+                Some(status) => {
+                    let j = &jobs[k];
+                    let result = std::fs::read_to_string(dir.join("result.json"))
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<WorkerResult>(&t).ok());
+                    let Some(r) = result.filter(|_| status.success()) else {
+                        let err = std::fs::read_to_string(dir.join("worker.err.txt")).unwrap_or_default();
+                        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+                        bail!("evaluating {} at budget {} failed ({status}): {last}", j.id, j.budget);
+                    };
+                    cache.put(j.objective.name(), &j.id, j.objective.budgeted().then_some(j.budget), r.val_top1)?;
+                    out[k] = r.val_top1;
+                }
+            }
+        }
+        running = still;
+    }
+    Ok(out)
 }
