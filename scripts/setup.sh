@@ -12,8 +12,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 # dataset-fashion-mnist: the default real dataset; libgloo-dev: gloo headers for the c10d shim;
-# python3-venv: the torch venv; chromium: headless screenshots of the HTML reports in the tests.
-apt_pkgs=(dataset-fashion-mnist libgloo-dev chromium)
+# python3-venv: the torch venv; chromium: headless screenshots of the HTML reports in the tests;
+# fonts-dejavu-core: the text of the PNG plots.
+apt_pkgs=(dataset-fashion-mnist libgloo-dev chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

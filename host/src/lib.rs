@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod model;
 pub mod params;
 pub mod plugins;
+pub mod png;
 pub mod report;
 pub mod resume;
 pub mod runlog;

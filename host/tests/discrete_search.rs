@@ -83,7 +83,18 @@ fn the_sweep_finds_exactly_the_front_of_the_whole_space() {
     }
     let svg = std::fs::read_to_string(out.join("pareto_macs_vs_params.svg")).unwrap();
     assert_eq!(svg.matches("class=\"model\"").count(), rows.len());
-    assert!(svg.contains("front after iteration 0") && svg.contains("lower is better"));
+    assert!(svg.contains(">front after<") && svg.contains(">iteration 0<") && svg.contains("lower is better"));
+    // The PNG copy has the plot's text and marks in its pixels.
+    let decoder = png::Decoder::new(std::fs::File::open(out.join("pareto_macs_vs_params.png")).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (640, 420));
+    let px = info.line_size / info.width as usize;
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let dark = pixels.iter().filter(|p| p[..3].iter().all(|&c| c < 100)).count();
+    let blue = pixels.iter().filter(|p| p[2] > 150 && p[0] < 60).count();
+    assert!(dark > 2000 && blue > 50, "dark {dark} blue {blue}");
     // Hypervolume per iteration: log.yaml and TensorBoard agree.
     let r = RunRecord::read(&out.join("log.yaml")).unwrap();
     let hv = r.discrete.unwrap().iterations[&0].hypervolume;

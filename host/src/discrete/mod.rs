@@ -456,6 +456,10 @@ fn search(
         SearchState::default()
     };
     let mut descs: BTreeMap<String, ModelDesc> = BTreeMap::new();
+    let raster = crate::png::Rasterizer::new();
+    if !raster.has_fonts() {
+        tracing::warn!("no system fonts found: the PNG plots will have no text (install fonts-dejavu-core)");
+    }
     let names: Vec<String> = s.objectives.iter().map(|o| o.name.name().to_string()).collect();
     let mut it = state.next_iteration;
     while !state.done && it < s.max_iterations {
@@ -542,7 +546,7 @@ fn search(
                 std::fs::copy(&trained, models.join(format!("{id}_weights.pt")))?;
             }
         }
-        plot::write_pareto_plots(run_dir, &rows, &s.objectives)?;
+        plot::write_pareto_plots(run_dir, &rows, &s.objectives, &raster)?;
         let record = IterationRecord {
             proposed: proposal.candidates.len() as u64,
             valid: evaluations.iter().filter(|e| e.valid).count() as u64,

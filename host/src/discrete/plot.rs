@@ -112,6 +112,7 @@ pub fn pareto_svg(rows: &[&HistoryRow], objectives: &[ObjectiveConfig], a: usize
     for (x, y, _) in &valid {
         let _ = write!(out, r##"<circle class="model" cx="{:.1}" cy="{:.1}" r="3" fill="#bbb"/>"##, sx(*x), sy(*y));
     }
+    let _ = write!(out, r#"<text x="{}" y="{}">front after</text>"#, W - R + 8.0, T + 8.0);
     // The front after each iteration, on these two objectives only.
     let pair = [oa.clone(), ob.clone()];
     let last = rows.iter().map(|r| r.iteration).max().unwrap_or(0);
@@ -135,11 +136,11 @@ pub fn pareto_svg(rows: &[&HistoryRow], objectives: &[ObjectiveConfig], a: usize
         for (x, y) in &pts {
             let _ = write!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"#, sx(*x), sy(*y));
         }
-        let ly = T + 14.0 * it as f64;
+        let ly = T + 16.0 + 14.0 * it as f64;
         if ly < H - B {
             let _ = write!(
                 out,
-                r#"<rect x="{}" y="{ly}" width="10" height="10" fill="{c}"/><text x="{}" y="{}">front after iteration {it}</text>"#,
+                r#"<rect x="{}" y="{ly}" width="10" height="10" fill="{c}"/><text x="{}" y="{}">iteration {it}</text>"#,
                 W - R + 8.0,
                 W - R + 22.0,
                 ly + 9.0
@@ -150,14 +151,21 @@ pub fn pareto_svg(rows: &[&HistoryRow], objectives: &[ObjectiveConfig], a: usize
     out
 }
 
-/// Writes `pareto_<a>_vs_<b>.svg` for every pair of objectives.
-pub fn write_pareto_plots(run_dir: &Path, rows: &[&HistoryRow], objectives: &[ObjectiveConfig]) -> Result<()> {
+/// Writes `pareto_<a>_vs_<b>.svg` and `.png` for every pair of objectives.
+pub fn write_pareto_plots(
+    run_dir: &Path,
+    rows: &[&HistoryRow],
+    objectives: &[ObjectiveConfig],
+    raster: &crate::png::Rasterizer,
+) -> Result<()> {
     for a in 0..objectives.len() {
         for b in a + 1..objectives.len() {
-            let path =
-                run_dir.join(format!("pareto_{}_vs_{}.svg", objectives[a].name.name(), objectives[b].name.name()));
-            std::fs::write(&path, pareto_svg(rows, objectives, a, b))
-                .with_context(|| format!("writing {}", path.display()))?;
+            let stem = run_dir.join(format!("pareto_{}_vs_{}", objectives[a].name.name(), objectives[b].name.name()));
+            let svg = pareto_svg(rows, objectives, a, b);
+            let path = stem.with_extension("svg");
+            std::fs::write(&path, &svg).with_context(|| format!("writing {}", path.display()))?;
+            let path = stem.with_extension("png");
+            std::fs::write(&path, raster.png(&svg)?).with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(())
