@@ -122,7 +122,9 @@ fn cache_keys(run: &Path) -> Vec<String> {
 fn every_searcher_repeats_itself_and_resumes_after_a_kill_without_evaluating_twice() {
     require_fashion_mnist();
     let tmp = tempfile::tempdir().unwrap();
-    for name in ["random", "evolution_pareto", "local_search", "regularized_evolution", "successive_halving"] {
+    for name in
+        ["random", "evolution_pareto", "local_search", "regularized_evolution", "successive_halving", "mo_bananas"]
+    {
         let conf = format!("confs/search/{name}.yaml");
         let a = tmp.path().join(format!("{name}-a"));
         let b = tmp.path().join(format!("{name}-b"));

@@ -98,16 +98,23 @@ fn canonical(v: &Arch, out: &mut String) {
 pub struct ObjectiveInfo {
     pub name: String,
     pub higher_is_better: bool,
+    /// Computed for every checked architecture (and returned by [`Space::check`]); the others
+    /// (a trained accuracy) only for evaluated candidates.
+    #[serde(default)]
+    pub cheap: bool,
 }
 
 /// The host's verdict on an architecture before it is proposed.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ArchCheck {
     pub id: String,
-    /// Every constraint met (computed on the cheap objectives only).
+    /// Every constraint met (the constraints are on cheap objectives only).
     pub valid: bool,
     /// Evaluated before (at any budget) or already proposed in this iteration.
     pub seen: bool,
+    /// The cheap objectives' values, by name.
+    #[serde(default)]
+    pub values: BTreeMap<String, f64>,
 }
 
 /// An architecture to evaluate at a budget (a multiple of the experiment's training budget).

@@ -194,8 +194,8 @@ impl HostSpace<'_, '_> {
             let d = model_desc(&*self.space, &arch, &self.ctx.search_context)?;
             self.descs.insert(id.clone(), d);
         }
-        let kinds: Vec<ObjectiveKind> =
-            self.ctx.objectives.iter().filter(|o| o.constraint.is_some()).map(|o| o.name).collect();
+        // Every cheap objective: the constraints need some, model-based searchers all.
+        let kinds: Vec<ObjectiveKind> = self.ctx.objectives.iter().filter(|o| o.name.cheap()).map(|o| o.name).collect();
         let mut values = BTreeMap::new();
         self.computed += cheap_values(self.ctx, self.cache, &id, &self.descs[&id], &kinds, &mut values)?;
         let failed = constraint_failures(self.ctx.objectives, &values);
@@ -232,7 +232,7 @@ impl HostSpace<'_, '_> {
         if valid && !seen {
             self.proposed.insert(id.clone());
         }
-        Ok(ArchCheck { id, valid, seen })
+        Ok(ArchCheck { id, valid, seen, values })
     }
 }
 
@@ -266,7 +266,11 @@ impl SpaceServices for HostSpace<'_, '_> {
 fn objective_infos(objectives: &[ObjectiveConfig]) -> Vec<ObjectiveInfo> {
     objectives
         .iter()
-        .map(|o| ObjectiveInfo { name: o.name.name().to_string(), higher_is_better: o.higher_is_better() })
+        .map(|o| ObjectiveInfo {
+            name: o.name.name().to_string(),
+            higher_is_better: o.higher_is_better(),
+            cheap: o.name.cheap(),
+        })
         .collect()
 }
 

@@ -128,11 +128,13 @@ pub fn pareto_svg(rows: &[&HistoryRow], objectives: &[ObjectiveConfig], a: usize
         pts.sort_by(|p, q| p.0.total_cmp(&q.0));
         let c = PALETTE[it as usize % PALETTE.len()];
         let line: Vec<String> = pts.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
-        let _ = write!(
-            out,
-            r#"<polyline class="front" points="{}" fill="none" stroke="{c}" stroke-width="1.5"/>"#,
-            line.join(" ")
-        );
+        if line.len() > 1 {
+            let _ = write!(
+                out,
+                r#"<polyline class="front" points="{}" fill="none" stroke="{c}" stroke-width="1.5"/>"#,
+                line.join(" ")
+            );
+        }
         for (x, y) in &pts {
             let _ = write!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"#, sx(*x), sy(*y));
         }

@@ -10,8 +10,10 @@
 //!   parents are Pareto-optimal models.
 //! - `successive-halving`: the population re-evaluated at growing budgets, the worse fronts
 //!   dropped.
+//! - `mo-bananas`: a predictor of the expensive objectives chooses which mutants to evaluate.
 #![allow(non_local_definitions)]
 
+pub mod bananas;
 pub mod evolution;
 pub mod halving;
 pub mod simple;
