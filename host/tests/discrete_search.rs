@@ -234,3 +234,27 @@ fn worker_processes_give_the_same_search_as_one_process() {
         assert!(d.join("result.json").is_file() && d.join("log.yaml").is_file(), "{}", d.display());
     }
 }
+
+#[test]
+fn training_step_memory_does_not_depend_on_what_was_measured_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let objectives = "search.objectives=[{name: macs}, {name: train_peak_mb}]";
+    let mut by_order = Vec::new();
+    // The same architectures enumerated in two orders (channels 4 first, then 8 first).
+    for (k, channels) in ["[4, 8]", "[8, 4]"].iter().enumerate() {
+        let out = tmp.path().join(k.to_string());
+        let space = format!("search.space.config.channels={channels}");
+        let o = search("confs/search/pareto_sweep.yaml", &out, &["--set", objectives, "--set", &space]);
+        assert!(o.status.success(), "{}", text(&o));
+        let (h, rows) = final_state(&out);
+        let (id, mb) =
+            (h.iter().position(|c| c == "id").unwrap(), h.iter().position(|c| c == "train_peak_mb").unwrap());
+        let mut m: Vec<(String, f64)> = rows.iter().map(|r| (r[id].clone(), r[mb].parse().unwrap())).collect();
+        m.sort_by(|a, b| a.0.cmp(&b.0));
+        by_order.push(m);
+    }
+    for ((id, a), (_, b)) in by_order[0].iter().zip(&by_order[1]) {
+        assert!(*a > 1.0, "{id}: {a} MiB");
+        assert!((a - b).abs() <= 0.1 * a.max(*b), "{id}: {a} vs {b} MiB");
+    }
+}

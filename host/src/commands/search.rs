@@ -55,6 +55,7 @@ pub fn eval_worker(plugin_dirs: &[PathBuf], args: &EvalArgs) -> Result<()> {
     let evaluator = crate::discrete::objectives::Evaluator {
         reg: &reg,
         latency: cfg.search.latency.clone(),
+        memory_batch: cfg.search.memory.batch,
         training: cfg.search.training.as_ref(),
         data: Some(&data),
         device: crate::experiment::device_of(&cfg.common.device)?,

@@ -36,6 +36,8 @@ pub struct DiscreteSearchConfig {
     pub training: Option<BudgetTraining>,
     #[serde(default)]
     pub latency: LatencyConfig,
+    #[serde(default)]
+    pub memory: MemoryConfig,
     /// Checks in a row that may fail the constraints, while no architecture has met them yet,
     /// before the search stops with an error naming the constraints.
     #[serde(default = "max_invalid")]
@@ -68,6 +70,9 @@ pub enum ObjectiveKind {
     ActivationBytes,
     /// Median forward latency at `latency.batch`, ms, `latency.threads` threads.
     LatencyMs,
+    /// Growth of the process's resident high-water mark over one training step (forward and
+    /// backward, batch `memory.batch`), MiB.
+    TrainPeakMb,
     /// Validation top-1 after training with `training` at the candidate's budget.
     ValTop1,
 }
@@ -79,6 +84,7 @@ impl ObjectiveKind {
             ObjectiveKind::Macs => "macs",
             ObjectiveKind::ActivationBytes => "activation_bytes",
             ObjectiveKind::LatencyMs => "latency_ms",
+            ObjectiveKind::TrainPeakMb => "train_peak_mb",
             ObjectiveKind::ValTop1 => "val_top1",
         }
     }
@@ -142,6 +148,19 @@ impl Default for LatencyConfig {
     }
 }
 
+/// `memory:`: the batch of the measured training step (`train_peak_mb`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    pub batch: i64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self { batch: 32 }
+    }
+}
+
 impl DiscreteSearchConfig {
     /// Checks what can be checked before anything runs.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -152,7 +171,7 @@ impl DiscreteSearchConfig {
             if let Some([lo, hi]) = o.constraint {
                 anyhow::ensure!(
                     o.name.cheap(),
-                    "search.objectives: `{}` cannot carry a constraint (only params, macs, activation_bytes and latency_ms can: a constraint decides whether a candidate is trained)",
+                    "search.objectives: `{}` cannot carry a constraint (only params, macs, activation_bytes, latency_ms and train_peak_mb can: a constraint decides whether a candidate is trained)",
                     o.name.name()
                 );
                 anyhow::ensure!(

@@ -418,6 +418,7 @@ fn search(
         evaluator: Evaluator {
             reg,
             latency: s.latency.clone(),
+            memory_batch: s.memory.batch,
             training: s.training.as_ref(),
             data: data.as_ref(),
             device,

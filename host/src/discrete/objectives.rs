@@ -16,6 +16,7 @@ use tch::Device;
 pub struct Evaluator<'a> {
     pub reg: &'a PluginRegistry,
     pub latency: LatencyConfig,
+    pub memory_batch: i64,
     pub training: Option<&'a BudgetTraining>,
     pub data: Option<&'a LoadedDataset>,
     pub device: Device,
@@ -56,8 +57,52 @@ impl Evaluator<'_> {
                 out.insert(ObjectiveKind::LatencyMs, s?.latency_ms);
             }
         }
+        if kinds.contains(&ObjectiveKind::TrainPeakMb) {
+            out.insert(ObjectiveKind::TrainPeakMb, self.train_peak_mb(desc)?);
+        }
         out.retain(|k, _| kinds.contains(k));
         Ok(out)
+    }
+
+    /// Growth of the resident high-water mark (VmHWM, reset through /proc/self/clear_refs) over
+    /// one forward and backward pass at `memory_batch`, MiB.
+    pub fn train_peak_mb(&self, desc: &ModelDesc) -> Result<f64> {
+        let store = ParamStore::new(Device::Cpu);
+        let mut net = Network::compile(desc, self.reg, &store)?;
+        net.channels_last = self.channels_last;
+        let [c, h] = [desc.input.channels, desc.input.size];
+        let x = archai_plugin_api::kit::seeded::normal(&[self.memory_batch, c, h, h], 0);
+        let y = tch::Tensor::zeros([self.memory_batch], (tch::Kind::Int64, Device::Cpu));
+        let status = |key: &str| -> Result<f64> {
+            let text = std::fs::read_to_string("/proc/self/status")?;
+            let line = text.lines().find(|l| l.starts_with(key)).context("no memory figures in /proc/self/status")?;
+            let kb: f64 = line.split_whitespace().nth(1).context("bad /proc/self/status")?.parse()?;
+            Ok(kb / 1024.0)
+        };
+        // glibc raises its mmap threshold as large blocks are freed, then keeps later ones in its
+        // heap: memory freed by the previous candidate would be reused unseen. A fixed threshold
+        // sends every tensor-sized block to mmap, returned to the system when freed.
+        // SAFETY: mallopt only changes allocator parameters.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+            libc::malloc_trim(0);
+        }
+        // A first step pays one-time costs (kernel caches, libtorch's scratch buffers) that
+        // belong to no architecture; the second one is measured.
+        net.forward(&x, true)?.cross_entropy_for_logits(&y).backward();
+        store.named_weights().iter().for_each(|(_, w)| {
+            let mut g = w.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        });
+        let before = status("VmRSS:")?;
+        std::fs::write("/proc/self/clear_refs", "5").context("resetting the memory high-water mark")?;
+        let loss = net.forward(&x, true)?.cross_entropy_for_logits(&y);
+        loss.backward();
+        let peak = status("VmHWM:")?;
+        drop(loss);
+        Ok((peak - before).max(0.0))
     }
 
     /// Validation top-1 of `desc` after training `training.trainer.epochs × budget` epochs

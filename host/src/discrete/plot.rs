@@ -21,6 +21,7 @@ fn unit(name: &str) -> &'static str {
         "macs" => "MACs per image",
         "activation_bytes" => "bytes per image",
         "latency_ms" => "ms",
+        "train_peak_mb" => "MiB",
         "val_top1" => "fraction correct",
         _ => "",
     }
