@@ -20,7 +20,7 @@ impl Rasterizer {
 
     /// Whether any font was found (without one, the PNGs have no text).
     pub fn has_fonts(&self) -> bool {
-        self.options.fontdb.len() > 0
+        !self.options.fontdb.is_empty()
     }
 
     /// The PNG bytes of an SVG document, at its own size.
