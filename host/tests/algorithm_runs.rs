@@ -8,19 +8,9 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn archai(args: &[&str]) -> Output {
-    let plugins = plugin_dir();
-    let mut full = vec!["--plugin-dir", plugins.to_str().unwrap()];
-    full.extend_from_slice(args);
-    Command::new(archai_bin()).current_dir(repo_root()).args(&full).output().expect("run archai")
-}
-
 /// Runs `confs/algos/<name>.yaml --toy` with extra `--set`s; returns the run dir and its log.yaml.
 fn toy_run(tmp: &Path, name: &str, sets: &[&str]) -> (PathBuf, yaml_serde::Value) {
-    assert!(
-        Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
-        "Fashion-MNIST is missing: scripts/setup.sh installs the Debian package dataset-fashion-mnist"
-    );
+    require_fashion_mnist();
     let out = tmp.join(name);
     let conf = format!("confs/algos/{name}.yaml");
     let mut args = vec!["run", conf.as_str(), "--toy", "--out", out.to_str().unwrap()];

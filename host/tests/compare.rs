@@ -11,24 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn archai(args: &[&str]) -> Output {
-    let plugins = plugin_dir();
-    let mut full = vec!["--plugin-dir", plugins.to_str().unwrap()];
-    full.extend_from_slice(args);
-    Command::new(archai_bin()).current_dir(repo_root()).args(&full).output().expect("run archai")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn require_fashion_mnist() {
-    assert!(
-        Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
-        "Fashion-MNIST is missing: scripts/setup.sh installs the Debian package dataset-fashion-mnist"
-    );
-}
-
 /// Small budgets on top of --toy, the same for every experiment.
 const BUDGET: [&str; 2] = ["nas.search.trainer.max_batches=3", "nas.eval.trainer.max_batches=10"];
 
@@ -104,7 +86,7 @@ fn a_killed_comparison_resumes_and_its_report_renders() {
     std::thread::sleep(Duration::from_millis(300));
 
     let o = archai(&args);
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(o.status.success(), "{t}");
     let n_kept: usize = t
         .split("finished earlier and kept")
@@ -137,7 +119,7 @@ fn a_killed_comparison_resumes_and_its_report_renders() {
     // ... and the screenshot is a page, not a blank or error screen.
     let shot = tmp.path().join("report.png");
     let o = headless(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,1600", &url]);
-    assert!(shot.is_file(), "no screenshot: {}", text(&o));
+    assert!(shot.is_file(), "no screenshot: {}", output_text(&o));
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
@@ -165,11 +147,11 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
         args.extend(["--set", s]);
     }
     let o = archai(&args);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
 
     let again = tmp.path().join("again");
     let o = archai(&["reproduce", run.to_str().unwrap(), "--out", again.to_str().unwrap()]);
-    let t = text(&o);
+    let t = output_text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
     assert!(t.contains("identical:"), "{t}");
 
@@ -182,7 +164,7 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
     tree["eval"]["epochs"][0]["train"]["loss"] = yaml_serde::Value::from(123.5);
     std::fs::write(&log, yaml_serde::to_string(&tree).unwrap()).unwrap();
     let o = archai(&["reproduce", altered.to_str().unwrap(), "--against", again.to_str().unwrap()]);
-    let t = text(&o);
+    let t = output_text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("diverged at eval epoch 1, train/loss: 123.5 (original) vs "), "{t}");
 
@@ -191,12 +173,12 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
     tree["eval"]["summary"]["weights_sha256"] = yaml_serde::Value::from("0000");
     std::fs::write(&log, yaml_serde::to_string(&tree).unwrap()).unwrap();
     let o = archai(&["reproduce", altered.to_str().unwrap(), "--against", again.to_str().unwrap()]);
-    let t = text(&o);
+    let t = output_text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("diverged at eval, summary/weights_sha256: 0000 (original)"), "{t}");
 
     // Not a run: exit 2 with the reason.
     let o = archai(&["reproduce", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("not a run directory"));
+    assert!(output_text(&o).contains("not a run directory"));
 }

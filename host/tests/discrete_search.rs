@@ -12,24 +12,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn archai(args: &[&str]) -> Output {
-    let plugins = plugin_dir();
-    let mut full = vec!["--plugin-dir", plugins.to_str().unwrap()];
-    full.extend_from_slice(args);
-    Command::new(archai_bin()).current_dir(repo_root()).args(&full).output().expect("run archai")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn require_fashion_mnist() {
-    assert!(
-        Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
-        "Fashion-MNIST is missing: scripts/setup.sh installs the Debian package dataset-fashion-mnist"
-    );
-}
-
 /// Rows of the last search_state CSV as (header, rows of fields).
 fn final_state(run: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let r = RunRecord::read(&run.join("log.yaml")).unwrap();
@@ -62,7 +44,7 @@ fn the_sweep_finds_exactly_the_front_of_the_whole_space() {
             "search.space.config={cells: [3, 4, 5], nodes: [1, 2, 3], channels: [4, 8], reductions: [1, 2]}",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let (h, rows) = final_state(&out);
     let col = |name: &str| h.iter().position(|c| c == name).unwrap();
     // Every architecture of the space, once.
@@ -130,7 +112,7 @@ fn every_searcher_repeats_itself_and_resumes_after_a_kill_without_evaluating_twi
         let b = tmp.path().join(format!("{name}-b"));
         for dir in [&a, &b] {
             let o = search(&conf, dir, &[]);
-            assert!(o.status.success(), "{name}: {}", text(&o));
+            assert!(o.status.success(), "{name}: {}", output_text(&o));
         }
         let whole = final_state(&a);
         assert!(whole.1.len() >= 3, "{name}: too few evaluations to mean anything: {:?}", whole.1);
@@ -159,7 +141,7 @@ fn every_searcher_repeats_itself_and_resumes_after_a_kill_without_evaluating_twi
         let killed = RunRecord::read(&cut.join("log.yaml")).unwrap();
         assert_eq!(killed.status, RunStatus::Running, "{name}: the run had ended before the kill");
         let o = search(&conf, &cut, &["--resume"]);
-        assert!(o.status.success(), "{name}: {}", text(&o));
+        assert!(o.status.success(), "{name}: {}", output_text(&o));
         assert_eq!(final_state(&cut), whole, "{name}: the resumed search ended elsewhere");
         let keys = cache_keys(&cut);
         let unique: BTreeSet<&String> = keys.iter().collect();
@@ -182,7 +164,7 @@ fn unsatisfiable_constraints_stop_with_an_error_naming_them() {
             "search.max_invalid_tries=40",
         ],
     );
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("no architecture met the constraints in 40 tries: macs in [0, 10] failed 40 times"), "{t}");
     let r = RunRecord::read(&out.join("log.yaml")).unwrap();
@@ -199,7 +181,7 @@ fn unknown_names_list_the_available_ones() {
     ];
     for (i, (set, expected)) in cases.iter().enumerate() {
         let o = search("confs/search/evolution_pareto.yaml", &tmp.path().join(i.to_string()), &["--set", set]);
-        let t = text(&o);
+        let t = output_text(&o);
         assert!(!o.status.success(), "{set}: {t}");
         for e in *expected {
             assert!(t.contains(e), "{set}: `{e}` not listed in: {t}");
@@ -211,7 +193,7 @@ fn unknown_names_list_the_available_ones() {
         &tmp.path().join("c"),
         &["--set", "search.objectives=[{name: val_top1, constraint: [0.5, 1]}]"],
     );
-    assert!(text(&o).contains("`val_top1` cannot carry a constraint"), "{}", text(&o));
+    assert!(output_text(&o).contains("`val_top1` cannot carry a constraint"), "{}", output_text(&o));
 }
 
 #[test]
@@ -222,10 +204,10 @@ fn worker_processes_give_the_same_search_as_one_process() {
     // One libtorch thread per training either way, so the numbers can be compared exactly.
     let one = tmp.path().join("one");
     let o = search(conf, &one, &["--set", "common.threads=1"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let two = tmp.path().join("two");
     let o = search(conf, &two, &["--set", "common.threads=2", "--jobs", "2"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(final_state(&one), final_state(&two));
     // Each candidate was trained by a worker, which left its result and its run record.
     let evals: Vec<_> = std::fs::read_dir(two.join("evals")).unwrap().map(|e| e.unwrap().path()).collect();
@@ -245,7 +227,7 @@ fn training_step_memory_does_not_depend_on_what_was_measured_before() {
         let out = tmp.path().join(k.to_string());
         let space = format!("search.space.config.channels={channels}");
         let o = search("confs/search/pareto_sweep.yaml", &out, &["--set", objectives, "--set", &space]);
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", output_text(&o));
         let (h, rows) = final_state(&out);
         let (id, mb) =
             (h.iter().position(|c| c == "id").unwrap(), h.iter().position(|c| c == "train_peak_mb").unwrap());

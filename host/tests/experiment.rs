@@ -9,16 +9,6 @@ use common::*;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn archai(args: &[&str]) -> Output {
-    Command::new(archai_bin())
-        .current_dir(repo_root())
-        .arg("--plugin-dir")
-        .arg(plugin_dir())
-        .args(args)
-        .output()
-        .expect("run archai")
-}
-
 fn ok(out: &Output) {
     assert!(out.status.success(), "archai failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -142,3 +142,27 @@ pub fn yaml(path: &std::path::Path) -> yaml_serde::Value {
     }
     yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// `archai --plugin-dir <workspace plugins> ARGS...`, run from the repository root.
+pub fn archai(args: &[&str]) -> std::process::Output {
+    Command::new(archai_bin())
+        .current_dir(repo_root())
+        .arg("--plugin-dir")
+        .arg(plugin_dir())
+        .args(args)
+        .output()
+        .expect("run archai")
+}
+
+/// stdout then stderr of a finished command, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Fails (never skips) when the real dataset is not installed.
+pub fn require_fashion_mnist() {
+    assert!(
+        Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
+        "Fashion-MNIST is missing: scripts/setup.sh installs the Debian package dataset-fashion-mnist"
+    );
+}

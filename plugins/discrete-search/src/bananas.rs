@@ -276,7 +276,7 @@ impl Searcher for MoBananas {
 }
 
 fn create(config: &serde_json::Value) -> anyhow::Result<Box<dyn Searcher>> {
-    let config: BananasConfig = crate::parse_config("mo-bananas", config)?;
+    let config: BananasConfig = archai_plugin_api::kit::config::parse(config, "mo-bananas")?;
     anyhow::ensure!(
         config.init_num_models > 0 && config.members > 0 && config.num_candidates > 0 && config.width > 0,
         "mo-bananas: init_num_models, members, num_candidates and width must be positive"

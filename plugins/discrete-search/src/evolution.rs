@@ -17,6 +17,47 @@ impl Memory {
     fn all(&self) -> Vec<&Evaluation> {
         self.history.iter().collect()
     }
+
+    /// The loop all three share: over after `num_iters`; `init` random models first; then
+    /// whatever `children` makes from the memory; over when that is nothing new.
+    fn ask(
+        &mut self,
+        space: &mut Space<'_, '_>,
+        iteration: u32,
+        (num_iters, init, tries): (u32, usize, usize),
+        children: impl FnOnce(&Memory, &mut Space<'_, '_>, &mut SplitMix64) -> anyhow::Result<Vec<Candidate>>,
+    ) -> anyhow::Result<Proposal> {
+        if iteration >= num_iters {
+            return Ok(Proposal { candidates: Vec::new(), done: true });
+        }
+        let mut rng = SplitMix64::new(self.rng);
+        let out = if iteration == 0 {
+            samples(space, &mut rng, init, tries.max(100))?
+        } else {
+            children(self, space, &mut rng)?
+        };
+        self.rng = rng.state();
+        let done = iteration + 1 >= num_iters || out.is_empty();
+        Ok(Proposal { candidates: out, done })
+    }
+}
+
+/// `tell`, `state` and `load_state` of a searcher whose state is its serialized self with a
+/// `memory` field.
+macro_rules! memory_searcher {
+    ($name:expr) => {
+        fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {
+            self.memory.history.extend_from_slice(evaluations);
+            Ok(serde_json::json!({"history": self.memory.history.len()}))
+        }
+        fn state(&self) -> anyhow::Result<serde_json::Value> {
+            state_of(self)
+        }
+        fn load_state(&mut self, state: serde_json::Value) -> anyhow::Result<()> {
+            *self = from_state($name, state)?;
+            Ok(())
+        }
+    };
 }
 
 fn parents_of(evals: &[&Evaluation], objectives: &[ObjectiveInfo]) -> Vec<Candidate> {
@@ -64,60 +105,38 @@ pub struct EvolutionPareto {
 impl Searcher for EvolutionPareto {
     fn ask(&mut self, space: &mut Space<'_, '_>, iteration: u32) -> anyhow::Result<Proposal> {
         let c = self.config.clone();
-        if iteration >= c.num_iters {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
-        }
-        let mut rng = SplitMix64::new(self.memory.rng);
-        let mut out = Vec::new();
-        if iteration == 0 {
-            out = samples(space, &mut rng, c.init_num_models, c.mutation_tries.max(100))?;
-        } else {
+        self.memory.ask(space, iteration, (c.num_iters, c.init_num_models, c.mutation_tries), |memory, space, rng| {
             let objectives = space.objectives()?;
-            let parents = parents_of(&self.memory.all(), &objectives);
+            let parents = parents_of(&memory.all(), &objectives);
+            let mut out = Vec::new();
             for p in &parents {
-                out.extend(mutants(space, &mut rng, p, c.mutations_per_parent, c.mutation_tries)?);
+                out.extend(mutants(space, rng, p, c.mutations_per_parent, c.mutation_tries)?);
             }
             if !parents.is_empty() {
                 for _ in 0..c.num_crossovers {
                     for _ in 0..c.crossover_tries {
                         let (a, b) = (&parents[rng.below(parents.len())], &parents[rng.below(parents.len())]);
-                        let arch = space.crossover(&[a.arch.clone(), b.arch.clone()], &mut rng)?;
+                        let arch = space.crossover(&[a.arch.clone(), b.arch.clone()], rng)?;
                         let check = space.check(&arch)?;
                         if check.valid && !check.seen {
-                            out.push(Candidate {
-                                arch,
-                                id: check.id,
-                                budget: 1.0,
-                                parents: vec![a.id.clone(), b.id.clone()],
-                            });
+                            let parents = vec![a.id.clone(), b.id.clone()];
+                            out.push(Candidate { arch, id: check.id, budget: 1.0, parents });
                             break;
                         }
                     }
                 }
             }
-            out.extend(samples(space, &mut rng, c.num_random_mix, c.mutation_tries)?);
+            out.extend(samples(space, rng, c.num_random_mix, c.mutation_tries)?);
             rng.shuffle(&mut out);
             out.truncate(c.max_unseen_population);
-        }
-        self.memory.rng = rng.state();
-        let done = iteration + 1 >= c.num_iters || out.is_empty();
-        Ok(Proposal { candidates: out, done })
+            Ok(out)
+        })
     }
-    fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {
-        self.memory.history.extend_from_slice(evaluations);
-        Ok(serde_json::json!({"history": self.memory.history.len()}))
-    }
-    fn state(&self) -> anyhow::Result<serde_json::Value> {
-        state_of(self)
-    }
-    fn load_state(&mut self, state: serde_json::Value) -> anyhow::Result<()> {
-        *self = from_state("evolution-pareto", state)?;
-        Ok(())
-    }
+    memory_searcher!("evolution-pareto");
 }
 
 fn create_evolution(config: &serde_json::Value) -> anyhow::Result<Box<dyn Searcher>> {
-    let config: EvolutionParetoConfig = crate::parse_config("evolution-pareto", config)?;
+    let config: EvolutionParetoConfig = archai_plugin_api::kit::config::parse(config, "evolution-pareto")?;
     anyhow::ensure!(config.init_num_models > 0, "evolution-pareto: init_num_models must be positive");
     Ok(Box::new(EvolutionPareto { memory: Memory { rng: config.seed, history: Vec::new() }, config }))
 }
@@ -155,40 +174,21 @@ pub struct LocalSearch {
 impl Searcher for LocalSearch {
     fn ask(&mut self, space: &mut Space<'_, '_>, iteration: u32) -> anyhow::Result<Proposal> {
         let c = self.config.clone();
-        if iteration >= c.num_iters {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
-        }
-        let mut rng = SplitMix64::new(self.memory.rng);
-        let out = if iteration == 0 {
-            samples(space, &mut rng, c.init_num_models, c.mutation_tries.max(100))?
-        } else {
+        // Over when the neighbourhood of the front holds nothing new.
+        self.memory.ask(space, iteration, (c.num_iters, c.init_num_models, c.mutation_tries), |memory, space, rng| {
             let objectives = space.objectives()?;
             let mut out = Vec::new();
-            for p in parents_of(&self.memory.all(), &objectives) {
-                out.extend(mutants(space, &mut rng, &p, c.mutations_per_parent, c.mutation_tries)?);
+            for p in parents_of(&memory.all(), &objectives) {
+                out.extend(mutants(space, rng, &p, c.mutations_per_parent, c.mutation_tries)?);
             }
-            out
-        };
-        self.memory.rng = rng.state();
-        // Stops when the neighbourhood of the front holds nothing new.
-        let done = iteration + 1 >= c.num_iters || out.is_empty();
-        Ok(Proposal { candidates: out, done })
+            Ok(out)
+        })
     }
-    fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {
-        self.memory.history.extend_from_slice(evaluations);
-        Ok(serde_json::json!({"history": self.memory.history.len()}))
-    }
-    fn state(&self) -> anyhow::Result<serde_json::Value> {
-        state_of(self)
-    }
-    fn load_state(&mut self, state: serde_json::Value) -> anyhow::Result<()> {
-        *self = from_state("local-search", state)?;
-        Ok(())
-    }
+    memory_searcher!("local-search");
 }
 
 fn create_local(config: &serde_json::Value) -> anyhow::Result<Box<dyn Searcher>> {
-    let config: LocalSearchConfig = crate::parse_config("local-search", config)?;
+    let config: LocalSearchConfig = archai_plugin_api::kit::config::parse(config, "local-search")?;
     anyhow::ensure!(config.init_num_models > 0, "local-search: init_num_models must be positive");
     Ok(Box::new(LocalSearch { memory: Memory { rng: config.seed, history: Vec::new() }, config }))
 }
@@ -234,16 +234,10 @@ pub struct RegularizedEvolution {
 impl Searcher for RegularizedEvolution {
     fn ask(&mut self, space: &mut Space<'_, '_>, iteration: u32) -> anyhow::Result<Proposal> {
         let c = self.config.clone();
-        if iteration >= c.num_iters {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
-        }
-        let mut rng = SplitMix64::new(self.memory.rng);
-        let out = if iteration == 0 {
-            samples(space, &mut rng, c.init_num_models, c.mutation_tries.max(100))?
-        } else {
+        self.memory.ask(space, iteration, (c.num_iters, c.init_num_models, c.mutation_tries), |memory, space, rng| {
             let objectives = space.objectives()?;
             let recent: Vec<&Evaluation> =
-                self.memory.history.iter().rev().take(c.history_size).collect::<Vec<_>>().into_iter().rev().collect();
+                memory.history.iter().rev().take(c.history_size).collect::<Vec<_>>().into_iter().rev().collect();
             // Archai samples pareto_sample_size (40) from a history that holds 10 models in the
             // first iteration, which raises in Python; the sample never exceeds the history here.
             let mut idx: Vec<usize> = (0..recent.len()).collect();
@@ -253,29 +247,16 @@ impl Searcher for RegularizedEvolution {
             let sample: Vec<&Evaluation> = idx.iter().map(|&i| recent[i]).collect();
             let mut out = Vec::new();
             for p in parents_of(&sample, &objectives) {
-                out.extend(mutants(space, &mut rng, &p, 1, c.mutation_tries)?);
+                out.extend(mutants(space, rng, &p, 1, c.mutation_tries)?);
             }
-            out
-        };
-        self.memory.rng = rng.state();
-        let done = iteration + 1 >= c.num_iters || out.is_empty();
-        Ok(Proposal { candidates: out, done })
+            Ok(out)
+        })
     }
-    fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {
-        self.memory.history.extend_from_slice(evaluations);
-        Ok(serde_json::json!({"history": self.memory.history.len()}))
-    }
-    fn state(&self) -> anyhow::Result<serde_json::Value> {
-        state_of(self)
-    }
-    fn load_state(&mut self, state: serde_json::Value) -> anyhow::Result<()> {
-        *self = from_state("regularized-evolution", state)?;
-        Ok(())
-    }
+    memory_searcher!("regularized-evolution");
 }
 
 fn create_regularized(config: &serde_json::Value) -> anyhow::Result<Box<dyn Searcher>> {
-    let config: RegularizedEvolutionConfig = crate::parse_config("regularized-evolution", config)?;
+    let config: RegularizedEvolutionConfig = archai_plugin_api::kit::config::parse(config, "regularized-evolution")?;
     anyhow::ensure!(
         config.init_num_models > 0 && config.history_size > 0 && config.pareto_sample_size > 0,
         "regularized-evolution: init_num_models, history_size and pareto_sample_size must be positive"

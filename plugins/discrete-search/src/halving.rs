@@ -89,7 +89,7 @@ impl Searcher for SuccessiveHalving {
 }
 
 fn create(config: &serde_json::Value) -> anyhow::Result<Box<dyn Searcher>> {
-    let config: HalvingConfig = crate::parse_config("successive-halving", config)?;
+    let config: HalvingConfig = archai_plugin_api::kit::config::parse(config, "successive-halving")?;
     anyhow::ensure!(config.budget_multiplier > 1.0, "successive-halving: budget_multiplier must be above 1");
     anyhow::ensure!(config.init_budget > 0.0, "successive-halving: init_budget must be positive");
     Ok(Box::new(SuccessiveHalving {

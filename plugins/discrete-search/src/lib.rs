@@ -24,17 +24,6 @@ use archai_plugin_api::kit::seeded::SplitMix64;
 
 archai_plugin_api::export_plugin!();
 
-/// Parses a component config (`null` = all defaults) with the component's name in errors.
-pub(crate) fn parse_config<T: serde::de::DeserializeOwned + Default>(
-    name: &str,
-    value: &serde_json::Value,
-) -> anyhow::Result<T> {
-    if value.is_null() {
-        return Ok(T::default());
-    }
-    serde_json::from_value(value.clone()).map_err(|e| anyhow::anyhow!("{name} config: {e}"))
-}
-
 /// Objective values of an evaluation in the order of `objectives`, lower is better; `None` if
 /// invalid or a value is missing.
 pub(crate) fn point(e: &Evaluation, objectives: &[ObjectiveInfo]) -> Option<Vec<f64>> {

@@ -51,7 +51,7 @@ impl Searcher for RandomSearch {
 }
 
 fn create_random(config: &serde_json::Value) -> anyhow::Result<Box<dyn Searcher>> {
-    let config: RandomConfig = crate::parse_config("random", config)?;
+    let config: RandomConfig = archai_plugin_api::kit::config::parse(config, "random")?;
     anyhow::ensure!(
         config.samples_per_iter > 0 && config.tries > 0,
         "random: samples_per_iter and tries must be positive"
@@ -115,7 +115,7 @@ impl Searcher for Sweep {
 }
 
 fn create_sweep(config: &serde_json::Value) -> anyhow::Result<Box<dyn Searcher>> {
-    Ok(Box::new(Sweep { config: crate::parse_config("sweep", config)?, done: false }))
+    Ok(Box::new(Sweep { config: archai_plugin_api::kit::config::parse(config, "sweep")?, done: false }))
 }
 
 register_searcher!(

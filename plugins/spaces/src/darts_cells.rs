@@ -212,7 +212,7 @@ impl DiscreteSpace for DartsCells {
 }
 
 fn create(config: &serde_json::Value) -> anyhow::Result<Box<dyn DiscreteSpace>> {
-    Ok(Box::new(DartsCells::new(crate::parse_config("darts-cells", config)?)?))
+    Ok(Box::new(DartsCells::new(archai_plugin_api::kit::config::parse(config, "darts-cells")?)?))
 }
 
 register_search_space!(

@@ -16,14 +16,3 @@ pub mod darts_cells;
 pub mod macro_sweep;
 
 archai_plugin_api::export_plugin!();
-
-/// Parses a component config (`null` = all defaults) with the component's name in errors.
-pub(crate) fn parse_config<T: serde::de::DeserializeOwned + Default>(
-    name: &str,
-    value: &serde_json::Value,
-) -> anyhow::Result<T> {
-    if value.is_null() {
-        return Ok(T::default());
-    }
-    serde_json::from_value(value.clone()).map_err(|e| anyhow::anyhow!("{name} config: {e}"))
-}

@@ -211,7 +211,7 @@ impl DiscreteSpace for MacroSweep {
 }
 
 fn create(config: &serde_json::Value) -> anyhow::Result<Box<dyn DiscreteSpace>> {
-    Ok(Box::new(MacroSweep::new(crate::parse_config("macro-sweep", config)?)?))
+    Ok(Box::new(MacroSweep::new(archai_plugin_api::kit::config::parse(config, "macro-sweep")?)?))
 }
 
 register_search_space!(
