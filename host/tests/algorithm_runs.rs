@@ -6,7 +6,7 @@ mod common;
 use archai_model_desc::ModelDesc;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// Runs `confs/algos/<name>.yaml --toy` with extra `--set`s; returns the run dir and its log.yaml.
 fn toy_run(tmp: &Path, name: &str, sets: &[&str]) -> (PathBuf, yaml_serde::Value) {

@@ -7,7 +7,7 @@ use archai::plugins::PluginRegistry;
 use archai_model_desc::ModelDesc;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn ok(out: &Output) {
     assert!(out.status.success(), "archai failed:\n{}", String::from_utf8_lossy(&out.stderr));
