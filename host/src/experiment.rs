@@ -524,6 +524,10 @@ pub fn run(
     let mut phase = Phase::Setup;
     // A run killed before it ends keeps `running`.
     log.tree.set("status", schema::RunStatus::Running)?;
+    // A resumed attempt starts without the failure of the one before (log.txt keeps its line).
+    if log.tree.get("failure").is_some() {
+        log.tree.set("failure", ())?;
+    }
     log.flush()?;
     let result = run_phases(cfg, reg, run_dir, resume, &mut log, &mut phase);
     log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
@@ -531,8 +535,14 @@ pub fn run(
         Ok(()) => log.tree.set("status", schema::RunStatus::Ok)?,
         Err(e) => {
             let message = format!("{e:#}");
-            archai_runlog::log_file_line("ERROR", &format!("run failed in the {} phase: {message}", phase.as_str()));
-            log.tree.set("status", schema::RunStatus::Failed)?;
+            let status = if crate::interrupt::requested().is_some() {
+                archai_runlog::log_file_line("WARN", &format!("run stopped in the {} phase: {message}", phase.as_str()));
+                schema::RunStatus::Interrupted
+            } else {
+                archai_runlog::log_file_line("ERROR", &format!("run failed in the {} phase: {message}", phase.as_str()));
+                schema::RunStatus::Failed
+            };
+            log.tree.set("status", status)?;
             log.tree.set("failure", schema::Failure { phase: phase.as_str().into(), error: message })?;
         }
     }

@@ -7,6 +7,7 @@ pub mod discrete;
 pub mod elf;
 pub mod environment;
 pub mod experiment;
+pub mod interrupt;
 pub mod model;
 pub mod params;
 pub mod plugins;

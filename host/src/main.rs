@@ -64,6 +64,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(code) = archai::interrupt::exit_code() {
+                return ExitCode::from(code);
+            }
             // `reproduce` keeps 1 for "diverged"; its errors are 2, like diff(1).
             if matches!(cli.command, Command::Reproduce(_)) {
                 ExitCode::from(2)

@@ -355,3 +355,60 @@ fn resume_refuses_config_changes_that_alter_the_model_and_records_safe_ones() {
     assert_eq!((change["before"].as_u64(), change["now"].as_u64()), (Some(1), Some(2)));
     assert_eq!(log["eval"]["summary"]["epochs"].as_u64(), Some(1), "one more eval epoch after the resume");
 }
+
+#[test]
+fn ctrl_c_ends_a_run_as_interrupted_and_resume_finishes_it() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let args = [
+        "run",
+        "confs/algos/darts.yaml",
+        "--toy",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "nas.search.trainer.epochs=2",
+        "--set",
+        "nas.search.trainer.max_batches=30",
+    ];
+    let mut child = std::process::Command::new(archai_bin())
+        .current_dir(repo_root())
+        .arg("--plugin-dir")
+        .arg(plugin_dir())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Signal once the first search epoch is checkpointed: the second one is under way.
+    let t0 = std::time::Instant::now();
+    while !out.join("search/checkpoint.pt").is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(300));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT") && stderr.contains("--resume"), "{stderr}");
+    let r = archai_runlog::RunRecord::read(&out.join("log.yaml")).unwrap();
+    assert_eq!(r.status, archai_runlog::schema::RunStatus::Interrupted);
+    let f = r.failure.unwrap();
+    assert!(f.error.contains("interrupted by SIGINT"), "{}", f.error);
+    let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
+    assert!(txt.contains("run stopped in the"), "{txt}");
+
+    let mut resume: Vec<&str> = args.to_vec();
+    resume.push("--resume");
+    let o = archai(&resume);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let r = archai_runlog::RunRecord::read(&out.join("log.yaml")).unwrap();
+    assert_eq!(r.status, archai_runlog::schema::RunStatus::Ok);
+    assert!(r.failure.is_none(), "the interruption's failure is still recorded");
+    assert!(r.eval.and_then(|e| e.summary).is_some());
+}

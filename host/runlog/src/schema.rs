@@ -35,6 +35,8 @@ pub enum RunStatus {
     Ok,
     /// Stopped by an error; [`RunRecord::failure`] says where and why.
     Failed,
+    /// Stopped by SIGINT or SIGTERM; [`RunRecord::failure`] says where. `--resume` continues it.
+    Interrupted,
 }
 
 /// The phase a failed run was in and its error message.
@@ -53,7 +55,7 @@ pub struct Failure {
 pub struct RunRecord {
     /// How the run ended.
     pub status: RunStatus,
-    /// Set when `status` is `failed`.
+    /// Set when `status` is `failed` or `interrupted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     /// Written once the configuration passed its checks.

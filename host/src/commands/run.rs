@@ -33,6 +33,7 @@ pub fn run_experiment(
 ) -> anyhow::Result<()> {
     let (_, cfg) = overrides.load(conf)?;
     let reg = registry(plugin_dirs)?;
+    crate::interrupt::install();
     let run_dir =
         crate::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), resume)?;
     let _logging = archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;

@@ -94,6 +94,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     let cfg = load(&args.conf, &args.overrides)?;
     cfg.search.validate()?;
     let reg = registry(plugin_dirs)?;
+    crate::interrupt::install();
     let run_dir = crate::runlog::RunDir::create(
         &cfg.common.runs_dir,
         &cfg.common.experiment_name,

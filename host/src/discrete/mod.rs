@@ -366,6 +366,10 @@ pub fn run(
     let t0 = Instant::now();
     let mut log = RunLog::open(run_dir)?;
     log.tree.set("status", schema::RunStatus::Running)?;
+    // A resumed attempt starts without the failure of the one before (log.txt keeps its line).
+    if log.tree.get("failure").is_some() {
+        log.tree.set("failure", ())?;
+    }
     log.flush()?;
     let result = search(cfg, reg, run_dir, resume, workers, &mut log);
     log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
@@ -373,8 +377,14 @@ pub fn run(
         Ok(()) => log.tree.set("status", schema::RunStatus::Ok)?,
         Err(e) => {
             let message = format!("{e:#}");
-            archai_runlog::log_file_line("ERROR", &format!("search failed: {message}"));
-            log.tree.set("status", schema::RunStatus::Failed)?;
+            let status = if crate::interrupt::requested().is_some() {
+                archai_runlog::log_file_line("WARN", &format!("search stopped: {message}"));
+                schema::RunStatus::Interrupted
+            } else {
+                archai_runlog::log_file_line("ERROR", &format!("search failed: {message}"));
+                schema::RunStatus::Failed
+            };
+            log.tree.set("status", status)?;
             log.tree.set("failure", schema::Failure { phase: "search".into(), error: message })?;
         }
     }
@@ -491,6 +501,9 @@ fn search(
         let mut evaluations = Vec::new();
         let mut jobs = Vec::new();
         for (k, c) in proposal.candidates.iter().enumerate() {
+            if let Some(signal) = crate::interrupt::requested() {
+                bail!("interrupted by {signal} in iteration {it}; continue with --resume");
+            }
             let (e, n) = evaluate_cheap(&ctx, &space, &mut cache, &mut descs, k, c, &mut jobs)?;
             computed += n;
             evaluations.push(e);

@@ -180,6 +180,8 @@ pub enum TrainError {
     Config(String),
     #[error("mixed precision: {0}")]
     Autocast(#[from] archai_autocast::AutocastError),
+    #[error("interrupted by {signal} at epoch {}, step {step}. {checkpoint}; continue with --resume", epoch + 1)]
+    Interrupted { signal: &'static str, epoch: usize, step: usize, checkpoint: String },
 }
 
 /// One split ready for batching: the pixels, the sample indices that belong to it, its transforms.
@@ -843,6 +845,14 @@ impl Trainer<'_> {
                 steps_per_epoch as u64,
             );
             for (i, b) in batcher.iter().enumerate().take(steps_per_epoch) {
+                if let Some(signal) = crate::interrupt::requested() {
+                    let checkpoint = if self.checkpoint.is_file() {
+                        format!("The last checkpoint is {}", self.checkpoint.display())
+                    } else {
+                        "No checkpoint was written yet".to_string()
+                    };
+                    return Err(TrainError::Interrupted { signal, epoch, step: i, checkpoint });
+                }
                 let step = epoch * steps_per_epoch + i;
                 lr = c.scheduler.lr_at(c.optimizer.lr, step, steps_per_epoch, total_steps);
                 let (x, y) = to_tensors(&b, self.device);
