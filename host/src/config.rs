@@ -16,6 +16,10 @@ pub struct ExperimentConfig {
     /// Toy mode flag (merged by the loader; false afterwards).
     #[serde(default)]
     pub toy: bool,
+    /// Record only: the toy budgets are already merged into this configuration (it came from a
+    /// `--toy` run). Loading it does not merge them again, so re-running it repeats the run.
+    #[serde(default)]
+    pub toy_applied: bool,
 }
 
 impl ExperimentConfig {

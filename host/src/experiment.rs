@@ -479,6 +479,11 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
         duration_s: t0.elapsed().as_secs_f64(),
         weights_sha256: store.sha256(),
     };
+    // At the step after the last epoch, so TensorBoard plots the test figures at the end.
+    let step = report.epochs_run.max(trainer_cfg.epochs);
+    log.scalar("eval/test/top1", test_m.top1, step);
+    log.scalar("eval/test/top5", test_m.top5, step);
+    log.scalar("eval/test/loss", test_m.loss, step);
     log.tree.set(&schema::keys::summary("eval"), summary)?;
     log.flush()?;
     Ok(())
@@ -536,10 +541,16 @@ pub fn run(
         Err(e) => {
             let message = format!("{e:#}");
             let status = if crate::interrupt::requested().is_some() {
-                archai_runlog::log_file_line("WARN", &format!("run stopped in the {} phase: {message}", phase.as_str()));
+                archai_runlog::log_file_line(
+                    "WARN",
+                    &format!("run stopped in the {} phase: {message}", phase.as_str()),
+                );
                 schema::RunStatus::Interrupted
             } else {
-                archai_runlog::log_file_line("ERROR", &format!("run failed in the {} phase: {message}", phase.as_str()));
+                archai_runlog::log_file_line(
+                    "ERROR",
+                    &format!("run failed in the {} phase: {message}", phase.as_str()),
+                );
                 schema::RunStatus::Failed
             };
             log.tree.set("status", status)?;

@@ -149,6 +149,9 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
     let o = archai(&args);
     assert!(o.status.success(), "{}", output_text(&o));
 
+    // The record says the toy budgets are in it; re-running it does not merge them twice.
+    let used = std::fs::read_to_string(run.join("config_used.yaml")).unwrap();
+    assert!(used.contains("toy_applied: true"), "{used}");
     let again = tmp.path().join("again");
     let o = archai(&["reproduce", run.to_str().unwrap(), "--out", again.to_str().unwrap()]);
     let t = output_text(&o);

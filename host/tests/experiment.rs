@@ -47,7 +47,20 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     let tb: Vec<_> = std::fs::read_dir(first.join("tb")).unwrap().collect();
     assert_eq!(tb.len(), 1);
     let events = archai_runlog::read_events(&tb[0].as_ref().unwrap().path()).unwrap();
-    assert!(events.iter().flat_map(|e| &e.scalars).any(|s| s.tag == "search/train/loss"));
+    // Every metric log.yaml has, TensorBoard has too: validation loss and the test figures
+    // included.
+    let tags: std::collections::BTreeSet<&str> =
+        events.iter().flat_map(|e| &e.scalars).map(|s| s.tag.as_str()).collect();
+    for tag in [
+        "search/train/loss",
+        "search/train/top5",
+        "search/val/loss",
+        "search/val/top5",
+        "eval/test/top1",
+        "eval/test/loss",
+    ] {
+        assert!(tags.contains(tag), "{tag} missing from {tags:?}");
+    }
 
     // The final description parses, has no mixed edges, and compiles with the real ops.
     let text = std::fs::read_to_string(first.join("search/final_model_desc.yaml")).unwrap();

@@ -35,7 +35,8 @@ impl Overrides {
         }
         let opts = crate::config::LoadOptions { toy: self.toy, toy_file: None, sets };
         let resolved = crate::config::load_tree(conf, &opts)?;
-        let typed = crate::config::from_tree(&resolved)?;
+        let mut typed: crate::config::ExperimentConfig = crate::config::from_tree(&resolved)?;
+        typed.toy_applied |= resolved.toy_file.is_some();
         Ok((resolved, typed))
     }
 }

@@ -942,12 +942,15 @@ impl Trainer<'_> {
             }
             self.log.scalar(&format!("{}/train/loss", self.phase), train_m.loss, epoch);
             self.log.scalar(&format!("{}/train/top1", self.phase), train_m.top1, epoch);
+            self.log.scalar(&format!("{}/train/top5", self.phase), train_m.top5, epoch);
             self.log.scalar(&format!("{}/lr", self.phase), lr, epoch);
             let mut val_m = None;
             if let Some(v) = val {
                 let m = evaluate(net, v, c.batch_size, c.max_eval_batches, self.device, c.precision)?;
                 self.log.tree.set(&format!("{key}/val"), m.record()).map_err(log_err)?;
                 self.log.scalar(&format!("{}/val/top1", self.phase), m.top1, epoch);
+                self.log.scalar(&format!("{}/val/top5", self.phase), m.top5, epoch);
+                self.log.scalar(&format!("{}/val/loss", self.phase), m.loss, epoch);
                 val_m = Some(m);
             }
             if let Some(algo) = algorithm.as_deref_mut() {
