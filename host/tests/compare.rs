@@ -185,3 +185,24 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
     assert_eq!(o.status.code(), Some(2));
     assert!(output_text(&o).contains("not a run directory"));
 }
+
+#[test]
+fn a_failed_run_fails_the_comparison_after_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("c.yaml");
+    let conf = repo_root().join("confs/algos/random.yaml");
+    // Loads (so the comparison starts) but fails in the run's own checks.
+    let text = format!(
+        "compare:\n  name: bad\n  experiments: {{random: {}}}\n  seeds: [0]\n  set: [\"nas.search.val_ratio=1.5\"]\n",
+        conf.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = tmp.path().join("cmp");
+    let o = archai(&["compare", file.to_str().unwrap(), "--toy", "--out", out.to_str().unwrap()]);
+    let t = output_text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("1 of 1 runs failed") && t.contains("val_ratio"), "{t}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("1 of 1 runs did not finish"), "{md}");
+    assert!(out.join("logs/random-seed-0.txt").is_file());
+}
