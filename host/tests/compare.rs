@@ -206,3 +206,45 @@ fn a_failed_run_fails_the_comparison_after_the_report() {
     assert!(md.contains("1 of 1 runs did not finish"), "{md}");
     assert!(out.join("logs/random-seed-0.txt").is_file());
 }
+
+#[test]
+fn a_comparison_keeps_starting_runs_after_its_binary_was_rebuilt() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    // A copy of the binary, replaced while the comparison runs, as `cargo build` does.
+    let exe = tmp.path().join("archai");
+    std::fs::copy(archai_bin(), &exe).unwrap();
+    let file = tmp.path().join("c.yaml");
+    let conf = repo_root().join("confs/algos/random.yaml");
+    let budget = "nas.eval.trainer.max_batches=5";
+    std::fs::write(
+        &file,
+        format!(
+            "compare:\n  name: rebuilt\n  experiments: {{random: {}}}\n  seeds: [0, 1, 2]\n  set: [\"{budget}\"]\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("cmp");
+    let child = Command::new(&exe)
+        .current_dir(repo_root())
+        .arg("--plugin-dir")
+        .arg(plugin_dir())
+        .args(["compare", file.to_str().unwrap(), "--toy", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !finished(&out.join("random/seed-0")) {
+        assert!(t0.elapsed() < Duration::from_secs(300), "the first run did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::write(&exe, b"#!/bin/sh\nexit 3\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let t = output_text(&o);
+    assert!(o.status.success(), "{t}");
+    // Seed 1 may have started before the swap; seed 2 started after it.
+    assert!(finished(&out.join("random/seed-2")), "{t}");
+}

@@ -205,9 +205,14 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             });
         }
     });
-    let analysis = crate::report::write_report(std::slice::from_ref(&out), &out, None)?;
-    super::report::print_summary(&analysis);
-    println!("report: {}", out.join("report.html").display());
+    // The failures below matter more than a report that cannot be made (no run finished).
+    match crate::report::write_report(std::slice::from_ref(&out), &out, None) {
+        Ok(analysis) => {
+            super::report::print_summary(&analysis);
+            println!("report: {}", out.join("report.html").display());
+        }
+        Err(e) => println!("report: not written: {e:#}"),
+    }
     let failures = failures.into_inner().expect("failures");
     if !failures.is_empty() {
         bail!(
@@ -230,7 +235,7 @@ fn run_job(
     threads: usize,
     out: &Path,
 ) -> Result<Option<f64>> {
-    let exe = std::env::current_exe().context("finding the archai binary")?;
+    let exe = self_exe()?;
     let mut cmd = std::process::Command::new(exe);
     for d in plugin_dirs {
         cmd.arg("--plugin-dir").arg(d);
@@ -258,6 +263,17 @@ fn run_job(
     }
     let record = RunRecord::read(&job.dir.join("log.yaml"))?;
     Ok(record.eval.and_then(|e| e.summary).map(|s| s.test.top1))
+}
+
+/// The running archai binary, for child processes. `/proc/self/exe` still reaches it after a
+/// rebuild replaced the file (a comparison runs for hours; `current_exe` then names a deleted
+/// path and every later run would fail to start).
+pub fn self_exe() -> Result<PathBuf> {
+    let proc_exe = PathBuf::from("/proc/self/exe");
+    if proc_exe.exists() {
+        return Ok(proc_exe);
+    }
+    std::env::current_exe().context("finding the archai binary")
 }
 
 /// A run must not outlive a killed comparison: it would hold its run directory while the

@@ -719,7 +719,7 @@ fn run_jobs(
         }
         return Ok(out);
     }
-    let exe = std::env::current_exe().context("finding the archai binary")?;
+    let exe = crate::commands::compare::self_exe()?;
     let config = ctx.run_dir.join("config_used.yaml");
     let mut next = 0;
     let mut running: Vec<(usize, std::process::Child, PathBuf)> = Vec::new();
