@@ -527,37 +527,9 @@ pub fn run(
         log.tree.set(&key, serde_json::to_value(resume_changes)?)?;
     }
     let mut phase = Phase::Setup;
-    // A run killed before it ends keeps `running`.
-    log.tree.set("status", schema::RunStatus::Running)?;
-    // A resumed attempt starts without the failure of the one before (log.txt keeps its line).
-    if log.tree.get("failure").is_some() {
-        log.tree.set("failure", ())?;
-    }
-    log.flush()?;
+    log.begin_attempt()?;
     let result = run_phases(cfg, reg, run_dir, resume, &mut log, &mut phase);
-    log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
-    match &result {
-        Ok(()) => log.tree.set("status", schema::RunStatus::Ok)?,
-        Err(e) => {
-            let message = format!("{e:#}");
-            let status = if crate::interrupt::requested().is_some() {
-                archai_runlog::log_file_line(
-                    "WARN",
-                    &format!("run stopped in the {} phase: {message}", phase.as_str()),
-                );
-                schema::RunStatus::Interrupted
-            } else {
-                archai_runlog::log_file_line(
-                    "ERROR",
-                    &format!("run failed in the {} phase: {message}", phase.as_str()),
-                );
-                schema::RunStatus::Failed
-            };
-            log.tree.set("status", status)?;
-            log.tree.set("failure", schema::Failure { phase: phase.as_str().into(), error: message })?;
-        }
-    }
-    log.flush()?;
+    log.end_attempt(&result, phase.as_str(), t0.elapsed().as_secs_f64())?;
     result
 }
 

@@ -51,10 +51,19 @@ pub fn changes(recorded: &Value, now: &Value) -> Vec<Change> {
 /// Compares `cfg` with the run's config_used.yaml text: refuses changes outside
 /// [`SAFE_TO_CHANGE`] (naming them), returns the safe ones.
 pub fn check(config_used_yaml: &str, cfg: &ExperimentConfig) -> Result<Vec<Change>> {
-    let recorded: ExperimentConfig = yaml_serde::from_str(config_used_yaml)
-        .context("the run's config_used.yaml does not parse as a configuration of this archai")?;
+    check_config(config_used_yaml, cfg, SAFE_TO_CHANGE)
+}
+
+/// [`check`] for any kind of run configuration, with the keys that kind may change on resume.
+pub fn check_config<C: serde::Serialize + serde::de::DeserializeOwned>(
+    config_used_yaml: &str,
+    cfg: &C,
+    safe_to_change: &[&str],
+) -> Result<Vec<Change>> {
+    let recorded: C = yaml_serde::from_str(config_used_yaml)
+        .context("the run's config_used.yaml does not parse as a configuration of this kind for this archai")?;
     let changed = changes(&serde_json::to_value(&recorded)?, &serde_json::to_value(cfg)?);
-    let refused: Vec<&Change> = changed.iter().filter(|c| !SAFE_TO_CHANGE.contains(&c.key.as_str())).collect();
+    let refused: Vec<&Change> = changed.iter().filter(|c| !safe_to_change.contains(&c.key.as_str())).collect();
     if !refused.is_empty() {
         let list: Vec<String> = refused.iter().map(|c| format!("{} ({} -> {})", c.key, c.before, c.now)).collect();
         bail!(
@@ -63,7 +72,7 @@ pub fn check(config_used_yaml: &str, cfg: &ExperimentConfig) -> Result<Vec<Chang
              with the run's own config_used.yaml (only {} may change), or start a new run",
             if list.len() == 1 { "one key" } else { "these keys" },
             list.join(", "),
-            SAFE_TO_CHANGE.join(", ")
+            safe_to_change.join(", ")
         );
     }
     Ok(changed)

@@ -25,6 +25,42 @@ impl RunLog {
         }
     }
 
+    /// Starts an attempt: `status: running` (what a killed run keeps) and no `failure` left from
+    /// an earlier attempt (log.txt keeps its line).
+    pub fn begin_attempt(&mut self) -> Result<(), RunLogError> {
+        self.tree.set("status", archai_runlog::schema::RunStatus::Running)?;
+        if self.tree.get("failure").is_some() {
+            self.tree.set("failure", ())?;
+        }
+        self.flush()
+    }
+
+    /// Ends an attempt with its wall time and status: `ok`, or `failed` / `interrupted` (a
+    /// SIGINT or SIGTERM arrived) with the phase and the error, also as a line in log.txt.
+    pub fn end_attempt<T>(
+        &mut self,
+        result: &anyhow::Result<T>,
+        phase: &str,
+        duration_s: f64,
+    ) -> Result<(), RunLogError> {
+        use archai_runlog::schema::{Failure, RunStatus};
+        self.tree.set("duration_s", duration_s)?;
+        match result {
+            Ok(_) => self.tree.set("status", RunStatus::Ok)?,
+            Err(e) => {
+                let error = format!("{e:#}");
+                let (status, level, verb) = match crate::interrupt::requested() {
+                    Some(_) => (RunStatus::Interrupted, "WARN", "stopped"),
+                    None => (RunStatus::Failed, "ERROR", "failed"),
+                };
+                archai_runlog::log_file_line(level, &format!("run {verb} in the {phase} phase: {error}"));
+                self.tree.set("status", status)?;
+                self.tree.set("failure", Failure { phase: phase.into(), error })?;
+            }
+        }
+        self.flush()
+    }
+
     pub fn flush(&mut self) -> Result<(), RunLogError> {
         if let Some(tb) = &mut self.tb {
             tb.flush()?;

@@ -24,17 +24,22 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// What the loader takes from these flags (`--seed N` as the last `--set`); `toy_file`
+    /// `None` finds confs/toy.yaml.
+    pub fn load_options(&self, toy_file: Option<PathBuf>) -> crate::config::LoadOptions {
+        let mut sets = self.sets.clone();
+        if let Some(seed) = self.seed {
+            sets.push(format!("common.seed={seed}"));
+        }
+        crate::config::LoadOptions { toy: self.toy, toy_file, sets }
+    }
+
     /// The experiment at `conf` with these overrides: the resolved tree and its typed form.
     pub fn load(
         &self,
         conf: &Path,
     ) -> anyhow::Result<(crate::config::ResolvedConfig, crate::config::ExperimentConfig)> {
-        let mut sets = self.sets.clone();
-        if let Some(seed) = self.seed {
-            sets.push(format!("common.seed={seed}"));
-        }
-        let opts = crate::config::LoadOptions { toy: self.toy, toy_file: None, sets };
-        let resolved = crate::config::load_tree(conf, &opts)?;
+        let resolved = crate::config::load_tree(conf, &self.load_options(None))?;
         let mut typed: crate::config::ExperimentConfig = crate::config::from_tree(&resolved)?;
         typed.toy_applied |= resolved.toy_file.is_some();
         Ok((resolved, typed))

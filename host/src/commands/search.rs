@@ -75,18 +75,13 @@ const SAFE_TO_CHANGE: &[&str] = &["common.threads", "common.runs_dir"];
 /// Loads a search experiment: its toy file is confs/search/toy.yaml (the experiment's own
 /// `toy_overrides:` come on top), not the trainer-oriented confs/toy.yaml.
 pub fn load(conf: &Path, o: &Overrides) -> Result<DiscreteExperiment> {
-    let mut sets = o.sets.clone();
-    if let Some(seed) = o.seed {
-        sets.push(format!("common.seed={seed}"));
-    }
     let toy_file = archai_config::find_toy_file(conf)
         .and_then(|t| t.parent().map(|d| d.join("search/toy.yaml")))
         .filter(|p| p.is_file());
     if o.toy && toy_file.is_none() {
         bail!("--toy: no confs/search/toy.yaml above {}", conf.display());
     }
-    let opts = crate::config::LoadOptions { toy: o.toy, toy_file, sets };
-    let tree = crate::config::load_tree(conf, &opts)?;
+    let tree = crate::config::load_tree(conf, &o.load_options(toy_file))?;
     Ok(crate::config::from_tree(&tree)?)
 }
 
@@ -105,21 +100,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     let used = run_dir.join("config_used.yaml");
     if args.resume && used.is_file() {
         let text = std::fs::read_to_string(&used).with_context(|| format!("reading {}", used.display()))?;
-        let recorded: DiscreteExperiment =
-            yaml_serde::from_str(&text).context("the run's config_used.yaml is not a search configuration")?;
-        let changed = crate::resume::changes(&serde_json::to_value(&recorded)?, &serde_json::to_value(&cfg)?);
-        let refused: Vec<String> = changed
-            .iter()
-            .filter(|c| !SAFE_TO_CHANGE.contains(&c.key.as_str()))
-            .map(|c| format!("{} ({} -> {})", c.key, c.before, c.now))
-            .collect();
-        if !refused.is_empty() {
-            bail!(
-                "--resume: the configuration differs from the run's config_used.yaml in {}; resume with the same settings (only {} may change) or start a new run",
-                refused.join(", "),
-                SAFE_TO_CHANGE.join(", ")
-            );
-        }
+        crate::resume::check_config(&text, &cfg, SAFE_TO_CHANGE)?;
     }
     std::fs::write(&used, cfg.to_full_yaml()).with_context(|| format!("writing {}", used.display()))?;
     tracing::info!("run directory: {}", run_dir.path().display());

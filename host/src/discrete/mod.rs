@@ -365,30 +365,9 @@ pub fn run(
 ) -> Result<()> {
     let t0 = Instant::now();
     let mut log = RunLog::open(run_dir)?;
-    log.tree.set("status", schema::RunStatus::Running)?;
-    // A resumed attempt starts without the failure of the one before (log.txt keeps its line).
-    if log.tree.get("failure").is_some() {
-        log.tree.set("failure", ())?;
-    }
-    log.flush()?;
+    log.begin_attempt()?;
     let result = search(cfg, reg, run_dir, resume, workers, &mut log);
-    log.tree.set("duration_s", t0.elapsed().as_secs_f64())?;
-    match &result {
-        Ok(()) => log.tree.set("status", schema::RunStatus::Ok)?,
-        Err(e) => {
-            let message = format!("{e:#}");
-            let status = if crate::interrupt::requested().is_some() {
-                archai_runlog::log_file_line("WARN", &format!("search stopped: {message}"));
-                schema::RunStatus::Interrupted
-            } else {
-                archai_runlog::log_file_line("ERROR", &format!("search failed: {message}"));
-                schema::RunStatus::Failed
-            };
-            log.tree.set("status", status)?;
-            log.tree.set("failure", schema::Failure { phase: "search".into(), error: message })?;
-        }
-    }
-    log.flush()?;
+    log.end_attempt(&result, "search", t0.elapsed().as_secs_f64())?;
     result
 }
 
@@ -527,8 +506,9 @@ fn search(
 
         // Outputs of the iteration.
         let rows: Vec<&HistoryRow> = state.history.iter().collect();
-        let front: Vec<usize> = front_of(&rows, &s.objectives);
-        let (_, pts) = points(&rows, &s.objectives);
+        let (idx, pts) = points(&rows, &s.objectives);
+        let on_front = pareto::frontier(&pts);
+        let front: Vec<usize> = on_front.iter().map(|&k| idx[k]).collect();
         if state.reference.is_none() && !pts.is_empty() {
             state.reference = Some(match &s.hypervolume_reference {
                 Some(r) => s
@@ -546,7 +526,7 @@ fn search(
                 None => default_reference(&pts),
             });
         }
-        let front_pts: Vec<Vec<f64>> = points(&front.iter().map(|&i| rows[i]).collect::<Vec<_>>(), &s.objectives).1;
+        let front_pts: Vec<Vec<f64>> = on_front.iter().map(|&k| pts[k].clone()).collect();
         let hv = state.reference.as_ref().map_or(0.0, |r| pareto::hypervolume(&front_pts, r));
         let front_set: BTreeSet<usize> = front.iter().copied().collect();
         write_state_csv(&run_dir.join(format!("search_state_{it}.csv")), &rows, &s.objectives, &front_set)?;

@@ -3,7 +3,7 @@
 //! mutants of the best models by non-dominated rank are scored with Thompson samples of the
 //! prediction (mean + sd x N(0, 1)) and the cheap objectives computed exactly; the best
 //! `num_candidates` by non-dominated rank are evaluated.
-use crate::{from_state, mutants, samples, state_of};
+use crate::{from_state, minimised, mutants, point, samples, state_of};
 use archai_plugin_api::discrete::{Candidate, Evaluation, ObjectiveInfo, Proposal, Searcher, Space};
 use archai_plugin_api::kit::adam::Adam;
 use archai_plugin_api::kit::pareto;
@@ -173,10 +173,6 @@ impl Predictor {
     }
 }
 
-fn minimised(values: &BTreeMap<String, f64>, objectives: &[ObjectiveInfo]) -> Option<Vec<f64>> {
-    objectives.iter().map(|o| values.get(&o.name).map(|v| if o.higher_is_better { -v } else { *v })).collect()
-}
-
 impl MoBananas {
     fn encode(&mut self, space: &mut Space<'_, '_>, c: &Candidate) -> anyhow::Result<Vec<f64>> {
         if let Some(e) = self.encodings.get(&c.id) {
@@ -205,11 +201,8 @@ impl Searcher for MoBananas {
         let expensive: Vec<&ObjectiveInfo> = objectives.iter().filter(|o| !o.cheap).collect();
         // Parents: the first num_parents evaluated models by non-dominated rank.
         let history = self.history.clone();
-        let scored: Vec<(&Evaluation, Vec<f64>)> = history
-            .iter()
-            .filter(|e| e.valid)
-            .filter_map(|e| minimised(&e.values, &objectives).map(|p| (e, p)))
-            .collect();
+        let scored: Vec<(&Evaluation, Vec<f64>)> =
+            history.iter().filter_map(|e| point(e, &objectives).map(|p| (e, p))).collect();
         let points: Vec<Vec<f64>> = scored.iter().map(|(_, p)| p.clone()).collect();
         let parents: Vec<Candidate> = pareto::non_dominated_sort(&points)
             .into_iter()

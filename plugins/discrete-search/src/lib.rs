@@ -21,16 +21,21 @@ pub mod simple;
 use archai_plugin_api::discrete::{Candidate, Evaluation, ObjectiveInfo, Space};
 use archai_plugin_api::kit::pareto;
 use archai_plugin_api::kit::seeded::SplitMix64;
+use std::collections::BTreeMap;
 
 archai_plugin_api::export_plugin!();
 
-/// Objective values of an evaluation in the order of `objectives`, lower is better; `None` if
-/// invalid or a value is missing.
+/// Objective values in the order of `objectives`, lower is better; `None` if one is missing.
+pub(crate) fn minimised(values: &BTreeMap<String, f64>, objectives: &[ObjectiveInfo]) -> Option<Vec<f64>> {
+    objectives.iter().map(|o| values.get(&o.name).map(|v| if o.higher_is_better { -v } else { *v })).collect()
+}
+
+/// [`minimised`] values of a valid evaluation; `None` if it is invalid or a value is missing.
 pub(crate) fn point(e: &Evaluation, objectives: &[ObjectiveInfo]) -> Option<Vec<f64>> {
     if !e.valid {
         return None;
     }
-    objectives.iter().map(|o| e.values.get(&o.name).map(|v| if o.higher_is_better { -v } else { *v })).collect()
+    minimised(&e.values, objectives)
 }
 
 /// The Pareto-optimal evaluations among `evals`.
