@@ -6,6 +6,12 @@ fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         // All linked targets of this package: the binary, its tests and benches.
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+        // CUDA registers only when libtorch_cuda is loaded, and rustc links `--as-needed`, which
+        // drops torch-sys' `-ltorch_cuda` (nothing references it by symbol). Force it in where this
+        // libtorch has it; it loads without a GPU or driver too.
+        if std::path::Path::new(&lib).join("libtorch_cuda.so").is_file() {
+            println!("cargo:rustc-link-arg=-Wl,--push-state,--no-as-needed,-ltorch_cuda,--pop-state");
+        }
         println!("cargo:rustc-env=ARCHAI_LIBTORCH_LIB={lib}");
     }
     // HEAD moves on checkout, the ref it names on commit.

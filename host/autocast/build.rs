@@ -30,4 +30,8 @@ fn main() {
     println!("cargo:rustc-link-lib=dylib=c10");
     // The crate's own test binaries; dependents set their own rpath.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    // Its CUDA-autocast tests need the CUDA backend registered (see host/build.rs).
+    if lib.join("libtorch_cuda.so").is_file() {
+        println!("cargo:rustc-link-arg=-Wl,--push-state,--no-as-needed,-ltorch_cuda,--pop-state");
+    }
 }

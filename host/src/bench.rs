@@ -113,6 +113,8 @@ pub struct SearchStepReport {
     /// Candidate-op forwards per weight step (all candidates for DARTS, one per edge for GDAS).
     pub candidate_forwards_per_step: f64,
     pub peak_rss_mb: f64,
+    /// Where the steps ran (`cpu`, `cuda:0 NVIDIA H200 (...)`).
+    pub device: String,
 }
 
 fn peak_rss_mb() -> f64 {
@@ -128,6 +130,7 @@ fn peak_rss_mb() -> f64 {
 /// Settings of `archai bench search-step`.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchStepOptions {
+    pub device: Device,
     pub batch: i64,
     pub steps: usize,
     pub warmup: usize,
@@ -151,7 +154,7 @@ pub fn search_step(
     use crate::train::{algorithm_hook, algorithm_step, weight_step_with, Services, StepTensors, TrainerConfig};
     use archai_plugin_api::{ArchTraining, ComponentKind, SearchContext, StepOutcome};
 
-    let SearchStepOptions { batch, steps, warmup, seed, channels_last, precision } = options;
+    let SearchStepOptions { device, batch, steps, warmup, seed, channels_last, precision } = options;
     anyhow::ensure!(
         !precision.needs_loss_scaling(),
         "a search step cannot run in fp16 (the architecture step has no loss scaling); use fp32 or bf16"
@@ -170,15 +173,15 @@ pub fn search_step(
         crate::plugins::plugin_result(algo.inner.search_space(context), &algo.plugin, ComponentKind::Algorithm, &name)?;
     algo.arch_training = space.arch_training;
     let desc = archai_model_desc::ModelDesc::from_yaml(space.model_desc_yaml.as_str(), &name)?;
-    let store = ParamStore::new(Device::Cpu);
+    let store = ParamStore::new(device);
     let mut net = Network::compile(&desc, registry, &store)?;
     net.channels_last = channels_last;
     let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch as usize, 0.025, 3e-4, Some(5.0)) };
     let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let data = |_: usize| {
         (
-            Tensor::randn([batch, 3, 32, 32], (Kind::Float, Device::Cpu)),
-            Tensor::randint(10, [batch], (Kind::Int64, Device::Cpu)),
+            Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)),
+            Tensor::randint(10, [batch], (Kind::Int64, device)),
         )
     };
     {
@@ -191,19 +194,24 @@ pub fn search_step(
         let ((x, y), (vx, vy)) = (data(step), data(step));
         let (vx, vy) =
             if algo.arch_training == ArchTraining::Bilevel { (vx, vy) } else { (Tensor::new(), Tensor::new()) };
+        // CUDA queues kernels: each timing point waits for the queue, so the split is honest.
+        crate::cuda::synchronize(device);
         let t0 = Instant::now();
         let tensors = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch: 0, step, lr: 0.025 };
         algorithm_step(&mut algo, &net, &store, &opt, &tensors, &trainer)?;
+        crate::cuda::synchronize(device);
         let t1 = Instant::now();
         let before = net.candidate_forwards();
         let loss = weight_step_with(&net, &store, &mut opt, &x, &y, &trainer, 0.025, None, algo.arch_training)?.loss;
         let after_forwards = net.candidate_forwards() - before;
+        crate::cuda::synchronize(device);
         let t2 = Instant::now();
         let outcome = StepOutcome { epoch: 0, step: step as u64, lr: 0.025, loss };
         {
             let mut services = Services::new(&net, &store, &opt, 0.025, &trainer);
             algorithm_hook(&mut algo, &mut services, |a, m| a.after_step(m, outcome))?;
         }
+        crate::cuda::synchronize(device);
         let t3 = Instant::now();
         tracing::info!(
             "step {step} {} {:.3}s (arch {:.3}s, weight {:.3}s) loss {loss:.4}",
@@ -239,6 +247,7 @@ pub fn search_step(
         mixed_edges: net.mixed_edges(),
         candidate_forwards_per_step: forwards as f64 / steps.max(1) as f64,
         peak_rss_mb: peak_rss_mb(),
+        device: crate::cuda::describe(device, &crate::cuda::environment()),
     })
 }
 
@@ -255,11 +264,14 @@ pub struct TrainThroughputReport {
     pub precision: Precision,
     pub sec_per_step: f64,
     pub samples_per_s: f64,
+    /// Where the steps ran.
+    pub device: String,
 }
 
 /// Settings of `archai bench train`.
 #[derive(Debug, Clone, Copy)]
 pub struct TrainBenchOptions {
+    pub device: Device,
     pub batch: usize,
     pub steps: usize,
     pub warmup: usize,
@@ -275,13 +287,13 @@ pub fn train_throughput(
     data: &crate::experiment::LoadedDataset,
     options: TrainBenchOptions,
 ) -> anyhow::Result<TrainThroughputReport> {
-    let TrainBenchOptions { batch, steps, warmup, channels_last, precision } = options;
+    let TrainBenchOptions { device, batch, steps, warmup, channels_last, precision } = options;
     use crate::model::Network;
     use crate::train::optim::Optimizer;
     use crate::train::{weight_step, SplitData, TrainerConfig};
 
     tch::manual_seed(0);
-    let store = ParamStore::new(Device::Cpu);
+    let store = ParamStore::new(device);
     let mut net = Network::compile(desc, registry, &store)?;
     net.channels_last = channels_last;
     let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch, 0.05, 3e-4, None) };
@@ -296,10 +308,9 @@ pub fn train_throughput(
     let mut times = Vec::new();
     let mut last = Instant::now();
     for (i, b) in batcher.iter().enumerate().take(warmup + steps) {
-        let [n, c, h, w] = b.shape;
-        let x = Tensor::from_slice(&b.images).view([n as i64, c as i64, h as i64, w as i64]);
-        let y = Tensor::from_slice(&b.labels);
+        let (x, y) = crate::train::to_tensors(&b, device);
         let _ = weight_step(&net, &store, &mut opt, &x, &y, &trainer, 0.05, scaler.as_mut())?;
+        crate::cuda::synchronize(device);
         let now = Instant::now();
         if i >= warmup {
             // Includes waiting for the next batch: data loading is part of the throughput.
@@ -320,5 +331,6 @@ pub fn train_throughput(
         precision,
         sec_per_step,
         samples_per_s: batch as f64 / sec_per_step,
+        device: crate::cuda::describe(device, &crate::cuda::environment()),
     })
 }

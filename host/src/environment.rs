@@ -39,6 +39,7 @@ pub fn collect(
         device: format!("{device:?}"),
         precision,
         plugins,
+        cuda: Some(crate::cuda::environment()),
     })
 }
 
@@ -50,7 +51,7 @@ pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
 
 /// The path of a shared library this process has mapped whose file name starts with `stem`
 /// (Linux: /proc/self/maps).
-fn loaded_library(stem: &str) -> Option<String> {
+pub(crate) fn loaded_library(stem: &str) -> Option<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))

@@ -127,6 +127,11 @@ pub fn synthetic_cifar_like(shape: &str) -> Result<(SampleBuffer, Vec<Transform>
 /// The device `common.device` names: `cpu`, `cuda` (`cuda:0`), `cuda:N`, or `auto` (CUDA when
 /// present, else CPU). A CUDA device that is not there is an error, never a silent CPU run.
 pub fn device_of(name: &str) -> Result<Device> {
+    parse_device(name).map_err(|e| anyhow::anyhow!("common.device: {e}"))
+}
+
+/// A device name as `--device` options take it (same values as `common.device`).
+pub fn parse_device(name: &str) -> Result<Device> {
     device_with(name, tch::Cuda::device_count())
 }
 
@@ -137,12 +142,12 @@ fn device_with(name: &str, cuda_devices: i64) -> Result<Device> {
         "cuda" => 0,
         other => match other.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
             Some(i) => i,
-            None => bail!("common.device: `{other}` is not cpu, cuda, cuda:N or auto"),
+            None => bail!("`{other}` is not cpu, cuda, cuda:N or auto"),
         },
     };
     if index as i64 >= cuda_devices {
         bail!(
-            "common.device: `{name}` asks for CUDA device {index}, but this process sees {cuda_devices} CUDA device(s); \
+            "`{name}` asks for CUDA device {index}, but this process sees {cuda_devices} CUDA device(s); \
              use `cpu`, or `auto` for CUDA when present"
         );
     }
@@ -553,13 +558,17 @@ fn run_phases(
     if let Some(t) = &cfg.nas.eval.trainer {
         precision.insert("eval".to_string(), t.precision.name().to_string());
     }
+    let environment = crate::environment::collect(reg, device, precision)?;
+    if let Some(cuda) = &environment.cuda {
+        tracing::info!("device: {} (common.device: {})", crate::cuda::describe(device, cuda), cfg.common.device);
+    }
     let run_info = schema::RunInfo {
         experiment: cfg.common.experiment_name.clone(),
         seed: cfg.common.seed,
         device: cfg.common.device.clone(),
         device_used: format!("{device:?}"),
         threads: tch::get_num_threads() as i64,
-        environment: Some(crate::environment::collect(reg, device, precision)?),
+        environment: Some(environment),
     };
     log.tree.set("run", run_info)?;
     *phase = Phase::Dataset;

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod commands;
 pub mod config;
+pub mod cuda;
 pub mod discrete;
 pub mod elf;
 pub mod environment;

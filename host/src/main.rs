@@ -21,6 +21,7 @@ struct Cli {
 enum Command {
     /// List every component of every plugin: file, kind, name, version, description.
     Plugins,
+    Devices(commands::devices::Args),
     Run(commands::run::Args),
     Train(commands::train::Args),
     Stats(commands::stats::Args),
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match &cli.command {
         Command::Plugins => done(commands::plugins::run(dirs)),
+        Command::Devices(args) => done(commands::devices::run(dirs, args)),
         Command::Run(args) => done(commands::run::run(dirs, args)),
         Command::Train(args) => done(commands::train::run(dirs, args)),
         Command::Stats(args) => done(commands::stats::run(dirs, args)),

@@ -43,6 +43,8 @@ pub struct ModelStats {
     pub latency_ms: f64,
     pub latency_runs: usize,
     pub threads: i32,
+    /// Device the latency was measured on (`cpu`, `cuda:0 NVIDIA H200 (...)`).
+    pub device: String,
     pub parts: Vec<PartStats>,
     pub ops_without_macs: Vec<String>,
 }
@@ -166,8 +168,11 @@ pub fn model_stats(
     let _guard = tch::no_grad_guard();
     let mut times = Vec::new();
     for i in 0..runs + 2 {
+        // On CUDA the forward only queues kernels: wait for the queue before and after.
+        crate::cuda::synchronize(device);
         let t0 = Instant::now();
         let y = net.forward(&x, false).expect("forward of a compiled model");
+        crate::cuda::synchronize(device);
         let _ = y.sum(Kind::Float).double_value(&[]);
         if i >= 2 {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -189,6 +194,7 @@ pub fn model_stats(
         latency_ms: times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
         latency_runs: times.len(),
         threads: tch::get_num_threads(),
+        device: crate::cuda::describe(device, &crate::cuda::environment()),
         parts,
         ops_without_macs: missing,
     })

@@ -137,6 +137,46 @@ pub struct Environment {
     pub precision: BTreeMap<String, String>,
     /// Every plugin library loaded.
     pub plugins: Vec<PluginRecord>,
+    /// What the process saw of CUDA (absent in logs written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<CudaEnvironment>,
+}
+
+/// CUDA as the process saw it: whether libtorch's CUDA backend was loaded, the versions of the
+/// CUDA runtime, driver and cuDNN, and every visible device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CudaEnvironment {
+    /// libtorch_cuda is mapped into the process (without it CUDA never registers).
+    pub libtorch_cuda_loaded: bool,
+    /// CUDA runtime libtorch uses (`13.0`); absent when libtorch has no CUDA runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_version: Option<String>,
+    /// Newest CUDA version the installed driver supports (`13.0`); absent without a driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_version: Option<String>,
+    /// cuDNN libtorch loaded (`9.15.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cudnn_version: Option<String>,
+    /// Visible CUDA devices (none on a machine without a GPU).
+    #[serde(default)]
+    pub devices: Vec<CudaDevice>,
+}
+
+/// One visible CUDA device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CudaDevice {
+    /// Index as in `cuda:N`.
+    pub index: usize,
+    /// Device name (`NVIDIA H200`).
+    pub name: String,
+    /// Total device memory, MiB.
+    pub total_memory_mib: u64,
+    /// Compute capability (`9.0`).
+    pub compute_capability: String,
+    /// Streaming multiprocessors.
+    pub multiprocessors: i64,
 }
 
 /// One loaded plugin library.

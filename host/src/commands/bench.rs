@@ -9,6 +9,9 @@ pub enum Command {
     /// Training throughput (samples/s) of a model description on a dataset (compare with
     /// scripts/bench/resnet_small_ref.py through scripts/bench-resnet.sh).
     Train {
+        /// Device: cpu, cuda, cuda:N or auto.
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// ModelDesc YAML.
         #[arg(long, default_value = "confs/models/resnet_small.yaml")]
         model: PathBuf,
@@ -34,7 +37,11 @@ pub enum Command {
     /// Median seconds and peak memory per search step of an algorithm (its hooks + the weight
     /// step) on synthetic 32x32x3 data; the network is what confs/algos/NAME.yaml builds (paper
     /// size: 8 cells, C = 16). scripts/bench-darts.sh compares DARTS with shared/bench/darts_ref.py.
+    #[command(alias = "darts-step")]
     SearchStep {
+        /// Device: cpu, cuda, cuda:N or auto.
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Algorithm name: its experiment is confs/algos/NAME.yaml (or --conf).
         #[arg(long, default_value = "darts")]
         algorithm: String,
@@ -85,6 +92,7 @@ pub enum Command {
 pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
     match command {
         Command::SearchStep {
+            device,
             algorithm,
             conf,
             sets,
@@ -109,6 +117,7 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
                 crate::config::from_tree(&crate::config::load_tree(&conf, &opts)?)?;
             let reg = super::common::registry(plugin_dirs)?;
             let options = crate::bench::SearchStepOptions {
+                device: bench_device(device)?,
                 batch: *batch,
                 steps: *steps,
                 warmup: *warmup,
@@ -121,13 +130,13 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "{} search step ({} architecture training), batch {}, {} threads, channels_last {}, {:?}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} architecture parameters, {:.1} candidate forwards per step over {} mixed edges, peak RSS {:.0} MB (median of {} after {} warm-up)",
-                    r.algorithm, r.arch_training, r.batch, r.threads, r.channels_last, r.precision, r.sec_per_step, r.arch_sec, r.weight_sec,
+                    "{} search step ({} architecture training) on {}, batch {}, {} threads, channels_last {}, {:?}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} architecture parameters, {:.1} candidate forwards per step over {} mixed edges, peak RSS {:.0} MB (median of {} after {} warm-up)",
+                    r.algorithm, r.arch_training, r.device, r.batch, r.threads, r.channels_last, r.precision, r.sec_per_step, r.arch_sec, r.weight_sec,
                     r.images_per_sec, r.params_weights, r.params_arch, r.candidate_forwards_per_step, r.mixed_edges, r.peak_rss_mb, r.steps, r.warmup
                 );
             }
         }
-        Command::Train { model, conf, batch, steps, warmup, threads, channels_last, precision, json } => {
+        Command::Train { device, model, conf, batch, steps, warmup, threads, channels_last, precision, json } => {
             tch::set_num_threads(*threads);
             let cfg: crate::config::ExperimentConfig =
                 crate::config::from_tree(&crate::config::load_tree(conf, &crate::config::LoadOptions::default())?)?;
@@ -136,6 +145,7 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
             let desc = archai_model_desc::ModelDesc::from_yaml(&text, &model.display().to_string())?;
             let options = crate::bench::TrainBenchOptions {
+                device: bench_device(device)?,
                 batch: *batch,
                 steps: *steps,
                 warmup: *warmup,
@@ -147,8 +157,8 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "{} ({} weights) on {}: {:.1} samples/s, {:.4} s/step, batch {}, {} threads, channels_last {}, {:?} (median of {} steps after {})",
-                    r.model, r.params, cfg.dataset.name, r.samples_per_s, r.sec_per_step, r.batch, r.threads, r.channels_last, r.precision, r.steps, r.warmup
+                    "{} ({} weights) on {} ({}): {:.1} samples/s, {:.4} s/step, batch {}, {} threads, channels_last {}, {:?} (median of {} steps after {})",
+                    r.model, r.params, cfg.dataset.name, r.device, r.samples_per_s, r.sec_per_step, r.batch, r.threads, r.channels_last, r.precision, r.steps, r.warmup
                 );
             }
         }
@@ -172,4 +182,8 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn bench_device(name: &str) -> anyhow::Result<tch::Device> {
+    crate::experiment::parse_device(name).map_err(|e| anyhow::anyhow!("--device: {e}"))
 }

@@ -5,6 +5,7 @@ pub mod common;
 pub mod compare;
 pub mod config;
 pub mod data;
+pub mod devices;
 pub mod plugins;
 pub mod report;
 pub mod reproduce;

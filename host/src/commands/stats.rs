@@ -18,6 +18,9 @@ pub struct Args {
     /// libtorch intra-op threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
+    /// Device the latency is measured on: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Print one JSON object (keys params, macs, flops, activation_bytes, latency_ms, ...).
     #[arg(long)]
     pub json: bool,
@@ -28,7 +31,8 @@ pub struct Args {
 }
 
 pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
-    let Args { model, batch, input, runs, threads, json, param_names } = args;
+    let Args { model, batch, input, runs, threads, device, json, param_names } = args;
+    let device = crate::experiment::parse_device(device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     if *threads > 0 {
         tch::set_num_threads(*threads);
     }
@@ -46,7 +50,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
         desc.input.size = h;
     }
     let reg = super::common::registry(plugin_dirs)?;
-    let store = crate::params::ParamStore::new(tch::Device::Cpu);
+    let store = crate::params::ParamStore::new(device);
     let net = crate::model::Network::compile(&desc, &reg, &store)?;
     if *param_names {
         for (name, t) in store.named_weights() {
@@ -57,14 +61,14 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let s = crate::stats::model_stats(&desc, &reg, &net, &store, *batch, *runs, tch::Device::Cpu)?;
+    let s = crate::stats::model_stats(&desc, &reg, &net, &store, *batch, *runs, device)?;
     if *json {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(());
     }
     println!(
-        "{} (input {}x{}x{}, batch {}, {} threads)",
-        s.name, s.input[0], s.input[1], s.input[2], s.batch, s.threads
+        "{} (input {}x{}x{}, batch {}, {} threads, {})",
+        s.name, s.input[0], s.input[1], s.input[2], s.batch, s.threads, s.device
     );
     println!("  params           {:>14}  (+{} architecture)", s.params, s.arch_params);
     if s.aux_params > 0 {

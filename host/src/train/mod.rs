@@ -208,11 +208,24 @@ impl SplitData {
     }
 }
 
-fn to_tensors(b: &Batch, device: Device) -> (Tensor, Tensor) {
+/// Hands a host batch to the device. For CUDA the batch goes through page-locked memory and the
+/// copy is queued without waiting (libtorch's pinned-memory cache keeps the page-locked block
+/// until the copy is done), so the CPU prepares the next batch while the GPU still works.
+pub fn to_tensors(b: &Batch, device: Device) -> (Tensor, Tensor) {
     let [n, c, h, w] = b.shape;
-    let x = Tensor::from_slice(&b.images).view([n as i64, c as i64, h as i64, w as i64]).to_device(device);
-    let y = Tensor::from_slice(&b.labels).to_device(device);
-    (x, y)
+    let x = Tensor::from_slice(&b.images).view([n as i64, c as i64, h as i64, w as i64]);
+    let y = Tensor::from_slice(&b.labels);
+    (hand_over(x, device), hand_over(y, device))
+}
+
+fn hand_over(t: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cuda(_) => {
+            let kind = t.kind();
+            t.pin_memory(device).to_device_(device, kind, true, false)
+        }
+        _ => t,
+    }
 }
 
 /// Loss, top-1 and top-5 accuracy over some batches.
@@ -658,7 +671,9 @@ fn load_checkpoint(
     scaler: Option<&mut LossScaler>,
 ) -> Result<(usize, Vec<(String, Tensor)>), TrainError> {
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
-    let mut saved = Tensor::load_multi(path).map_err(|e| {
+    // Onto the model's device: optimizer and algorithm state are used as loaded (a CUDA run
+    // resumed with CPU momentum buffers would fail at its first step).
+    let mut saved = Tensor::load_multi_with_device(path, store.device()).map_err(|e| {
         err(format!("cannot be read ({}); delete it to restart the phase", trim_first_line(&e.to_string())))
     })?;
     // Checkpoints written before checksums existed have none and load as they are.
