@@ -179,10 +179,7 @@ pub fn search_step(
     let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch as usize, 0.025, 3e-4, Some(5.0)) };
     let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let data = |_: usize| {
-        (
-            Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)),
-            Tensor::randint(10, [batch], (Kind::Int64, device)),
-        )
+        (Tensor::randn([batch, 3, 32, 32], (Kind::Float, device)), Tensor::randint(10, [batch], (Kind::Int64, device)))
     };
     {
         let mut services = Services::new(&net, &store, &opt, 0.025, &trainer);

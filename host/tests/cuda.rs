@@ -113,11 +113,21 @@ fn small_darts() -> ModelDesc {
     DARTS_V2.build("v2_small", 3, 4, false, InputDesc { channels: 1, size: 28 }, 10).unwrap()
 }
 
-/// One network on `device` with the same deterministic weights as on every other device.
+/// One network on `device` with the same deterministic weights as on every other device:
+/// LeCun-scaled normals from explicit seeds (common::set_fixed_init's ramp gives logits in the
+/// thousands, which fp16 cannot train from), norm layers as initialised.
 fn network(reg: &PluginRegistry, device: Device) -> (Network, ParamStore) {
     let store = ParamStore::new(device);
     let net = Network::compile(&small_darts(), reg, &store).unwrap();
-    set_fixed_init(&store);
+    let _guard = tch::no_grad_guard();
+    for (i, (_, mut w)) in store.named_weights().into_iter().enumerate() {
+        let size = w.size();
+        if size.len() >= 2 {
+            let fan_in = size[1..].iter().product::<i64>() as f64;
+            let values = seeded::normal(&size, 1000 + i as u64) * (1.0 / fan_in.sqrt());
+            w.copy_(&values);
+        }
+    }
     (net, store)
 }
 
@@ -144,8 +154,10 @@ fn cuda_trainer_steps_match_the_cpu_in_fp32_and_train_in_bf16_and_fp16() {
     let cpu = losses(Device::Cpu, Precision::Fp32, 3);
     let gpu = losses(Device::Cuda(0), Precision::Fp32, 3);
     for (a, b) in cpu.iter().zip(&gpu) {
-        // TF32 is off by default in libtorch; cuDNN's algorithms still sum in another order.
-        assert!((a - b).abs() < 1e-3 * a.abs().max(1.0), "fp32 CPU {cpu:?} vs CUDA {gpu:?}");
+        // cuDNN convolutions run in TF32 by default (libtorch's allow_tf32 for cuDNN): about
+        // 1e-3 per conv, 0.8-1.1% on these losses on an H200. A step on the wrong data or with
+        // weights left behind would be off by far more.
+        assert!((a - b).abs() < 0.03 * a.abs().max(1.0), "fp32 CPU {cpu:?} vs CUDA {gpu:?}");
     }
     for precision in [Precision::Bf16, Precision::Fp16] {
         let l = losses(Device::Cuda(0), precision, 8);
@@ -162,7 +174,18 @@ fn cuda_darts_search_steps_of_order_1_and_2_run_on_the_gpu() {
     for order in ["1", "2"] {
         let set = format!("nas.search.algorithm.config.order={order}");
         let r = json(&archai(&[
-            "bench", "darts-step", "--device", "cuda", "--batch", "16", "--steps", "2", "--warmup", "1", "--set", &set,
+            "bench",
+            "darts-step",
+            "--device",
+            "cuda",
+            "--batch",
+            "16",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--set",
+            &set,
             "--json",
         ]));
         assert!(r["device"].as_str().is_some_and(|d| d.starts_with("cuda:0 ")), "{r}");
@@ -237,7 +260,8 @@ fn cuda_toy_darts_run_records_the_gpu_and_resumes_on_it() {
 fn cuda_batches_reach_the_gpu_intact() {
     assert!(cuda_devices() > 0, "{NEEDS_GPU}");
     let images: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| i as f32 * 0.5).collect();
-    let batch = archai_data::Batch { images: images.clone(), labels: vec![3, 7], shape: [2, 3, 4, 4], indices: vec![0, 1] };
+    let batch =
+        archai_data::Batch { images: images.clone(), labels: vec![3, 7], shape: [2, 3, 4, 4], indices: vec![0, 1] };
     let (x, y) = archai::train::to_tensors(&batch, Device::Cuda(0));
     assert_eq!((x.device(), y.device()), (Device::Cuda(0), Device::Cuda(0)));
     let back: Vec<f32> = Vec::try_from(x.to_device(Device::Cpu).flatten(0, -1)).unwrap();

@@ -42,6 +42,10 @@ pub enum Command {
         /// Device: cpu, cuda, cuda:N or auto.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Let cuDNN time its convolution algorithms on the first call of each shape and keep the
+        /// fastest (CUDA only).
+        #[arg(long)]
+        cudnn_benchmark: bool,
         /// Algorithm name: its experiment is confs/algos/NAME.yaml (or --conf).
         #[arg(long, default_value = "darts")]
         algorithm: String,
@@ -93,6 +97,7 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
     match command {
         Command::SearchStep {
             device,
+            cudnn_benchmark,
             algorithm,
             conf,
             sets,
@@ -106,6 +111,7 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
             json,
         } => {
             tch::set_num_threads(*threads);
+            tch::Cuda::cudnn_set_benchmark(*cudnn_benchmark);
             let conf = conf.clone().unwrap_or_else(|| PathBuf::from(format!("confs/algos/{algorithm}.yaml")));
             anyhow::ensure!(
                 conf.is_file(),

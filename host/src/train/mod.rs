@@ -222,7 +222,9 @@ fn hand_over(t: Tensor, device: Device) -> Tensor {
     match device {
         Device::Cuda(_) => {
             let kind = t.kind();
-            t.pin_memory(device).to_device_(device, kind, true, false)
+            // `_pin_memory`: what `pin_memory` calls, without its warning that passing a device
+            // is deprecated (tch always passes one).
+            t.internal_pin_memory(device).to_device_(device, kind, true, false)
         }
         _ => t,
     }
