@@ -168,6 +168,9 @@ pub fn search_step(
         num_classes: 10,
         seed: seed as u64,
         epochs: search.trainer.epochs as u32,
+        // The bench's own length: its warm-up and timed steps, each with a validation batch.
+        steps_per_epoch: (warmup + steps) as u64,
+        val_batch_size: batch as u64,
     };
     let space =
         crate::plugins::plugin_result(algo.inner.search_space(context), &algo.plugin, ComponentKind::Algorithm, &name)?;

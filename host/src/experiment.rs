@@ -324,12 +324,27 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     let RunContext { cfg, reg, data, run_dir, device, resume } = *ctx;
     let t0 = Instant::now();
     let mut algo = reg.create_algorithm(&search.algorithm.name, &search.algorithm.config)?;
+    if !(0.0..1.0).contains(&search.val_ratio) {
+        bail!("nas.search.val_ratio must be in [0, 1), got {}", search.val_ratio);
+    }
+    let (train_idx, val_idx) = if search.val_ratio > 0.0 {
+        archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed)
+    } else {
+        ((0..data.train.len()).collect(), Vec::new())
+    };
+    let batch = search.trainer.batch_size;
+    let steps_per_epoch = {
+        let n = train_idx.len().div_ceil(batch.max(1));
+        search.trainer.max_batches.map_or(n, |m| m.min(n))
+    };
     let context = SearchContext {
         channels: cfg.dataset.channels,
         image_size: cfg.dataset.image_size,
         num_classes: cfg.dataset.num_classes,
         seed: cfg.common.seed,
         epochs: search.trainer.epochs as u32,
+        steps_per_epoch: steps_per_epoch as u64,
+        val_batch_size: if val_idx.is_empty() { 0 } else { batch.min(val_idx.len()) as u64 },
     };
     let space = plugin_result(algo.inner.search_space(context), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
     algo.arch_training = space.arch_training;
@@ -345,14 +360,6 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         store.arch_count(),
         algo.arch_training
     );
-    if !(0.0..1.0).contains(&search.val_ratio) {
-        bail!("nas.search.val_ratio must be in [0, 1), got {}", search.val_ratio);
-    }
-    let (train_idx, val_idx) = if search.val_ratio > 0.0 {
-        archai_data::split::stratified_train_val(data.train.labels(), search.val_ratio, cfg.common.seed)
-    } else {
-        ((0..data.train.len()).collect(), Vec::new())
-    };
     let transforms = train_transforms(&search.trainer, data);
     let train = SplitData { buffer: data.train.clone(), indices: train_idx, transforms: transforms.clone() };
     let val = (!val_idx.is_empty()).then(|| SplitData {

@@ -89,10 +89,35 @@ fn snas_and_didarts_toy_runs_train_alphas_without_validation() {
     }
 }
 
+/// XNAS: every expert is rewarded from the validation batch, and at the end of the search
+/// (t = T) wipe-out has left exactly one expert per edge, the one the finalizer keeps.
+#[test]
+fn xnas_toy_run_rewards_experts_and_keeps_one_per_edge_at_the_horizon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, log) = toy_run(tmp.path(), "xnas", &[]);
+    assert_eq!(log["search"]["summary"]["arch_training"].as_str(), Some("Bilevel"));
+    let e0 = epoch(&log, 0);
+    let reward = e0["algorithm"]["reward_abs_mean"].as_f64().unwrap();
+    assert!(reward.is_finite() && reward > 1e-4, "rewards vanished: {reward}");
+    let end = &e0["algorithm_end"];
+    // --toy: 2 nodes (5 edges per cell type), 8 candidates, one epoch of 6 steps of 32 examples.
+    for g in ["normal", "reduce"] {
+        assert_eq!(end[format!("t_{g}").as_str()], end[format!("horizon_{g}").as_str()], "{g}: {end:?}");
+        assert_eq!(end[format!("experts_removed_{g}").as_str()].as_u64(), Some(5 * 7), "{g}: {end:?}");
+        for row in end["alphas"][g].as_sequence().unwrap() {
+            let live = row.as_sequence().unwrap().iter().filter(|p| p.as_f64().unwrap() > 0.0).count();
+            assert_eq!(live, 1, "{g}: {row:?}");
+        }
+    }
+    let search = std::fs::read_to_string(out.join("search/model_desc.yaml")).unwrap();
+    assert!(search.contains("name: xnas") && search.contains("xnas.probe.normal"), "{search}");
+}
+
 /// Kill each search after its first epoch's checkpoint and resume it: the same architecture and
 /// metrics as the uninterrupted run. Covers what each keeps: GDAS its temperature and Adam moments
 /// (and the Gumbel draws, from the per-epoch seed), SNAS its Adam moments, PC-DARTS its Adam over
-/// alphas and betas past the warm-up, DiDARTS its SGD momentum and cosine schedule.
+/// alphas and betas past the warm-up, DiDARTS its SGD momentum and cosine schedule, XNAS its
+/// expert weights and update counters.
 #[test]
 fn every_new_search_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -102,6 +127,7 @@ fn every_new_search_resumes_exactly() {
         ("snas", None),
         ("pc-darts", Some("nas.search.algorithm.config.warmup_epochs=0")),
         ("didarts", None),
+        ("xnas", None),
     ];
     for (name, extra) in runs {
         let conf = format!("confs/algos/{name}.yaml");

@@ -24,7 +24,15 @@ fn small_macro(channels: i64) -> serde_json::Value {
     json!({"layers": 3, "nodes": 2, "channels": channels, "stem_multiplier": 2})
 }
 
-const CTX: SearchContext = SearchContext { channels: 1, image_size: 16, num_classes: 4, seed: 0, epochs: 2 };
+const CTX: SearchContext = SearchContext {
+    channels: 1,
+    image_size: 16,
+    num_classes: 4,
+    seed: 0,
+    epochs: 2,
+    steps_per_epoch: 1,
+    val_batch_size: 0,
+};
 
 /// The algorithm and the search description it proposes.
 fn search_space(reg: &PluginRegistry, name: &str, config: serde_json::Value) -> (PluginAlgorithm, ModelDesc) {

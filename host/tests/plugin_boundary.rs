@@ -286,7 +286,15 @@ fn third_party_plugin_built_outside_the_workspace_loads_and_trains() {
 
     let yaml = "name: tiny\ninput: {channels: 1, size: 4}\nnum_classes: 2\nstem: []\nhead: {c_in: 1}\n";
     let mut algo = reg.create_algorithm("fixed", &serde_json::json!({"model_desc": yaml})).unwrap();
-    let ctx = archai_plugin_api::SearchContext { channels: 1, image_size: 4, num_classes: 2, seed: 0, epochs: 1 };
+    let ctx = archai_plugin_api::SearchContext {
+        channels: 1,
+        image_size: 4,
+        num_classes: 2,
+        seed: 0,
+        epochs: 1,
+        steps_per_epoch: 1,
+        val_batch_size: 0,
+    };
     let space = match algo.inner.search_space(ctx) {
         abi_stable::std_types::RResult::ROk(s) => s,
         abi_stable::std_types::RResult::RErr(e) => panic!("{e}"),

@@ -104,6 +104,12 @@ pub struct SearchContext {
     pub seed: u64,
     /// Epochs of the search phase (for schedules such as GDAS' temperature).
     pub epochs: u32,
+    /// Weight steps the search trainer takes per epoch (after `max_batches`): with `epochs`, the
+    /// length of the search, for schedules that need it up front (XNAS' learning rate).
+    pub steps_per_epoch: u64,
+    /// Validation examples handed to each `before_step` of a bilevel search (the last batch of a
+    /// pass over the validation split may hold fewer); 0 when the search has no validation split.
+    pub val_batch_size: u64,
 }
 
 impl SearchContext {

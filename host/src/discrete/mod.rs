@@ -420,6 +420,8 @@ fn search(
             num_classes: cfg.dataset.num_classes,
             seed: cfg.common.seed,
             epochs: 0,
+            steps_per_epoch: 0,
+            val_batch_size: 0,
         },
         run_dir,
     };

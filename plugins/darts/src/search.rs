@@ -551,7 +551,15 @@ mod tests {
     fn model_desc_and_alpha_report() {
         let cfg = DartsConfig::from_json(&json!({"macro": {"layers": 3, "nodes": 2, "channels": 4}})).unwrap();
         let mut d = Darts::new(cfg).unwrap();
-        let ctx = SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 3, epochs: 1 };
+        let ctx = SearchContext {
+            channels: 1,
+            image_size: 28,
+            num_classes: 10,
+            seed: 3,
+            epochs: 1,
+            steps_per_epoch: 1,
+            val_batch_size: 0,
+        };
         let plan = d.search_space(&ctx).unwrap();
         assert_eq!(plan.arch_training, ArchTraining::Bilevel);
         let desc = plan.desc;

@@ -201,7 +201,15 @@ fn model_desc_and_finalizer_through_the_boundary() {
     let m = module();
     let mut algo =
         ok((m.create_algorithm())(RStr::from("darts"), RStr::from(r#"{"macro": {"layers": 5, "channels": 8}}"#)));
-    let ctx = SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 0, epochs: 1 };
+    let ctx = SearchContext {
+        channels: 1,
+        image_size: 28,
+        num_classes: 10,
+        seed: 0,
+        epochs: 1,
+        steps_per_epoch: 1,
+        val_batch_size: 0,
+    };
     let space = ok(algo.search_space(ctx));
     assert_eq!(space.arch_training, ArchTraining::Bilevel);
     let yaml = space.model_desc_yaml;

@@ -252,7 +252,17 @@ mod tests {
     #[test]
     fn search_space_declares_tau_untrained() {
         let c = GdasConfig::from_json(&json!({"macro": {"layers": 3, "nodes": 2, "channels": 4}})).unwrap();
-        let d = c.build(&SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 0, epochs: 4 }).unwrap();
+        let d = c
+            .build(&SearchContext {
+                channels: 1,
+                image_size: 28,
+                num_classes: 10,
+                seed: 0,
+                epochs: 4,
+                steps_per_epoch: 1,
+                val_batch_size: 0,
+            })
+            .unwrap();
         let tau = d.arch_param(TAU).unwrap();
         assert!(!tau.trainable && tau.shape.is_empty() && tau.init == ParamInit::Const(10.0));
         let e = &d.cells[0].nodes[0].edges[0];

@@ -383,7 +383,15 @@ mod tests {
     use super::*;
 
     fn ctx() -> SearchContext {
-        SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 0, epochs: 2 }
+        SearchContext {
+            channels: 1,
+            image_size: 28,
+            num_classes: 10,
+            seed: 0,
+            epochs: 2,
+            steps_per_epoch: 1,
+            val_batch_size: 0,
+        }
     }
 
     #[test]

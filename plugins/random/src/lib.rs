@@ -153,7 +153,15 @@ mod tests {
     use serde_json::json;
 
     fn ctx(seed: u64) -> SearchContext {
-        SearchContext { channels: 1, image_size: 28, num_classes: 10, seed, epochs: 1 }
+        SearchContext {
+            channels: 1,
+            image_size: 28,
+            num_classes: 10,
+            seed,
+            epochs: 1,
+            steps_per_epoch: 1,
+            val_batch_size: 0,
+        }
     }
 
     fn sample(a: &mut RandomSearch, seed: u64) -> String {

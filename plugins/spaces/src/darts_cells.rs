@@ -237,7 +237,15 @@ mod tests {
     fn samples_mutants_and_children_are_valid_genotypes_that_build() {
         let mut s = DartsCells::new(DartsCellsConfig::default()).unwrap();
         let mut rng = SplitMix64::new(1);
-        let ctx = SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 0, epochs: 1 };
+        let ctx = SearchContext {
+            channels: 1,
+            image_size: 28,
+            num_classes: 10,
+            seed: 0,
+            epochs: 1,
+            steps_per_epoch: 1,
+            val_batch_size: 0,
+        };
         let a = s.sample(&mut rng).unwrap();
         let b = s.sample(&mut rng).unwrap();
         assert_ne!(a, b);

@@ -227,7 +227,15 @@ mod tests {
     #[test]
     fn every_architecture_builds_with_its_reductions_in_place() {
         let s = MacroSweep::new(MacroSweepConfig::default()).unwrap();
-        let ctx = SearchContext { channels: 1, image_size: 28, num_classes: 10, seed: 0, epochs: 1 };
+        let ctx = SearchContext {
+            channels: 1,
+            image_size: 28,
+            num_classes: 10,
+            seed: 0,
+            epochs: 1,
+            steps_per_epoch: 1,
+            val_batch_size: 0,
+        };
         let all = s.enumerate(1000).unwrap().unwrap();
         assert_eq!(all.len(), 3 * 4 * 2 * 2);
         for a in &all {
