@@ -379,7 +379,9 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     let final_desc = match &search.finalizer {
         Some(f) => {
             let mut fin = reg.create_finalizer(&f.name, &f.config)?;
-            let mut services = Services::trained(&net, &store, search.trainer.precision);
+            // The finalizer may read batches of the search's training split, normalized only.
+            let plain = SplitData { transforms: vec![data.normalize()], ..train.clone() };
+            let mut services = Services::trained(&net, &store, search.trainer.precision).with_data(&plain, run_dir);
             let yaml = plugin_result(
                 fin.inner.finalize(RStr::from(desc.to_yaml().as_str()), services.as_services()),
                 &fin.plugin,

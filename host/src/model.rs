@@ -3,11 +3,10 @@
 //! architecture parameters (declared by the description) in its arch store. The compiler knows
 //! no mixing rule: it hands each mixed edge's input to its mixer.
 use crate::params::ParamStore;
-use crate::plugins::{PluginError, PluginOp, PluginRegistry};
+use crate::plugins::{CandidateTaps, PluginError, PluginOp, PluginRegistry};
 use archai_model_desc::{CellDesc, ModelDesc, ParamInit};
 use archai_plugin_api::{Init, ParamRole};
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tch::Tensor;
 
@@ -55,7 +54,7 @@ pub struct Network {
     /// Auxiliary head and the index of the cell it reads.
     aux: Option<(usize, PluginOp)>,
     /// Forward calls of the candidate ops that mixers built through the host.
-    candidate_forwards: Arc<AtomicU64>,
+    taps: Arc<CandidateTaps>,
     mixed_edges: usize,
     /// Probability of dropping a non-identity edge per sample during training (0 disables).
     pub drop_path_prob: f64,
@@ -73,7 +72,7 @@ fn compile_cell(
     store: &ParamStore,
     cell: &CellDesc,
     scope: &str,
-    counter: &Arc<AtomicU64>,
+    taps: &Arc<CandidateTaps>,
 ) -> Result<Cell, ModelError> {
     let [(op0, c0), (op1, c1)] = cell_preprocess(cell);
     let pre0 = reg.create_op(op0, &c0, store, &format!("{scope}.pre0"))?;
@@ -88,7 +87,7 @@ fn compile_cell(
             let op = match &e.mixer {
                 Some(m) => {
                     let config = json!({"candidates": e.candidates, "candidate_params": p, "params": m.params});
-                    reg.create_mixer(&m.name, &config, store, &escope, counter)?
+                    reg.create_mixer(&m.name, &config, store, &escope, taps)?
                 }
                 None => reg.create_op(&e.op, &p, store, &escope)?,
             };
@@ -153,10 +152,10 @@ impl Network {
         for (i, op) in desc.stem.iter().enumerate() {
             stem.push(reg.create_op(&op.op, &params(&op.params), store, &format!("stem.{i}"))?);
         }
-        let counter = Arc::new(AtomicU64::new(0));
+        let taps = Arc::new(CandidateTaps::default());
         let mut cells = Vec::new();
         for (ci, cell) in desc.cells.iter().enumerate() {
-            cells.push(compile_cell(reg, store, cell, &format!("cells.{ci}"), &counter)?);
+            cells.push(compile_cell(reg, store, cell, &format!("cells.{ci}"), &taps)?);
         }
         let mixed_edges = desc.cells.iter().map(|c| c.mixed_edges()).sum();
         let (head_op, head_config) = classifier_op(desc);
@@ -175,7 +174,7 @@ impl Network {
             cells,
             classifier,
             aux,
-            candidate_forwards: counter,
+            taps,
             mixed_edges,
             drop_path_prob: 0.0,
             channels_last: false,
@@ -252,7 +251,17 @@ impl Network {
 
     /// Forward calls of mixer-built candidate ops since the network was compiled.
     pub fn candidate_forwards(&self) -> u64 {
-        self.candidate_forwards.load(Ordering::Relaxed)
+        self.taps.forwards()
+    }
+
+    /// Eval-mode forward of `x` without gradients that returns the output of every candidate op
+    /// (the ops mixers built through the host) whose scope starts with `prefix`, in forward order.
+    pub fn candidate_outputs(&self, x: &Tensor, prefix: &str) -> Result<Vec<(String, Tensor)>, ModelError> {
+        let _guard = tch::no_grad_guard();
+        self.taps.start_capture(prefix);
+        let result = self.forward(x, false);
+        let captured = self.taps.take_capture();
+        result.map(|_| captured)
     }
 
     /// Number of mixed edges in the network.

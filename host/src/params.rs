@@ -1,12 +1,11 @@
 //! The host owns every parameter: weights, buffers (batch-norm statistics) and architecture
 //! parameters, kept in separate stores so optimizers and checkpoints can treat them apart.
-use crate::plugins::{host_service, CountedOp, PluginRegistry};
+use crate::plugins::{host_service, CandidateTaps, CountedOp, PluginRegistry};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RResult, RStr, RString};
 use archai_plugin_api::{Init, OpBox, OpObj_TO, ParamHost, ParamRole, ParamSpec, TensorOwned};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
@@ -132,18 +131,18 @@ pub struct ScopedParamHost<'s> {
     store: &'s ParamStore,
     scope: String,
     registry: Option<&'s PluginRegistry>,
-    counter: Option<Arc<AtomicU64>>,
+    taps: Option<Arc<CandidateTaps>>,
 }
 
 impl<'s> ScopedParamHost<'s> {
     pub fn new(store: &'s ParamStore, scope: &str) -> Self {
-        Self { store, scope: scope.to_string(), registry: None, counter: None }
+        Self { store, scope: scope.to_string(), registry: None, taps: None }
     }
 
-    /// Lets the component build ops from `registry`; their forwards are counted in `counter`.
-    pub fn with_ops(mut self, registry: &'s PluginRegistry, counter: Option<Arc<AtomicU64>>) -> Self {
+    /// Lets the component build ops from `registry`; their forwards are observed by `taps`.
+    pub fn with_ops(mut self, registry: &'s PluginRegistry, taps: Option<Arc<CandidateTaps>>) -> Self {
         self.registry = Some(registry);
-        self.counter = counter;
+        self.taps = taps;
         self
     }
 
@@ -189,7 +188,7 @@ impl ParamHost for ScopedParamHost<'_> {
                 serde_json::from_str(config_json.as_str()).map_err(|e| format!("op config is not JSON: {e}"))?;
             let full = self.scoped(scope.as_str());
             let op = registry.create_op(name.as_str(), &config, self.store, &full).map_err(|e| e.to_string())?;
-            Ok(OpObj_TO::from_value(CountedOp { op: op.into_box(), counter: self.counter.clone() }, TD_Opaque))
+            Ok(OpObj_TO::from_value(CountedOp { op: op.into_box(), scope: full, taps: self.taps.clone() }, TD_Opaque))
         })
     }
 }

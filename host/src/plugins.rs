@@ -289,17 +289,17 @@ impl PluginRegistry {
     }
 
     /// Builds the mixer of a mixed edge. `config` is `{candidates, candidate_params, params}`;
-    /// the candidate ops it builds through the host count their forwards in `counter`.
+    /// the candidate ops it builds through the host are observed by `taps`.
     pub fn create_mixer(
         &self,
         name: &str,
         config: &serde_json::Value,
         store: &ParamStore,
         scope: &str,
-        counter: &Arc<AtomicU64>,
+        taps: &Arc<CandidateTaps>,
     ) -> Result<PluginOp, PluginError> {
         let (plugin, _) = self.find(ComponentKind::Mixer, name)?;
-        let mut host = param_host_box(ScopedParamHost::new(store, scope).with_ops(self, Some(counter.clone())));
+        let mut host = param_host_box(ScopedParamHost::new(store, scope).with_ops(self, Some(taps.clone())));
         let json = config.to_string();
         let op = plugin_result(
             (plugin.module.create_mixer())(RStr::from(name), RStr::from(json.as_str()), &mut host),
@@ -435,10 +435,50 @@ impl PluginOp {
     }
 }
 
-/// A mixer's candidate op as the plugin sees it: the op, with its forward calls counted.
+/// What the host observes of one network's candidate ops (the ops mixers build through it): how
+/// many forwards ran, and, while a capture is on, each forward's output under the op's scope.
+#[derive(Default)]
+pub struct CandidateTaps {
+    forwards: AtomicU64,
+    capture: std::sync::Mutex<Option<Capture>>,
+}
+
+/// A capture in progress: the scope prefix to record, and what was recorded (scope, output).
+type Capture = (String, Vec<(String, tch::Tensor)>);
+
+impl CandidateTaps {
+    /// Candidate forwards so far.
+    pub fn forwards(&self) -> u64 {
+        self.forwards.load(Ordering::Relaxed)
+    }
+
+    /// Records every output of a candidate whose scope starts with `prefix`, from now until
+    /// [`Self::take_capture`].
+    pub fn start_capture(&self, prefix: &str) {
+        *self.capture.lock().unwrap_or_else(|e| e.into_inner()) = Some((prefix.to_string(), Vec::new()));
+    }
+
+    /// The outputs recorded since [`Self::start_capture`], in forward order; stops recording.
+    pub fn take_capture(&self) -> Vec<(String, tch::Tensor)> {
+        self.capture.lock().unwrap_or_else(|e| e.into_inner()).take().map(|(_, v)| v).unwrap_or_default()
+    }
+
+    fn observe(&self, scope: &str, output: &TensorOwned) {
+        self.forwards.fetch_add(1, Ordering::Relaxed);
+        if let Some((prefix, captured)) = self.capture.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if scope.starts_with(prefix.as_str()) {
+                captured.push((scope.to_string(), output.as_ref().shallow_clone()));
+            }
+        }
+    }
+}
+
+/// A mixer's candidate op as the plugin sees it: the op, observed by the network's taps.
 pub struct CountedOp {
     pub op: OpBox,
-    pub counter: Option<Arc<AtomicU64>>,
+    /// The op's full scope (`cells.0.n2.e1.sep_conv_3x3`).
+    pub scope: String,
+    pub taps: Option<Arc<CandidateTaps>>,
 }
 
 impl archai_plugin_api::OpObj for CountedOp {
@@ -447,11 +487,12 @@ impl archai_plugin_api::OpObj for CountedOp {
         inputs: abi_stable::std_types::RSlice<'_, TensorRef<'_>>,
         train: bool,
     ) -> RResult<TensorOwned, abi_stable::std_types::RString> {
-        if let Some(c) = &self.counter {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
         // The op's own entry point already turns its panics into errors.
-        self.op.forward(inputs, train)
+        let out = self.op.forward(inputs, train);
+        if let (Some(taps), RResult::ROk(t)) = (&self.taps, &out) {
+            taps.observe(&self.scope, t);
+        }
+        out
     }
 }
 

@@ -113,6 +113,60 @@ fn xnas_toy_run_rewards_experts_and_keeps_one_per_edge_at_the_horizon() {
     assert!(search.contains("name: xnas") && search.contains("xnas.probe.normal"), "{search}");
 }
 
+/// DivNAS: the `mi-ranked` finalizer reads every candidate's activations over 4 batches, picks per
+/// node the 2 pairs of maximal mutual information among the top half by alpha, builds the final
+/// network from exactly those, and writes a heat map per node; `mi` considers every pair, also
+/// after the no-alpha search (edges that sum their candidates, no architecture parameters).
+#[test]
+fn divnas_finalizers_choose_edges_by_mutual_information_and_draw_their_kernels() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (conf, finalizer) in [("divnas", "mi-ranked"), ("divnas", "mi"), ("divnas_noalpha", "mi")] {
+        let set = format!("nas.search.finalizer.name={finalizer}");
+        let (out, log) = toy_run(&tmp.path().join(format!("{conf}-{finalizer}")), conf, &[&set]);
+        if conf == "divnas_noalpha" {
+            assert_eq!(log["search"]["summary"]["arch_training"].as_str(), Some("Manual"));
+            assert_eq!(log["search"]["summary"]["arch_params"].as_u64(), Some(0));
+        }
+        let artifacts = out.join("search/artifacts");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(artifacts.join("mi_selection.json")).unwrap()).unwrap();
+        let final_desc =
+            ModelDesc::from_yaml(&std::fs::read_to_string(out.join("search/final_model_desc.yaml")).unwrap(), "final")
+                .unwrap();
+        for (kind, reduction) in [("normal", false), ("reduce", true)] {
+            let cell = final_desc.cells.iter().find(|c| c.reduction == reduction).unwrap();
+            let nodes = report[kind].as_array().unwrap();
+            assert_eq!(nodes.len(), 2, "--toy cells have 2 nodes");
+            for (ni, node) in nodes.iter().enumerate() {
+                assert_eq!(node["batches"].as_u64(), Some(4), "the kernel averages all 4 batches");
+                let pairs = node["pairs"].as_array().unwrap();
+                // 7 non-none candidates on each of the node's (2 + ni) edges.
+                assert_eq!(pairs.len(), 7 * (2 + ni), "{kind} node {ni}");
+                let considered = node["considered"].as_array().unwrap().len();
+                let expect = if finalizer == "mi" { pairs.len() } else { pairs.len() / 2 };
+                assert_eq!(considered, expect, "{finalizer} {kind} node {ni}");
+                let chosen: Vec<(String, usize)> = node["chosen"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| {
+                        let p = &pairs[i.as_u64().unwrap() as usize];
+                        (p["op"].as_str().unwrap().to_string(), p["input"].as_u64().unwrap() as usize)
+                    })
+                    .collect();
+                assert_eq!(chosen.len(), 2);
+                let built: Vec<(String, usize)> =
+                    cell.nodes[ni].edges.iter().map(|e| (e.op.clone(), e.input)).collect();
+                assert_eq!(built, chosen, "{finalizer} {kind} node {ni}: the final cell is the chosen pairs");
+                assert!(node["mutual_information"].as_f64().is_some_and(f64::is_finite));
+                let svg = std::fs::read_to_string(artifacts.join(format!("kernel_{kind}_node{}.svg", ni + 2))).unwrap();
+                assert_eq!(svg.matches("<rect x=").count(), pairs.len() * pairs.len(), "one cell per kernel entry");
+                assert!(svg.contains("RBF kernel") && svg.contains("fill=\"#c00\""), "chosen pairs marked");
+            }
+        }
+    }
+}
+
 /// Kill each search after its first epoch's checkpoint and resume it: the same architecture and
 /// metrics as the uninterrupted run. Covers what each keeps: GDAS its temperature and Adam moments
 /// (and the Gumbel draws, from the per-epoch seed), SNAS its Adam moments, PC-DARTS its Adam over

@@ -131,7 +131,7 @@ fn pc_darts_candidates_see_c_over_k_channels_and_beta_learns() {
     let store = ParamStore::new(Device::Cpu);
     let _ =
         store.create("alphas.t", &[1, 8], archai_plugin_api::Init::Zeros, archai_plugin_api::ParamRole::Arch).unwrap();
-    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let taps = std::sync::Arc::new(archai::plugins::CandidateTaps::default());
     let x = Tensor::arange(2 * 8 * 36, (Kind::Float, Device::Cpu)).g_mul_scalar(0.1).sin().view([2, 8, 6, 6]);
     for (stride, side) in [(1, 6), (2, 3)] {
         let config = json!({
@@ -139,7 +139,7 @@ fn pc_darts_candidates_see_c_over_k_channels_and_beta_learns() {
             "candidate_params": {"c_in": 8, "stride": stride, "affine": false, "pool_bn": true},
             "params": {"alpha": "alphas.t", "row": 0, "k": 4},
         });
-        let mixer = reg.create_mixer("partial-channel", &config, &store, &format!("m{stride}"), &counter).unwrap();
+        let mixer = reg.create_mixer("partial-channel", &config, &store, &format!("m{stride}"), &taps).unwrap();
         assert_eq!(mixer.forward(&[&x], true).unwrap().size(), vec![2, 8, side, side]);
     }
 }

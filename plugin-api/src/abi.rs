@@ -188,6 +188,20 @@ pub trait ModelServices {
     fn momentum_buffers(&self) -> RVec<NamedTensor>;
     /// Logits of `x` (train or eval mode), graph kept when gradients are enabled.
     fn logits(&mut self, x: TensorRef<'_>, train: bool) -> RResult<TensorOwned, RString>;
+    /// Eval-mode forward of `x` without gradients that returns, instead of the logits, the output
+    /// of every candidate op the mixers built through the host, named by the op's scope
+    /// (`cells.0.n2.e1.sep_conv_3x3`: cell 0, node 2, its edge 1, candidate `sep_conv_3x3`), in
+    /// forward order.
+    /// Only ops whose scope starts with `scope_prefix` are returned (`""`: all; `cells.3.`: one
+    /// cell), so a finalizer keeps in memory only what it reads.
+    fn candidate_outputs(&mut self, x: TensorRef<'_>, scope_prefix: RStr<'_>) -> RResult<RVec<NamedTensor>, RString>;
+    /// Batch `index` (of `batch_size` samples) of the search's training split, normalized and not
+    /// augmented, as `[images, labels]`: empty past the last batch, an error where the host offers
+    /// no data (finalizers get it; algorithms get their batches with each step).
+    fn data_batch(&mut self, index: u64, batch_size: u64) -> RResult<RVec<TensorOwned>, RString>;
+    /// Writes `bytes` into the run directory as `search/artifacts/<name>` (`name`: a plain file
+    /// name) and returns the path written; an error where the host offers no run directory.
+    fn write_artifact(&mut self, name: RStr<'_>, bytes: RSlice<'_, u8>) -> RResult<RString, RString>;
 }
 pub type ModelServicesMut<'a> = ModelServices_TO<'a, abi_stable::sabi_types::RMut<'a, ()>>;
 

@@ -123,6 +123,42 @@ impl<'m, 'a> Model<'m, 'a> {
             RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
         }
     }
+    /// The output of every candidate op whose scope starts with `scope_prefix` for `x` (eval
+    /// mode, no gradients), named by scope (`cells.0.n2.e1.sep_conv_3x3`), in forward order.
+    pub fn candidate_outputs(&mut self, x: &Tensor, scope_prefix: &str) -> anyhow::Result<Vec<(String, Tensor)>> {
+        match self.services.candidate_outputs(TensorRef::new(x), RStr::from(scope_prefix)) {
+            RResult::ROk(v) => Ok(named(v)),
+            RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Batch `index` of the search's training split (normalized, not augmented), or `None` past
+    /// the last one. Offered to finalizers.
+    pub fn data_batch(&mut self, index: u64, batch_size: u64) -> anyhow::Result<Option<(Tensor, Tensor)>> {
+        match self.services.data_batch(index, batch_size) {
+            RResult::ROk(v) => {
+                let mut v: Vec<Tensor> = v.into_iter().map(TensorOwned::into_tensor).collect();
+                match v.len() {
+                    0 => Ok(None),
+                    2 => {
+                        let y = v.pop().expect("two tensors");
+                        Ok(Some((v.pop().expect("two tensors"), y)))
+                    }
+                    n => anyhow::bail!("the host returned {n} tensors for a data batch, expected images and labels"),
+                }
+            }
+            RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Writes `bytes` as `search/artifacts/<name>` in the run directory; returns the path.
+    pub fn write_artifact(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        match self.services.write_artifact(RStr::from(name), RSlice::from(bytes)) {
+            RResult::ROk(p) => Ok(p.into_string()),
+            RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
     /// The architecture parameter named `name`, or an error listing the ones the model has.
     pub fn arch_param(&self, name: &str) -> anyhow::Result<Tensor> {
         let all = self.arch_params();

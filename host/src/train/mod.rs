@@ -11,7 +11,7 @@ use crate::plugins::{host_service, plugin_result, PluginAlgorithm, PluginError};
 use crate::runlog::RunLog;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RMut;
-use abi_stable::std_types::{RResult, RString, RVec};
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use archai_data::{Batch, Batcher, BatcherOptions, DistributedStratifiedSampler, SampleBuffer, Transform};
 use archai_plugin_api::{
     AlgorithmBox, ArchTraining, ComponentKind, ModelServices, ModelServicesMut, ModelServices_TO, NamedTensor,
@@ -290,17 +290,36 @@ pub struct Services<'a> {
     lr: f64,
     smoothing: f64,
     precision: Precision,
+    /// The search's training split (normalize only) and the run directory, for finalizers.
+    data: Option<&'a SplitData>,
+    run_dir: Option<&'a Path>,
 }
 
 impl<'a> Services<'a> {
     pub fn new(net: &'a Network, store: &'a ParamStore, opt: &'a Optimizer, lr: f64, c: &TrainerConfig) -> Self {
-        Self { net, store, opt: Some(opt), lr, smoothing: c.label_smoothing, precision: c.precision }
+        Self {
+            net,
+            store,
+            opt: Some(opt),
+            lr,
+            smoothing: c.label_smoothing,
+            precision: c.precision,
+            data: None,
+            run_dir: None,
+        }
     }
 
     /// The trained model for a finalizer: weights, architecture parameters and forward passes in
     /// `precision`, no optimizer.
     pub fn trained(net: &'a Network, store: &'a ParamStore, precision: Precision) -> Self {
-        Self { net, store, opt: None, lr: 0.0, smoothing: 0.0, precision }
+        Self { net, store, opt: None, lr: 0.0, smoothing: 0.0, precision, data: None, run_dir: None }
+    }
+
+    /// Offers `data` (batches through `data_batch`) and the run directory (`write_artifact`).
+    pub fn with_data(mut self, data: &'a SplitData, run_dir: &'a Path) -> Self {
+        self.data = Some(data);
+        self.run_dir = Some(run_dir);
+        self
     }
 
     /// The boxed form handed to plugin calls.
@@ -364,6 +383,43 @@ impl ModelServices for Services<'_> {
     }
     fn logits(&mut self, x: TensorRef<'_>, train: bool) -> RResult<TensorOwned, RString> {
         host_service("logits", || Ok(TensorOwned::new(self.forward(&x.view(), train)?)))
+    }
+    fn candidate_outputs(&mut self, x: TensorRef<'_>, scope_prefix: RStr<'_>) -> RResult<RVec<NamedTensor>, RString> {
+        host_service("candidate_outputs", || {
+            let _autocast = self.precision.autocast(x.view().device()).map_err(|e| e.to_string())?;
+            let all = self.net.candidate_outputs(&x.view(), scope_prefix.as_str()).map_err(|e| e.to_string())?;
+            Ok(named(all))
+        })
+    }
+    fn data_batch(&mut self, index: u64, batch_size: u64) -> RResult<RVec<TensorOwned>, RString> {
+        host_service("data_batch", || {
+            let data = self.data.ok_or("the host offers data batches to finalizers only")?;
+            if batch_size == 0 {
+                return Err("data_batch: batch_size must be at least 1".to_string());
+            }
+            let batcher = data.batcher(batch_size as usize, 0, 0, false).map_err(|e| e.to_string())?;
+            Ok(match batcher.batch(index as usize) {
+                Some(b) => {
+                    let (x, y) = to_tensors(&b, self.store.device());
+                    RVec::from(vec![TensorOwned::new(x), TensorOwned::new(y)])
+                }
+                None => RVec::new(),
+            })
+        })
+    }
+    fn write_artifact(&mut self, name: RStr<'_>, bytes: RSlice<'_, u8>) -> RResult<RString, RString> {
+        host_service("write_artifact", || {
+            let dir =
+                self.run_dir.ok_or("the host offers a run directory to finalizers only")?.join("search/artifacts");
+            let name = name.as_str();
+            if name.is_empty() || name.contains('/') || name.contains("..") {
+                return Err(format!("artifact name `{name}` must be a plain file name"));
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let path = dir.join(name);
+            std::fs::write(&path, bytes.as_slice()).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(RString::from(path.display().to_string()))
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 use abi_stable::library::lib_header_from_path;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RMut;
-use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use archai_plugin_api::kit::seeded;
 use archai_plugin_api::model_desc::{CellFill, DartsMacro, InputDesc, MixerDesc, ModelDesc};
 use archai_plugin_api::tch::{Device, Kind, Tensor};
@@ -92,6 +92,15 @@ impl ModelServices for Net {
     }
     fn logits(&mut self, _x: TensorRef<'_>, _train: bool) -> RResult<TensorOwned, RString> {
         RResult::RErr("this test net computes losses only".into())
+    }
+    fn candidate_outputs(&mut self, _x: TensorRef<'_>, _prefix: RStr<'_>) -> RResult<RVec<NamedTensor>, RString> {
+        RResult::RErr("this test net computes losses only".into())
+    }
+    fn data_batch(&mut self, _index: u64, _batch_size: u64) -> RResult<RVec<TensorOwned>, RString> {
+        RResult::RErr("this test net has no data".into())
+    }
+    fn write_artifact(&mut self, _name: RStr<'_>, _bytes: RSlice<'_, u8>) -> RResult<RString, RString> {
+        RResult::RErr("this test net has no run directory".into())
     }
 }
 
