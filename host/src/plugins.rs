@@ -20,6 +20,8 @@ pub enum PluginError {
     MissingDir(PathBuf),
     #[error("--plugin-dir {0} is a file; it takes a directory that holds plugin libraries (.so)")]
     NotADir(PathBuf),
+    #[error("plugin directory {dir} holds no plugin library (.so){hint}")]
+    EmptyDir { dir: PathBuf, hint: String },
     #[error("{path}: built against archai-plugin-api {found}, this archai needs a version compatible with {expected}; rebuild the plugin against archai-plugin-api {expected}")]
     IncompatibleApi { path: PathBuf, found: String, expected: String },
     #[error("{path}: the plugin API types in this library have a different layout than this archai's ({summary}); rebuild the plugin against archai-plugin-api {expected}")]
@@ -202,6 +204,18 @@ impl PluginRegistry {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.is_file() && is_shared_library(p))
                 .collect();
+            if in_dir.is_empty() {
+                let sources = std::fs::read_dir(dir)
+                    .map(|entries| entries.filter_map(|e| e.ok()).any(|e| e.path().join("Cargo.toml").is_file()))
+                    .unwrap_or(false);
+                let hint = if sources {
+                    ": it holds plugin crates' sources; run scripts/setup.sh, which builds them and copies the \
+                     libraries here and into target/plugins/"
+                } else {
+                    "; build the plugin crates (cargo build --release) and copy their lib*.so files here"
+                };
+                return Err(PluginError::EmptyDir { dir: dir.clone(), hint: hint.into() });
+            }
             in_dir.sort();
             files.extend(in_dir);
         }

@@ -425,3 +425,93 @@ fn ctrl_c_ends_a_run_as_interrupted_and_resume_finishes_it() {
     assert!(r.failure.is_none(), "the interruption's failure is still recorded");
     assert!(r.eval.and_then(|e| e.summary).is_some());
 }
+
+/// The design card's command: from the repository root, `archai --plugin-dir ./plugins run`
+/// finds the libraries set-up copied beside the plugin crates and runs the default experiment
+/// (confs/algos/darts.yaml; --toy here).
+#[test]
+fn the_design_cards_command_runs_from_the_repository_root() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("card");
+    let out = std::process::Command::new(archai_bin())
+        .current_dir(repo_root())
+        .args(["--plugin-dir", "./plugins", "run", "--toy", "--out", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(&out);
+    let used = yaml(&run.join("config_used.yaml"));
+    assert_eq!(used["nas"]["search"]["algorithm"]["name"].as_str(), Some("darts"));
+    assert_eq!(yaml(&run.join("log.yaml"))["status"].as_str(), Some("ok"));
+}
+
+/// A plugin directory without libraries is an error naming it and what to do, not an empty
+/// "available:" list later on.
+#[test]
+fn a_plugin_directory_without_libraries_says_what_to_do() {
+    let empty = tempfile::tempdir().unwrap();
+    let sources = tempfile::tempdir().unwrap();
+    std::fs::create_dir(sources.path().join("my-plugin")).unwrap();
+    std::fs::write(sources.path().join("my-plugin/Cargo.toml"), "[package]\nname = \"my-plugin\"\n").unwrap();
+    for (dir, says) in [(empty.path(), "cargo build --release"), (sources.path(), "scripts/setup.sh")] {
+        let out = std::process::Command::new(archai_bin())
+            .args(["--plugin-dir", dir.to_str().unwrap(), "plugins"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("plugin directory {} holds no plugin library", dir.display())) && err.contains(says),
+            "{err}"
+        );
+    }
+}
+
+/// A new dataset by config alone, as a user tries it: `archai data` on a dataset file; a user's
+/// experiment outside confs/ that includes darts.yaml and declares an image-folder dataset (the
+/// inherited Fashion-MNIST keys do not leak in, and --toy finds confs/toy.yaml through the
+/// include); `archai run --dataset FILE`.
+#[test]
+fn a_dataset_by_config_alone_works_the_ways_users_try_it() {
+    require_fashion_mnist();
+    let out = archai(&["data", "confs/datasets/fashion_mnist.yaml"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dataset fashion_mnist (adapter idx)") && text.contains("train: 60000 samples"), "{text}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let darts = repo_root().join("confs/algos/darts.yaml");
+    let mine = tmp.path().join("my_experiment.yaml");
+    std::fs::write(
+        &mine,
+        format!(
+            "__include__: {}\ndataset:\n  name: pets\n  adapter: image-folder\n  root: /data/pets\n  num_classes: 2\n  channels: 3\n  image_size: 32\n  mean: [0.5, 0.5, 0.5]\n  std: [0.25, 0.25, 0.25]\n",
+            darts.display()
+        ),
+    )
+    .unwrap();
+    let out = archai(&["config", mine.to_str().unwrap(), "--toy"]);
+    ok(&out);
+    let used: yaml_serde::Value = yaml_serde::from_slice(&out.stdout).unwrap();
+    let ds = &used["dataset"];
+    assert_eq!(ds["adapter"].as_str(), Some("image-folder"));
+    assert!(ds.get("train").is_none() && ds.get("test").is_none(), "Fashion-MNIST keys leaked: {ds:?}");
+    assert_eq!(used["nas"]["search"]["trainer"]["max_batches"].as_u64(), Some(6), "the toy budget was merged");
+
+    let copy = tmp.path().join("fm_copy.yaml");
+    let original = std::fs::read_to_string(repo_root().join("confs/datasets/fashion_mnist.yaml")).unwrap();
+    std::fs::write(&copy, original.replace("name: fashion_mnist", "name: fm_copy")).unwrap();
+    let run = tmp.path().join("run");
+    ok(&archai(&[
+        "run",
+        "confs/algos/random.yaml",
+        "--toy",
+        "--dataset",
+        copy.to_str().unwrap(),
+        "--set",
+        "nas.search.trainer.epochs=0",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    assert_eq!(yaml(&run.join("log.yaml"))["dataset"]["name"].as_str(), Some("fm_copy"));
+}

@@ -202,7 +202,8 @@ pub enum ConfigError {
     /// Toy mode was requested but no toy file was given and none was found.
     #[error(
         "toy mode requested ({requested_by}) but no toy file was found: no ancestor directory \
-         of `{}` named `confs` contains `toy.yaml`; pass the toy file explicitly",
+         of `{}` or of the files it includes is named `confs` and contains `toy.yaml`; include an \
+         experiment under confs/ or merge your toy budgets with --set",
         conf.display()
     )]
     ToyFileNotFound {

@@ -80,8 +80,32 @@ pub(crate) fn load_file(
         }
     }
     chain.pop();
+    replace_dataset_of_another_adapter(&mut acc, &node);
     merge(&mut acc, node);
     Ok(acc)
+}
+
+/// A file's own `dataset:` section that names another `adapter` than the one it includes replaces
+/// the included section as a unit (the keys of one format mean nothing to another: an
+/// `image-folder` dataset would otherwise inherit Fashion-MNIST's `train`/`test` files). A section
+/// with the same adapter, or none, merges key by key as every other section does.
+fn replace_dataset_of_another_adapter(included: &mut Node, own: &Node) {
+    fn entry<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+        match &node.kind {
+            Kind::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    let adapter = |n: &Node| match entry(n, "dataset").and_then(|d| entry(d, "adapter")).map(|a| &a.kind) {
+        Some(Kind::Leaf(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let (Some(mine), Some(theirs)) = (adapter(own), adapter(included)) else { return };
+    if mine != theirs {
+        if let Kind::Map(entries) = &mut included.kind {
+            entries.retain(|(k, _)| k.as_str() != Some("dataset"));
+        }
+    }
 }
 
 /// Removes the top-level `__include__` and returns its paths in order.

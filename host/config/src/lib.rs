@@ -192,16 +192,43 @@ fn set_top(root: &mut Node, key: &str, value: Value, src: Source) {
 /// The path as given is searched first so the result reads like the user's path; if that finds
 /// nothing (e.g. a bare `darts.yaml` run from inside `confs/algos`), the canonical path is
 /// searched too.
+///
+/// A file kept outside any `confs/` (a user's own experiment that includes
+/// `confs/algos/darts.yaml`, say) finds the toy file through the files it includes, nearest first.
 pub fn find_toy_file(conf: &Path) -> Option<PathBuf> {
+    find_toy_file_within(conf, 8)
+}
+
+fn find_toy_file_within(conf: &Path, depth: usize) -> Option<PathBuf> {
     fn search(dir: &Path) -> Option<PathBuf> {
         dir.ancestors()
             .filter(|d| d.file_name().is_some_and(|n| n == "confs"))
             .map(|d| d.join("toy.yaml"))
             .find(|f| f.is_file())
     }
-    conf.parent()
+    let own = conf
+        .parent()
         .and_then(search)
-        .or_else(|| std::fs::canonicalize(conf).ok().and_then(|c| c.parent().and_then(search)))
+        .or_else(|| std::fs::canonicalize(conf).ok().and_then(|c| c.parent().and_then(search)));
+    if own.is_some() || depth == 0 {
+        return own;
+    }
+    includes_of(conf).iter().find_map(|inc| find_toy_file_within(inc, depth - 1))
+}
+
+/// The files `conf` names in its top-level `__include__` (relative to its directory); none when
+/// it cannot be read (the loader reports that itself).
+fn includes_of(conf: &Path) -> Vec<PathBuf> {
+    let Some(value) = std::fs::read_to_string(conf).ok().and_then(|t| yaml_serde::from_str::<Value>(&t).ok()) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = match value.get(include::INCLUDE_KEY) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Sequence(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    let dir = conf.parent().unwrap_or(Path::new("."));
+    names.into_iter().map(|n| dir.join(n)).collect()
 }
 
 /// Writes a tree as YAML, e.g. a resolved tree as `RUN_DIR/config_used.yaml`.

@@ -717,6 +717,11 @@ fn find_toy_file_walks_up_to_confs() {
     // A bare relative name is resolved through the canonical path.
     let cwd_rel = Path::new("definitely-not-here.yaml");
     assert_eq!(find_toy_file(cwd_rel), None);
+    // A user's file outside confs/ finds it through what it includes (here two levels down).
+    d.write("proj/confs/algos/base.yaml", BASE);
+    d.write("mine/shared.yaml", "__include__: ../proj/confs/algos/base.yaml\n");
+    let own = d.write("mine/exp.yaml", "__include__: [missing.yaml, shared.yaml]\n");
+    assert_eq!(find_toy_file(&own).map(|p| p.canonicalize().unwrap()), Some(toy.canonicalize().unwrap()));
 }
 
 // ---------------------------------------------------------------- round trip
@@ -785,4 +790,28 @@ fn try_to_yaml_string_reports_unrepresentable_trees() {
     let e = try_to_yaml_string(&outer).expect_err("nested tag");
     assert!(matches!(e, ConfigError::Serialize { .. }));
     assert!(to_yaml_string(&outer).starts_with("# archai-config could not write"));
+}
+
+#[test]
+fn a_dataset_of_another_adapter_replaces_the_included_one_and_the_same_adapter_merges() {
+    let d = Dir::new();
+    d.write(
+        "confs/base.yaml",
+        "dataset: {name: fmnist, adapter: idx, root: /a, train: {images: t.gz}, mean: [0.3]}\nnas: {x: 1}\n",
+    );
+    let other = d.write(
+        "confs/folder.yaml",
+        "__include__: base.yaml\ndataset: {name: pets, adapter: image-folder, root: /pets}\n",
+    );
+    let t = load_tree(&other, &LoadOptions::default()).unwrap().tree;
+    let ds = &t["dataset"];
+    assert_eq!(ds["adapter"].as_str(), Some("image-folder"));
+    assert!(ds.get("train").is_none() && ds.get("mean").is_none(), "idx keys leaked: {ds:?}");
+    assert_eq!(t["nas"]["x"].as_i64(), Some(1), "other sections still merge");
+    let same = d.write("confs/moved.yaml", "__include__: base.yaml\ndataset: {adapter: idx, root: /b}\n");
+    let ds = load_tree(&same, &LoadOptions::default()).unwrap().tree["dataset"].clone();
+    assert_eq!((ds["root"].as_str(), ds["train"]["images"].as_str()), (Some("/b"), Some("t.gz")));
+    let no_adapter = d.write("confs/root.yaml", "__include__: base.yaml\ndataset: {root: /c}\n");
+    let ds = load_tree(&no_adapter, &LoadOptions::default()).unwrap().tree["dataset"].clone();
+    assert_eq!((ds["root"].as_str(), ds["adapter"].as_str()), (Some("/c"), Some("idx")));
 }

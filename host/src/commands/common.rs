@@ -50,3 +50,36 @@ impl Overrides {
 pub fn parse_precision(s: &str) -> Result<crate::train::precision::Precision, String> {
     serde_json::from_value(serde_json::json!(s)).map_err(|_| format!("`{s}`: expected fp32, bf16 or fp16"))
 }
+
+/// The `--set` that replaces an experiment's whole `dataset:` section with the one of `dataset`:
+/// a file (`*.yaml`) or a name in the `datasets/` folder of the `confs/` that holds `conf`
+/// (`confs/datasets/NAME.yaml`). A whole section, so no key of the inherited dataset leaks in.
+pub fn dataset_set(dataset: &str, conf: &Path) -> anyhow::Result<String> {
+    let ds_file = if dataset.ends_with(".yaml") || dataset.ends_with(".yml") {
+        PathBuf::from(dataset)
+    } else {
+        let confs = conf
+            .ancestors()
+            .find(|d| d.file_name().is_some_and(|n| n == "confs"))
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("confs"));
+        confs.join("datasets").join(format!("{dataset}.yaml"))
+    };
+    let text = std::fs::read_to_string(&ds_file)
+        .with_context(|| format!("--dataset {dataset}: cannot read {}", ds_file.display()))?;
+    let tree: serde_json::Value =
+        yaml_serde::from_str(&text).with_context(|| format!("parsing {}", ds_file.display()))?;
+    let section =
+        tree.get("dataset").ok_or_else(|| anyhow::anyhow!("{} has no `dataset:` section", ds_file.display()))?;
+    Ok(format!("dataset={section}"))
+}
+
+/// Whether `path` is a dataset file (a `dataset:` section and nothing that makes an experiment).
+pub fn is_dataset_file(path: &Path) -> bool {
+    let Some(tree) =
+        std::fs::read_to_string(path).ok().and_then(|t| yaml_serde::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return false;
+    };
+    tree.get("dataset").is_some() && ["common", "nas", "__include__"].iter().all(|k| tree.get(k).is_none())
+}

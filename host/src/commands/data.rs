@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Dataset summary: samples per split and class, shape, mean/std (--bench: pipeline throughput).
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// A dataset file (confs/datasets/NAME.yaml) or an experiment.
     pub conf: PathBuf,
     #[command(flatten)]
     pub overrides: Overrides,
@@ -19,7 +20,19 @@ pub struct Args {
 
 pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
     let Args { conf, overrides, bench, synthetic } = args;
-    let (_, cfg) = overrides.load(conf)?;
+    // A dataset file alone is read on top of the train.yaml (common settings and a trainer) of
+    // the confs/ that holds it.
+    let (_, cfg) = if super::common::is_dataset_file(conf) {
+        let base = conf
+            .ancestors()
+            .find(|d| d.file_name().is_some_and(|n| n == "confs"))
+            .map_or_else(|| PathBuf::from("confs/train.yaml"), |c| c.join("train.yaml"));
+        let mut overrides = overrides.clone();
+        overrides.sets.insert(0, super::common::dataset_set(&conf.display().to_string(), conf)?);
+        overrides.load(&base)?
+    } else {
+        overrides.load(conf)?
+    };
     let reg = super::common::registry(plugin_dirs)?;
     let data = crate::experiment::load_dataset(&reg, &cfg.dataset)?;
     let [c, h, w] = data.train.shape();

@@ -6,10 +6,15 @@ use std::path::{Path, PathBuf};
 /// Run an experiment: search (if configured), finalize, eval; everything goes to RUN_DIR.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Experiment YAML (e.g. confs/algos/darts.yaml).
+    /// Experiment YAML; without one, DARTS as the paper ran it (add --toy for a few-minute run).
+    #[arg(default_value = "confs/algos/darts.yaml")]
     pub conf: PathBuf,
     #[command(flatten)]
     pub overrides: Overrides,
+    /// Replace the experiment's dataset: a name from confs/datasets/ (cifar10, mnist, ...) or a
+    /// dataset YAML file (its whole `dataset:` section replaces the inherited one).
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Run directory (default: <common.runs_dir>/<experiment_name>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -19,7 +24,11 @@ pub struct Args {
 }
 
 pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
-    run_experiment(plugin_dirs, &args.conf, &args.overrides, &args.out, args.resume)
+    let mut overrides = args.overrides.clone();
+    if let Some(dataset) = &args.dataset {
+        overrides.sets.insert(0, super::common::dataset_set(dataset, &args.conf)?);
+    }
+    run_experiment(plugin_dirs, &args.conf, &overrides, &args.out, args.resume)
 }
 
 /// Loads `conf` with `overrides`, writes config_used.yaml and runs the experiment; console and

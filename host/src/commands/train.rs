@@ -1,6 +1,5 @@
 //! `archai train`: any model description with the general trainer, then its test figures.
 use super::common::Overrides;
-use anyhow::Context;
 use std::path::PathBuf;
 
 /// Train any model description (handcrafted or searched) with the general trainer, then test
@@ -25,20 +24,8 @@ pub struct Args {
 
 pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
     let Args { model, dataset, conf, overrides, out, resume } = args;
-    let ds_file = if dataset.ends_with(".yaml") || dataset.ends_with(".yml") {
-        PathBuf::from(dataset)
-    } else {
-        conf.parent().unwrap_or(std::path::Path::new(".")).join("datasets").join(format!("{dataset}.yaml"))
-    };
-    let text = std::fs::read_to_string(&ds_file)
-        .with_context(|| format!("--dataset {dataset}: cannot read {}", ds_file.display()))?;
-    let tree: serde_json::Value =
-        yaml_serde::from_str(&text).with_context(|| format!("parsing {}", ds_file.display()))?;
-    let section =
-        tree.get("dataset").ok_or_else(|| anyhow::anyhow!("{} has no `dataset:` section", ds_file.display()))?;
     let mut overrides = overrides.clone();
-    // Replaces the whole dataset section, so no key of the default dataset leaks in.
-    overrides.sets.insert(0, format!("dataset={section}"));
+    overrides.sets.insert(0, super::common::dataset_set(dataset, conf)?);
     overrides.sets.insert(1, format!("nas.eval.model_desc={}", serde_json::Value::String(model.display().to_string())));
     super::run::run_experiment(plugin_dirs, conf, &overrides, out, *resume)
 }
