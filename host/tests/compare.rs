@@ -226,15 +226,26 @@ fn a_comparison_keeps_starting_runs_after_its_binary_was_rebuilt() {
     )
     .unwrap();
     let out = tmp.path().join("cmp");
-    let child = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    command
         .current_dir(repo_root())
         .arg("--plugin-dir")
         .arg(plugin_dir())
         .args(["compare", file.to_str().unwrap(), "--toy", "--out", out.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    // A process forked by a parallel test between the copy's open and close holds the new file's
+    // write descriptor until it execs: executing the copy then fails with ETXTBSY for a moment.
+    let mut tries = 0;
+    let child = loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let t0 = Instant::now();
     while !finished(&out.join("random/seed-0")) {
         assert!(t0.elapsed() < Duration::from_secs(300), "the first run did not finish");
