@@ -222,7 +222,7 @@ impl Network {
         let (mut s0, mut s1) = (s.shallow_clone(), s);
         for (ci, cell) in self.cells.iter().enumerate() {
             let mut states = vec![cell.pre0.forward(&[&s0], train)?, cell.pre1.forward(&[&s1], train)?];
-            for node in &cell.nodes {
+            for (ni, node) in cell.nodes.iter().enumerate() {
                 let mut outs = Vec::with_capacity(node.edges.len());
                 for e in &node.edges {
                     let y = e.op.forward(&[&states[e.input]], train)?;
@@ -230,22 +230,29 @@ impl Network {
                 }
                 let out = match &node.combine {
                     Some(op) => op.forward(&outs.iter().collect::<Vec<_>>(), train)?,
-                    None => {
-                        let mut it = outs.into_iter();
-                        let first = it.next().ok_or_else(|| ModelError::Forward("a node has no edges".into()))?;
-                        it.fold(first, |a, b| a + b)
-                    }
+                    None => sum_edges(&node.edges, outs)
+                        .map_err(|e| ModelError::Forward(format!("cell {ci}, node {}: {e}", ni + 2)))?,
                 };
                 states.push(out);
             }
-            let out = Tensor::cat(&cell.concat.iter().map(|&i| states[i].shallow_clone()).collect::<Vec<_>>(), 1);
+            let parts: Vec<Tensor> = cell.concat.iter().map(|&i| states[i].shallow_clone()).collect();
+            let out = Tensor::f_cat(&parts, 1).map_err(|_| {
+                let shapes: Vec<String> =
+                    cell.concat.iter().zip(&parts).map(|(i, t)| format!("state {i} {:?}", t.size())).collect();
+                ModelError::Forward(format!(
+                    "cell {ci}: its output states cannot be concatenated along channels ({})",
+                    shapes.join(", ")
+                ))
+            })?;
             if let Some((_, head)) = self.aux.as_ref().filter(|(at, _)| want_aux && *at == ci) {
                 aux_logits = Some(head.forward(&[&out], train)?);
             }
             s0 = s1;
             s1 = out;
         }
-        let pooled = s1.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        let pooled = s1.f_adaptive_avg_pool2d([1, 1]).and_then(|p| p.f_flatten(1, -1)).map_err(|_| {
+            ModelError::Forward(format!("the last cell's output {:?} is not a batch of feature maps", s1.size()))
+        })?;
         Ok((self.classifier.forward(&[&pooled], train)?, aux_logits))
     }
 
@@ -268,4 +275,30 @@ impl Network {
     pub fn mixed_edges(&self) -> usize {
         self.mixed_edges
     }
+}
+
+/// The sum of a node's edge outputs; an error naming each edge's op, plugin and output shape when
+/// they do not add up (an op of a plugin that returns the wrong shape, say), never a panic.
+fn sum_edges(edges: &[Edge], outs: Vec<Tensor>) -> Result<Tensor, String> {
+    let describe = |outs: &[Tensor]| {
+        edges
+            .iter()
+            .zip(outs)
+            .map(|(e, y)| {
+                format!("edge from state {} `{}` ({}) gives {:?}", e.input, e.op.name(), e.op.plugin(), y.size())
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let Some(first) = outs.first() else { return Err("the node has no edges".into()) };
+    let shape = first.size();
+    if outs.iter().any(|y| y.size() != shape) {
+        return Err(format!("its edge outputs differ in shape: {}", describe(&outs)));
+    }
+    let mut it = outs.iter();
+    let mut acc = it.next().expect("checked above").shallow_clone();
+    for y in it {
+        acc = acc.f_add(y).map_err(|e| format!("summing its edge outputs ({}): {e}", describe(&outs)))?;
+    }
+    Ok(acc)
 }

@@ -447,6 +447,11 @@ impl PluginOp {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The file name of the plugin library the op comes from.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
 }
 
 /// What the host observes of one network's candidate ops (the ops mixers build through it): how

@@ -198,3 +198,25 @@ fn killed_then_resumed_darts_search_finds_the_same_architecture() {
     );
     assert_eq!(a["eval"]["summary"]["test"], b["eval"]["summary"]["test"]);
 }
+
+/// Ops whose outputs do not fit together (here a stride-2 edge beside a stride-1 one, as a plugin
+/// op returning the wrong shape would give) are an error naming the cell, node, ops, plugins and
+/// shapes: the host makes no panicking call on what plugins return.
+#[test]
+fn edge_outputs_that_do_not_add_up_are_an_error_not_a_panic() {
+    let path = repo_root().join("confs/models/darts_v2.yaml");
+    let mut desc = ModelDesc::from_yaml(&std::fs::read_to_string(&path).unwrap(), "darts_v2").unwrap();
+    let cell = desc.cells.iter().position(|c| !c.reduction).unwrap();
+    desc.cells[cell].nodes[0].edges[1].params.insert("stride".into(), 2.into());
+    let store = ParamStore::new(Device::Cpu);
+    let net = Network::compile(&desc, &registry(), &store).unwrap();
+    let x = tch::Tensor::zeros([2, 3, 32, 32], (tch::Kind::Float, Device::Cpu));
+    let err = net.forward(&x, false).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("cell {cell}, node 2"))
+            && err.contains("differ in shape")
+            && err.contains("libops_darts.so"),
+        "{err}"
+    );
+    assert!(err.contains("[2, 16, 16, 16]") || err.contains("[2, 32, 16, 16]") || err.contains(", 16, 16]"), "{err}");
+}

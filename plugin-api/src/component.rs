@@ -385,15 +385,30 @@ pub fn trim_backtrace(text: &str) -> String {
 /// Runs plugin code so that neither an error nor a panic crosses the boundary as anything but
 /// an error value. Panics are reported as `panic: <text>`.
 pub fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, RString> {
-    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
-    // The host reports every caught panic itself; the default hook would also print the message
-    // with libtorch's C++ backtrace to stderr.
-    QUIET_HOOK.call_once(|| std::panic::set_hook(Box::new(|_| {})));
-    match catch_unwind(AssertUnwindSafe(f)) {
+    static CHAINED_HOOK: std::sync::Once = std::sync::Once::new();
+    // The host reports every panic caught here itself; the previous hook would also print the
+    // message with libtorch's C++ backtrace to stderr. Panics anywhere else still reach it.
+    CHAINED_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_GUARD.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }))
+    });
+    let outer = IN_GUARD.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARD.with(|g| g.set(outer));
+    match result {
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(trim_backtrace(&format!("{e:#}")).into()),
         Err(payload) => RResult::RErr(format!("panic: {}", panic_text(payload.as_ref())).into()),
     }
+}
+
+thread_local! {
+    /// Whether this thread is inside [`guard`]: the panic hook stays silent only there.
+    static IN_GUARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// What the four registration types share, so lookup and listing are written once.

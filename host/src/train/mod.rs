@@ -277,8 +277,20 @@ impl Meter {
 }
 
 /// Cross-entropy in fp32 whatever precision the logits were computed in.
-fn criterion(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
-    logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
+/// Cross-entropy of the classifier's logits (a plugin op's output) against the labels; logits of
+/// the wrong shape are an error naming both shapes, not a panic.
+fn criterion(logits: &Tensor, y: &Tensor, smoothing: f64) -> Result<Tensor, TrainError> {
+    logits
+        .f_to_kind(Kind::Float)
+        .and_then(|l| l.f_cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing))
+        .map_err(|_| {
+            TrainError::Model(ModelError::Forward(format!(
+                "the classifier returned logits of shape {:?} for {} labels (expected [{}, classes])",
+                logits.size(),
+                y.size().first().copied().unwrap_or(0),
+                y.size().first().copied().unwrap_or(0)
+            )))
+        })
 }
 
 /// What an algorithm (during training) or a finalizer (after it, without an optimizer) sees of
@@ -451,7 +463,7 @@ pub fn evaluate(
         }
         let (x, y) = to_tensors(&b, device);
         let logits = net.forward(&x, false)?.to_kind(Kind::Float);
-        let loss = criterion(&logits, &y, 0.0).double_value(&[]);
+        let loss = criterion(&logits, &y, 0.0)?.double_value(&[]);
         meter.add(&logits, &y, loss);
     }
     Ok(meter.metrics())
@@ -587,11 +599,11 @@ pub fn weight_step_with(
                 net.forward_with_aux(xc, true, want_aux)?
             };
             let share = yc.size()[0] as f64 / n as f64;
-            let main = criterion(&logits, yc, c.label_smoothing) * share;
+            let main = criterion(&logits, yc, c.label_smoothing)? * share;
             main_total += main.double_value(&[]);
             let loss = match aux {
                 Some(aux) => {
-                    let aux = criterion(&aux, yc, c.label_smoothing) * share;
+                    let aux = criterion(&aux, yc, c.label_smoothing)? * share;
                     aux_total += aux.double_value(&[]);
                     main + aux * c.aux_weight
                 }
@@ -1060,5 +1072,21 @@ impl Trainer<'_> {
         }
         report.duration_s = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logits_that_do_not_fit_the_labels_are_an_error_not_a_panic() {
+        let logits = Tensor::zeros([2, 10], (Kind::Float, Device::Cpu));
+        let fine = criterion(&logits, &Tensor::from_slice(&[1i64, 2]), 0.0).unwrap();
+        assert!((fine.double_value(&[]) - 10f64.ln()).abs() < 1e-6);
+        for (bad, y) in [(Tensor::zeros([3, 10], (Kind::Float, Device::Cpu)), [1i64, 2]), (logits, [0, 15])] {
+            let e = criterion(&bad, &Tensor::from_slice(&y), 0.0).unwrap_err().to_string();
+            assert!(e.contains("the classifier returned logits of shape") && e.contains("2 labels"), "{e}");
+        }
     }
 }
