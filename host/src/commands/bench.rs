@@ -123,7 +123,7 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
                 crate::config::from_tree(&crate::config::load_tree(&conf, &opts)?)?;
             let reg = super::common::registry(plugin_dirs)?;
             let options = crate::bench::SearchStepOptions {
-                device: bench_device(device)?,
+                device: super::common::device_option(device)?,
                 batch: *batch,
                 steps: *steps,
                 warmup: *warmup,
@@ -151,7 +151,7 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(model).with_context(|| format!("reading {}", model.display()))?;
             let desc = archai_model_desc::ModelDesc::from_yaml(&text, &model.display().to_string())?;
             let options = crate::bench::TrainBenchOptions {
-                device: bench_device(device)?,
+                device: super::common::device_option(device)?,
                 batch: *batch,
                 steps: *steps,
                 warmup: *warmup,
@@ -188,8 +188,4 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn bench_device(name: &str) -> anyhow::Result<tch::Device> {
-    crate::experiment::parse_device(name).map_err(|e| anyhow::anyhow!("--device: {e}"))
 }

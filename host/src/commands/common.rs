@@ -58,12 +58,7 @@ pub fn dataset_set(dataset: &str, conf: &Path) -> anyhow::Result<String> {
     let ds_file = if dataset.ends_with(".yaml") || dataset.ends_with(".yml") {
         PathBuf::from(dataset)
     } else {
-        let confs = conf
-            .ancestors()
-            .find(|d| d.file_name().is_some_and(|n| n == "confs"))
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("confs"));
-        confs.join("datasets").join(format!("{dataset}.yaml"))
+        confs_dir(conf).join("datasets").join(format!("{dataset}.yaml"))
     };
     let text = std::fs::read_to_string(&ds_file)
         .with_context(|| format!("--dataset {dataset}: cannot read {}", ds_file.display()))?;
@@ -82,4 +77,17 @@ pub fn is_dataset_file(path: &Path) -> bool {
         return false;
     };
     tree.get("dataset").is_some() && ["common", "nas", "__include__"].iter().all(|k| tree.get(k).is_none())
+}
+
+/// The `confs/` folder that holds `conf` (the nearest ancestor of that name), else `confs`.
+pub fn confs_dir(conf: &Path) -> PathBuf {
+    conf.ancestors()
+        .find(|d| d.file_name().is_some_and(|n| n == "confs"))
+        .map_or_else(|| PathBuf::from("confs"), Path::to_path_buf)
+}
+
+/// The device a `--device` option names (cpu, cuda, cuda:N, auto), its errors prefixed with the
+/// option.
+pub fn device_option(name: &str) -> anyhow::Result<tch::Device> {
+    crate::experiment::parse_device(name).map_err(|e| anyhow::anyhow!("--device: {e}"))
 }

@@ -23,10 +23,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
     // A dataset file alone is read on top of the train.yaml (common settings and a trainer) of
     // the confs/ that holds it.
     let (_, cfg) = if super::common::is_dataset_file(conf) {
-        let base = conf
-            .ancestors()
-            .find(|d| d.file_name().is_some_and(|n| n == "confs"))
-            .map_or_else(|| PathBuf::from("confs/train.yaml"), |c| c.join("train.yaml"));
+        let base = super::common::confs_dir(conf).join("train.yaml");
         let mut overrides = overrides.clone();
         overrides.sets.insert(0, super::common::dataset_set(&conf.display().to_string(), conf)?);
         overrides.load(&base)?

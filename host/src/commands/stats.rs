@@ -32,7 +32,7 @@ pub struct Args {
 
 pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> anyhow::Result<()> {
     let Args { model, batch, input, runs, threads, device, json, param_names } = args;
-    let device = crate::experiment::parse_device(device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    let device = super::common::device_option(device)?;
     if *threads > 0 {
         tch::set_num_threads(*threads);
     }

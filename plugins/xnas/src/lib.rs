@@ -48,7 +48,7 @@
 use archai_plugin_api::kit::config::{check_candidates, check_range, darts_primitives, parse};
 use archai_plugin_api::kit::genotype::alpha_report;
 use archai_plugin_api::kit::grad_of;
-use archai_plugin_api::kit::mixer::{alpha_row, candidates, weighted_sum};
+use archai_plugin_api::kit::mixer::{alpha_row, candidates};
 use archai_plugin_api::model_desc::{CellFill, DartsMacro, MixerDesc, ModelDesc, ParamInit};
 use archai_plugin_api::tch::{no_grad_guard, Device, Kind, Tensor};
 use archai_plugin_api::{
@@ -125,31 +125,19 @@ impl Op for XnasMixer {
         let live: Vec<f32> = Vec::try_from(w.f_to_device(Device::Cpu)?)?;
         let n = x.size()[0];
         // The probe takes part only in the architecture step (the host freezes it, like every
-        // trainable architecture parameter, during weight steps) and for batches it covers.
-        let probing = self.probe.requires_grad() && n <= self.probe.size()[0];
-        if !probing {
-            let kept: Vec<(i64, &HostOp)> =
-                self.ops.iter().filter(|(i, _)| live[*i as usize] > 0.0).map(|(i, op)| (*i, op)).collect();
-            if kept.is_empty() {
-                // Only `none` is left: zeros, of the shape the candidates give.
-                return weighted_sum(&self.ops, x, &w, train);
-            }
-            let mut out: Option<Tensor> = None;
-            for (i, op) in kept {
-                let y = op.forward(&[x], train)?.f_mul(&w.f_get(i)?)?;
-                out = Some(match out {
-                    Some(o) => o.f_add(&y)?,
-                    None => y,
-                });
-            }
-            return Ok(out.expect("at least one candidate"));
-        }
-        let coef = probed_weights(&w, &self.probe.f_narrow(0, 0, n)?.f_select(1, self.row)?)?;
+        // trainable architecture parameter, during weight steps) and for batches it covers;
+        // otherwise every example gets the plain weights.
+        let coef = if self.probe.requires_grad() && n <= self.probe.size()[0] {
+            probed_weights(&w, &self.probe.f_narrow(0, 0, n)?.f_select(1, self.row)?)?
+        } else {
+            w.f_unsqueeze(0)?.f_expand([n, w.size()[0]], false)?
+        };
         let mut outputs = Vec::new();
         for (i, op) in self.ops.iter().filter(|(i, _)| live[*i as usize] > 0.0) {
             outputs.push((*i, op.forward(&[x], train)?));
         }
         if outputs.is_empty() {
+            // Only `none` is left: zeros, of the shape the candidates give.
             let (i, op) = &self.ops[0];
             outputs.push((*i, op.forward(&[x], train)?.f_mul_scalar(0.0)?));
         }

@@ -1,6 +1,8 @@
-//! Gives this crate's test binaries an rpath to libtorch, so `cargo test` runs them without
-//! LD_LIBRARY_PATH (as the host's build script does for its binaries). In the plugin library
-//! itself the entry is unused: the host has loaded libtorch before it opens a plugin.
+//! The build script every workspace plugin shares (`build = "../link-libtorch.rs"` in its
+//! Cargo.toml): gives the crate's test binaries an rpath to libtorch, so `cargo test` runs them
+//! without LD_LIBRARY_PATH (as the host's build script does for its binaries), and links
+//! libtorch_cuda. In the plugin library itself the rpath is unused: the host has loaded libtorch
+//! before it opens a plugin.
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
