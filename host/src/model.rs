@@ -44,6 +44,8 @@ struct Cell {
     pre1: PluginOp,
     nodes: Vec<Node>,
     concat: Vec<usize>,
+    /// Applied to the concatenation (fixed-width cells).
+    post: Option<PluginOp>,
 }
 
 /// A compiled network.
@@ -81,7 +83,7 @@ fn compile_cell(
     for (ni, node) in cell.nodes.iter().enumerate() {
         let mut edges = Vec::new();
         for (ei, e) in node.edges.iter().enumerate() {
-            let escope = format!("{scope}.n{}.e{ei}", ni + 2);
+            let escope = format!("{scope}.{}.e{ei}", cell.node_scope(ni));
             let p = params(&e.params);
             let stride = p.get("stride").and_then(|s| s.as_i64()).unwrap_or(1);
             let op = match &e.mixer {
@@ -99,14 +101,21 @@ fn compile_cell(
             });
         }
         let combine = match &node.combine {
-            Some(c) => {
-                Some(reg.create_op(&c.op, &params(&c.params), store, &format!("{scope}.n{}.combine", ni + 2))?)
-            }
+            Some(c) => Some(reg.create_op(
+                &c.op,
+                &params(&c.params),
+                store,
+                &format!("{scope}.{}.combine", cell.node_scope(ni)),
+            )?),
             None => None,
         };
         nodes.push(Node { edges, combine });
     }
-    Ok(Cell { pre0, pre1, nodes, concat: cell.concat.clone() })
+    let post = match &cell.post {
+        Some(p) => Some(reg.create_op(&p.op, &params(&p.params), store, &format!("{scope}.post"))?),
+        None => None,
+    };
+    Ok(Cell { pre0, pre1, nodes, concat: cell.concat.clone(), post })
 }
 
 /// The ops that bring a cell's two inputs to `c` channels at the cell's resolution: a factorized
@@ -244,6 +253,10 @@ impl Network {
                     shapes.join(", ")
                 ))
             })?;
+            let out = match &cell.post {
+                Some(op) => op.forward(&[&out], train)?,
+                None => out,
+            };
             if let Some((_, head)) = self.aux.as_ref().filter(|(at, _)| want_aux && *at == ci) {
                 aux_logits = Some(head.forward(&[&out], train)?);
             }

@@ -101,8 +101,23 @@ impl Coster<'_> {
                 macs += m;
                 acts += a;
             }
+            if let Some(OpDesc { op, params }) = &node.combine {
+                // A multi-input op's cost formula gets one edge's shape and, in `inputs`, how
+                // many edges it combines.
+                let mut config = params.clone();
+                config.insert("inputs".into(), node.edges.len().into());
+                let (m, [c, h, w]) = self.cost(op, &serde_json::Value::Object(config), [cell.c, side_out, side_out])?;
+                macs += m;
+                acts += c * h * w;
+            }
         }
-        acts += cell.c_out() * side_out * side_out;
+        if let Some(OpDesc { op, params }) = &cell.post {
+            let input = [cell.concat_channels(), side_out, side_out];
+            let (m, [c, h, w]) = self.cost(op, &serde_json::Value::Object(params.clone()), input)?;
+            macs += m;
+            acts += c * h * w;
+        }
+        acts += cell.concat_channels() * side_out * side_out;
         Ok((macs, acts, side_out))
     }
 }

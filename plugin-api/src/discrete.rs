@@ -127,10 +127,40 @@ pub struct Candidate {
     /// Ids of the architectures it was made from (for the record).
     #[serde(default)]
     pub parents: Vec<String>,
+    /// Start training from the trained weights of an evaluated candidate instead of a fresh
+    /// initialization (Petridish's children); absent: a cold start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<WarmStart>,
+}
+
+/// Where a candidate's initial weights come from: the weights candidate `from` had after its
+/// training at `budget`. Tensors are carried by parameter name (the scope a node's `id` makes
+/// stable), after renaming prefixes by `rename`; a tensor the child has and the source lacks
+/// keeps its initialization, and a source tensor that only grew along its input dimension
+/// (the 1x1 conv after a cell's concatenation when a node was added) is carried into the
+/// leading part with zeros after it, so the child starts as the function its source computed.
+/// The run records which tensors were carried, extended and new.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct WarmStart {
+    pub from: String,
+    #[serde(default = "one")]
+    pub budget: f64,
+    /// `(source prefix, child prefix)` pairs, applied to source names first match first
+    /// (a searched candidate op `cells.0.n7.e2.sep_conv_3x3` becoming edge `cells.0.n7.e1`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<(String, String)>,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+/// A file a searcher asks the host to write into `<run>/searcher/` (its pool, a plot).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Artifact {
+    /// A plain file name (no directories).
+    pub name: String,
+    pub text: String,
 }
 
 /// What a searcher returns from [`Searcher::ask`].
@@ -139,6 +169,27 @@ pub struct Proposal {
     pub candidates: Vec<Candidate>,
     /// The search is over (candidates, if any, are still evaluated first).
     pub done: bool,
+    /// Files for `<run>/searcher/`, written before the candidates are evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    /// Evaluated candidates the searcher names as its result (at their budget): the host copies
+    /// each one's model description and trained weights into `<run>/gallery/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gallery: Vec<GalleryEntry>,
+}
+
+/// A model of the searcher's result.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct GalleryEntry {
+    pub id: String,
+    pub budget: f64,
+}
+
+/// A trained architecture parameter: its shape and values (row-major).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ArchValues {
+    pub shape: Vec<i64>,
+    pub values: Vec<f64>,
 }
 
 /// An evaluated candidate, as the host tells it.
@@ -149,6 +200,10 @@ pub struct Evaluation {
     pub valid: bool,
     /// Objective values by name.
     pub values: BTreeMap<String, f64>,
+    /// The candidate's architecture parameters after its training (when its model declares
+    /// any and it was trained), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arch_params: BTreeMap<String, ArchValues>,
 }
 
 /// A searcher: proposes candidates, learns from their evaluations.
@@ -302,7 +357,7 @@ impl<'s, 'a> Space<'s, 'a> {
             let arch = self.sample(rng)?;
             let c = self.check(&arch)?;
             if c.valid && !c.seen {
-                return Ok(Some(Candidate { arch, id: c.id, budget: 1.0, parents: Vec::new() }));
+                return Ok(Some(Candidate { arch, id: c.id, budget: 1.0, parents: Vec::new(), warm_start: None }));
             }
         }
         Ok(None)

@@ -73,12 +73,37 @@ pub struct RunRecord {
     /// An outer-loop search (`archai search`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discrete: Option<DiscreteRecord>,
+    /// Where the initial weights came from, when the run started from another model's
+    /// (a Petridish child from its parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<WarmStartRecord>,
     /// Settings changed at each `--resume`, in order (see `archai run --resume`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resume_changes: BTreeMap<u64, Vec<ResumeChange>>,
     /// Wall time of the last attempt, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
+}
+
+/// The tensors a warm start carried from its source checkpoint, by the child's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmStartRecord {
+    /// The checkpoint the weights came from.
+    pub source: String,
+    /// Copied as they were.
+    pub carried: Vec<String>,
+    /// Grew along their input dimension: the source fills the leading part, zeros the rest.
+    #[serde(default)]
+    pub extended: Vec<String>,
+    /// The child's own (initialized as usual): parts the child added.
+    pub new: Vec<String>,
+    /// Source tensors the child has no place for (candidates a search did not keep).
+    #[serde(default)]
+    pub dropped: Vec<String>,
+    /// `(source prefix, child prefix)` renames applied before matching names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<(String, String)>,
 }
 
 /// A setting changed when a run was resumed.
@@ -440,6 +465,9 @@ pub struct DiscreteSummary {
     pub reference: BTreeMap<String, f64>,
     /// The last search_state CSV, relative to the run directory.
     pub state_csv: String,
+    /// Ids of the models the searcher named as its result (copied to `gallery/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gallery: Vec<String>,
 }
 
 /// Key paths of the record, for writers.

@@ -41,6 +41,9 @@ pub struct EvalArgs {
     pub out: PathBuf,
     #[arg(long)]
     pub threads: i32,
+    /// A warm start (JSON: source checkpoint and renames) written by the search.
+    #[arg(long)]
+    pub warm_start: Option<PathBuf>,
 }
 
 /// Trains one candidate and writes `result.json` (`{"val_top1": ...}`) atomically.
@@ -62,7 +65,14 @@ pub fn eval_worker(plugin_dirs: &[PathBuf], args: &EvalArgs) -> Result<()> {
         seed: cfg.common.seed,
         channels_last: cfg.common.channels_last,
     };
-    let v = evaluator.val_top1(&desc, args.budget, &args.out)?;
+    let warm: Option<crate::discrete::warm::WarmSource> = match &args.warm_start {
+        Some(p) => Some(
+            serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("{} is not a warm start", p.display()))?,
+        ),
+        None => None,
+    };
+    let v = evaluator.val_top1(&desc, args.budget, &args.out, warm.as_ref())?;
     let tmp = args.out.join(".result.json.tmp");
     std::fs::write(&tmp, serde_json::to_string(&crate::discrete::WorkerResult { val_top1: v })?)?;
     std::fs::rename(&tmp, args.out.join("result.json"))?;

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod objectives;
 pub mod plot;
+pub mod warm;
 
 use crate::experiment::LoadedDataset;
 use crate::plugins::{plugin_result, PluginRegistry, PluginSearcher, PluginSpace};
@@ -12,7 +13,7 @@ use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use anyhow::{bail, Context, Result};
 use archai_model_desc::ModelDesc;
 use archai_plugin_api::discrete::{
-    space_services, ArchCheck, Candidate, Evaluation, ObjectiveInfo, Proposal, SpaceServices,
+    space_services, ArchCheck, ArchValues, Candidate, Evaluation, ObjectiveInfo, Proposal, SpaceServices,
 };
 use archai_plugin_api::kit::pareto;
 use archai_plugin_api::{ComponentKind, SearchContext};
@@ -90,6 +91,66 @@ impl Cache {
     }
 }
 
+const ARCH_PARAMS_FILE: &str = "arch_params.json";
+
+/// Writes the trained architecture parameters of a candidate into its directory.
+pub fn write_arch_params(store: &crate::params::ParamStore, dir: &Path) -> Result<()> {
+    let mut out = BTreeMap::new();
+    for (name, t) in store.named_arch() {
+        let flat = t.detach().to_kind(tch::Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1);
+        let values: Vec<f64> = Vec::<f64>::try_from(&flat).context("reading an architecture parameter")?;
+        out.insert(name, ArchValues { shape: t.size(), values });
+    }
+    let path = dir.join(ARCH_PARAMS_FILE);
+    std::fs::write(&path, serde_json::to_string(&out)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The trained architecture parameters of a candidate evaluated at `budget` (empty when it has
+/// none or was not trained).
+fn read_arch_params(run_dir: &Path, id: &str, budget: f64) -> Result<BTreeMap<String, ArchValues>> {
+    let path = eval_dir(run_dir, id, budget).join(ARCH_PARAMS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", path.display())),
+        Err(_) => Ok(BTreeMap::new()),
+    }
+}
+
+/// The checkpoint and renames a candidate's warm start resolves to; its source must have been
+/// trained at that budget in an earlier iteration.
+fn warm_source(run_dir: &Path, c: &Candidate, evaluated: &BTreeSet<String>) -> Result<Option<warm::WarmSource>> {
+    let Some(w) = &c.warm_start else { return Ok(None) };
+    let checkpoint = eval_dir(run_dir, &w.from, w.budget).join("checkpoint.pt");
+    anyhow::ensure!(
+        evaluated.contains(&w.from) && checkpoint.is_file(),
+        "candidate {} asks for a warm start from {} at budget {}, which was not trained in an earlier iteration \
+         (no {}); a searcher can warm-start only from candidates it was told about",
+        c.id,
+        w.from,
+        w.budget,
+        checkpoint.display()
+    );
+    Ok(Some(warm::WarmSource { checkpoint, rename: w.rename.clone() }))
+}
+
+/// Writes a searcher's artifacts into `<run>/searcher/` (plain file names only).
+fn write_artifacts(run_dir: &Path, artifacts: &[archai_plugin_api::discrete::Artifact]) -> Result<()> {
+    if artifacts.is_empty() {
+        return Ok(());
+    }
+    let dir = run_dir.join("searcher");
+    std::fs::create_dir_all(&dir)?;
+    for a in artifacts {
+        let plain = !a.name.is_empty()
+            && !a.name.starts_with('.')
+            && a.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        anyhow::ensure!(plain, "the searcher asked to write `{}`, which is not a plain file name", a.name);
+        let tmp = dir.join(format!(".{}.tmp", a.name));
+        std::fs::write(&tmp, &a.text)?;
+        std::fs::rename(&tmp, dir.join(&a.name)).with_context(|| format!("writing searcher/{}", a.name))?;
+    }
+    Ok(())
+}
+
 /// An evaluated candidate and the iteration it was proposed in.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct HistoryRow {
@@ -107,6 +168,9 @@ struct SearchState {
     reference: Option<Vec<f64>>,
     any_valid: bool,
     done: bool,
+    /// The searcher's latest result models.
+    #[serde(default)]
+    gallery: Vec<archai_plugin_api::discrete::GalleryEntry>,
 }
 
 const STATE_FILE: &str = "search_checkpoint.json";
@@ -479,13 +543,15 @@ fn search(
         state.any_valid = any_valid;
         let proposal: Proposal = serde_json::from_str(&proposal_json)
             .with_context(|| format!("searcher `{}` returned a proposal that is not one", searcher.name))?;
+        write_artifacts(run_dir, &proposal.artifacts)?;
         let mut evaluations = Vec::new();
         let mut jobs = Vec::new();
         for (k, c) in proposal.candidates.iter().enumerate() {
             if let Some(signal) = crate::interrupt::requested() {
                 bail!("interrupted by {signal} in iteration {it}; continue with --resume");
             }
-            let (e, n) = evaluate_cheap(&ctx, &space, &mut cache, &mut descs, k, c, &mut jobs)?;
+            let warm = warm_source(run_dir, c, &evaluated)?;
+            let (e, n) = evaluate_cheap(&ctx, &space, &mut cache, &mut descs, k, c, warm, &mut jobs)?;
             computed += n;
             evaluations.push(e);
         }
@@ -493,6 +559,11 @@ fn search(
         computed += jobs.len() as u64;
         for (j, v) in jobs.iter().zip(values) {
             evaluations[j.candidate].values.insert(j.objective.name().to_string(), v);
+        }
+        for e in evaluations.iter_mut().filter(|e| e.valid) {
+            if descs.get(&e.candidate.id).is_some_and(|d| !d.arch_params.is_empty()) {
+                e.arch_params = read_arch_params(run_dir, &e.candidate.id, e.candidate.budget)?;
+            }
         }
         if !state.any_valid && proposal.candidates.is_empty() && state.history.is_empty() && proposal.done {
             bail!(
@@ -547,6 +618,10 @@ fn search(
             }
         }
         plot::write_pareto_plots(run_dir, &rows, &s.objectives, &raster)?;
+        if !proposal.gallery.is_empty() {
+            write_gallery(run_dir, &proposal.gallery, &mut descs, &space, &state.history, &ctx.search_context)?;
+            state.gallery = proposal.gallery.clone();
+        }
         let record = IterationRecord {
             proposed: proposal.candidates.len() as u64,
             valid: evaluations.iter().filter(|e| e.valid).count() as u64,
@@ -593,6 +668,7 @@ fn search(
             .map(|(o, r)| (o.name.name().to_string(), if o.higher_is_better() { -r } else { *r }))
             .collect(),
         state_csv: format!("search_state_{last}.csv"),
+        gallery: state.gallery.iter().map(|g| g.id.clone()).collect(),
     };
     tracing::info!(
         "search: {} iterations, {} evaluations, final front of {} models ({}), hypervolume {:.6e}",
@@ -624,10 +700,42 @@ struct ExpensiveJob {
     objective: ObjectiveKind,
     id: String,
     budget: f64,
+    warm: Option<warm::WarmSource>,
+}
+
+/// Replaces `<run>/gallery/` with the searcher's result models: `<id>.yaml` and, when trained,
+/// `<id>_weights.pt` (the checkpoint of its training at its budget).
+fn write_gallery(
+    run_dir: &Path,
+    gallery: &[archai_plugin_api::discrete::GalleryEntry],
+    descs: &mut BTreeMap<String, ModelDesc>,
+    space: &PluginSpace,
+    history: &[HistoryRow],
+    ctx: &SearchContext,
+) -> Result<()> {
+    let dir = run_dir.join("gallery");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    for g in gallery {
+        let row = history
+            .iter()
+            .find(|r| r.evaluation.candidate.id == g.id)
+            .with_context(|| format!("the searcher's gallery names {}, which was never evaluated", g.id))?;
+        if !descs.contains_key(&g.id) {
+            descs.insert(g.id.clone(), model_desc(space, &row.evaluation.candidate.arch, ctx)?);
+        }
+        std::fs::write(dir.join(format!("{}.yaml", g.id)), descs[&g.id].to_yaml())?;
+        let trained = eval_dir(run_dir, &g.id, g.budget).join("checkpoint.pt");
+        if trained.is_file() {
+            std::fs::copy(&trained, dir.join(format!("{}_weights.pt", g.id)))?;
+        }
+    }
+    Ok(())
 }
 
 /// The cheap objectives and the constraints of one candidate; expensive values already cached
 /// are filled in, the missing ones are returned as jobs.
+#[allow(clippy::too_many_arguments)]
 fn evaluate_cheap(
     ctx: &Ctx,
     space: &PluginSpace,
@@ -635,6 +743,7 @@ fn evaluate_cheap(
     descs: &mut BTreeMap<String, ModelDesc>,
     index: usize,
     c: &Candidate,
+    warm: Option<warm::WarmSource>,
     jobs: &mut Vec<ExpensiveJob>,
 ) -> Result<(Evaluation, u64)> {
     let id = c.id.clone();
@@ -657,13 +766,17 @@ fn evaluate_cheap(
                 Some(v) => {
                     values.insert(o.name.name().to_string(), v);
                 }
-                None => {
-                    jobs.push(ExpensiveJob { candidate: index, objective: o.name, id: id.clone(), budget: c.budget })
-                }
+                None => jobs.push(ExpensiveJob {
+                    candidate: index,
+                    objective: o.name,
+                    id: id.clone(),
+                    budget: c.budget,
+                    warm: warm.clone(),
+                }),
             }
         }
     }
-    Ok((Evaluation { candidate: c.clone(), valid, values }, computed))
+    Ok((Evaluation { candidate: c.clone(), valid, values, arch_params: Default::default() }, computed))
 }
 
 /// How expensive values are computed: in this process, or by `jobs` worker processes
@@ -695,7 +808,8 @@ fn run_jobs(
     let mut out = vec![f64::NAN; jobs.len()];
     if workers.jobs <= 1 {
         for (k, j) in jobs.iter().enumerate() {
-            let v = ctx.evaluator.val_top1(&descs[&j.id], j.budget, &eval_dir(ctx.run_dir, &j.id, j.budget))?;
+            let dir = eval_dir(ctx.run_dir, &j.id, j.budget);
+            let v = ctx.evaluator.val_top1(&descs[&j.id], j.budget, &dir, j.warm.as_ref())?;
             cache.put(j.objective.name(), &j.id, j.objective.budgeted().then_some(j.budget), v)?;
             out[k] = v;
         }
@@ -730,6 +844,11 @@ fn run_jobs(
                 .env("RAYON_NUM_THREADS", workers.threads.to_string())
                 .stdout(std::fs::File::create(dir.join("worker.txt"))?)
                 .stderr(std::fs::File::create(dir.join("worker.err.txt"))?);
+            if let Some(w) = &j.warm {
+                let path = dir.join("warm_start.json");
+                std::fs::write(&path, serde_json::to_string(w)?)?;
+                cmd.arg("--warm-start").arg(path);
+            }
             crate::commands::compare::kill_with_parent(&mut cmd);
             running.push((next, cmd.spawn().context("starting a search-eval worker")?, dir));
             next += 1;

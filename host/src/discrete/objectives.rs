@@ -107,7 +107,17 @@ impl Evaluator<'_> {
 
     /// Validation top-1 of `desc` after training `training.trainer.epochs × budget` epochs
     /// (at least 1) in `dir` (its log.yaml and checkpoint stay there).
-    pub fn val_top1(&self, desc: &ModelDesc, budget: f64, dir: &Path) -> Result<f64> {
+    ///
+    /// With `warm`, the weights start from the source's (see [`super::warm`]); the record of
+    /// what was carried goes to the candidate's log.yaml. Trained architecture parameters are
+    /// written to `arch_params.json` in `dir`.
+    pub fn val_top1(
+        &self,
+        desc: &ModelDesc,
+        budget: f64,
+        dir: &Path,
+        warm: Option<&super::warm::WarmSource>,
+    ) -> Result<f64> {
         let t = self.training.context("val_top1 needs search.training")?;
         let data = self.data.context("val_top1 needs the dataset")?;
         let mut trainer_cfg = t.trainer.clone();
@@ -134,12 +144,27 @@ impl Evaluator<'_> {
             transforms: vec![data.normalize()],
         };
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Each candidate's directory describes its model (a warm start's source too).
+        std::fs::write(dir.join("model_desc.yaml"), desc.to_yaml())
+            .with_context(|| format!("writing {}", dir.display()))?;
         // The same initial weights for a candidate whatever else was evaluated before it.
         tch::manual_seed(self.seed as i64);
         let store = ParamStore::new(self.device);
         let mut net = Network::compile(desc, self.reg, &store)?;
         net.channels_last = self.channels_last;
         let mut log = RunLog::open(dir)?;
+        if let Some(w) = warm {
+            let record = super::warm::carry(&store, w)?;
+            tracing::info!(
+                "warm start from {}: {} tensors carried, {} extended, {} new, {} dropped",
+                record.source,
+                record.carried.len(),
+                record.extended.len(),
+                record.new.len(),
+                record.dropped.len()
+            );
+            log.tree.set("warm_start", record)?;
+        }
         let mut trainer = Trainer {
             config: trainer_cfg,
             phase: "eval".into(),
@@ -151,6 +176,9 @@ impl Evaluator<'_> {
         let report = trainer.fit(&mut net, &store, &train, Some(&val), None, false)?;
         log.tree.set("status", archai_runlog::schema::RunStatus::Ok)?;
         log.flush()?;
+        if !desc.arch_params.is_empty() {
+            super::write_arch_params(&store, dir)?;
+        }
         Ok(report.val.map(|m| m.top1).unwrap_or(f64::NAN))
     }
 }

@@ -577,8 +577,16 @@ pub fn weight_step_with(
     arch_training: ArchTraining,
 ) -> Result<StepResult, TrainError> {
     opt.zero_grad();
-    let trainable: Vec<Tensor> = store.named_arch().into_iter().map(|(_, t)| t).filter(|t| t.requires_grad()).collect();
+    // Architecture parameters the weight optimizer owns (joint training) are weights here.
+    let owned: std::collections::HashSet<usize> = opt.params().iter().map(|(_, p)| p.data_ptr() as usize).collect();
+    let trainable: Vec<Tensor> = store
+        .named_arch()
+        .into_iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.requires_grad() && !owned.contains(&(t.data_ptr() as usize)))
+        .collect();
     let frozen = arch_training != ArchTraining::TrainLoss;
+    let penalty = arch_l1_penalty(net, store)?;
     for a in &trainable {
         if frozen {
             // Constants for the weight step: no gradient work for them.
@@ -593,7 +601,7 @@ pub fn weight_step_with(
         let (mut main_total, mut aux_total) = (0.0, 0.0);
         let mut all_logits = Vec::new();
         let want_aux = c.aux_weight > 0.0;
-        for (xc, yc) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()) {
+        for (k, (xc, yc)) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()).enumerate() {
             let (logits, aux) = {
                 let _autocast = c.precision.autocast(xc.device())?;
                 net.forward_with_aux(xc, true, want_aux)?
@@ -608,6 +616,11 @@ pub fn weight_step_with(
                     main + aux * c.aux_weight
                 }
                 None => main,
+            };
+            // The L1 term belongs to the step, not to each chunk.
+            let loss = match (&penalty, k) {
+                (Some(p), 0) => loss + p,
+                _ => loss,
             };
             match scaler.as_deref() {
                 Some(s) => (&loss * s.scale()).backward(),
@@ -639,6 +652,36 @@ pub fn weight_step_with(
         opt.step(lr);
     }
     Ok(out)
+}
+
+/// `Σ l1 · |p|` over the architecture parameters whose description asks for an L1 penalty
+/// (Petridish's sparsity term on its candidate weights); `None` when none does.
+fn arch_l1_penalty(net: &Network, store: &ParamStore) -> Result<Option<Tensor>, TrainError> {
+    let arch: std::collections::HashMap<String, Tensor> = store.named_arch().into_iter().collect();
+    let mut total: Option<Tensor> = None;
+    for p in net.desc.arch_params.iter().filter(|p| p.l1 > 0.0) {
+        let t = arch.get(&p.name).ok_or_else(|| {
+            TrainError::Config(format!("the L1 penalty names `{}`, which the model did not create", p.name))
+        })?;
+        let term = t.abs().sum(Kind::Float) * p.l1;
+        total = Some(match total {
+            Some(acc) => acc + term,
+            None => term,
+        });
+    }
+    Ok(total)
+}
+
+/// The architecture parameters trained jointly with the weights when no algorithm owns them
+/// (`joint: true` in the description), under their checkpoint names.
+fn joint_arch_params(net: &Network, store: &ParamStore) -> Vec<(String, Tensor)> {
+    let arch: std::collections::HashMap<String, Tensor> = store.named_arch().into_iter().collect();
+    net.desc
+        .arch_params
+        .iter()
+        .filter(|p| p.joint && p.trainable)
+        .filter_map(|p| arch.get(&p.name).map(|t| (format!("arch.{}", p.name), t.shallow_clone())))
+        .collect()
 }
 
 /// What one weight step computed.
@@ -730,6 +773,24 @@ fn save_checkpoint(
 /// The first line of a libtorch error (the rest is a C++ backtrace).
 fn trim_first_line(text: &str) -> String {
     archai_plugin_api::trim_backtrace(text).lines().next().unwrap_or_default().to_string()
+}
+
+/// The model tensors of a checkpoint (weights and buffers as `w.NAME`, architecture
+/// parameters as `a.NAME`), its checksum verified; loaded onto the CPU.
+pub fn read_model_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, TrainError> {
+    let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
+    let mut saved =
+        Tensor::load_multi(path).map_err(|e| err(format!("cannot be read ({})", trim_first_line(&e.to_string()))))?;
+    if let Some(i) = saved.iter().position(|(n, _)| n == CHECKSUM) {
+        let stored = saved.remove(i).1.int64_value(&[]);
+        let actual = checksum(&saved).map_err(err)?;
+        if stored != actual {
+            return Err(err(format!(
+                "is corrupt: its contents changed after it was written (checksum {actual:08x}, recorded {stored:08x})"
+            )));
+        }
+    }
+    Ok(saved.into_iter().filter(|(n, _)| n.starts_with("w.") || n.starts_with("a.")).collect())
 }
 
 /// Loads a checkpoint into the store, optimizer and loss scaler; returns the last finished epoch
@@ -842,7 +903,11 @@ impl Trainer<'_> {
                 self.phase
             )));
         }
-        let mut opt = Optimizer::with_groups(c.optimizer.clone(), &c.param_groups, store.named_weights())
+        let mut owned = store.named_weights();
+        if algorithm.is_none() {
+            owned.extend(joint_arch_params(net, store));
+        }
+        let mut opt = Optimizer::with_groups(c.optimizer.clone(), &c.param_groups, owned)
             .map_err(|e| TrainError::Config(format!("{}: {e}", self.phase)))?;
         if !c.param_groups.is_empty() {
             tracing::info!("{}: parameter groups {:?}", self.phase, opt.group_sizes());

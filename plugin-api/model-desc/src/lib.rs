@@ -171,6 +171,11 @@ impl EdgeDesc {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDesc {
+    /// A stable name for the node's parameter scope (`cells.<i>.<id>.e<j>`); absent: `n<index>`
+    /// by position. Searches that insert nodes (Petridish) name them, so that weights carry over
+    /// to a grown network by identity, not by position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub edges: Vec<EdgeDesc>,
     /// A multi-input op that combines the edge outputs (in edge order); absent: their sum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +206,21 @@ pub struct ArchParamDesc {
     /// the algorithm changes it, in place (temperatures, XNAS expert weights).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub trainable: bool,
+    /// Trained with the network's weights by the trainer's own optimizer when no search
+    /// algorithm runs (one joint optimizer, as Petridish and Archai's `gs` do).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub joint: bool,
+    /// Weight of an L1 penalty `l1 * sum(|p|)` added to the training loss (Petridish: 0.001).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub l1: f64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn yes() -> bool {
@@ -225,12 +245,31 @@ pub struct CellDesc {
     pub affine: bool,
     pub nodes: Vec<NodeDesc>,
     pub concat: Vec<usize>,
+    /// An op applied to the concatenated nodes (a 1x1 conv + BN that keeps the cell's width
+    /// fixed while nodes are added, as in Petridish); its `c_out` param is the cell's output
+    /// width. Absent: the concatenation is the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post: Option<OpDesc>,
 }
 
 impl CellDesc {
-    /// Output channels: one `c` per concatenated node.
+    /// Output channels: the post op's `c_out`, else one `c` per concatenated node.
     pub fn c_out(&self) -> i64 {
+        match self.post.as_ref().and_then(|p| p.params.get("c_out")).and_then(|v| v.as_i64()) {
+            Some(c) => c,
+            None => self.concat_channels(),
+        }
+    }
+    /// Channels of the concatenated nodes (the post op's input).
+    pub fn concat_channels(&self) -> i64 {
         self.c * self.concat.len() as i64
+    }
+    /// The parameter-scope name of node `index` (0-based among the intermediate nodes).
+    pub fn node_scope(&self, index: usize) -> String {
+        match self.nodes.get(index).and_then(|n| n.id.as_ref()) {
+            Some(id) => id.clone(),
+            None => format!("n{}", index + 2),
+        }
     }
     /// Number of mixed edges.
     pub fn mixed_edges(&self) -> usize {
@@ -319,6 +358,24 @@ impl ModelDesc {
                             "cells[{ci}].nodes[{ni}].edges[{ei}]: a `mixed` edge needs a `mixer` (and only a mixed edge has one)"
                         ));
                     }
+                }
+            }
+            for (ni, node) in cell.nodes.iter().enumerate() {
+                if let Some(id) = &node.id {
+                    let clash = id.is_empty()
+                        || id.contains('.')
+                        || ["pre0", "pre1", "post"].contains(&id.as_str())
+                        || (0..cell.nodes.len()).any(|other| other != ni && cell.node_scope(other) == *id);
+                    if clash {
+                        return bad(format!(
+                            "cells[{ci}].nodes[{ni}].id `{id}` must be non-empty, without dots, and unique in the cell"
+                        ));
+                    }
+                }
+            }
+            if let Some(post) = &cell.post {
+                if post.params.get("c_out").and_then(|v| v.as_i64()).is_none_or(|c| c <= 0) {
+                    return bad(format!("cells[{ci}].post needs a positive integer `c_out` param (the cell's width)"));
                 }
             }
             if let Some(&n) = cell.concat.iter().find(|&&n| n >= cell.nodes.len() + 2) {
@@ -492,7 +549,7 @@ impl DartsMacro {
                         picks.iter().map(|(op, j)| edge(op, *j, Vec::new(), None)).collect()
                     }
                 };
-                nodes.push(NodeDesc { edges, combine: None });
+                nodes.push(NodeDesc { id: None, edges, combine: None });
             }
             let cell = CellDesc {
                 reduction,
@@ -503,6 +560,7 @@ impl DartsMacro {
                 affine: !search,
                 nodes,
                 concat: (2..self.nodes + 2).collect(),
+                post: None,
             };
             reduction_prev = reduction;
             c_pp = c_p;
@@ -522,6 +580,8 @@ impl DartsMacro {
                         shape: vec![rows, candidates.len() as i64],
                         init: ParamInit::Normal { mean: 0.0, std: 1e-3 },
                         trainable: true,
+                        joint: false,
+                        l1: 0.0,
                     })
                     .collect()
             }

@@ -188,14 +188,14 @@ impl Searcher for MoBananas {
     fn ask(&mut self, space: &mut Space<'_, '_>, iteration: u32) -> anyhow::Result<Proposal> {
         let c = self.config.clone();
         if iteration >= c.num_iters {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
+            return Ok(Proposal { candidates: Vec::new(), done: true, ..Default::default() });
         }
         let mut rng = SplitMix64::new(self.rng);
         if iteration == 0 {
             let out = samples(space, &mut rng, c.init_num_models, c.mutation_tries.max(100))?;
             self.rng = rng.state();
             let done = out.is_empty();
-            return Ok(Proposal { candidates: out, done });
+            return Ok(Proposal { candidates: out, done, ..Default::default() });
         }
         let objectives = space.objectives()?;
         let expensive: Vec<&ObjectiveInfo> = objectives.iter().filter(|o| !o.cheap).collect();
@@ -217,7 +217,7 @@ impl Searcher for MoBananas {
         if children.is_empty() {
             self.rng = rng.state();
             // Archai stops here too, with a misleading "No mutations found"; this says why.
-            return Ok(Proposal { candidates: Vec::new(), done: true });
+            return Ok(Proposal { candidates: Vec::new(), done: true, ..Default::default() });
         }
         // The cheap objectives exactly, the expensive ones by a Thompson sample of the predictor.
         let mut cheap_values = Vec::new();
@@ -252,7 +252,7 @@ impl Searcher for MoBananas {
             order.into_iter().take(c.num_candidates).map(|i| children[i].clone()).collect();
         self.rng = rng.state();
         let done = iteration + 1 >= c.num_iters;
-        Ok(Proposal { candidates, done })
+        Ok(Proposal { candidates, done, ..Default::default() })
     }
 
     fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {

@@ -28,7 +28,7 @@ impl Memory {
         children: impl FnOnce(&Memory, &mut Space<'_, '_>, &mut SplitMix64) -> anyhow::Result<Vec<Candidate>>,
     ) -> anyhow::Result<Proposal> {
         if iteration >= num_iters {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
+            return Ok(Proposal { candidates: Vec::new(), done: true, ..Default::default() });
         }
         let mut rng = SplitMix64::new(self.rng);
         let out = if iteration == 0 {
@@ -38,7 +38,7 @@ impl Memory {
         };
         self.rng = rng.state();
         let done = iteration + 1 >= num_iters || out.is_empty();
-        Ok(Proposal { candidates: out, done })
+        Ok(Proposal { candidates: out, done, ..Default::default() })
     }
 }
 
@@ -120,7 +120,7 @@ impl Searcher for EvolutionPareto {
                         let check = space.check(&arch)?;
                         if check.valid && !check.seen {
                             let parents = vec![a.id.clone(), b.id.clone()];
-                            out.push(Candidate { arch, id: check.id, budget: 1.0, parents });
+                            out.push(Candidate { arch, id: check.id, budget: 1.0, parents, warm_start: None });
                             break;
                         }
                     }

@@ -38,7 +38,7 @@ pub struct SuccessiveHalving {
 impl Searcher for SuccessiveHalving {
     fn ask(&mut self, space: &mut Space<'_, '_>, iteration: u32) -> anyhow::Result<Proposal> {
         if self.finished || iteration >= self.config.num_iters {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
+            return Ok(Proposal { candidates: Vec::new(), done: true, ..Default::default() });
         }
         self.objectives = space.objectives()?;
         if iteration == 0 {
@@ -50,7 +50,7 @@ impl Searcher for SuccessiveHalving {
         let candidates: Vec<Candidate> =
             self.population.iter().map(|c| Candidate { budget: self.budget, ..c.clone() }).collect();
         let done = iteration + 1 >= self.config.num_iters || candidates.len() <= 1;
-        Ok(Proposal { candidates, done })
+        Ok(Proposal { candidates, done, ..Default::default() })
     }
 
     fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {

@@ -60,7 +60,7 @@ pub(crate) fn mutants(
             let arch = space.mutate(&parent.arch, rng)?;
             let c = space.check(&arch)?;
             if c.valid && !c.seen {
-                out.push(Candidate { arch, id: c.id, budget: 1.0, parents: vec![parent.id.clone()] });
+                out.push(Candidate { arch, id: c.id, budget: 1.0, parents: vec![parent.id.clone()], warm_start: None });
                 break;
             }
         }

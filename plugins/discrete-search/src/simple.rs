@@ -30,13 +30,13 @@ pub struct RandomSearch {
 impl Searcher for RandomSearch {
     fn ask(&mut self, space: &mut Space<'_, '_>, iteration: u32) -> anyhow::Result<Proposal> {
         if iteration >= self.config.num_iters {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
+            return Ok(Proposal { candidates: Vec::new(), done: true, ..Default::default() });
         }
         let mut rng = SplitMix64::new(self.rng);
         let candidates = samples(space, &mut rng, self.config.samples_per_iter, self.config.tries)?;
         self.rng = rng.state();
         let done = iteration + 1 >= self.config.num_iters || candidates.is_empty();
-        Ok(Proposal { candidates, done })
+        Ok(Proposal { candidates, done, ..Default::default() })
     }
     fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::json!({"valid": evaluations.iter().filter(|e| e.valid).count()}))
@@ -83,7 +83,7 @@ pub struct Sweep {
 impl Searcher for Sweep {
     fn ask(&mut self, space: &mut Space<'_, '_>, _iteration: u32) -> anyhow::Result<Proposal> {
         if self.done {
-            return Ok(Proposal { candidates: Vec::new(), done: true });
+            return Ok(Proposal { candidates: Vec::new(), done: true, ..Default::default() });
         }
         let all = space.enumerate(self.config.limit)?.ok_or_else(|| {
             anyhow::anyhow!(
@@ -96,11 +96,11 @@ impl Searcher for Sweep {
         for arch in all {
             let c = space.check(&arch)?;
             if c.valid && !c.seen {
-                candidates.push(Candidate { arch, id: c.id, budget: 1.0, parents: Vec::new() });
+                candidates.push(Candidate { arch, id: c.id, budget: 1.0, parents: Vec::new(), warm_start: None });
             }
         }
         self.done = true;
-        Ok(Proposal { candidates, done: true })
+        Ok(Proposal { candidates, done: true, ..Default::default() })
     }
     fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::json!({"evaluated": evaluations.len()}))

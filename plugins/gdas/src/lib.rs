@@ -163,6 +163,8 @@ impl GdasConfig {
             shape: vec![],
             init: ParamInit::Const(self.tau_max),
             trainable: false,
+            joint: false,
+            l1: 0.0,
         });
         Ok(desc)
     }

@@ -235,6 +235,8 @@ impl PcDartsConfig {
                 shape: vec![rows as i64],
                 init: ParamInit::Normal { mean: 0.0, std: 1e-3 },
                 trainable: true,
+                joint: false,
+                l1: 0.0,
             });
         }
         Ok(desc)
@@ -365,8 +367,15 @@ register_mixer!(
 register_op!(
     "edge-softmax-sum",
     "PC-DARTS edge normalization: a node's inputs weighted by softmax(beta[offset..offset+n]); params beta, offset",
-    create_edge_softmax_sum
+    create_edge_softmax_sum,
+    edge_softmax_sum_cost
 );
+
+/// One multiply-add per element of each of the `inputs` edge outputs.
+fn edge_softmax_sum_cost(config: &Value, [c, h, w]: [i64; 3]) -> anyhow::Result<(i64, [i64; 3])> {
+    let n = config["inputs"].as_i64().unwrap_or(1);
+    Ok((n * c * h * w, [c, h, w]))
+}
 register_algorithm!(
     "pc-darts",
     "PC-DARTS: partial channels (K=4), edge normalization, first-order bilevel after a warm-up",

@@ -156,6 +156,8 @@ impl SnasConfig {
             shape: vec![],
             init: ParamInit::Const(self.tau_init),
             trainable: false,
+            joint: false,
+            l1: 0.0,
         });
         Ok(desc)
     }
