@@ -376,6 +376,9 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         log,
     };
     let report = trainer.fit(&mut net, &store, &train, val.as_ref(), Some(&mut algo), resume)?;
+    // A report left by an earlier attempt must not pass for this one's.
+    let decisiveness_file = run_dir.join("search/artifacts").join(archai_model_desc::report::DECISIVENESS_ARTIFACT);
+    let _ = std::fs::remove_file(&decisiveness_file);
     let final_desc = match &search.finalizer {
         Some(f) => {
             let mut fin = reg.create_finalizer(&f.name, &f.config)?;
@@ -392,6 +395,14 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         }
         None => desc.clone(),
     };
+    let decisiveness = read_decisiveness(&decisiveness_file)?;
+    if let Some(d) = &decisiveness {
+        if d.decided {
+            tracing::info!("search: {}", d.verdict);
+        } else {
+            tracing::warn!("search: {}", d.verdict);
+        }
+    }
     write(&run_dir.join("search/final_model_desc.yaml"), &final_desc.to_yaml())?;
     write(&run_dir.join("search/final_cells.dot"), &cells_dot(&final_desc))?;
     write(&run_dir.join("search/final_cells.svg"), &cells_svg(&final_desc))?;
@@ -427,10 +438,21 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
             file: "search/final_stats.json".into(),
         },
         weights_sha256: store.sha256(),
+        decisiveness,
     };
     log.tree.set(&schema::keys::summary("search"), summary)?;
     log.flush()?;
     Ok(final_desc)
+}
+
+/// The finalizer's decisiveness report, when it wrote one.
+fn read_decisiveness(path: &Path) -> Result<Option<archai_model_desc::report::Decisiveness>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("{} is not a decisiveness report", path.display()))?,
+        )),
+        Err(_) => Ok(None),
+    }
 }
 
 fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, log: &mut RunLog) -> Result<()> {

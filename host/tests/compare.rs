@@ -105,6 +105,12 @@ fn a_killed_comparison_resumes_and_its_report_renders() {
     assert!(md.contains("## Test accuracy per experiment") && md.contains("## Against the baseline (random)"), "{md}");
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
+    // The toy DARTS searches cannot decide: the report says so per run, random has no verdict.
+    assert!(md.contains("darts seed 0: the architecture was chosen by noise"), "{md}");
+    assert!(
+        md.contains("NO, chosen by noise") && csv.lines().any(|l| l.starts_with("darts,") && l.contains(",false,")),
+        "{md}\n{csv}"
+    );
     // Equal budget: the same epochs and samples everywhere, so no budget warning.
     assert!(!md.contains("unequal budget"), "{md}");
 

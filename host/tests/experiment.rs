@@ -44,6 +44,14 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     ] {
         assert!(first.join(f).is_file(), "{f} missing");
     }
+    // A toy search (a few steps at DARTS' arch lr) cannot decide: log.yaml, log.txt and the
+    // console say the architecture was chosen by noise.
+    let record = archai_runlog::RunRecord::read(&first.join("log.yaml")).unwrap();
+    let d = record.search.unwrap().summary.unwrap().decisiveness.expect("darts-topk reports decisiveness");
+    assert!(!d.decided && d.entropy_fraction > 0.999, "{d:?}");
+    assert!(d.fragile > 0 && d.fragile <= d.choices && d.edges.len() == 10, "{d:?}");
+    let log_txt = std::fs::read_to_string(first.join("log.txt")).unwrap();
+    assert!(log_txt.contains("the architecture was chosen by noise: entropy 99.99"), "{log_txt}");
     let tb: Vec<_> = std::fs::read_dir(first.join("tb")).unwrap().collect();
     assert_eq!(tb.len(), 1);
     let events = archai_runlog::read_events(&tb[0].as_ref().unwrap().path()).unwrap();

@@ -159,6 +159,14 @@ impl<'m, 'a> Model<'m, 'a> {
         }
     }
 
+    /// Hands the host the search's [`Decisiveness`](crate::model_desc::report::Decisiveness)
+    /// (log.yaml `search/summary/decisiveness`, a warning when undecided, `archai report`).
+    pub fn report_decisiveness(&mut self, report: &crate::model_desc::report::Decisiveness) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(report)?;
+        self.write_artifact(crate::model_desc::report::DECISIVENESS_ARTIFACT, &json)?;
+        Ok(())
+    }
+
     /// The architecture parameter named `name`, or an error listing the ones the model has.
     pub fn arch_param(&self, name: &str) -> anyhow::Result<Tensor> {
         let all = self.arch_params();

@@ -383,6 +383,9 @@ pub struct SearchSummary {
     pub final_stats: FinalStats,
     /// SHA-256 of the supernet's final weights and architecture parameters.
     pub weights_sha256: String,
+    /// Whether the search decided its architecture (from finalizers that report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisiveness: Option<archai_model_desc::report::Decisiveness>,
 }
 
 /// The end of an evaluation phase.

@@ -51,6 +51,11 @@ impl Run {
         self.record.eval.as_ref()?.summary.as_ref().map(|s| s.test.top1)
     }
 
+    /// Whether its search decided its architecture (finalizers of the DARTS family report it).
+    pub fn decisiveness(&self) -> Option<&archai_model_desc::report::Decisiveness> {
+        self.record.search.as_ref()?.summary.as_ref()?.decisiveness.as_ref()
+    }
+
     pub fn environment(&self) -> Option<&Environment> {
         self.record.run.as_ref()?.environment.as_ref()
     }

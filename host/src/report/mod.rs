@@ -132,6 +132,11 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
     }
     let mut warnings = budget_warnings(&experiments);
     warnings.extend(environment_warnings(&c.runs));
+    for r in c.runs.iter().filter(|r| r.ok()) {
+        if let Some(d) = r.decisiveness().filter(|d| !d.decided) {
+            warnings.push(format!("{} seed {}: {}", r.experiment, r.seed, d.verdict));
+        }
+    }
     for e in &experiments {
         if e.failed > 0 {
             warnings.push(format!("{}: {} of {} runs did not finish and are left out", e.name, e.failed, e.runs));

@@ -121,9 +121,25 @@ pub fn markdown(a: &Analysis) -> String {
         out.push('\n');
     }
     out.push_str("## Runs\n\n");
-    md_table(&mut out, &["experiment", "seed", "status", "test top-1 %", "run directory"], &run_rows(a));
+    md_table(&mut out, &RUN_COLUMNS, &run_rows(a));
     out.push_str("Plots and the searched cells: report.html. Per-run numbers: summary.csv.\n");
     out
+}
+
+const RUN_COLUMNS: [&str; 6] = ["experiment", "seed", "status", "test top-1 %", "search decided", "run directory"];
+
+/// Whether the search decided, in a few words: `yes (entropy 61.2%, 1/22 fragile)`.
+fn decided(r: &Run) -> String {
+    match r.decisiveness() {
+        Some(d) => format!(
+            "{} (entropy {:.2}%, {}/{} fragile)",
+            if d.decided { "yes" } else { "NO, chosen by noise" },
+            (100.0 * d.entropy_fraction * 100.0).floor() / 100.0,
+            d.fragile,
+            d.choices
+        ),
+        None => "-".into(),
+    }
 }
 
 fn run_rows(a: &Analysis) -> Vec<Vec<String>> {
@@ -135,6 +151,7 @@ fn run_rows(a: &Analysis) -> Vec<Vec<String>> {
                 r.seed.to_string(),
                 format!("{:?}", r.record.status).to_lowercase(),
                 r.test_top1().map_or("-".into(), pct),
+                decided(r),
                 r.dir.display().to_string(),
             ]
         })
@@ -152,7 +169,7 @@ fn csv_field(s: &str) -> String {
 /// summary.csv: one row per run.
 pub fn csv(a: &Analysis) -> String {
     let mut out = String::from(
-        "experiment,seed,status,test_top1,test_loss,params,macs,search_epochs,search_samples,search_s,eval_epochs,eval_samples,eval_s,wall_s,run_dir\n",
+        "experiment,seed,status,test_top1,test_loss,params,macs,search_epochs,search_samples,search_s,eval_epochs,eval_samples,eval_s,wall_s,search_decided,alpha_entropy_fraction,fragile_choices,choices,run_dir\n",
     );
     for r in &a.runs {
         let eval = r.record.eval.as_ref().and_then(|p| p.summary.as_ref());
@@ -173,6 +190,10 @@ pub fn csv(a: &Analysis) -> String {
             eb.samples.to_string(),
             format!("{:.3}", eb.seconds),
             r.record.duration_s.map_or(String::new(), |d| format!("{d:.3}")),
+            r.decisiveness().map_or(String::new(), |d| d.decided.to_string()),
+            r.decisiveness().map_or(String::new(), |d| d.entropy_fraction.to_string()),
+            r.decisiveness().map_or(String::new(), |d| d.fragile.to_string()),
+            r.decisiveness().map_or(String::new(), |d| d.choices.to_string()),
             r.dir.display().to_string(),
         ];
         let _ = writeln!(out, "{}", fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
@@ -299,7 +320,7 @@ pub fn html(a: &Analysis) -> String {
         }
     }
     out.push_str("</div>\n<h2>Runs</h2>\n");
-    html_table(&mut out, "runs", &["experiment", "seed", "status", "test top-1 %", "run directory"], &run_rows(a));
+    html_table(&mut out, "runs", &RUN_COLUMNS, &run_rows(a));
     out.push_str("</body></html>\n");
     out
 }

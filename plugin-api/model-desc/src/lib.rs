@@ -45,6 +45,8 @@
 //! in node order, which is how finalizers find an edge's weights.
 use serde::{Deserialize, Serialize};
 
+pub mod report;
+
 /// The eight DARTS primitives, in the order of the paper's code.
 pub const DARTS_PRIMITIVES: [&str; 8] = [
     "none",

@@ -168,11 +168,20 @@ pub struct TopkConfig {
     pub channels: Option<i64>,
     /// Give the final network DARTS' auxiliary head (default: as the search network).
     pub auxiliary: Option<bool>,
+    /// Mean entropy of the mixing weights, as a fraction of a uniform choice's, at or above
+    /// which the search is reported as undecided (chosen by noise).
+    pub undecided_entropy: f64,
 }
 
 impl Default for TopkConfig {
     fn default() -> Self {
-        Self { k: 2, layers: None, channels: None, auxiliary: None }
+        Self {
+            k: 2,
+            layers: None,
+            channels: None,
+            auxiliary: None,
+            undecided_entropy: crate::kit::decisive::UNDECIDED_ENTROPY,
+        }
     }
 }
 
@@ -181,6 +190,11 @@ impl TopkConfig {
     pub fn from_json(value: &Value, what: &str) -> anyhow::Result<Self> {
         let c: Self = crate::kit::config::parse(value, what)?;
         anyhow::ensure!(c.k >= 1, "{what} config: `k` must be at least 1");
+        anyhow::ensure!(
+            c.undecided_entropy > 0.0 && c.undecided_entropy <= 1.0,
+            "{what} config: `undecided_entropy` is a fraction of the uniform entropy, in (0, 1]; got {}",
+            c.undecided_entropy
+        );
         Ok(c)
     }
 

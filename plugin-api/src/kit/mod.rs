@@ -5,6 +5,8 @@
 //!   `torch.optim` semantics and checkpointable state.
 //! - [`genotype`]: softmax/entropy of alpha rows, the DARTS top-k discretization rule and the
 //!   rebuild of a discrete network from a DARTS-macro search description.
+//! - [`decisive`]: whether a search decided (entropy against uniform, choices the initial alpha
+//!   noise could flip), reported by finalizers.
 //! - [`gumbel`]: Gumbel-softmax sampling (GDAS, SNAS).
 //! - [`arch`]: the first-order bilevel step and the single-level update of architecture
 //!   parameters.
@@ -17,6 +19,7 @@
 pub mod adam;
 pub mod arch;
 pub mod config;
+pub mod decisive;
 pub mod genotype;
 pub mod gumbel;
 pub mod mixer;

@@ -1,5 +1,6 @@
 //! The `darts-topk` finalizer: from the searched supernet and its alphas to a discrete network.
 use crate::config::TopkConfig;
+use archai_plugin_api::kit::decisive::decisiveness;
 use archai_plugin_api::kit::genotype::{cell_genotype, cell_types, edge_softmax, named_rows, rebuild};
 use archai_plugin_api::model_desc::ModelDesc;
 use archai_plugin_api::{Finalizer, Model};
@@ -27,7 +28,12 @@ pub struct TopkFinalizer {
 
 impl Finalizer for TopkFinalizer {
     fn finalize(&mut self, search: &ModelDesc, model: &mut Model<'_, '_>) -> anyhow::Result<ModelDesc> {
-        finalize(&self.config, search, &named_rows(&model.arch_params()))
+        let arch = named_rows(&model.arch_params());
+        let k = self.config.k;
+        let report =
+            decisiveness(search, &arch, k, self.config.undecided_entropy, |_, _, _, e| edge_softmax(&arch, e))?;
+        model.report_decisiveness(&report)?;
+        finalize(&self.config, search, &arch)
     }
 }
 
@@ -155,7 +161,8 @@ mod tests {
         assert_eq!(ModelDesc::from_yaml(&yaml, "t").unwrap(), d);
 
         // Eval macro overrides.
-        let cfg = TopkConfig { k: 2, layers: Some(8), channels: Some(12), auxiliary: Some(true) };
+        let cfg =
+            TopkConfig { k: 2, layers: Some(8), channels: Some(12), auxiliary: Some(true), ..TopkConfig::default() };
         let big = finalize(&cfg, &search, &arch).unwrap();
         assert_eq!(big.cells.len(), 8);
         assert_eq!(big.cells[0].c, 12);

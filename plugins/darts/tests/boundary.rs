@@ -39,6 +39,8 @@ struct Net {
     a: Vec<(String, Tensor)>,
     bufs: Vec<(String, Tensor)>,
     lr: f64,
+    /// What the plugin wrote with `write_artifact`.
+    artifacts: Vec<(String, Vec<u8>)>,
 }
 
 impl Net {
@@ -52,7 +54,7 @@ impl Net {
         let a = vec![("alphas.normal".to_string(), (seeded::normal(&[2, 3], 20) * 1e-3).set_requires_grad(true))];
         let bufs =
             w.iter().zip(30..).map(|((n, t), seed)| (n.clone(), seeded::normal(&t.size(), seed) * 0.05)).collect();
-        Self { w, a, bufs, lr: 0.05 }
+        Self { w, a, bufs, lr: 0.05, artifacts: Vec::new() }
     }
 
     fn forward_loss(&self, x: &Tensor, y: &Tensor) -> Tensor {
@@ -99,8 +101,9 @@ impl ModelServices for Net {
     fn data_batch(&mut self, _index: u64, _batch_size: u64) -> RResult<RVec<TensorOwned>, RString> {
         RResult::RErr("this test net has no data".into())
     }
-    fn write_artifact(&mut self, _name: RStr<'_>, _bytes: RSlice<'_, u8>) -> RResult<RString, RString> {
-        RResult::RErr("this test net has no run directory".into())
+    fn write_artifact(&mut self, name: RStr<'_>, bytes: RSlice<'_, u8>) -> RResult<RString, RString> {
+        self.artifacts.push((name.to_string(), bytes.to_vec()));
+        RResult::ROk(format!("memory:{name}").into())
     }
 }
 
@@ -256,4 +259,12 @@ fn model_desc_and_finalizer_through_the_boundary() {
     };
     assert!(ops(false).iter().all(|o| o == "sep_conv_3x3"));
     assert!(ops(true).iter().all(|o| o == "max_pool_3x3"));
+    // Ops separated by 1.0 in alpha are decided; which edges a node keeps is not (every edge is
+    // equally strong: margin 0), so per cell type the 3 nodes with more than 2 edges make
+    // 3 fragile choices among 8 op choices + 3 edge choices.
+    let (name, bytes) = host.artifacts.last().expect("the finalizer reports decisiveness");
+    assert_eq!(name, archai_plugin_api::model_desc::report::DECISIVENESS_ARTIFACT);
+    let report: archai_plugin_api::model_desc::report::Decisiveness = serde_json::from_slice(bytes).unwrap();
+    assert_eq!((report.choices, report.fragile, report.edges.len()), (22, 6, 28), "{report:?}");
+    assert!(report.decided && report.edges.iter().all(|e| e.alpha_margin == 1.0), "{}", report.verdict);
 }

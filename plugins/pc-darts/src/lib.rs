@@ -307,6 +307,12 @@ fn create_pc_darts(config: &Value) -> anyhow::Result<Box<dyn Algorithm>> {
 
 /// The edge scores of one cell: softmax(α_e) scaled by the node's softmax(β) share of edge e.
 pub fn cell_scores(cell: &CellDesc, k: usize, arch: &[(String, Vec<Vec<f64>>)]) -> anyhow::Result<Genotype> {
+    let shares = edge_shares(cell, arch)?;
+    cell_genotype(cell, k, |ni, ei, e| Ok(edge_softmax(arch, e)?.iter().map(|p| p * shares[ni][ei]).collect()))
+}
+
+/// Per node, softmax(β) over its edges (PC-DARTS' edge normalization).
+fn edge_shares(cell: &CellDesc, arch: &[(String, Vec<Vec<f64>>)]) -> anyhow::Result<Vec<Vec<f64>>> {
     let mut shares: Vec<Vec<f64>> = Vec::new();
     for (ni, node) in cell.nodes.iter().enumerate() {
         let combine = node.combine.as_ref().ok_or_else(|| {
@@ -325,7 +331,7 @@ pub fn cell_scores(cell: &CellDesc, k: usize, arch: &[(String, Vec<Vec<f64>>)]) 
         );
         shares.push(softmax(&beta[offset..offset + n]));
     }
-    cell_genotype(cell, k, |ni, ei, e| Ok(edge_softmax(arch, e)?.iter().map(|p| p * shares[ni][ei]).collect()))
+    Ok(shares)
 }
 
 /// The `pc-darts-topk` finalizer.
@@ -347,7 +353,19 @@ pub fn finalize(
 
 impl Finalizer for PcTopk {
     fn finalize(&mut self, search: &ModelDesc, model: &mut Model<'_, '_>) -> anyhow::Result<ModelDesc> {
-        finalize(&self.config, search, &named_rows(&model.arch_params()))
+        let arch = named_rows(&model.arch_params());
+        let report = archai_plugin_api::kit::decisive::decisiveness(
+            search,
+            &arch,
+            self.config.k,
+            self.config.undecided_entropy,
+            |cell, ni, ei, e| {
+                let share = edge_shares(cell, &arch)?[ni][ei];
+                Ok(edge_softmax(&arch, e)?.iter().map(|p| p * share).collect())
+            },
+        )?;
+        model.report_decisiveness(&report)?;
+        finalize(&self.config, search, &arch)
     }
 }
 

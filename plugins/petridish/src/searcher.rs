@@ -537,6 +537,33 @@ mod tests {
     }
 
     #[test]
+    fn stop_rules_name_what_stopped_the_search() {
+        let cfg = PetridishConfig { max_madd: 1e6, max_hull_points: 3, max_grown: 5, ..Default::default() };
+        let mut p = Petridish::new(cfg.clone()).unwrap();
+        let arch = PetridishArch::seed(3, 1, 1, &cfg.ops, &mut SplitMix64::new(1)).unwrap();
+        let entry = |id: &str, macs: f64| PoolEntry {
+            id: id.into(),
+            arch: arch.clone(),
+            budget: 1.0,
+            stage: Stage::Seed,
+            macs,
+            val_top1: 0.5,
+            parent: None,
+            search: None,
+            sampled: 0,
+        };
+        p.state.pool = vec![entry("a", 5e5), entry("b", 9e5)];
+        assert_eq!(p.stop_reason(), None);
+        p.state.pool.push(entry("c", 2e6));
+        assert!(p.stop_reason().unwrap().contains("c has 2000000 MACs > max_madd"), "{:?}", p.stop_reason());
+        p.state.pool[2].macs = 1e5;
+        assert!(p.stop_reason().unwrap().contains("max_hull_points"));
+        p.state.pool.truncate(2);
+        p.state.grown = 5;
+        assert!(p.stop_reason().unwrap().contains("max_grown"));
+    }
+
+    #[test]
     fn seed_grid_respects_the_reduction_rule() {
         let c = PetridishConfig {
             seed_reductions: [1, 2],
