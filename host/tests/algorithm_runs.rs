@@ -61,6 +61,23 @@ fn gdas_toy_run_samples_one_candidate_per_edge_and_anneals_tau() {
     assert_eq!(log["search"]["summary"]["arch_training"].as_str(), Some("Bilevel"));
 }
 
+/// `warmup_steps`: the alphas stay at their initialization until the warm-up is over, and the
+/// architecture loss is averaged over the steps that took one.
+#[test]
+fn darts_warmup_steps_hold_the_alphas_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two toy epochs of 6 steps: a warm-up of 6 leaves the first epoch without architecture
+    // steps and the second with all of them.
+    let (_, log) =
+        toy_run(tmp.path(), "darts", &["nas.search.trainer.epochs=2", "nas.search.algorithm.config.warmup_steps=6"]);
+    assert!(epoch(&log, 0)["algorithm"].is_null(), "{:?}", epoch(&log, 0)["algorithm"]);
+    assert!(epoch(&log, 1)["algorithm"]["arch_loss"].as_f64().is_some_and(|l| l.is_finite() && l > 0.5));
+    let entropy = |e: usize| epoch(&log, e)["algorithm_end"]["alpha_entropy"].as_f64().unwrap();
+    // N(0, 1e-3) alphas: entropy within 1e-5 of ln 8 until they move.
+    assert!((entropy(0) - 8f64.ln()).abs() < 1e-5, "{}", entropy(0));
+    assert!(entropy(1) < entropy(0), "{} vs {}", entropy(1), entropy(0));
+}
+
 #[test]
 fn pc_darts_toy_run_warms_up_then_steps() {
     let tmp = tempfile::tempdir().unwrap();

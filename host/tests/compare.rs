@@ -8,7 +8,7 @@ use archai_runlog::schema::RunStatus;
 use archai_runlog::RunRecord;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Small budgets on top of --toy, the same for every experiment.
@@ -29,22 +29,6 @@ fn write_comparison(dir: &Path) -> PathBuf {
 
 fn finished(run: &Path) -> bool {
     RunRecord::read(&run.join("log.yaml")).is_ok_and(|r| r.status == RunStatus::Ok)
-}
-
-fn chromium() -> PathBuf {
-    let path = PathBuf::from("/usr/bin/chromium");
-    assert!(path.is_file(), "chromium is missing: scripts/setup.sh installs the Debian package `chromium`");
-    path
-}
-
-fn headless(args: &[&str]) -> Output {
-    let profile = tempfile::tempdir().unwrap();
-    Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .output()
-        .expect("run chromium")
 }
 
 #[test]

@@ -220,3 +220,142 @@ fn edge_outputs_that_do_not_add_up_are_an_error_not_a_panic() {
     );
     assert!(err.contains("[2, 16, 16, 16]") || err.contains("[2, 32, 16, 16]") || err.contains(", 16, 16]"), "{err}");
 }
+
+/// A one-node search cell: stem, two mixed edges (from the cell's two inputs) over DARTS'
+/// candidates with `none` first, softmax mixer, one node, the head.
+fn one_cell_search_desc() -> ModelDesc {
+    let text = r#"
+name: one_cell
+input: {channels: 1, size: 8}
+num_classes: 3
+stem:
+  - {op: conv_bn, params: {c_in: 1, c_out: 4, kernel_size: 3}}
+cells:
+  - reduction: false
+    reduction_prev: false
+    c_prev_prev: 4
+    c_prev: 4
+    c: 4
+    affine: false
+    nodes:
+      - edges:
+          - input: 0
+            op: mixed
+            mixer: {name: softmax, params: {alpha: alphas.normal, row: 0}}
+            candidates: [none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, dil_conv_3x3]
+            params: {c_in: 4, stride: 1, affine: false}
+          - input: 1
+            op: mixed
+            mixer: {name: softmax, params: {alpha: alphas.normal, row: 1}}
+            candidates: [none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, dil_conv_3x3]
+            params: {c_in: 4, stride: 1, affine: false}
+    concat: [2]
+head: {c_in: 4}
+arch_params:
+  - {name: alphas.normal, shape: [2, 6], init: !normal {mean: 0.0, std: 1.0}}
+"#;
+    ModelDesc::from_yaml(text, "one_cell").unwrap()
+}
+
+/// The network of `desc` with weights and alphas from a fixed generator (never libtorch's
+/// global one: tests run concurrently), channels-last or not.
+fn fixed_network(reg: &PluginRegistry, desc: &ModelDesc, channels_last: bool) -> (ParamStore, Network) {
+    let store = ParamStore::new(Device::Cpu);
+    let mut net = Network::compile(desc, reg, &store).unwrap();
+    net.channels_last = channels_last;
+    let _g = tch::no_grad_guard();
+    for (k, (_, mut t)) in store.named_weights().into_iter().chain(store.named_arch()).enumerate() {
+        t.copy_(&(archai_plugin_api::kit::seeded::normal(&t.size(), 100 + k as u64) * 0.5));
+    }
+    (store, net)
+}
+
+fn arch_grad(store: &ParamStore) -> tch::Tensor {
+    store.named_arch()[0].1.grad().copy()
+}
+
+/// The mixed edge's maths, written out by hand: each edge is Σ_c softmax(α_row)[c] · op_c(x),
+/// `none` contributing 0 (it is never computed), the node the sum of its edges, then pooling and
+/// the linear head. The candidates' outputs come from the network's own ops (captured in eval
+/// mode); logits and α's gradient must match the network's to 1e-5, channels-last or not.
+#[test]
+fn a_search_cell_computes_the_softmax_weighted_sum_of_its_candidates() {
+    let reg = registry();
+    let desc = one_cell_search_desc();
+    let x = archai_plugin_api::kit::seeded::normal(&[4, 1, 8, 8], 7);
+    let mut results = Vec::new();
+    for channels_last in [false, true] {
+        let (store, net) = fixed_network(&reg, &desc, channels_last);
+        let outs = net.candidate_outputs(&x, "cells.0").unwrap();
+        let names: Vec<&str> = outs.iter().map(|(n, _)| n.as_str()).collect();
+        // `none` is never built or run: 5 candidates per edge.
+        assert_eq!(names.len(), 10, "{names:?}");
+        assert!(names.iter().all(|n| !n.ends_with(".none")), "{names:?}");
+        let alpha = store.named_arch()[0].1.shallow_clone();
+        let candidates = &desc.cells[0].nodes[0].edges[0].candidates;
+        // Hand-written: the weights picked by the candidate's column in the alpha row.
+        let mut node: Option<tch::Tensor> = None;
+        for (scope, y) in &outs {
+            let edge: i64 = scope.split('.').nth(3).unwrap().strip_prefix('e').unwrap().parse().unwrap();
+            let op = scope.rsplit('.').next().unwrap();
+            let col = candidates.iter().position(|c| c == op).unwrap() as i64;
+            let w = alpha.get(edge).softmax(-1, tch::Kind::Float).get(col);
+            let term = y.detach() * w;
+            node = Some(match node {
+                Some(n) => n + term,
+                None => term,
+            });
+        }
+        let weights: std::collections::BTreeMap<String, tch::Tensor> = store.named_weights().into_iter().collect();
+        let pooled = node.unwrap().adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        let hand = pooled.linear(&weights["classifier.weight"], Some(&weights["classifier.bias"]));
+        let logits = net.forward(&x, false).unwrap();
+        let diff = (&logits - &hand).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "channels_last {channels_last}: logits differ by {diff}");
+        // Gradients w.r.t. α: the network's backward against the hand-written sum's.
+        logits.sum(tch::Kind::Float).backward();
+        let net_grad = arch_grad(&store);
+        alpha.shallow_clone().zero_grad();
+        hand.sum(tch::Kind::Float).backward();
+        let hand_grad = arch_grad(&store);
+        let gdiff = (&net_grad - &hand_grad).abs().max().double_value(&[]);
+        assert!(gdiff < 1e-5, "channels_last {channels_last}: alpha gradients differ by {gdiff}");
+        // `none`'s column gets no gradient through the product, only through the softmax's
+        // normalisation: it must not be zero (it competes) but differs from a computed op's.
+        assert!(net_grad.get(0).get(0).double_value(&[]).abs() > 0.0);
+        results.push((logits.detach(), net_grad));
+    }
+    // channels-last and NCHW: the same outputs and gradients up to summation order.
+    let d = (&results[0].0 - &results[1].0).abs().max().double_value(&[]);
+    let g = (&results[0].1 - &results[1].1).abs().max().double_value(&[]);
+    assert!(d < 1e-5 && g < 1e-5, "channels-last vs NCHW: logits {d}, alpha gradients {g}");
+}
+
+/// The evaluation network (DARTS-V2 cells, 8 cells, C = 8) in channels-last and in NCHW:
+/// the same logits and weight gradients to 1e-5 (relative to their scale), train mode.
+#[test]
+fn the_eval_network_is_the_same_in_channels_last_and_nchw() {
+    let reg = registry();
+    let desc = archai_model_desc::DARTS_V2
+        .build("v2", 8, 8, false, archai_model_desc::InputDesc { channels: 1, size: 28 }, 10)
+        .unwrap();
+    let x = archai_plugin_api::kit::seeded::normal(&[4, 1, 28, 28], 9);
+    let y = tch::Tensor::from_slice(&[1i64, 3, 5, 7]);
+    let mut runs = Vec::new();
+    for channels_last in [false, true] {
+        let (store, net) = fixed_network(&reg, &desc, channels_last);
+        let logits = net.forward(&x, true).unwrap();
+        logits.cross_entropy_for_logits(&y).backward();
+        let grads: Vec<(String, tch::Tensor)> =
+            store.named_weights().into_iter().map(|(n, w)| (n, w.grad().contiguous())).collect();
+        runs.push((logits.detach().contiguous(), grads));
+    }
+    let rel = |a: &tch::Tensor, b: &tch::Tensor| {
+        let scale = a.abs().max().double_value(&[]).max(1e-3);
+        (a - b).abs().max().double_value(&[]) / scale
+    };
+    assert!(rel(&runs[0].0, &runs[1].0) < 1e-5, "logits differ: {}", rel(&runs[0].0, &runs[1].0));
+    for ((name, a), (_, b)) in runs[0].1.iter().zip(&runs[1].1) {
+        assert!(rel(a, b) < 1e-4, "{name}: gradients differ by {} of their scale", rel(a, b));
+    }
+}

@@ -254,18 +254,6 @@ fn petridish_grows_warm_started_children_and_writes_its_pool_hull_and_gallery() 
     );
 }
 
-fn headless(args: &[&str]) -> std::process::Output {
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    assert!(chromium.is_file(), "chromium is missing: scripts/setup.sh installs the Debian package `chromium`");
-    let profile = tempfile::tempdir().unwrap();
-    Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .output()
-        .expect("run chromium")
-}
-
 #[test]
 fn a_killed_petridish_search_with_workers_resumes_to_the_same_pool() {
     require_fashion_mnist();

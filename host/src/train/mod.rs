@@ -531,14 +531,26 @@ fn hook_scalars(log: &mut RunLog, phase: &str, section: &str, out: &serde_json::
 }
 
 /// Adds a hook's numeric outputs, divided by `steps`, to the epoch's averages.
-fn accumulate_mean(metrics: &mut serde_json::Map<String, serde_json::Value>, out: serde_json::Value, steps: usize) {
-    if let serde_json::Value::Object(m) = out {
-        for (k, v) in m {
-            if let Some(f) = v.as_f64() {
-                let e = metrics.entry(k).or_insert(serde_json::json!(0.0));
-                *e = serde_json::json!(e.as_f64().unwrap_or(0.0) + f / steps as f64);
+/// Per-key means of the numbers hooks return, each over the steps that reported it (an
+/// algorithm that skips its architecture step during a warm-up reports nothing then).
+#[derive(Default)]
+struct StepMeans(std::collections::BTreeMap<String, (f64, u64)>);
+
+impl StepMeans {
+    fn add(&mut self, out: serde_json::Value) {
+        if let serde_json::Value::Object(m) = out {
+            for (k, v) in m {
+                if let Some(f) = v.as_f64() {
+                    let e = self.0.entry(k).or_insert((0.0, 0));
+                    e.0 += f;
+                    e.1 += 1;
+                }
             }
         }
+    }
+
+    fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
+        self.0.into_iter().map(|(k, (sum, n))| (k, serde_json::json!(sum / n as f64))).collect()
     }
 }
 
@@ -985,8 +997,8 @@ impl Trainer<'_> {
             let t0 = Instant::now();
             let mut meter = Meter::default();
             let mut aux_loss_sum = 0.0;
-            let mut algo_metrics = serde_json::Map::new();
-            let mut after_step_metrics = serde_json::Map::new();
+            let mut algo_metrics = StepMeans::default();
+            let mut after_step_metrics = StepMeans::default();
             let mut candidate_forwards = 0u64;
             let mut lr = c.optimizer.lr;
             let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
@@ -1025,7 +1037,7 @@ impl Trainer<'_> {
                     };
                     let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
                     let out = algorithm_step(algo, net, store, &opt, &data, &c)?;
-                    accumulate_mean(&mut algo_metrics, out, steps_per_epoch);
+                    algo_metrics.add(out);
                 }
                 opt.schedule(|base| c.scheduler.lr_at(base, step, steps_per_epoch, total_steps));
                 let forwards_before = net.candidate_forwards();
@@ -1054,7 +1066,7 @@ impl Trainer<'_> {
                     let outcome = StepOutcome { epoch: epoch as u32, step: step as u64, lr, loss: step_out.loss };
                     let mut services = Services::new(net, store, &opt, lr, &c);
                     let out = algorithm_hook(algo, &mut services, |a, m| a.after_step(m, outcome))?;
-                    accumulate_mean(&mut after_step_metrics, out, steps_per_epoch);
+                    after_step_metrics.add(out);
                 }
                 meter.add(&step_out.logits, &y, step_out.loss);
                 if let Some(a) = step_out.aux_loss {
@@ -1085,7 +1097,9 @@ impl Trainer<'_> {
                 skipped_steps: scaler.as_ref().map(|s| s.skipped as u64),
             };
             self.log.tree.set(&format!("{key}/train"), train_log).map_err(log_err)?;
-            for (name, metrics) in [("algorithm", algo_metrics), ("algorithm_after_step", after_step_metrics)] {
+            for (name, metrics) in
+                [("algorithm", algo_metrics.into_map()), ("algorithm_after_step", after_step_metrics.into_map())]
+            {
                 if !metrics.is_empty() {
                     self.log.tree.set(&format!("{key}/{name}"), serde_json::Value::Object(metrics)).map_err(log_err)?;
                 }

@@ -88,14 +88,20 @@ impl ScheduleConfig {
                 base_lr * self.gamma.powi(self.milestones.iter().filter(|&&m| epoch >= m).count() as i32)
             }
             ScheduleKind::OneCycle => {
+                // PyTorch's OneCycleLR (two phases, cosine annealing): up from max/div_factor to
+                // max until step pct_start * total - 1, then down to that / 1e4 at step total - 1.
                 let start = base_lr / self.div_factor;
                 let end = start / 1e4;
-                let u = step as f64 / total;
-                if u < self.pct_start {
-                    start + (base_lr - start) * 0.5 * (1.0 - (std::f64::consts::PI * u / self.pct_start).cos())
+                let cos =
+                    |from: f64, to: f64, pct: f64| to + (from - to) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
+                let s = step as f64;
+                let up_end = self.pct_start * total - 1.0;
+                let down_end = total - 1.0;
+                if s <= up_end && up_end > 0.0 {
+                    cos(start, base_lr, s / up_end)
                 } else {
-                    let v = (u - self.pct_start) / (1.0 - self.pct_start);
-                    end + (base_lr - end) * 0.5 * (1.0 + (std::f64::consts::PI * v).cos())
+                    let from = up_end.max(0.0);
+                    cos(base_lr, end, ((s - from) / (down_end - from).max(1.0)).clamp(0.0, 1.0))
                 }
             }
         }

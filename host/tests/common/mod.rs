@@ -166,3 +166,16 @@ pub fn require_fashion_mnist() {
         "Fashion-MNIST is missing: scripts/setup.sh installs the Debian package dataset-fashion-mnist"
     );
 }
+
+/// Runs Debian's headless Chromium with a throw-away profile (what users see of HTML and SVG).
+pub fn headless(args: &[&str]) -> std::process::Output {
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    assert!(chromium.is_file(), "chromium is missing: scripts/setup.sh installs the Debian package `chromium`");
+    let profile = tempfile::tempdir().unwrap();
+    Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("run chromium")
+}

@@ -27,8 +27,8 @@
 //! head: {c_in: 256}             # global average pooling, then a linear classifier
 //! aux: {after_cell: 5, c_in: 256}  # optional auxiliary classifier on cell 5's output
 //! arch_params:                  # architecture parameters the host creates (search only)
-//!   - {name: alphas.normal, shape: [14, 8], init: {normal: {mean: 0.0, std: 0.001}}}
-//!   - {name: gdas.tau, shape: [], init: {const: 10.0}, trainable: false}
+//!   - {name: alphas.normal, shape: [14, 8], init: !normal {mean: 0.0, std: 0.001}}
+//!   - {name: gdas.tau, shape: [], init: !const 10.0, trainable: false}
 //! ```
 //! The auxiliary head (op `aux_head` unless `op` names another, extra `params` passed through)
 //! runs only in training and only when the trainer's `aux_weight` is above 0; its loss is added

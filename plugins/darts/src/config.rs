@@ -23,6 +23,10 @@ pub struct DartsConfig {
     pub arch_weight_decay: f64,
     /// Finite-difference radius of the second-order step: eps = unrolled_eps / ‖dL_val/dw'‖.
     pub unrolled_eps: f64,
+    /// Weight steps before the first architecture step (PC-DARTS' warm-up, counted in steps
+    /// so that short searches can use it): the alphas move only once the weights can tell the
+    /// candidates apart.
+    pub warmup_steps: u64,
 }
 
 impl Default for DartsConfig {
@@ -35,6 +39,7 @@ impl Default for DartsConfig {
             arch_betas: [0.5, 0.999],
             arch_weight_decay: 1e-3,
             unrolled_eps: 0.01,
+            warmup_steps: 0,
         }
     }
 }

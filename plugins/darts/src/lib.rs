@@ -52,6 +52,7 @@
 //! arch_betas: [0.5, 0.999]
 //! arch_weight_decay: 1.0e-3
 //! unrolled_eps: 0.01     # order 2: finite-difference radius, divided by the gradient norm
+//! warmup_steps: 0        # weight steps before the first architecture step (PC-DARTS-style warm-up)
 //! ```
 //!
 //! The weight optimizer (SGD with momentum in the paper: lr 0.025 cosine-annealed, momentum 0.9,

@@ -332,6 +332,9 @@ impl Algorithm for Darts {
     }
 
     fn before_step(&mut self, model: &mut Model<'_, '_>, batch: &StepData) -> anyhow::Result<Value> {
+        if batch.step < self.config.warmup_steps {
+            return Ok(json!({}));
+        }
         let arch_loss = self.arch.step(model, batch)?;
         Ok(json!({ "arch_loss": arch_loss }))
     }
