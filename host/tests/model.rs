@@ -359,3 +359,41 @@ fn the_eval_network_is_the_same_in_channels_last_and_nchw() {
         assert!(rel(a, b) < 1e-4, "{name}: gradients differ by {} of their scale", rel(a, b));
     }
 }
+
+/// A latest checkpoint damaged on disk (bytes flipped after a kill) costs one epoch, not the
+/// run: the resume says what was wrong, continues from the previous checkpoint, and ends with the
+/// uninterrupted run's metrics and weights.
+#[test]
+fn a_corrupt_latest_checkpoint_resumes_from_the_previous_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["nas.eval.trainer.epochs=4", "nas.eval.trainer.max_batches=20", "nas.eval.trainer.max_eval_batches=2"];
+    let (whole, cut, stderr) = whole_and_resumed_after(
+        tmp.path(),
+        "confs/algos/darts.yaml",
+        &sets,
+        "eval/checkpoint.prev.pt",
+        |run| archai_runlog::RunRecord::read(&run.join("log.yaml")).unwrap().eval.and_then(|e| e.summary).is_none(),
+        |run| {
+            let path = run.join("eval/checkpoint.pt");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let mid = bytes.len() / 2;
+            for b in &mut bytes[mid..mid + 64] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&path, bytes).unwrap();
+        },
+    );
+    assert!(stderr.contains("is corrupt") && stderr.contains("resuming from the previous checkpoint"), "{stderr}");
+    let summary = |run: &std::path::Path| {
+        let r = archai_runlog::RunRecord::read(&run.join("log.yaml")).unwrap();
+        let e = r.eval.unwrap();
+        (e.summary.unwrap().test, e.epochs.values().map(|ep| ep.train.as_ref().unwrap().loss).collect::<Vec<_>>())
+    };
+    assert_eq!(summary(&cut), summary(&whole));
+    // Both checkpoints stay: the resumed run rewrote them, and the latest equals the whole run's.
+    assert!(cut.join("eval/checkpoint.prev.pt").is_file());
+    let weights = |run: &std::path::Path| archai::train::read_model_tensors(&run.join("eval/checkpoint.pt")).unwrap();
+    for ((n, a), (_, b)) in weights(&whole).iter().zip(weights(&cut).iter()) {
+        assert!(a.equal(b), "{n} differs from the uninterrupted run's");
+    }
+}

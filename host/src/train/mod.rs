@@ -779,7 +779,45 @@ fn save_checkpoint(
     let tmp = path.with_extension("tmp");
     Tensor::save_multi(&named.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), &tmp)
         .map_err(|e| err(e.to_string()))?;
+    // The last two checkpoints are kept: a latest one damaged on disk costs one epoch, not the
+    // phase. A kill between the two renames leaves only the previous one, which resume uses.
+    if path.is_file() {
+        std::fs::rename(path, previous_checkpoint(path)).map_err(|e| err(e.to_string()))?;
+    }
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// Where the checkpoint before `path` is kept (`checkpoint.pt` -> `checkpoint.prev.pt`).
+pub fn previous_checkpoint(path: &Path) -> PathBuf {
+    path.with_extension("prev.pt")
+}
+
+/// The checkpoint a resume loads: the latest when it reads and its checksum holds, else the
+/// previous one when that does (with a warning naming what was wrong), else the latest (whose
+/// loading then fails with the reason).
+fn checkpoint_to_resume(phase: &str, latest: &Path) -> PathBuf {
+    let prev = previous_checkpoint(latest);
+    if !latest.is_file() {
+        if prev.is_file() {
+            tracing::warn!(
+                "{phase}: {} is missing; resuming from the previous checkpoint {}",
+                latest.display(),
+                prev.display()
+            );
+        }
+        return prev;
+    }
+    match read_model_tensors(latest) {
+        Ok(_) => latest.to_path_buf(),
+        Err(e) if prev.is_file() && read_model_tensors(&prev).is_ok() => {
+            tracing::warn!(
+                "{phase}: {e}; resuming from the previous checkpoint {} (one epoch earlier)",
+                prev.display()
+            );
+            prev
+        }
+        Err(_) => latest.to_path_buf(),
+    }
 }
 
 /// The first line of a libtorch error (the rest is a C++ backtrace).
@@ -940,8 +978,9 @@ impl Trainer<'_> {
         }
         let total_steps = steps_per_epoch * c.epochs;
         let mut start_epoch = 0;
-        if resume && self.checkpoint.is_file() {
-            let (done, algo_state) = load_checkpoint(&self.checkpoint, store, &mut opt, scaler.as_mut())?;
+        let resume_from = resume.then(|| checkpoint_to_resume(&self.phase, &self.checkpoint)).filter(|p| p.is_file());
+        if let Some(resume_from) = resume_from {
+            let (done, algo_state) = load_checkpoint(&resume_from, store, &mut opt, scaler.as_mut())?;
             start_epoch = done + 1;
             match algorithm.as_deref_mut() {
                 Some(algo) => {
@@ -963,7 +1002,7 @@ impl Trainer<'_> {
             tracing::info!(
                 "{}: resumed from {} after epoch {}/{}",
                 self.phase,
-                self.checkpoint.display(),
+                resume_from.display(),
                 start_epoch,
                 c.epochs
             );

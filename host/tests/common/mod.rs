@@ -93,6 +93,20 @@ pub fn whole_and_resumed(
     checkpoint: &str,
     unfinished: impl Fn(&std::path::Path) -> bool,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (whole, cut, _) = whole_and_resumed_after(tmp, conf, sets, checkpoint, unfinished, |_| {});
+    (whole, cut)
+}
+
+/// [`whole_and_resumed`] with `between(run_dir)` called after the kill, before the resume (to
+/// damage a file, say); also returns the resume's stderr.
+pub fn whole_and_resumed_after(
+    tmp: &std::path::Path,
+    conf: &str,
+    sets: &[&str],
+    checkpoint: &str,
+    unfinished: impl Fn(&std::path::Path) -> bool,
+    between: impl Fn(&std::path::Path),
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let plugins = plugin_dir();
     let args = |out: &std::path::Path| -> Vec<String> {
         let mut v: Vec<String> =
@@ -122,12 +136,14 @@ pub fn whole_and_resumed(
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(unfinished(&cut), "the run finished before it was killed");
+    between(&cut);
 
     let mut resume = args(&cut);
     resume.push("--resume".into());
     let out = Command::new(archai_bin()).current_dir(repo_root()).args(&resume).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (whole, cut)
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    (whole, cut, stderr)
 }
 
 /// A YAML file as an untyped tree. A log.yaml is also parsed with its typed schema
