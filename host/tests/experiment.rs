@@ -91,6 +91,11 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     let inference = store.weight_count() - archai::stats::aux_param_count(&store);
     assert_eq!(stats["params"].as_i64(), Some(inference));
     assert!(stats["aux_params"].as_i64().unwrap() > 0 && stats["macs"].as_i64().unwrap() > 0, "{stats}");
+    // The head scales with the network (C = 8: widths 28 and 171, DARTS' 128 and 768 at C = 36),
+    // so the toy evaluation measures the network, not the head.
+    let aux = desc.aux.as_ref().unwrap();
+    assert_eq!((aux.params["c_mid"].as_i64(), aux.params["c_hidden"].as_i64()), (Some(28), Some(171)));
+    assert!(stats["aux_params"].as_i64().unwrap() < 2 * inference, "{stats}");
 
     let log = yaml(&first.join("log.yaml"));
     assert_eq!(log["eval"]["summary"]["params"].as_i64(), Some(inference));

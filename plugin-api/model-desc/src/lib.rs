@@ -478,6 +478,19 @@ fn param_map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value>
 }
 
 impl DartsMacro {
+    /// The auxiliary head's widths scaled with the network: DARTS' 128 and 768 at C = 36
+    /// (written only when they differ), so a small network does not carry a head many times its
+    /// size (at C = 8 the fixed head would have 25 times the network's weights).
+    fn aux_head_params(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut p = serde_json::Map::new();
+        if self.channels != 36 {
+            let scaled = |w: i64| ((w * self.channels + 18) / 36).max(8);
+            p.insert("c_mid".into(), scaled(128).into());
+            p.insert("c_hidden".into(), scaled(768).into());
+        }
+        p
+    }
+
     /// Builds the model description; `input` and `num_classes` come from the dataset.
     pub fn build(
         &self,
@@ -569,7 +582,7 @@ impl DartsMacro {
             c_p = cell.c_out();
             cells.push(cell);
             if self.auxiliary && i == 2 * self.layers / 3 {
-                aux = Some(AuxDesc { after_cell: i, c_in: c_p, op: aux_head_op(), params: Default::default() });
+                aux = Some(AuxDesc { after_cell: i, c_in: c_p, op: aux_head_op(), params: self.aux_head_params() });
             }
         }
         let arch_params = match fill {

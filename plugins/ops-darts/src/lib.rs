@@ -482,17 +482,33 @@ impl Op for AuxHead {
 struct AuxHeadConfig {
     c_in: i64,
     num_classes: i64,
+    /// Width of the 1x1 conv (DARTS: 128).
+    #[serde(default = "aux_mid")]
+    c_mid: i64,
+    /// Width of the 2x2 conv before the linear layer (DARTS: 768).
+    #[serde(default = "aux_hidden")]
+    c_hidden: i64,
+}
+
+fn aux_mid() -> i64 {
+    128
+}
+fn aux_hidden() -> i64 {
+    768
 }
 
 fn create_aux_head(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {
     let c: AuxHeadConfig = parse(v)?;
-    anyhow::ensure!(c.c_in > 0 && c.num_classes > 0, "aux_head needs positive c_in and num_classes, got {v}");
+    anyhow::ensure!(
+        c.c_in > 0 && c.num_classes > 0 && c.c_mid > 0 && c.c_hidden > 0,
+        "aux_head needs positive c_in, num_classes, c_mid and c_hidden, got {v}"
+    );
     Ok(Box::new(AuxHead {
-        conv1: Conv::new(&mut p.sub("conv1"), c.c_in, 128, 1, 1, 0, 1, 1)?,
-        bn1: BatchNorm::new(&mut p.sub("bn1"), 128, true)?,
-        conv2: Conv::new(&mut p.sub("conv2"), 128, 768, 2, 1, 0, 1, 1)?,
-        bn2: BatchNorm::new(&mut p.sub("bn2"), 768, true)?,
-        linear: new_linear(&mut p.sub("linear"), 768, c.num_classes)?,
+        conv1: Conv::new(&mut p.sub("conv1"), c.c_in, c.c_mid, 1, 1, 0, 1, 1)?,
+        bn1: BatchNorm::new(&mut p.sub("bn1"), c.c_mid, true)?,
+        conv2: Conv::new(&mut p.sub("conv2"), c.c_mid, c.c_hidden, 2, 1, 0, 1, 1)?,
+        bn2: BatchNorm::new(&mut p.sub("bn2"), c.c_hidden, true)?,
+        linear: new_linear(&mut p.sub("linear"), c.c_hidden, c.num_classes)?,
     }))
 }
 
@@ -545,6 +561,10 @@ register_op!(
 register_op!("conv_bn", "conv -> BN (-> ReLU with relu: true); stems", create_conv_bn, costs::conv);
 register_op!("basic_block", "ResNet basic block with projection shortcut", create_basic_block, costs::basic_block);
 register_op!("linear", "fully connected layer", create_linear, costs::linear);
-register_op!("aux_head", "DARTS auxiliary classifier: pool to 2x2, conv 128, conv 768, linear", create_aux_head);
+register_op!(
+    "aux_head",
+    "DARTS auxiliary classifier: pool to 2x2, 1x1 conv c_mid (128), 2x2 conv c_hidden (768), linear",
+    create_aux_head
+);
 register_op!("global_avg_pool", "global average pooling to (N, C)", create_global_avg_pool, costs::global_avg_pool);
 register_op!("identity", "passes its input through", create_identity, costs::free);
