@@ -114,23 +114,30 @@ fn fit_with_checkpoint(
     trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
 }
 
-/// A checkpoint whose bytes changed on disk is refused with what to do, instead of loading
-/// silently and changing the results; an intact one resumes.
+/// A checkpoint whose bytes changed on disk never loads silently: with an intact previous
+/// checkpoint the phase resumes from that one; without one it is refused with what to do.
 #[test]
 fn a_corrupted_checkpoint_is_refused() {
     let reg = registry();
     let dir = tempfile::tempdir().unwrap();
     let fit = |epochs: usize, resume: bool| fit_with_checkpoint(&reg, dir.path(), false, epochs, resume);
-    fit(1, false).unwrap();
     let path = dir.path().join("ck.pt");
-    let good = std::fs::read(&path).unwrap();
-    fit(2, true).expect("an intact checkpoint resumes");
+    let prev = dir.path().join("ck.prev.pt");
     // Flip one bit in the middle of the file: inside the stored weights, not the zip structure.
-    let mut bad = good.clone();
-    let mid = bad.len() / 2;
-    bad[mid] ^= 0x10;
-    std::fs::write(&path, &bad).unwrap();
-    let e = fit(3, true).unwrap_err().to_string();
+    let corrupt = || {
+        let mut bad = std::fs::read(&path).unwrap();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+    };
+    fit(1, false).unwrap();
+    fit(2, true).expect("an intact checkpoint resumes");
+    assert!(prev.is_file(), "the previous checkpoint is kept");
+    corrupt();
+    fit(3, true).expect("a corrupt latest checkpoint falls back to the previous one");
+    corrupt();
+    std::fs::remove_file(&prev).unwrap();
+    let e = fit(4, true).unwrap_err().to_string();
     assert!(e.contains("ck.pt") && e.contains("is corrupt") && e.contains("delete it"), "{e}");
 }
 
@@ -260,8 +267,10 @@ fn stats_leave_the_aux_head_out_of_the_parameter_count() {
     let (a, b) = (count(&with), count(&without));
     assert_eq!(a.params, b.params);
     assert_eq!(a.macs, b.macs);
-    let c_in = with.aux.as_ref().unwrap().c_in;
-    // conv1x1 c_in->128, BN 128, conv2x2 128->768, BN 768, linear 768->10.
-    assert_eq!(a.aux_params, c_in * 128 + 2 * 128 + 128 * 768 * 4 + 2 * 768 + 768 * 10 + 10);
+    let aux = with.aux.as_ref().unwrap();
+    let width = |key: &str, darts: i64| aux.params.get(key).and_then(|v| v.as_i64()).unwrap_or(darts);
+    let (c_in, mid, hidden) = (aux.c_in, width("c_mid", 128), width("c_hidden", 768));
+    // conv1x1 c_in->mid, BN mid, conv2x2 mid->hidden, BN hidden, linear hidden->10.
+    assert_eq!(a.aux_params, c_in * mid + 2 * mid + mid * hidden * 4 + 2 * hidden + hidden * 10 + 10);
     assert_eq!(b.aux_params, 0);
 }
