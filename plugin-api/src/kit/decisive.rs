@@ -25,7 +25,8 @@ fn fraction_of_uniform(p: &[f64]) -> f64 {
     if p.len() < 2 {
         0.0
     } else {
-        entropy(p) / (p.len() as f64).ln()
+        // `+ 0.0` turns the -0.0 of a one-hot row into 0.0 (printed "-0%" otherwise).
+        entropy(p) / (p.len() as f64).ln() + 0.0
     }
 }
 
@@ -105,7 +106,7 @@ pub fn decisiveness(
     let entropy_fraction = edges.iter().map(|e| e.entropy_fraction).sum::<f64>() / edges.len() as f64;
     let decided = entropy_fraction < entropy_threshold && 2 * fragile <= choices;
     // Truncated, not rounded: 99.99995% must not read as a clean 100%.
-    let percent = (100.0 * entropy_fraction * 1e4).floor() / 1e4;
+    let percent = (100.0 * entropy_fraction * 1e4).floor() / 1e4 + 0.0;
     let figures = format!(
         "entropy {percent}% of uniform, {fragile} of {choices} choices within the initial alpha noise (margin < {flip_margin:.2e})"
     );
@@ -189,7 +190,7 @@ mod tests {
         let r = report(&d, &arch);
         assert!(r.entropy_fraction < 1e-10, "{}", r.entropy_fraction);
         assert!(r.decided, "{}", r.verdict);
-        assert!(r.verdict.starts_with("the search decided"));
+        assert!(r.verdict.starts_with("the search decided: entropy 0% of uniform"), "{}", r.verdict);
         assert_eq!(r.edges[0].chosen, "sep_conv_3x3");
     }
 
