@@ -57,11 +57,6 @@ fn checkpoint_tensors(path: &Path) -> BTreeMap<String, Tensor> {
     archai::train::read_model_tensors(path).unwrap().into_iter().collect()
 }
 
-fn live_tensors(store: &ParamStore) -> BTreeMap<String, Tensor> {
-    let w = store.named_weights().into_iter().chain(store.named_buffers()).map(|(n, t)| (format!("w.{n}"), t));
-    w.chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t))).collect()
-}
-
 /// Checks a warm start of `child` from the candidate `source`: every carried tensor equals the
 /// source's, every extended one holds the source in front and zeros after, and in eval mode the
 /// child computes what the trained source computes.
@@ -72,7 +67,7 @@ fn check_warm_start(reg: &PluginRegistry, run: &Path, source: &str, child: &str)
     let from = WarmSource { checkpoint: checkpoint.clone(), rename: rec.rename.clone() };
     let (child_store, child_net) = warm_network(reg, &desc(run, child), &from);
     let saved = checkpoint_tensors(&checkpoint);
-    let live = live_tensors(&child_store);
+    let live: BTreeMap<String, Tensor> = archai::train::model_tensors(&child_store).into_iter().collect();
     // Source names by child name (the renames map kept candidate ops onto their new edges).
     let source_of = |child_name: &str| -> Tensor {
         for (name, t) in &saved {

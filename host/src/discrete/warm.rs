@@ -45,9 +45,7 @@ fn grew_along_inputs(source: &[i64], child: &[i64]) -> bool {
 pub fn carry(store: &ParamStore, source: &WarmSource) -> Result<WarmStartRecord> {
     let saved = crate::train::read_model_tensors(&source.checkpoint)
         .with_context(|| format!("warm start from {}", source.checkpoint.display()))?;
-    let weights = store.named_weights().into_iter().chain(store.named_buffers()).map(|(n, t)| (format!("w.{n}"), t));
-    let mut live: BTreeMap<String, Tensor> =
-        weights.chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t))).collect();
+    let mut live: BTreeMap<String, Tensor> = crate::train::model_tensors(store).into_iter().collect();
     let mut record = WarmStartRecord {
         source: source.checkpoint.display().to_string(),
         carried: Vec::new(),

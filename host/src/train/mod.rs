@@ -589,8 +589,13 @@ pub fn weight_step_with(
     arch_training: ArchTraining,
 ) -> Result<StepResult, TrainError> {
     opt.zero_grad();
-    // Architecture parameters the weight optimizer owns (joint training) are weights here.
-    let owned: std::collections::HashSet<usize> = opt.params().iter().map(|(_, p)| p.data_ptr() as usize).collect();
+    // Architecture parameters the weight optimizer owns (joint training) are weights here; only
+    // a description with joint parameters can have any, so others skip the lookup.
+    let owned: std::collections::HashSet<usize> = if net.desc.arch_params.iter().any(|p| p.joint) {
+        opt.params().iter().map(|(_, p)| p.data_ptr() as usize).collect()
+    } else {
+        Default::default()
+    };
     let trainable: Vec<Tensor> = store
         .named_arch()
         .into_iter()
@@ -669,6 +674,9 @@ pub fn weight_step_with(
 /// `Σ l1 · |p|` over the architecture parameters whose description asks for an L1 penalty
 /// (Petridish's sparsity term on its candidate weights); `None` when none does.
 fn arch_l1_penalty(net: &Network, store: &ParamStore) -> Result<Option<Tensor>, TrainError> {
+    if !net.desc.arch_params.iter().any(|p| p.l1 > 0.0) {
+        return Ok(None);
+    }
     let arch: std::collections::HashMap<String, Tensor> = store.named_arch().into_iter().collect();
     let mut total: Option<Tensor> = None;
     for p in net.desc.arch_params.iter().filter(|p| p.l1 > 0.0) {
@@ -724,7 +732,7 @@ pub struct Trainer<'a> {
 }
 
 /// The model's tensors under their checkpoint names: `w.` weights and buffers, `a.` alphas.
-fn model_tensors(store: &ParamStore) -> Vec<(String, Tensor)> {
+pub fn model_tensors(store: &ParamStore) -> Vec<(String, Tensor)> {
     let weights = store.named_weights().into_iter().chain(store.named_buffers()).map(|(n, t)| (format!("w.{n}"), t));
     weights.chain(store.named_arch().into_iter().map(|(n, t)| (format!("a.{n}"), t))).collect()
 }
@@ -792,31 +800,38 @@ pub fn previous_checkpoint(path: &Path) -> PathBuf {
     path.with_extension("prev.pt")
 }
 
-/// The checkpoint a resume loads: the latest when it reads and its checksum holds, else the
-/// previous one when that does (with a warning naming what was wrong), else the latest (whose
-/// loading then fails with the reason).
-fn checkpoint_to_resume(phase: &str, latest: &Path) -> PathBuf {
+/// A checkpoint file and its entries.
+type ReadCheckpoint = (PathBuf, Vec<(String, Tensor)>);
+
+/// Reads the checkpoint a resume continues from: the latest when it reads and its checksum
+/// holds, else the previous one when that does (with a warning naming what was wrong with the
+/// latest); `None` when the phase has none. Each file is read once.
+fn checkpoint_to_resume(
+    phase: &str,
+    latest: &Path,
+    device: Device,
+) -> Result<Option<ReadCheckpoint>, TrainError> {
     let prev = previous_checkpoint(latest);
+    let warn = |why: String| {
+        tracing::warn!("{phase}: {why}; resuming from the previous checkpoint {} (one epoch earlier)", prev.display())
+    };
     if !latest.is_file() {
-        if prev.is_file() {
-            tracing::warn!(
-                "{phase}: {} is missing; resuming from the previous checkpoint {}",
-                latest.display(),
-                prev.display()
-            );
+        if !prev.is_file() {
+            return Ok(None);
         }
-        return prev;
+        let entries = read_checkpoint(&prev, device).map_err(|e| e.into_error(&prev, true))?;
+        warn(format!("{} is missing", latest.display()));
+        return Ok(Some((prev, entries)));
     }
-    match read_model_tensors(latest) {
-        Ok(_) => latest.to_path_buf(),
-        Err(e) if prev.is_file() && read_model_tensors(&prev).is_ok() => {
-            tracing::warn!(
-                "{phase}: {e}; resuming from the previous checkpoint {} (one epoch earlier)",
-                prev.display()
-            );
-            prev
-        }
-        Err(_) => latest.to_path_buf(),
+    match read_checkpoint(latest, device) {
+        Ok(entries) => Ok(Some((latest.to_path_buf(), entries))),
+        Err(e) => match prev.is_file().then(|| read_checkpoint(&prev, device)) {
+            Some(Ok(entries)) => {
+                warn(e.into_error(latest, false).to_string());
+                Ok(Some((prev.clone(), entries)))
+            }
+            _ => Err(e.into_error(latest, true)),
+        },
     }
 }
 
@@ -825,49 +840,67 @@ fn trim_first_line(text: &str) -> String {
     archai_plugin_api::trim_backtrace(text).lines().next().unwrap_or_default().to_string()
 }
 
+/// Why a checkpoint file cannot be used.
+enum Unusable {
+    Unreadable(String),
+    Corrupt { actual: i64, recorded: i64 },
+    Checksum(String),
+}
+
+impl Unusable {
+    fn reason(&self) -> String {
+        match self {
+            Unusable::Unreadable(e) => format!("cannot be read ({e})"),
+            Unusable::Corrupt { actual, recorded } => format!(
+                "is corrupt: its contents changed after it was written (checksum {actual:08x}, recorded {recorded:08x})"
+            ),
+            Unusable::Checksum(e) => e.clone(),
+        }
+    }
+
+    /// The error for `path`; with `advice`, what to do about it when a phase cannot resume.
+    fn into_error(self, path: &Path, advice: bool) -> TrainError {
+        let what = match (&self, advice) {
+            (Unusable::Unreadable(_), true) => "; delete it to restart the phase",
+            (Unusable::Corrupt { .. }, true) => "; delete it to restart the phase from scratch",
+            _ => "",
+        };
+        TrainError::Checkpoint { path: path.to_path_buf(), reason: format!("{}{what}", self.reason()) }
+    }
+}
+
+/// A checkpoint's entries, read onto `device` with its checksum verified (and removed).
+/// Checkpoints written before checksums existed have none and are read as they are.
+fn read_checkpoint(path: &Path, device: Device) -> Result<Vec<(String, Tensor)>, Unusable> {
+    let mut saved = Tensor::load_multi_with_device(path, device)
+        .map_err(|e| Unusable::Unreadable(trim_first_line(&e.to_string())))?;
+    if let Some(i) = saved.iter().position(|(n, _)| n == CHECKSUM) {
+        let recorded = saved.remove(i).1.int64_value(&[]);
+        let actual = checksum(&saved).map_err(Unusable::Checksum)?;
+        if recorded != actual {
+            return Err(Unusable::Corrupt { actual, recorded });
+        }
+    }
+    Ok(saved)
+}
+
 /// The model tensors of a checkpoint (weights and buffers as `w.NAME`, architecture
 /// parameters as `a.NAME`), its checksum verified; loaded onto the CPU.
 pub fn read_model_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, TrainError> {
-    let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
-    let mut saved =
-        Tensor::load_multi(path).map_err(|e| err(format!("cannot be read ({})", trim_first_line(&e.to_string()))))?;
-    if let Some(i) = saved.iter().position(|(n, _)| n == CHECKSUM) {
-        let stored = saved.remove(i).1.int64_value(&[]);
-        let actual = checksum(&saved).map_err(err)?;
-        if stored != actual {
-            return Err(err(format!(
-                "is corrupt: its contents changed after it was written (checksum {actual:08x}, recorded {stored:08x})"
-            )));
-        }
-    }
+    let saved = read_checkpoint(path, Device::Cpu).map_err(|e| e.into_error(path, false))?;
     Ok(saved.into_iter().filter(|(n, _)| n.starts_with("w.") || n.starts_with("a.")).collect())
 }
 
-/// Loads a checkpoint into the store, optimizer and loss scaler; returns the last finished epoch
-/// and the algorithm's state.
+/// Loads the entries of the checkpoint at `path` (read by [`read_checkpoint`]) into the store,
+/// optimizer and loss scaler; returns the last finished epoch and the algorithm's state.
 fn load_checkpoint(
     path: &Path,
+    saved: Vec<(String, Tensor)>,
     store: &ParamStore,
     opt: &mut Optimizer,
     scaler: Option<&mut LossScaler>,
 ) -> Result<(usize, Vec<(String, Tensor)>), TrainError> {
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
-    // Onto the model's device: optimizer and algorithm state are used as loaded (a CUDA run
-    // resumed with CPU momentum buffers would fail at its first step).
-    let mut saved = Tensor::load_multi_with_device(path, store.device()).map_err(|e| {
-        err(format!("cannot be read ({}); delete it to restart the phase", trim_first_line(&e.to_string())))
-    })?;
-    // Checkpoints written before checksums existed have none and load as they are.
-    if let Some(i) = saved.iter().position(|(n, _)| n == CHECKSUM) {
-        let stored = saved.remove(i).1.int64_value(&[]);
-        let actual = checksum(&saved).map_err(err)?;
-        if stored != actual {
-            return Err(err(format!(
-                "is corrupt: its contents changed after it was written (checksum {actual:08x}, recorded {stored:08x}); \
-                 delete it to restart the phase from scratch"
-            )));
-        }
-    }
     let _guard = tch::no_grad_guard();
     let mut epoch = None;
     let mut opt_state = Vec::new();
@@ -978,9 +1011,12 @@ impl Trainer<'_> {
         }
         let total_steps = steps_per_epoch * c.epochs;
         let mut start_epoch = 0;
-        let resume_from = resume.then(|| checkpoint_to_resume(&self.phase, &self.checkpoint)).filter(|p| p.is_file());
-        if let Some(resume_from) = resume_from {
-            let (done, algo_state) = load_checkpoint(&resume_from, store, &mut opt, scaler.as_mut())?;
+        // Onto the model's device: optimizer and algorithm state are used as loaded (a CUDA run
+        // resumed with CPU momentum buffers would fail at its first step).
+        let resume_from =
+            if resume { checkpoint_to_resume(&self.phase, &self.checkpoint, store.device())? } else { None };
+        if let Some((resume_from, saved)) = resume_from {
+            let (done, algo_state) = load_checkpoint(&resume_from, saved, store, &mut opt, scaler.as_mut())?;
             start_epoch = done + 1;
             match algorithm.as_deref_mut() {
                 Some(algo) => {

@@ -7,6 +7,11 @@ pub fn darts_primitives() -> Vec<String> {
     DARTS_PRIMITIVES.iter().map(|s| s.to_string()).collect()
 }
 
+/// The DARTS primitives a discrete cell can use: all but `none`.
+pub fn darts_ops() -> Vec<String> {
+    DARTS_PRIMITIVES.iter().filter(|o| **o != "none").map(|s| s.to_string()).collect()
+}
+
 /// Deserializes a component config; `null` (no config given) means all defaults. Errors start
 /// with `<what> config:` and name the key.
 pub fn parse<T: DeserializeOwned + Default>(value: &serde_json::Value, what: &str) -> anyhow::Result<T> {

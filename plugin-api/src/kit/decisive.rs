@@ -2,7 +2,7 @@
 //! choice, and the finalizer's choices whose margin the initial alpha noise alone could flip.
 //! Finalizers of the DARTS family compute it after the top-k rule and hand it to the host with
 //! [`crate::Model::report_decisiveness`].
-use crate::kit::genotype::{best_non_none, entropy, rows_of, softmax};
+use crate::kit::genotype::{best_non_none, edge_alpha, entropy, softmax};
 use crate::model_desc::report::{Decisiveness, EdgeDecision};
 use crate::model_desc::{CellDesc, EdgeDesc, ModelDesc, ParamInit};
 
@@ -10,16 +10,6 @@ use crate::model_desc::{CellDesc, EdgeDesc, ModelDesc, ParamInit};
 /// small-real DARTS search: at 95-96% of uniform two seeds kept none of the same 16 (edge, op)
 /// pairs, so a search this close to uniform is not called decided.
 pub const UNDECIDED_ENTROPY: f64 = 0.9;
-
-/// The raw alpha row of a mixed edge (mixer params `alpha`, `row`) and the parameter's name.
-fn alpha_of<'a>(arch: &'a [(String, Vec<Vec<f64>>)], e: &'a EdgeDesc) -> anyhow::Result<(&'a [f64], &'a str)> {
-    let (name, row) =
-        e.alpha_row().ok_or_else(|| anyhow::anyhow!("a mixed edge without `alpha`/`row` mixer params"))?;
-    let rows = rows_of(arch, name)?;
-    let r = rows.get(row).ok_or_else(|| anyhow::anyhow!("`{name}` has no row {row}"))?;
-    anyhow::ensure!(r.len() == e.candidates.len(), "`{name}` row {row} does not match the edge's candidates");
-    Ok((r, name))
-}
 
 fn fraction_of_uniform(p: &[f64]) -> f64 {
     if p.len() < 2 {
@@ -51,7 +41,8 @@ pub fn decisiveness(
         for (ni, node) in cell.nodes.iter().enumerate() {
             let mut ranked: Vec<(f64, usize)> = Vec::new();
             for (ei, e) in node.edges.iter().enumerate().filter(|(_, e)| e.is_mixed()) {
-                let (alpha, name) = alpha_of(arch, e)?;
+                let alpha = edge_alpha(arch, e)?;
+                let name = e.alpha_row().map(|(n, _)| n).unwrap_or_default();
                 if let Some(ParamInit::Normal { std, .. }) = search.arch_param(name).map(|p| p.init) {
                     noise_std = noise_std.max(std);
                 }

@@ -61,6 +61,12 @@ pub fn rows_of<'a>(arch: &'a [(String, Vec<Vec<f64>>)], name: &str) -> anyhow::R
 /// The softmax row of a mixed edge's `alpha` at its `row` (mixer params written by
 /// [`DartsMacro`]); errors name the edge.
 pub fn edge_softmax(arch: &[(String, Vec<Vec<f64>>)], e: &EdgeDesc) -> anyhow::Result<Vec<f64>> {
+    Ok(softmax(edge_alpha(arch, e)?))
+}
+
+/// The raw `alpha` row of a mixed edge (mixer params `alpha`, `row`), checked to have one
+/// finite entry per candidate; errors name the edge.
+pub fn edge_alpha<'a>(arch: &'a [(String, Vec<Vec<f64>>)], e: &EdgeDesc) -> anyhow::Result<&'a [f64]> {
     let (name, row) = e.alpha_row().ok_or_else(|| {
         anyhow::anyhow!("edge from node {} has no `alpha`/`row` mixer params; it was not built by DartsMacro", e.input)
     })?;
@@ -74,7 +80,7 @@ pub fn edge_softmax(arch: &[(String, Vec<Vec<f64>>)], e: &EdgeDesc) -> anyhow::R
         e.candidates.len()
     );
     anyhow::ensure!(r.iter().all(|x| x.is_finite()), "`{name}` row {row} is not finite: {r:?}");
-    Ok(softmax(r))
+    Ok(r)
 }
 
 /// The top-k rule for one cell: per node, rank the incoming edges by the weight of their best

@@ -82,11 +82,7 @@ impl Default for SpaceConfig {
             channels: 8,
             stem_multiplier: 3,
             cell_out_multiplier: 4,
-            ops: archai_plugin_api::model_desc::DARTS_PRIMITIVES
-                .iter()
-                .filter(|o| **o != "none")
-                .map(|s| s.to_string())
-                .collect(),
+            ops: archai_plugin_api::kit::config::darts_ops(),
             init_range: 0.1,
             l1: 0.001,
             cells: [3, 8],

@@ -101,8 +101,6 @@ struct Finished {
     parent: String,
     child: PetridishArch,
     rename: Vec<(String, String)>,
-    /// The kept pairs, for the record.
-    picks: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -151,19 +149,15 @@ impl Petridish {
         (h, band)
     }
 
-    fn gallery(&self) -> Vec<GalleryEntry> {
-        let (_, band) = self.band();
-        band.iter()
-            .map(|&i| GalleryEntry { id: self.state.pool[i].id.clone(), budget: self.state.pool[i].budget })
-            .collect()
-    }
-
-    fn artifacts(&self) -> Vec<Artifact> {
-        let (h, band) = self.band();
-        vec![
-            Artifact { name: "pool.csv".into(), text: pool_csv(&self.state.pool, &h, &band) },
-            Artifact { name: "convex_hull.svg".into(), text: hull_svg(&self.state.pool, &h, &band, self.config.eps) },
-        ]
+    /// The searcher's files and result models for the pool's `hull` and `band`.
+    fn outputs(&self, hull: &[usize], band: &[usize]) -> (Vec<Artifact>, Vec<GalleryEntry>) {
+        let pool = &self.state.pool;
+        let artifacts = vec![
+            Artifact { name: "pool.csv".into(), text: pool_csv(pool, hull, band) },
+            Artifact { name: "convex_hull.svg".into(), text: hull_svg(pool, hull, self.config.eps) },
+        ];
+        let gallery = band.iter().map(|&i| GalleryEntry { id: pool[i].id.clone(), budget: pool[i].budget }).collect();
+        (artifacts, gallery)
     }
 
     fn stop_reason(&self) -> Option<String> {
@@ -265,12 +259,13 @@ impl Searcher for Petridish {
             self.state.grown += 1;
         }
         self.state.stopped = self.state.stopped.take().or_else(|| self.stop_reason());
+        // The pool does not change during `ask`: one hull serves the draw and the outputs.
+        let (hull, band) = self.band();
         if self.state.stopped.is_none() {
             // New searches on parents drawn from the band.
             // A parent is searched once: a second search from the same weights and seed would
             // repeat the first.
-            let (_, band) = self.band();
-            let mut band: Vec<usize> = band.into_iter().filter(|&i| self.state.pool[i].sampled == 0).collect();
+            let mut band: Vec<usize> = band.iter().copied().filter(|&i| self.state.pool[i].sampled == 0).collect();
             for _ in 0..self.config.parallel.min(band.len()) {
                 let counts: Vec<u32> = band.iter().map(|&i| self.state.pool[i].sampled).collect();
                 let macs: Vec<f64> = band.iter().map(|&i| self.state.pool[i].macs).collect();
@@ -296,7 +291,8 @@ impl Searcher for Petridish {
         }
         self.state.rng = rng.state();
         let done = candidates.is_empty();
-        Ok(Proposal { candidates, done, artifacts: self.artifacts(), gallery: self.gallery() })
+        let (artifacts, gallery) = self.outputs(&hull, &band);
+        Ok(Proposal { candidates, done, artifacts, gallery })
     }
 
     fn tell(&mut self, evaluations: &[Evaluation]) -> anyhow::Result<serde_json::Value> {
@@ -316,7 +312,7 @@ impl Searcher for Petridish {
                 }
                 let (child, rename, picks) = self.finalize(&arch, &e.candidate.id, &e.arch_params)?;
                 searched.push(serde_json::json!({"search": e.candidate.id, "parent": parent, "kept": picks}));
-                self.state.finished.push(Finished { search_id: e.candidate.id.clone(), parent, child, rename, picks });
+                self.state.finished.push(Finished { search_id: e.candidate.id.clone(), parent, child, rename });
                 continue;
             }
             let (Some(top1), Some(macs)) = (top1, e.values.get("macs").copied()) else {
@@ -447,7 +443,7 @@ fn pool_csv(pool: &[PoolEntry], hull: &[usize], band: &[usize]) -> String {
 }
 
 /// Error against MMACs: every pool model (seeds hollow, grown filled), the hull and the ε bound.
-fn hull_svg(pool: &[PoolEntry], hull: &[usize], _band: &[usize], eps: f64) -> String {
+fn hull_svg(pool: &[PoolEntry], hull: &[usize], eps: f64) -> String {
     let (w, h, m) = (640.0, 420.0, 60.0);
     let xs: Vec<f64> = pool.iter().map(|p| p.macs / 1e6).collect();
     let ys: Vec<f64> = pool.iter().map(|p| p.error()).collect();

@@ -32,11 +32,7 @@ impl Default for DartsCellsConfig {
     fn default() -> Self {
         Self {
             macro_: DartsMacro { layers: 5, channels: 8, ..DartsMacro::default() },
-            ops: archai_plugin_api::model_desc::DARTS_PRIMITIVES
-                .iter()
-                .filter(|o| **o != "none")
-                .map(|s| s.to_string())
-                .collect(),
+            ops: archai_plugin_api::kit::config::darts_ops(),
             mutation_rate: 0.3,
         }
     }
