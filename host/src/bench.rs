@@ -202,7 +202,19 @@ pub fn search_step(
         crate::cuda::synchronize(device);
         let t1 = Instant::now();
         let before = net.candidate_forwards();
-        let loss = weight_step_with(&net, &store, &mut opt, &x, &y, &trainer, 0.025, None, algo.arch_training)?.loss;
+        let loss = weight_step_with(
+            &net,
+            &store,
+            &mut opt,
+            &x,
+            &y,
+            &trainer,
+            0.025,
+            None,
+            algo.arch_training,
+            crate::train::Strategy::Single,
+        )?
+        .loss;
         let after_forwards = net.candidate_forwards() - before;
         crate::cuda::synchronize(device);
         let t2 = Instant::now();

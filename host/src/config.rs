@@ -47,6 +47,14 @@ pub struct CommonConfig {
     /// Compute in channels-last memory layout (about 2x faster DARTS steps on CPU here).
     #[serde(default = "yes")]
     pub channels_last: bool,
+    /// Data-parallel runs (`archai launch`): how long a rank waits for the others to join and
+    /// for a collective to complete before the run fails with an error instead of hanging.
+    #[serde(default = "dist_timeout_s")]
+    pub dist_timeout_s: u64,
+}
+
+fn dist_timeout_s() -> u64 {
+    300
 }
 
 fn cpu() -> String {

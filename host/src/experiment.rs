@@ -5,7 +5,7 @@ use crate::model::Network;
 use crate::params::ParamStore;
 use crate::plugins::{plugin_result, PluginRegistry};
 use crate::runlog::RunLog;
-use crate::train::{evaluate, Services, SplitData, Trainer, TrainerConfig};
+use crate::train::{Services, SplitData, Trainer, TrainerConfig};
 use abi_stable::std_types::RStr;
 use anyhow::{bail, Context, Result};
 use archai_data::{SampleBuffer, Transform};
@@ -318,10 +318,20 @@ struct RunContext<'a> {
     run_dir: &'a Path,
     device: Device,
     resume: bool,
+    rank: &'a Rank<'a>,
+}
+
+/// How this process takes part in a run: alone, or as one rank of a data-parallel job. Rank 0
+/// writes the run directory; another rank writes its own scratch directory and reads the
+/// checkpoints rank 0 writes (to resume like it).
+pub struct Rank<'a> {
+    pub strategy: crate::train::Strategy<'a>,
+    /// The run directory rank 0 writes (where checkpoints are).
+    pub shared_run_dir: std::path::PathBuf,
 }
 
 fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Result<ModelDesc> {
-    let RunContext { cfg, reg, data, run_dir, device, resume } = *ctx;
+    let RunContext { cfg, reg, data, run_dir, device, resume, .. } = *ctx;
     let t0 = Instant::now();
     let mut algo = reg.create_algorithm(&search.algorithm.name, &search.algorithm.config)?;
     if !(0.0..1.0).contains(&search.val_ratio) {
@@ -374,6 +384,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         device,
         checkpoint: run_dir.join("search/checkpoint.pt"),
         log,
+        strategy: crate::train::Strategy::Single,
     };
     let report = trainer.fit(&mut net, &store, &train, val.as_ref(), Some(&mut algo), resume)?;
     // A report left by an earlier attempt must not pass for this one's.
@@ -456,7 +467,7 @@ fn read_decisiveness(path: &Path) -> Result<Option<archai_model_desc::report::De
 }
 
 fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, log: &mut RunLog) -> Result<()> {
-    let RunContext { cfg, reg, data, run_dir, device, resume } = *ctx;
+    let RunContext { cfg, reg, data, run_dir, device, resume, rank } = *ctx;
     let t0 = Instant::now();
     tch::manual_seed(cfg.common.seed as i64);
     let store = ParamStore::new(device);
@@ -491,13 +502,21 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
         phase: "eval".into(),
         seed: cfg.common.seed,
         device,
-        checkpoint: run_dir.join("eval/checkpoint.pt"),
+        checkpoint: rank.shared_run_dir.join("eval/checkpoint.pt"),
         log,
+        strategy: rank.strategy,
     };
     std::fs::create_dir_all(run_dir.join("eval"))?;
     let report = trainer.fit(&mut net, &store, &train, val.as_ref(), None, resume)?;
-    let test_m =
-        evaluate(&net, &test, trainer_cfg.batch_size, trainer_cfg.max_eval_batches, device, trainer_cfg.precision)?;
+    let test_m = crate::train::evaluate_with(
+        &net,
+        &test,
+        trainer_cfg.batch_size,
+        trainer_cfg.max_eval_batches,
+        device,
+        trainer_cfg.precision,
+        rank.strategy,
+    )?;
     tracing::info!(
         "eval: test top1 {:.4} top5 {:.4} loss {:.4} ({} samples)",
         test_m.top1,
@@ -554,6 +573,7 @@ pub fn run(
     run_dir: &Path,
     resume: bool,
     resume_changes: &[crate::resume::Change],
+    rank: &Rank,
 ) -> Result<()> {
     let t0 = Instant::now();
     let mut log = RunLog::open(run_dir)?;
@@ -564,7 +584,7 @@ pub fn run(
     }
     let mut phase = Phase::Setup;
     log.begin_attempt()?;
-    let result = run_phases(cfg, reg, run_dir, resume, &mut log, &mut phase);
+    let result = run_phases(cfg, reg, run_dir, resume, &mut log, &mut phase, rank);
     log.end_attempt(&result, phase.as_str(), t0.elapsed().as_secs_f64())?;
     result
 }
@@ -576,8 +596,26 @@ fn run_phases(
     resume: bool,
     log: &mut RunLog,
     phase: &mut Phase,
+    rank: &Rank,
 ) -> Result<()> {
     let device = preflight(cfg, reg)?;
+    if rank.strategy.world() > 1 {
+        if device != Device::Cpu {
+            bail!(
+                "data-parallel training runs on the CPU (Gloo) only: the NCCL path for {device:?} is not built yet; \
+                 set common.device: cpu or run one process"
+            );
+        }
+        let searches = cfg.nas.eval.model_desc.is_none()
+            && !(resume && rank.shared_run_dir.join("search/final_model_desc.yaml").is_file());
+        if searches && cfg.nas.search.enabled {
+            bail!(
+                "a data-parallel run trains a given architecture: the search phase cannot run over ranks yet \
+                 (its architecture step runs inside the algorithm plugin); search in one process, then launch \
+                 the eval with nas.eval.model_desc=<run>/search/final_model_desc.yaml or `archai train`"
+            );
+        }
+    }
     if cfg.common.threads > 0 {
         tch::set_num_threads(cfg.common.threads);
     }
@@ -615,8 +653,8 @@ fn run_phases(
     };
     log.tree.set("dataset", dataset)?;
     log.flush()?;
-    let ctx = RunContext { cfg, reg, data: &data, run_dir, device, resume };
-    let existing = run_dir.join("search/final_model_desc.yaml");
+    let ctx = RunContext { cfg, reg, data: &data, run_dir, device, resume, rank };
+    let existing = rank.shared_run_dir.join("search/final_model_desc.yaml");
     let desc = if let Some(path) = &cfg.nas.eval.model_desc {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("nas.eval.model_desc: cannot read {}", path.display()))?;

@@ -34,6 +34,16 @@ pub fn requested() -> Option<&'static str> {
     }
 }
 
+/// The signal received since the last call (its number), clearing it: for a process that keeps
+/// running after a signal and passes each one on (`archai launch`). Call [`install`] again to
+/// catch the next one, since the handler resets itself.
+pub fn take() -> Option<libc::c_int> {
+    match SIGNAL.swap(0, Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
 /// The exit status of a process stopped by the signal (128 + its number, as shells report).
 pub fn exit_code() -> Option<u8> {
     match SIGNAL.load(Ordering::SeqCst) {

@@ -175,6 +175,7 @@ fn fit(
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
         log: &mut log,
+        strategy: archai::train::Strategy::Single,
     };
     let val = with_val.then(|| split(24..40));
     trainer.fit(&mut net, &store, &split(0..24), val.as_ref(), Some(algo), false).map_err(|e| e.to_string())?;

@@ -66,6 +66,7 @@ fn weights_after_training(chunks: usize) -> Vec<(String, tch::Tensor)> {
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
         log: &mut log,
+        strategy: archai::train::Strategy::Single,
     };
     trainer.fit(&mut net, &store, &train, None, None, false).unwrap();
     store.named_weights()

@@ -365,6 +365,7 @@ fn a_third_party_algorithm_sees_every_training_hook() {
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
         log: &mut log,
+        strategy: archai::train::Strategy::Single,
     };
     trainer.fit(&mut net, &store, &split(0..16), Some(&split(16..24)), Some(&mut algo), false).unwrap();
     let root = log.tree.root();

@@ -83,6 +83,7 @@ fn aux_weight_without_an_aux_head_is_a_config_error() {
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
         log: &mut log,
+        strategy: archai::train::Strategy::Single,
     };
     let e = trainer.fit(&mut net, &store, &toy_split(), None, None, false).unwrap_err().to_string();
     assert!(
@@ -110,6 +111,7 @@ fn fit_with_checkpoint(
         device: Device::Cpu,
         checkpoint: dir.join("ck.pt"),
         log: &mut log,
+        strategy: archai::train::Strategy::Single,
     };
     trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
 }
@@ -238,6 +240,7 @@ fn fp16_resume_restores_the_loss_scaler() {
                 device: Device::Cpu,
                 checkpoint: dir.join("ck.pt"),
                 log: &mut log,
+                strategy: archai::train::Strategy::Single,
             };
             trainer.fit(&mut net, &store, &toy_split(), None, None, resume).unwrap();
         }

@@ -64,10 +64,18 @@ pub enum DistError {
          started, with the same MASTER_ADDR and MASTER_PORT?)"
     )]
     Rendezvous { rank: usize, world: usize, addr: String, message: String },
-    #[error("rank {rank} of {world}: {what} failed: {message} (a peer rank exited or stopped answering)")]
+    #[error("rank {rank} of {world}: {what} failed: {message} ({})", lost_peer(*.rank, *.world))]
     Collective { rank: usize, world: usize, what: &'static str, message: String },
     #[error("rank {rank}: {0}", rank = .1)]
     Usage(String, usize),
+}
+
+/// Who a failed collective lost: with two ranks, the other one.
+fn lost_peer(rank: usize, world: usize) -> String {
+    match world {
+        2 => format!("rank {} exited or stopped answering", 1 - rank),
+        _ => "a peer rank exited or stopped answering; the launcher's report names it".into(),
+    }
 }
 
 /// Where this worker stands in the job, as torchrun's variables say: RANK, LOCAL_RANK,

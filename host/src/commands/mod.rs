@@ -6,6 +6,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod devices;
+pub mod launch;
 pub mod plugins;
 pub mod report;
 pub mod reproduce;

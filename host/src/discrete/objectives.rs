@@ -172,6 +172,7 @@ impl Evaluator<'_> {
             device: self.device,
             checkpoint: dir.join("checkpoint.pt"),
             log: &mut log,
+            strategy: crate::train::Strategy::Single,
         };
         let report = trainer.fit(&mut net, &store, &train, Some(&val), None, false)?;
         log.tree.set("status", archai_runlog::schema::RunStatus::Ok)?;

@@ -4,6 +4,7 @@
 pub mod optim;
 pub mod precision;
 pub mod schedule;
+pub mod strategy;
 
 use crate::model::{ModelError, Network};
 use crate::params::ParamStore;
@@ -24,6 +25,7 @@ use schedule::ScheduleConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+pub use strategy::Strategy;
 use tch::{Device, Kind, Tensor};
 
 /// `trainer:` section.
@@ -182,6 +184,8 @@ pub enum TrainError {
     Autocast(#[from] archai_autocast::AutocastError),
     #[error("interrupted by {signal} at epoch {}, step {step}. {checkpoint}; continue with --resume", epoch + 1)]
     Interrupted { signal: &'static str, epoch: usize, step: usize, checkpoint: String },
+    #[error("data-parallel training: {0}")]
+    Distributed(String),
 }
 
 /// One split ready for batching: the pixels, the sample indices that belong to it, its transforms.
@@ -262,6 +266,9 @@ struct Meter {
 impl Meter {
     fn add(&mut self, logits: &Tensor, y: &Tensor, loss: f64) {
         let n = y.size()[0] as usize;
+        if n == 0 {
+            return;
+        }
         let k = logits.size()[1].min(5);
         let (_, pred) = logits.topk(k, 1, true, true);
         let hits = pred.eq_tensor(&y.unsqueeze(1));
@@ -269,6 +276,14 @@ impl Meter {
         self.top5 += hits.sum(Kind::Float).double_value(&[]);
         self.loss_sum += loss * n as f64;
         self.n += n;
+    }
+    /// Sums the figures over data-parallel ranks.
+    fn combine(&mut self, strategy: Strategy<'_>) -> Result<(), TrainError> {
+        let mut v = [self.loss_sum, self.top1, self.top5, self.n as f64];
+        strategy.sum(&mut v)?;
+        [self.loss_sum, self.top1, self.top5] = [v[0], v[1], v[2]];
+        self.n = v[3].round() as usize;
+        Ok(())
     }
     fn metrics(&self) -> Metrics {
         let n = self.n.max(1) as f64;
@@ -453,19 +468,39 @@ pub fn evaluate(
     device: Device,
     precision: Precision,
 ) -> Result<Metrics, TrainError> {
+    evaluate_with(net, data, batch_size, max_batches, device, precision, Strategy::Single)
+}
+
+/// [`evaluate`] spread over data-parallel ranks: rank r evaluates batches r, r + W, ... and the
+/// sums are combined, so every rank gets the figures of the whole split.
+pub fn evaluate_with(
+    net: &Network,
+    data: &SplitData,
+    batch_size: usize,
+    max_batches: Option<usize>,
+    device: Device,
+    precision: Precision,
+    strategy: Strategy<'_>,
+) -> Result<Metrics, TrainError> {
     let _guard = tch::no_grad_guard();
     let _autocast = precision.autocast(device)?;
     let mut meter = Meter::default();
     let batcher = data.batcher(batch_size, 0, 0, false)?;
-    for (i, b) in batcher.iter().enumerate() {
-        if max_batches.is_some_and(|m| i >= m) {
-            break;
-        }
+    let batches = max_batches.map_or(batcher.len(), |m| m.min(batcher.len()));
+    // One process reads every batch through the prefetching iterator; ranks build only theirs.
+    let mine: Box<dyn Iterator<Item = Batch>> = match strategy {
+        Strategy::Single => Box::new(batcher.iter().take(batches)),
+        _ => Box::new(
+            (strategy.rank()..batches).step_by(strategy.world()).map(|i| batcher.batch(i).expect("index below len")),
+        ),
+    };
+    for b in mine {
         let (x, y) = to_tensors(&b, device);
         let logits = net.forward(&x, false)?.to_kind(Kind::Float);
         let loss = criterion(&logits, &y, 0.0)?.double_value(&[]);
         meter.add(&logits, &y, loss);
     }
+    meter.combine(strategy)?;
     Ok(meter.metrics())
 }
 
@@ -570,12 +605,14 @@ pub fn weight_step(
     lr: f64,
     scaler: Option<&mut LossScaler>,
 ) -> Result<StepResult, TrainError> {
-    weight_step_with(net, store, opt, x, y, c, lr, scaler, ArchTraining::Bilevel)
+    weight_step_with(net, store, opt, x, y, c, lr, scaler, ArchTraining::Bilevel, Strategy::Single)
 }
 
 /// [`weight_step`] for an algorithm's [`ArchTraining`]: with `TrainLoss` the trainable
 /// architecture parameters' gradients are zeroed and filled by the same backward (the algorithm
-/// applies them); otherwise they are constants of the step.
+/// applies them); otherwise they are constants of the step. Under data parallelism `x`, `y` are
+/// the global batch: this rank computes its rows, and the gradients, losses and stop requests
+/// are summed over the ranks before the update, so every rank makes the same update.
 #[allow(clippy::too_many_arguments)]
 pub fn weight_step_with(
     net: &Network,
@@ -587,6 +624,7 @@ pub fn weight_step_with(
     lr: f64,
     scaler: Option<&mut LossScaler>,
     arch_training: ArchTraining,
+    strategy: Strategy<'_>,
 ) -> Result<StepResult, TrainError> {
     opt.zero_grad();
     // Architecture parameters the weight optimizer owns (joint training) are weights here; only
@@ -612,8 +650,25 @@ pub fn weight_step_with(
             a.shallow_clone().zero_grad();
         }
     }
+    let n_global = y.size()[0];
+    let (x, y) = strategy.local_rows(x, y);
     let result = (|| {
         let n = y.size()[0];
+        if n == 0 {
+            // A short last batch left this rank no rows: it contributes zero gradients (defined,
+            // so that every rank sums the same buckets).
+            for (_, p) in opt.params() {
+                (p.sum(Kind::Float) * 0.0).backward();
+            }
+            let aux_loss = (c.aux_weight > 0.0).then_some(0.0);
+            return Ok(StepResult {
+                loss: 0.0,
+                aux_loss,
+                logits: Tensor::new(),
+                labels: y.shallow_clone(),
+                stop_requested: false,
+            });
+        }
         let chunks = (c.batch_chunks as i64).min(n);
         let (mut main_total, mut aux_total) = (0.0, 0.0);
         let mut all_logits = Vec::new();
@@ -623,7 +678,7 @@ pub fn weight_step_with(
                 let _autocast = c.precision.autocast(xc.device())?;
                 net.forward_with_aux(xc, true, want_aux)?
             };
-            let share = yc.size()[0] as f64 / n as f64;
+            let share = yc.size()[0] as f64 / n_global as f64;
             let main = criterion(&logits, yc, c.label_smoothing)? * share;
             main_total += main.double_value(&[]);
             let loss = match aux {
@@ -634,9 +689,9 @@ pub fn weight_step_with(
                 }
                 None => main,
             };
-            // The L1 term belongs to the step, not to each chunk.
-            let loss = match (&penalty, k) {
-                (Some(p), 0) => loss + p,
+            // The L1 term belongs to the step, not to each chunk or rank.
+            let loss = match (&penalty, k, strategy.rank()) {
+                (Some(p), 0, 0) => loss + p,
                 _ => loss,
             };
             match scaler.as_deref() {
@@ -646,14 +701,29 @@ pub fn weight_step_with(
             all_logits.push(logits.detach().to_kind(Kind::Float));
         }
         let aux_loss = (c.aux_weight > 0.0).then_some(aux_total);
-        Ok::<_, TrainError>(StepResult { loss: main_total, aux_loss, logits: Tensor::cat(&all_logits, 0) })
+        Ok::<_, TrainError>(StepResult {
+            loss: main_total,
+            aux_loss,
+            logits: Tensor::cat(&all_logits, 0),
+            labels: y.shallow_clone(),
+            stop_requested: false,
+        })
     })();
     if frozen {
         for a in &trainable {
             let _ = a.set_requires_grad(true);
         }
     }
-    let out = result?;
+    let mut out = result?;
+    if strategy.world() > 1 {
+        let params: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.shallow_clone()).collect();
+        let stop = crate::interrupt::requested().is_some();
+        let mut figures = [out.loss, out.aux_loss.unwrap_or(0.0), stop as u8 as f64];
+        strategy.complete_gradients(&params, &mut figures)?;
+        out.loss = figures[0];
+        out.aux_loss = out.aux_loss.map(|_| figures[1]);
+        out.stop_requested = figures[2] > 0.0;
+    }
     if out.objective(c.aux_weight).is_finite() {
         if let Some(s) = scaler {
             let mut grads: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
@@ -710,8 +780,13 @@ pub struct StepResult {
     pub loss: f64,
     /// Auxiliary head loss (unweighted), when `aux_weight` > 0.
     pub aux_loss: Option<f64>,
-    /// Detached fp32 logits of the batch.
+    /// Detached fp32 logits of this rank's rows of the batch.
     pub logits: Tensor,
+    /// The labels of those rows.
+    pub labels: Tensor,
+    /// Whether any rank was asked to stop (SIGINT/SIGTERM) during the step; data-parallel
+    /// ranks stop together after it.
+    pub stop_requested: bool,
 }
 
 impl StepResult {
@@ -729,6 +804,8 @@ pub struct Trainer<'a> {
     pub device: Device,
     pub checkpoint: PathBuf,
     pub log: &'a mut RunLog,
+    /// One process, or data parallel: where gradients are completed and figures combined.
+    pub strategy: Strategy<'a>,
 }
 
 /// The model's tensors under their checkpoint names: `w.` weights and buffers, `a.` alphas.
@@ -806,11 +883,7 @@ type ReadCheckpoint = (PathBuf, Vec<(String, Tensor)>);
 /// Reads the checkpoint a resume continues from: the latest when it reads and its checksum
 /// holds, else the previous one when that does (with a warning naming what was wrong with the
 /// latest); `None` when the phase has none. Each file is read once.
-fn checkpoint_to_resume(
-    phase: &str,
-    latest: &Path,
-    device: Device,
-) -> Result<Option<ReadCheckpoint>, TrainError> {
+fn checkpoint_to_resume(phase: &str, latest: &Path, device: Device) -> Result<Option<ReadCheckpoint>, TrainError> {
     let prev = previous_checkpoint(latest);
     let warn = |why: String| {
         tracing::warn!("{phase}: {why}; resuming from the previous checkpoint {} (one epoch earlier)", prev.display())
@@ -979,6 +1052,15 @@ impl Trainer<'_> {
             )));
         }
         let mut scaler = c.loss_scaler();
+        let strategy = self.strategy;
+        if let (Some(algo), true) = (algorithm.as_deref(), strategy.world() > 1) {
+            return Err(TrainError::Config(format!(
+                "{}: algorithm `{}` cannot search data-parallel yet (its architecture step runs inside the \
+                 plugin, which does not combine gradients over ranks); run the search in one process and \
+                 launch only the eval phase (nas.eval.model_desc or `archai train`)",
+                self.phase, algo.name
+            )));
+        }
         if algorithm.is_some() && !c.param_groups.is_empty() {
             return Err(TrainError::Config(format!(
                 "{}: param_groups cannot be used with a search algorithm (its architecture step models one \
@@ -1043,6 +1125,9 @@ impl Trainer<'_> {
                 c.epochs
             );
         }
+        // Ranks start from one model whatever their seeds or initializations (after a resume
+        // they loaded the same checkpoint; this also covers a rank that did not find it).
+        strategy.broadcast_model(store)?;
         let started = Instant::now();
         let mut report = FitReport::default();
         // The architecture step's validation batches form one endless stream, reshuffled per
@@ -1082,7 +1167,9 @@ impl Trainer<'_> {
                 steps_per_epoch as u64,
             );
             for (i, b) in batcher.iter().enumerate().take(steps_per_epoch) {
-                if let Some(signal) = crate::interrupt::requested() {
+                // Data-parallel ranks agree on stopping inside the step (below), so that no rank
+                // leaves the others waiting in a collective.
+                if let (Some(signal), 1) = (crate::interrupt::requested(), strategy.world()) {
                     let checkpoint = if self.checkpoint.is_file() {
                         format!("The last checkpoint is {}", self.checkpoint.display())
                     } else {
@@ -1126,6 +1213,7 @@ impl Trainer<'_> {
                     lr,
                     scaler.as_mut(),
                     arch_training.unwrap_or(ArchTraining::Manual),
+                    strategy,
                 )?;
                 candidate_forwards += net.candidate_forwards() - forwards_before;
                 let objective = step_out.objective(c.aux_weight);
@@ -1143,13 +1231,29 @@ impl Trainer<'_> {
                     let out = algorithm_hook(algo, &mut services, |a, m| a.after_step(m, outcome))?;
                     after_step_metrics.add(out);
                 }
-                meter.add(&step_out.logits, &y, step_out.loss);
+                meter.add(&step_out.logits, &step_out.labels, step_out.loss);
                 if let Some(a) = step_out.aux_loss {
-                    aux_loss_sum += a * y.size()[0] as f64;
+                    aux_loss_sum += a * step_out.labels.size()[0] as f64;
                 }
                 progress.inc(1);
+                if step_out.stop_requested {
+                    let signal = crate::interrupt::requested().unwrap_or("a signal to another rank");
+                    let checkpoint = if self.checkpoint.is_file() {
+                        format!("The last checkpoint is {}", self.checkpoint.display())
+                    } else {
+                        "No checkpoint was written yet".to_string()
+                    };
+                    return Err(TrainError::Interrupted { signal, epoch, step: i + 1, checkpoint });
+                }
             }
             progress.finish();
+            meter.combine(strategy)?;
+            let mut aux = [aux_loss_sum];
+            strategy.sum(&mut aux)?;
+            let aux_loss_sum = aux[0];
+            // One model on every rank before it is evaluated and saved.
+            strategy.average_buffers(store)?;
+            strategy.check_in_sync(store, &format!("after {} epoch {}", self.phase, epoch + 1))?;
             let train_m = meter.metrics();
             let secs = t0.elapsed().as_secs_f64();
             let train_log = TrainEpoch {
@@ -1185,7 +1289,7 @@ impl Trainer<'_> {
             self.log.scalar(&format!("{}/lr", self.phase), lr, epoch);
             let mut val_m = None;
             if let Some(v) = val {
-                let m = evaluate(net, v, c.batch_size, c.max_eval_batches, self.device, c.precision)?;
+                let m = evaluate_with(net, v, c.batch_size, c.max_eval_batches, self.device, c.precision, strategy)?;
                 self.log.tree.set(&format!("{key}/val"), m.record()).map_err(log_err)?;
                 self.log.scalar(&format!("{}/val/top1", self.phase), m.top1, epoch);
                 self.log.scalar(&format!("{}/val/top5", self.phase), m.top5, epoch);
@@ -1207,7 +1311,9 @@ impl Trainer<'_> {
                     .collect(),
                 None => Vec::new(),
             };
-            save_checkpoint(&self.checkpoint, store, &opt, scaler.as_ref(), algo_state, epoch)?;
+            if strategy.writes() {
+                save_checkpoint(&self.checkpoint, store, &opt, scaler.as_ref(), algo_state, epoch)?;
+            }
             self.log.flush().map_err(log_err)?;
             tracing::info!(
                 "{} epoch {}/{}: train loss {:.4} top1 {:.4}{} lr {:.5} ({:.1}s)",

@@ -1,0 +1,177 @@
+//! Where a step's gradients become complete and how figures are combined: one process, or data
+//! parallel over a c10d group.
+//!
+//! Data parallelism here is the batch-chunked step spread over ranks: every rank reads the same
+//! global batch (same sampler, same shuffle), computes the `rank`-th of `world` chunks of it
+//! (split as `torch.chunk` splits), scales its loss by its share of the batch, and the
+//! gradients are summed over the ranks. The sum is exactly the gradient of the global batch, so
+//! a run on W ranks equals a single-process run with `batch_chunks: W` (batch-norm statistics
+//! are per chunk in both), and `trainer.batch_size` keeps meaning the global batch.
+use super::TrainError;
+use crate::params::ParamStore;
+use archai_dist::ProcessGroup;
+use tch::{Kind, Tensor};
+
+/// Gradients are summed in flat fp32 buckets of this many elements (16 MiB): large enough to
+/// amortize a collective's latency, small enough not to double peak memory.
+const BUCKET_ELEMENTS: i64 = 4 << 20;
+
+#[derive(Clone, Copy)]
+pub enum Strategy<'g> {
+    Single,
+    DataParallel(&'g ProcessGroup),
+}
+
+fn collective(e: archai_dist::DistError) -> TrainError {
+    TrainError::Distributed(e.to_string())
+}
+
+impl<'g> Strategy<'g> {
+    /// Data parallel over `group` when it has more than one rank.
+    pub fn over(group: Option<&'g ProcessGroup>) -> Self {
+        match group {
+            Some(g) if g.world() > 1 => Strategy::DataParallel(g),
+            _ => Strategy::Single,
+        }
+    }
+
+    pub fn world(&self) -> usize {
+        match self {
+            Strategy::Single => 1,
+            Strategy::DataParallel(g) => g.world(),
+        }
+    }
+
+    pub fn rank(&self) -> usize {
+        match self {
+            Strategy::Single => 0,
+            Strategy::DataParallel(g) => g.rank(),
+        }
+    }
+
+    /// Whether this process writes the run's files (checkpoints): rank 0 alone.
+    pub fn writes(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// This rank's rows of a global batch: chunk `rank` of `x.chunk(world)` (ceil-sized chunks,
+    /// so a short last batch may leave a rank with none).
+    pub fn local_rows(&self, x: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
+        match self {
+            Strategy::Single => (x.shallow_clone(), y.shallow_clone()),
+            Strategy::DataParallel(g) => {
+                let n = y.size()[0];
+                let w = g.world() as i64;
+                let per = ((n + w - 1) / w).max(1);
+                let start = (per * g.rank() as i64).min(n);
+                let len = per.min(n - start);
+                (x.narrow(0, start, len), y.narrow(0, start, len))
+            }
+        }
+    }
+
+    /// Sums the (share-scaled) gradients of `params` over the ranks, and `extras` with them
+    /// (step figures that must agree on every rank: loss, stop requests). Gradients a rank did
+    /// not produce count as zeros. A single process has nothing to do.
+    pub fn complete_gradients(&self, params: &[Tensor], extras: &mut [f64]) -> Result<(), TrainError> {
+        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+        // Buckets of consecutive parameters, in the optimizer's (name-sorted) order, which is
+        // the same on every rank.
+        let mut start = 0;
+        let mut first = true;
+        while start < grads.len() || first {
+            let mut end = start;
+            let mut elements = 0;
+            while end < grads.len() && (end == start || elements + params[end].numel() as i64 <= BUCKET_ELEMENTS) {
+                elements += params[end].numel() as i64;
+                end += 1;
+            }
+            let mut parts: Vec<Tensor> = (start..end)
+                .map(|i| match grads[i].defined() {
+                    true => grads[i].to_kind(Kind::Float).flatten(0, -1),
+                    false => Tensor::zeros([params[i].numel() as i64], (Kind::Float, tch::Device::Cpu)),
+                })
+                .map(|t| t.to_device(tch::Device::Cpu))
+                .collect();
+            if first {
+                parts.push(Tensor::from_slice(extras).to_kind(Kind::Float));
+            }
+            let mut flat = Tensor::cat(&parts, 0);
+            g.all_reduce_sum(&mut flat).map_err(collective)?;
+            let mut offset = 0;
+            for i in start..end {
+                let n = params[i].numel() as i64;
+                if grads[i].defined() {
+                    let summed = flat.narrow(0, offset, n).view_as(&grads[i]).to_kind(grads[i].kind());
+                    grads[i].shallow_clone().copy_(&summed);
+                }
+                offset += n;
+            }
+            if first {
+                let tail = flat.narrow(0, offset, extras.len() as i64).to_kind(Kind::Double);
+                let summed = Vec::<f64>::try_from(&tail).map_err(|e| TrainError::Distributed(e.to_string()))?;
+                extras.copy_from_slice(&summed);
+                first = false;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Sums `values` over the ranks in place.
+    pub fn sum(&self, values: &mut [f64]) -> Result<(), TrainError> {
+        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let mut t = Tensor::from_slice(values);
+        g.all_reduce_sum(&mut t).map_err(collective)?;
+        let summed = Vec::<f64>::try_from(&t).map_err(|e| TrainError::Distributed(e.to_string()))?;
+        values.copy_from_slice(&summed);
+        Ok(())
+    }
+
+    /// Gives every rank rank 0's model (weights, buffers, architecture parameters), so that
+    /// ranks whose initializations differ start identical.
+    pub fn broadcast_model(&self, store: &ParamStore) -> Result<(), TrainError> {
+        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let _guard = tch::no_grad_guard();
+        for (_, t) in super::model_tensors(store) {
+            let mut flat = t.detach().to_device(tch::Device::Cpu).contiguous();
+            g.broadcast(&mut flat, 0).map_err(collective)?;
+            t.shallow_clone().copy_(&flat.to_device(t.device()));
+        }
+        Ok(())
+    }
+
+    /// Averages the floating-point buffers (batch-norm running statistics) over the ranks, so
+    /// that evaluation and checkpoints see one model; every rank ran the same number of steps,
+    /// so integer counters already agree.
+    pub fn average_buffers(&self, store: &ParamStore) -> Result<(), TrainError> {
+        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let _guard = tch::no_grad_guard();
+        let world = g.world() as f64;
+        for (_, t) in store.named_buffers() {
+            if !t.is_floating_point() {
+                continue;
+            }
+            let mut flat = t.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu).contiguous();
+            g.all_reduce_sum(&mut flat).map_err(collective)?;
+            t.shallow_clone().copy_(&(flat / world).to_kind(t.kind()).to_device(t.device()));
+        }
+        Ok(())
+    }
+
+    /// A fingerprint of the model that equal ranks share; an all-gather that finds two
+    /// fingerprints is a bug that must stop the run before it writes diverged results.
+    pub fn check_in_sync(&self, store: &ParamStore, when: &str) -> Result<(), TrainError> {
+        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let sha = store.sha256();
+        let all = g.all_gather_bytes(sha.as_bytes()).map_err(collective)?;
+        if let Some((r, _)) = all.iter().enumerate().find(|(_, s)| s.as_slice() != sha.as_bytes()) {
+            return Err(TrainError::Distributed(format!(
+                "rank {} and rank {r} hold different weights {when}; the data-parallel run diverged",
+                g.rank()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! Data-parallel training through the real binary: `archai launch --nproc 2` on loopback (Gloo,
+//! CPU), against single-process runs of the same global batch; resume of a killed 2-rank job;
+//! a killed rank stopping the job with an error that names it; the search phase refused.
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A short resnet_small training on Fashion-MNIST: global batch 32 (16 per rank), a short last
+/// batch (max_batches leaves full ones, so the split is exercised by the eval's last batch).
+const SETS: &[&str] = &[
+    "nas.eval.trainer.epochs=2",
+    "nas.eval.trainer.batch_size=32",
+    "nas.eval.trainer.max_batches=6",
+    "nas.eval.trainer.max_eval_batches=3",
+];
+
+fn train_args(out: &Path, sets: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> =
+        ["train", "confs/models/resnet_small.yaml", "--toy"].iter().map(|s| s.to_string()).collect();
+    for s in SETS.iter().chain(sets) {
+        v.extend(["--set".to_string(), s.to_string()]);
+    }
+    v.extend(["--out".to_string(), out.display().to_string()]);
+    v
+}
+
+fn launch(nproc: &str, out: &Path, sets: &[&str]) -> Command {
+    let mut cmd = Command::new(archai_bin());
+    cmd.current_dir(repo_root()).arg("--plugin-dir").arg(plugin_dir());
+    cmd.args(["launch", "--nproc", nproc, "--threads", "1", "--"]).args(train_args(out, sets));
+    cmd
+}
+
+fn single(out: &Path, sets: &[&str]) -> std::process::Output {
+    let args = train_args(out, sets);
+    archai(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The trained parameters (`w.` entries that are weights, not batch-norm buffers) of a run.
+fn weights(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut t = archai::train::read_model_tensors(&run.join("eval/checkpoint.pt")).unwrap();
+    t.retain(|(n, _)| n.starts_with("w.") && !n.contains("running_") && !n.contains("num_batches"));
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+fn max_difference(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> f64 {
+    assert_eq!(a.iter().map(|x| &x.0).collect::<Vec<_>>(), b.iter().map(|x| &x.0).collect::<Vec<_>>());
+    a.iter().zip(b).map(|((_, x), (_, y))| (x - y).abs().max().double_value(&[])).fold(0.0, f64::max)
+}
+
+fn train_losses(run: &Path) -> Vec<f64> {
+    let log = yaml(&run.join("log.yaml"));
+    (0..2).map(|e| log["eval"]["epochs"][e]["train"]["loss"].as_f64().expect("train loss of the epoch")).collect()
+}
+
+#[test]
+fn two_ranks_train_like_one_process_with_the_same_global_batch_and_only_rank_0_writes() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    // One process computing the global batch in two chunks is what two ranks compute.
+    let one = tmp.path().join("one");
+    let o = single(&one, &["nas.eval.trainer.batch_chunks=2"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let two = tmp.path().join("two");
+    let o = launch("2", &two, &[]).output().unwrap();
+    let text = output_text(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("[rank 0]") && text.contains("data-parallel: 2 ranks"), "{text}");
+
+    let diff = max_difference(&weights(&one), &weights(&two));
+    assert!(diff <= 1e-5, "2 ranks vs 1 process: max weight difference {diff:e}");
+    for (a, b) in train_losses(&one).iter().zip(train_losses(&two)) {
+        assert!((a - b).abs() < 1e-5, "train loss {a} (1 process) vs {b} (2 ranks)");
+    }
+    let log = yaml(&two.join("log.yaml"));
+    assert_eq!(log["status"].as_str(), Some("ok"));
+    // Metrics count the whole global batch, not one rank's share.
+    assert_eq!(log["eval"]["epochs"][0]["train"]["samples"].as_u64(), Some(6 * 32));
+    // Only rank 0's files: no second log, no per-rank leftovers in the run directory.
+    let names: Vec<String> =
+        std::fs::read_dir(&two).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.contains("rank")), "{names:?}");
+
+    // The control: without the gradient sum, a rank trains on its half only and the runs differ.
+    let half = tmp.path().join("half");
+    let o = single(&half, &["nas.eval.trainer.batch_size=16"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let diff = max_difference(&weights(&half), &weights(&two));
+    assert!(diff > 1e-3, "a half-batch run should differ, max difference {diff:e}");
+}
+
+/// Pids of the direct children of `parent` whose environment has RANK=`rank`.
+fn child_with_rank(parent: u32, rank: usize) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let Ok(pid) = entry.ok()?.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the parenthesized command: state, ppid, ...
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|kv| kv == format!("RANK={rank}").as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what} did not happen within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_rank_stops_the_job_within_a_minute_with_an_error_naming_it() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let log_path = tmp.path().join("launch.txt");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let long = ["nas.eval.trainer.epochs=50", "nas.eval.trainer.max_batches=100000"];
+    let mut launcher = launch("2", &out, &long).stdout(Stdio::null()).stderr(log).spawn().expect("start archai launch");
+    let pid = launcher.id();
+    wait_for("rank 1 starting", Duration::from_secs(60), || child_with_rank(pid, 1).is_some());
+    // Training is under way once the first epoch line is out or the progress is reported.
+    wait_for("training", Duration::from_secs(120), || {
+        std::fs::read_to_string(&log_path).unwrap_or_default().contains("eval: resnet_small")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = child_with_rank(pid, 1).expect("rank 1 is running");
+    // SAFETY: kill(2) of a process this test started (through the launcher).
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(s) = launcher.try_wait().unwrap() {
+            break s;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(60), "the job still runs 60 s after rank 1 was killed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("rank 1 was killed by signal 9"), "{text}");
+    // The surviving worker stopped on its own with c10d's error naming the lost rank.
+    assert!(text.contains("[rank 0] error:") && text.contains("rank 1 exited or stopped answering"), "{text}");
+    assert!(text.contains("rank 0 exited with status 1"), "{text}");
+}
+
+#[test]
+fn a_killed_two_rank_job_resumes_to_the_same_weights_as_an_uninterrupted_one() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["nas.eval.trainer.epochs=3"];
+    let whole = tmp.path().join("whole");
+    let o = launch("2", &whole, &sets).output().unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+
+    let cut = tmp.path().join("cut");
+    let mut job = launch("2", &cut, &sets).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let checkpoint = cut.join("eval/checkpoint.pt");
+    wait_for("the first checkpoint", Duration::from_secs(300), || checkpoint.is_file());
+    // Killing the launcher takes its workers down too (they die with their parent).
+    job.kill().unwrap();
+    job.wait().unwrap();
+    let log = std::fs::read_to_string(cut.join("log.yaml")).unwrap();
+    assert!(log.contains("status: running"), "the job finished before it was killed");
+
+    let mut resume = launch("2", &cut, &sets);
+    resume.arg("--resume");
+    let o = resume.output().unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let diff = max_difference(&weights(&whole), &weights(&cut));
+    assert_eq!(diff, 0.0, "resumed 2-rank job vs uninterrupted one");
+    let summary = |run: &Path| yaml(&run.join("log.yaml"))["eval"]["summary"]["weights_sha256"].clone();
+    assert_eq!(summary(&whole), summary(&cut));
+}
+
+#[test]
+fn a_search_is_refused_over_ranks_with_what_to_do_instead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .arg("--plugin-dir")
+        .arg(plugin_dir())
+        .args(["launch", "--nproc", "2", "--threads", "1", "--", "run", "confs/algos/darts.yaml", "--toy", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = output_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(text.contains("search phase cannot run over ranks") && text.contains("nas.eval.model_desc"), "{text}");
+    assert!(text.contains("exited with status 1"), "{text}");
+}
