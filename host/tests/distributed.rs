@@ -60,9 +60,10 @@ fn train_losses(run: &Path) -> Vec<f64> {
 fn two_ranks_train_like_one_process_with_the_same_global_batch_and_only_rank_0_writes() {
     require_fashion_mnist();
     let tmp = tempfile::tempdir().unwrap();
-    // One process computing the global batch in two chunks is what two ranks compute.
+    // One process computing the global batch in two chunks is what two ranks compute (with the
+    // ranks' one thread: libtorch's reductions depend on the thread count).
     let one = tmp.path().join("one");
-    let o = single(&one, &["nas.eval.trainer.batch_chunks=2"]);
+    let o = single(&one, &["nas.eval.trainer.batch_chunks=2", "common.threads=1"]);
     assert!(o.status.success(), "{}", output_text(&o));
     let two = tmp.path().join("two");
     let o = launch("2", &two, &[]).output().unwrap();
@@ -77,6 +78,9 @@ fn two_ranks_train_like_one_process_with_the_same_global_batch_and_only_rank_0_w
     }
     let log = yaml(&two.join("log.yaml"));
     assert_eq!(log["status"].as_str(), Some("ok"));
+    // The launcher's thread split is what the run used and recorded.
+    assert_eq!(yaml(&two.join("config_used.yaml"))["common"]["threads"].as_i64(), Some(1));
+    assert_eq!(log["run"]["threads"].as_i64(), Some(1));
     // Metrics count the whole global batch, not one rank's share.
     assert_eq!(log["eval"]["epochs"][0]["train"]["samples"].as_u64(), Some(6 * 32));
     // Only rank 0's files: no second log, no per-rank leftovers in the run directory.
@@ -86,7 +90,7 @@ fn two_ranks_train_like_one_process_with_the_same_global_batch_and_only_rank_0_w
 
     // The control: without the gradient sum, a rank trains on its half only and the runs differ.
     let half = tmp.path().join("half");
-    let o = single(&half, &["nas.eval.trainer.batch_size=16"]);
+    let o = single(&half, &["nas.eval.trainer.batch_size=16", "common.threads=1"]);
     assert!(o.status.success(), "{}", output_text(&o));
     let diff = max_difference(&weights(&half), &weights(&two));
     assert!(diff > 1e-3, "a half-batch run should differ, max difference {diff:e}");

@@ -6,6 +6,18 @@ use std::path::PathBuf;
 /// Benchmarks that print numbers.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
+    /// Median time of a c10d (Gloo) all-reduce over the ranks of a data-parallel job; run it
+    /// under `archai launch --nproc 2 -- bench allreduce` (scripts/bench-dist.sh compares it
+    /// with Python torch.distributed).
+    Allreduce {
+        /// fp32 elements per all-reduce.
+        #[arg(long, default_value_t = 1_000_000)]
+        elements: i64,
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+    },
     /// Training throughput (samples/s) of a model description on a dataset (compare with
     /// scripts/bench/resnet_small_ref.py through scripts/bench-resnet.sh).
     Train {
@@ -95,6 +107,9 @@ pub enum Command {
 
 pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
     match command {
+        Command::Allreduce { elements, iters, warmup } => {
+            allreduce(*elements, *iters, *warmup)?;
+        }
         Command::SearchStep {
             device,
             cudnn_benchmark,
@@ -186,6 +201,39 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Times `iters` all-reduces of `elements` floats after `warmup` ones; rank 0 prints the median
+/// as one JSON line (the format of scripts/bench/allreduce_ref.py).
+fn allreduce(elements: i64, iters: usize, warmup: usize) -> anyhow::Result<()> {
+    let env = archai_dist::WorldEnv::from_env()?
+        .ok_or_else(|| anyhow::anyhow!("run it as a job: `archai launch --nproc 2 -- bench allreduce`"))?;
+    let group = archai_dist::ProcessGroup::join(&env, std::time::Duration::from_secs(120))?;
+    let mut t = tch::Tensor::ones([elements], (tch::Kind::Float, tch::Device::Cpu));
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..warmup + iters {
+        group.barrier()?;
+        let t0 = std::time::Instant::now();
+        group.all_reduce_sum(&mut t)?;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    if env.rank == 0 {
+        println!(
+            "{}",
+            serde_json::json!({
+                "engine": "archai (c10d Gloo via shim)",
+                "world": env.world,
+                "elements": elements,
+                "median_ms": median * 1e3,
+                "gb_per_s": elements as f64 * 4.0 / median / 1e9,
+            })
+        );
     }
     Ok(())
 }

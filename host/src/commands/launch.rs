@@ -30,8 +30,8 @@ pub struct Args {
     /// Port of rank 0's store; default: a free port (one machine) or 29500 (several).
     #[arg(long)]
     pub master_port: Option<u16>,
-    /// Intra-op threads per worker (OMP_NUM_THREADS, RAYON_NUM_THREADS); default: this
-    /// machine's cores divided by --nproc, at least 1.
+    /// Intra-op threads per worker (`common.threads`, OMP_NUM_THREADS, RAYON_NUM_THREADS);
+    /// default: this machine's cores divided by --nproc, at least 1.
     #[arg(long)]
     pub threads: Option<usize>,
     /// The archai command each worker runs (`run CONF ...` or `train MODEL ...`), after `--`.
@@ -85,9 +85,11 @@ fn check(args: &Args) -> Result<()> {
     }
     match args.command.first().map(String::as_str) {
         Some("run" | "train") => Ok(()),
-        Some(other) => {
-            bail!("`archai launch` runs `run` or `train` in each worker, not `{other}` (only they train data-parallel)")
-        }
+        Some("bench") if args.command.get(1).map(String::as_str) == Some("allreduce") => Ok(()),
+        Some(other) => bail!(
+            "`archai launch` runs `run`, `train` or `bench allreduce` in each worker, not `{other}` (only they \
+             work data-parallel)"
+        ),
         None => {
             bail!("give the command after `--`, e.g. `archai launch --nproc 2 -- train confs/models/resnet_small.yaml`")
         }
@@ -154,6 +156,11 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             cmd.arg("--plugin-dir").arg(d);
         }
         cmd.args(&args.command).envs(env_for(args, local, port, threads)).envs(wait_policy());
+        if matches!(args.command[0].as_str(), "run" | "train") {
+            // The experiment's own `common.threads` would win over OMP_NUM_THREADS; set last, it
+            // is also what the run's config_used.yaml records.
+            cmd.args(["--set", &format!("common.threads={threads}")]);
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Their own process group: a Ctrl-C at the terminal reaches the launcher, which forwards
         // it once to every worker (a worker stops at a step boundary all ranks agree on).
