@@ -383,7 +383,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         seed: cfg.common.seed,
         device,
         checkpoint: run_dir.join("search/checkpoint.pt"),
-        log,
+        events: log,
         strategy: crate::train::Strategy::Single,
     };
     let report = trainer.fit(&mut net, &store, &train, val.as_ref(), Some(&mut algo), resume)?;
@@ -503,7 +503,7 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
         seed: cfg.common.seed,
         device,
         checkpoint: rank.shared_run_dir.join("eval/checkpoint.pt"),
-        log,
+        events: log,
         strategy: rank.strategy,
     };
     std::fs::create_dir_all(run_dir.join("eval"))?;

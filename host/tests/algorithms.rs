@@ -174,7 +174,7 @@ fn fit(
         seed: 3,
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
-        log: &mut log,
+        events: &mut log,
         strategy: archai::train::Strategy::Single,
     };
     let val = with_val.then(|| split(24..40));

@@ -65,7 +65,7 @@ fn weights_after_training(chunks: usize) -> Vec<(String, tch::Tensor)> {
         seed: 1,
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
-        log: &mut log,
+        events: &mut log,
         strategy: archai::train::Strategy::Single,
     };
     trainer.fit(&mut net, &store, &train, None, None, false).unwrap();

@@ -364,7 +364,7 @@ fn a_third_party_algorithm_sees_every_training_hook() {
         seed: 3,
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
-        log: &mut log,
+        events: &mut log,
         strategy: archai::train::Strategy::Single,
     };
     trainer.fit(&mut net, &store, &split(0..16), Some(&split(16..24)), Some(&mut algo), false).unwrap();

@@ -82,7 +82,7 @@ fn aux_weight_without_an_aux_head_is_a_config_error() {
         seed: 1,
         device: Device::Cpu,
         checkpoint: dir.path().join("ck.pt"),
-        log: &mut log,
+        events: &mut log,
         strategy: archai::train::Strategy::Single,
     };
     let e = trainer.fit(&mut net, &store, &toy_split(), None, None, false).unwrap_err().to_string();
@@ -110,7 +110,7 @@ fn fit_with_checkpoint(
         seed: 1,
         device: Device::Cpu,
         checkpoint: dir.join("ck.pt"),
-        log: &mut log,
+        events: &mut log,
         strategy: archai::train::Strategy::Single,
     };
     trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
@@ -239,7 +239,7 @@ fn fp16_resume_restores_the_loss_scaler() {
                 seed: 5,
                 device: Device::Cpu,
                 checkpoint: dir.join("ck.pt"),
-                log: &mut log,
+                events: &mut log,
                 strategy: archai::train::Strategy::Single,
             };
             trainer.fit(&mut net, &store, &toy_split(), None, None, resume).unwrap();

@@ -171,7 +171,7 @@ impl Evaluator<'_> {
             seed: self.seed,
             device: self.device,
             checkpoint: dir.join("checkpoint.pt"),
-            log: &mut log,
+            events: &mut log,
             strategy: crate::train::Strategy::Single,
         };
         let report = trainer.fit(&mut net, &store, &train, Some(&val), None, false)?;

@@ -1,30 +1,31 @@
 //! The general trainer used by every phase (search, eval, handcrafted models). Algorithms hook
 //! in through `before_epoch`, `before_step`, `after_step` and `after_epoch`; they do not fork
 //! the loop.
+mod events;
+mod fit;
 pub mod optim;
 pub mod precision;
 pub mod schedule;
 pub mod strategy;
+pub use events::{Event, EventSink};
+pub use fit::Trainer;
 
 use crate::model::{ModelError, Network};
 use crate::params::ParamStore;
 use crate::plugins::{host_service, plugin_result, PluginAlgorithm, PluginError};
-use crate::runlog::RunLog;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::sabi_types::RMut;
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use archai_data::{Batch, Batcher, BatcherOptions, DistributedStratifiedSampler, SampleBuffer, Transform};
 use archai_plugin_api::{
     AlgorithmBox, ArchTraining, ComponentKind, ModelServices, ModelServicesMut, ModelServices_TO, NamedTensor,
-    StepBatch, StepOutcome, TensorOwned, TensorRef,
+    StepBatch, TensorOwned, TensorRef,
 };
-use archai_runlog::schema::TrainEpoch;
 use optim::{Optimizer, OptimizerConfig};
 use precision::{LossScaleConfig, LossScaler, Precision};
 use schedule::ScheduleConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 pub use strategy::Strategy;
 use tch::{Device, Kind, Tensor};
 
@@ -553,42 +554,6 @@ pub fn algorithm_hook(
     Ok(serde_json::from_str(out.as_str()).unwrap_or(serde_json::Value::Null))
 }
 
-/// Writes the top-level numbers of a hook's output as TensorBoard scalars
-/// `<phase>/<section>/<key>`, whatever the plugin named them.
-fn hook_scalars(log: &mut RunLog, phase: &str, section: &str, out: &serde_json::Value, epoch: usize) {
-    if let Some(m) = out.as_object() {
-        for (k, v) in m {
-            if let Some(f) = v.as_f64() {
-                log.scalar(&format!("{phase}/{section}/{k}"), f, epoch);
-            }
-        }
-    }
-}
-
-/// Adds a hook's numeric outputs, divided by `steps`, to the epoch's averages.
-/// Per-key means of the numbers hooks return, each over the steps that reported it (an
-/// algorithm that skips its architecture step during a warm-up reports nothing then).
-#[derive(Default)]
-struct StepMeans(std::collections::BTreeMap<String, (f64, u64)>);
-
-impl StepMeans {
-    fn add(&mut self, out: serde_json::Value) {
-        if let serde_json::Value::Object(m) = out {
-            for (k, v) in m {
-                if let Some(f) = v.as_f64() {
-                    let e = self.0.entry(k).or_insert((0.0, 0));
-                    e.0 += f;
-                    e.1 += 1;
-                }
-            }
-        }
-    }
-
-    fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
-        self.0.into_iter().map(|(k, (sum, n))| (k, serde_json::json!(sum / n as f64))).collect()
-    }
-}
-
 /// One weight step on (x, y): gradients accumulated over `batch_chunks` sub-batches (each loss
 /// scaled by its share, so the sum is the full-batch gradient), clipping, the optimizer update.
 /// The forward passes run under `c.precision`'s autocast; with a `scaler` (fp16) the loss is
@@ -796,18 +761,6 @@ impl StepResult {
     }
 }
 
-/// The trainer of one phase.
-pub struct Trainer<'a> {
-    pub config: TrainerConfig,
-    pub phase: String,
-    pub seed: u64,
-    pub device: Device,
-    pub checkpoint: PathBuf,
-    pub log: &'a mut RunLog,
-    /// One process, or data parallel: where gradients are completed and figures combined.
-    pub strategy: Strategy<'a>,
-}
-
 /// The model's tensors under their checkpoint names: `w.` weights and buffers, `a.` alphas.
 pub fn model_tensors(store: &ParamStore) -> Vec<(String, Tensor)> {
     let weights = store.named_weights().into_iter().chain(store.named_buffers()).map(|(n, t)| (format!("w.{n}"), t));
@@ -1011,328 +964,6 @@ fn load_checkpoint(
         s.load_state(&scaler_state);
     }
     Ok((epoch.ok_or_else(|| err("no epoch recorded".into()))?, algo_state))
-}
-
-impl Trainer<'_> {
-    /// Trains `net` on `train`, evaluating on `val` after each epoch. With an algorithm, its
-    /// `before_epoch` runs at the start of every epoch, `before_step` before every weight step
-    /// (with a validation batch), `after_step` after it and `after_epoch` after every epoch. Resumes from the phase checkpoint when `resume` and one exists.
-    pub fn fit(
-        &mut self,
-        net: &mut Network,
-        store: &ParamStore,
-        train: &SplitData,
-        val: Option<&SplitData>,
-        mut algorithm: Option<&mut PluginAlgorithm>,
-        resume: bool,
-    ) -> Result<FitReport, TrainError> {
-        let c = self.config.clone();
-        c.validate().map_err(|e| TrainError::Config(format!("{}: {e}", self.phase)))?;
-        let arch_training = algorithm.as_deref().map(|a| a.arch_training);
-        let bilevel = arch_training == Some(ArchTraining::Bilevel);
-        if bilevel && val.is_none() {
-            return Err(TrainError::Config(format!(
-                "{}: algorithm `{}` trains its architecture on a validation split; set nas.search.val_ratio > 0",
-                self.phase,
-                algorithm.as_deref().map(|a| a.name.as_str()).unwrap_or_default()
-            )));
-        }
-        if c.aux_weight > 0.0 && !net.has_aux() {
-            return Err(TrainError::Config(format!(
-                "{}: trainer.aux_weight = {} but the model has no auxiliary head; add `aux` to the model \
-                 description (finalizer config auxiliary: true for the DARTS family) or set aux_weight: 0",
-                self.phase, c.aux_weight
-            )));
-        }
-        if algorithm.is_some() && c.precision.needs_loss_scaling() {
-            return Err(TrainError::Config(format!(
-                "{}: precision fp16 needs loss scaling, which the architecture step does not do; \
-                 search in bf16 or fp32",
-                self.phase
-            )));
-        }
-        let mut scaler = c.loss_scaler();
-        let strategy = self.strategy;
-        if let (Some(algo), true) = (algorithm.as_deref(), strategy.world() > 1) {
-            return Err(TrainError::Config(format!(
-                "{}: algorithm `{}` cannot search data-parallel yet (its architecture step runs inside the \
-                 plugin, which does not combine gradients over ranks); run the search in one process and \
-                 launch only the eval phase (nas.eval.model_desc or `archai train`)",
-                self.phase, algo.name
-            )));
-        }
-        if algorithm.is_some() && !c.param_groups.is_empty() {
-            return Err(TrainError::Config(format!(
-                "{}: param_groups cannot be used with a search algorithm (its architecture step models one \
-                 weight optimizer); remove trainer.param_groups from the search phase",
-                self.phase
-            )));
-        }
-        let mut owned = store.named_weights();
-        if algorithm.is_none() {
-            owned.extend(joint_arch_params(net, store));
-        }
-        let mut opt = Optimizer::with_groups(c.optimizer.clone(), &c.param_groups, owned)
-            .map_err(|e| TrainError::Config(format!("{}: {e}", self.phase)))?;
-        if !c.param_groups.is_empty() {
-            tracing::info!("{}: parameter groups {:?}", self.phase, opt.group_sizes());
-        }
-        let steps_per_epoch = {
-            let n = train.batcher(c.batch_size, 0, self.seed, false)?.len();
-            c.max_batches.map_or(n, |m| m.min(n))
-        };
-        if c.epochs > 0 && steps_per_epoch == 0 {
-            return Err(TrainError::Config(format!(
-                "{}: the training split has {} samples (batch {}), so {} epoch(s) would train nothing; \
-                 a run that trains nothing is refused (check val_ratio, max_batches and the dataset)",
-                self.phase,
-                train.indices.len(),
-                c.batch_size,
-                c.epochs
-            )));
-        }
-        let total_steps = steps_per_epoch * c.epochs;
-        let mut start_epoch = 0;
-        // Onto the model's device: optimizer and algorithm state are used as loaded (a CUDA run
-        // resumed with CPU momentum buffers would fail at its first step).
-        let resume_from =
-            if resume { checkpoint_to_resume(&self.phase, &self.checkpoint, store.device())? } else { None };
-        if let Some((resume_from, saved)) = resume_from {
-            let (done, algo_state) = load_checkpoint(&resume_from, saved, store, &mut opt, scaler.as_mut())?;
-            start_epoch = done + 1;
-            match algorithm.as_deref_mut() {
-                Some(algo) => {
-                    let state: RVec<NamedTensor> = algo_state
-                        .into_iter()
-                        .map(|(n, t)| NamedTensor { name: n.into(), tensor: TensorOwned::new(t) })
-                        .collect();
-                    plugin_result(algo.inner.load_state(state), &algo.plugin, ComponentKind::Algorithm, &algo.name)?;
-                }
-                None if !algo_state.is_empty() => {
-                    return Err(TrainError::Checkpoint {
-                        path: self.checkpoint.clone(),
-                        reason: "holds search-algorithm state but this phase runs no algorithm".into(),
-                    })
-                }
-                None => {}
-            }
-            // Counted from 1, like the epoch lines on the console.
-            tracing::info!(
-                "{}: resumed from {} after epoch {}/{}",
-                self.phase,
-                resume_from.display(),
-                start_epoch,
-                c.epochs
-            );
-        }
-        // Ranks start from one model whatever their seeds or initializations (after a resume
-        // they loaded the same checkpoint; this also covers a rank that did not find it).
-        strategy.broadcast_model(store)?;
-        let started = Instant::now();
-        let mut report = FitReport::default();
-        // The architecture step's validation batches form one endless stream, reshuffled per
-        // pass: global step s reads batch s % n of pass s / n, so a resumed run reads the same
-        // batches as an uninterrupted one.
-        let mut val_pass: Option<(usize, Batcher)> = None;
-        let val_per_pass = match (val, bilevel) {
-            (Some(v), true) => v.batcher(c.batch_size, 0, self.seed ^ 0x5eed, false)?.len(),
-            _ => 0,
-        };
-        for epoch in start_epoch..c.epochs {
-            // Per-epoch reseeding makes drop path and any torch randomness independent of
-            // whether the run was resumed.
-            tch::manual_seed((self.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
-            net.drop_path_prob = c.drop_path_prob * epoch as f64 / c.epochs.max(1) as f64;
-            let key = archai_runlog::schema::keys::epoch(&self.phase, epoch);
-            let log_err = |e: crate::runlog::RunLogError| TrainError::Log(e.to_string());
-            if let Some(algo) = algorithm.as_deref_mut() {
-                let lr0 = c.scheduler.lr_at(c.optimizer.lr, epoch * steps_per_epoch, steps_per_epoch, total_steps);
-                let mut services = Services::new(net, store, &opt, lr0, &c);
-                let out = algorithm_hook(algo, &mut services, |a, m| a.before_epoch(m, epoch as u32))?;
-                if out.as_object().is_some_and(|m| !m.is_empty()) {
-                    hook_scalars(self.log, &self.phase, "algorithm_start", &out, epoch);
-                    self.log.tree.set(&format!("{key}/algorithm_start"), out).map_err(log_err)?;
-                }
-            }
-            let t0 = Instant::now();
-            let mut meter = Meter::default();
-            let mut aux_loss_sum = 0.0;
-            let mut algo_metrics = StepMeans::default();
-            let mut after_step_metrics = StepMeans::default();
-            let mut candidate_forwards = 0u64;
-            let mut lr = c.optimizer.lr;
-            let batcher = train.batcher(c.batch_size, epoch, self.seed, true)?;
-            let mut progress = archai_runlog::Progress::new(
-                format!("{} epoch {}/{}", self.phase, epoch + 1, c.epochs),
-                steps_per_epoch as u64,
-            );
-            for (i, b) in batcher.iter().enumerate().take(steps_per_epoch) {
-                // Data-parallel ranks agree on stopping inside the step (below), so that no rank
-                // leaves the others waiting in a collective.
-                if let (Some(signal), 1) = (crate::interrupt::requested(), strategy.world()) {
-                    let checkpoint = if self.checkpoint.is_file() {
-                        format!("The last checkpoint is {}", self.checkpoint.display())
-                    } else {
-                        "No checkpoint was written yet".to_string()
-                    };
-                    return Err(TrainError::Interrupted { signal, epoch, step: i, checkpoint });
-                }
-                let step = epoch * steps_per_epoch + i;
-                lr = c.scheduler.lr_at(c.optimizer.lr, step, steps_per_epoch, total_steps);
-                let (x, y) = to_tensors(&b, self.device);
-                if let Some(algo) = algorithm.as_deref_mut() {
-                    let (vx, vy) = if bilevel {
-                        if val_per_pass == 0 {
-                            return Err(TrainError::Config("the validation split is empty".into()));
-                        }
-                        let pass = step / val_per_pass;
-                        if val_pass.as_ref().is_none_or(|(p, _)| *p != pass) {
-                            let v =
-                                val.expect("checked above").batcher(c.batch_size, pass, self.seed ^ 0x5eed, true)?;
-                            val_pass = Some((pass, v));
-                        }
-                        let vb =
-                            val_pass.as_ref().and_then(|(_, b)| b.batch(step % val_per_pass)).expect("index below len");
-                        to_tensors(&vb, self.device)
-                    } else {
-                        (Tensor::new(), Tensor::new())
-                    };
-                    let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
-                    let out = algorithm_step(algo, net, store, &opt, &data, &c)?;
-                    algo_metrics.add(out);
-                }
-                opt.schedule(|base| c.scheduler.lr_at(base, step, steps_per_epoch, total_steps));
-                let forwards_before = net.candidate_forwards();
-                let step_out = weight_step_with(
-                    net,
-                    store,
-                    &mut opt,
-                    &x,
-                    &y,
-                    &c,
-                    lr,
-                    scaler.as_mut(),
-                    arch_training.unwrap_or(ArchTraining::Manual),
-                    strategy,
-                )?;
-                candidate_forwards += net.candidate_forwards() - forwards_before;
-                let objective = step_out.objective(c.aux_weight);
-                if !objective.is_finite() {
-                    let checkpoint = if self.checkpoint.is_file() {
-                        format!("The last good checkpoint is {}", self.checkpoint.display())
-                    } else {
-                        "No checkpoint was written yet".to_string()
-                    };
-                    return Err(TrainError::NonFinite { value: objective, epoch, step: i, checkpoint });
-                }
-                if let Some(algo) = algorithm.as_deref_mut() {
-                    let outcome = StepOutcome { epoch: epoch as u32, step: step as u64, lr, loss: step_out.loss };
-                    let mut services = Services::new(net, store, &opt, lr, &c);
-                    let out = algorithm_hook(algo, &mut services, |a, m| a.after_step(m, outcome))?;
-                    after_step_metrics.add(out);
-                }
-                meter.add(&step_out.logits, &step_out.labels, step_out.loss);
-                if let Some(a) = step_out.aux_loss {
-                    aux_loss_sum += a * step_out.labels.size()[0] as f64;
-                }
-                progress.inc(1);
-                if step_out.stop_requested {
-                    let signal = crate::interrupt::requested().unwrap_or("a signal to another rank");
-                    let checkpoint = if self.checkpoint.is_file() {
-                        format!("The last checkpoint is {}", self.checkpoint.display())
-                    } else {
-                        "No checkpoint was written yet".to_string()
-                    };
-                    return Err(TrainError::Interrupted { signal, epoch, step: i + 1, checkpoint });
-                }
-            }
-            progress.finish();
-            meter.combine(strategy)?;
-            let mut aux = [aux_loss_sum];
-            strategy.sum(&mut aux)?;
-            let aux_loss_sum = aux[0];
-            // One model on every rank before it is evaluated and saved.
-            strategy.average_buffers(store)?;
-            strategy.check_in_sync(store, &format!("after {} epoch {}", self.phase, epoch + 1))?;
-            let train_m = meter.metrics();
-            let secs = t0.elapsed().as_secs_f64();
-            let train_log = TrainEpoch {
-                loss: train_m.loss,
-                top1: train_m.top1,
-                top5: train_m.top5,
-                samples: train_m.samples as u64,
-                lr,
-                duration_s: secs,
-                samples_per_s: train_m.samples as f64 / secs.max(1e-9),
-                // Per sample, like `loss`.
-                aux_loss: (c.aux_weight > 0.0).then(|| aux_loss_sum / train_m.samples.max(1) as f64),
-                group_lrs: (!c.param_groups.is_empty()).then(|| opt.group_lrs(lr).into_iter().collect()),
-                // How many candidate ops the mixers ran per weight step, against the mixed edges:
-                // equal for single-path mixers (GDAS), about |candidates| times for DARTS.
-                mixed_edges: (net.mixed_edges() > 0).then(|| net.mixed_edges() as u64),
-                candidate_forwards_per_step: (net.mixed_edges() > 0)
-                    .then(|| candidate_forwards as f64 / steps_per_epoch.max(1) as f64),
-                loss_scale: scaler.as_ref().map(|s| s.scale()),
-                skipped_steps: scaler.as_ref().map(|s| s.skipped as u64),
-            };
-            self.log.tree.set(&format!("{key}/train"), train_log).map_err(log_err)?;
-            for (name, metrics) in
-                [("algorithm", algo_metrics.into_map()), ("algorithm_after_step", after_step_metrics.into_map())]
-            {
-                if !metrics.is_empty() {
-                    self.log.tree.set(&format!("{key}/{name}"), serde_json::Value::Object(metrics)).map_err(log_err)?;
-                }
-            }
-            self.log.scalar(&format!("{}/train/loss", self.phase), train_m.loss, epoch);
-            self.log.scalar(&format!("{}/train/top1", self.phase), train_m.top1, epoch);
-            self.log.scalar(&format!("{}/train/top5", self.phase), train_m.top5, epoch);
-            self.log.scalar(&format!("{}/lr", self.phase), lr, epoch);
-            let mut val_m = None;
-            if let Some(v) = val {
-                let m = evaluate_with(net, v, c.batch_size, c.max_eval_batches, self.device, c.precision, strategy)?;
-                self.log.tree.set(&format!("{key}/val"), m.record()).map_err(log_err)?;
-                self.log.scalar(&format!("{}/val/top1", self.phase), m.top1, epoch);
-                self.log.scalar(&format!("{}/val/top5", self.phase), m.top5, epoch);
-                self.log.scalar(&format!("{}/val/loss", self.phase), m.loss, epoch);
-                val_m = Some(m);
-            }
-            if let Some(algo) = algorithm.as_deref_mut() {
-                let mut services = Services::new(net, store, &opt, lr, &c);
-                let v = algorithm_hook(algo, &mut services, |a, m| a.after_epoch(m, epoch as u32))?;
-                if !v.is_null() {
-                    hook_scalars(self.log, &self.phase, "algorithm_end", &v, epoch);
-                    self.log.tree.set(&format!("{key}/algorithm_end"), v).map_err(log_err)?;
-                }
-            }
-            let algo_state = match algorithm.as_deref() {
-                Some(algo) => plugin_result(algo.inner.state(), &algo.plugin, ComponentKind::Algorithm, &algo.name)?
-                    .into_iter()
-                    .map(|n| (n.name.into_string(), n.tensor.into_tensor()))
-                    .collect(),
-                None => Vec::new(),
-            };
-            if strategy.writes() {
-                save_checkpoint(&self.checkpoint, store, &opt, scaler.as_ref(), algo_state, epoch)?;
-            }
-            self.log.flush().map_err(log_err)?;
-            tracing::info!(
-                "{} epoch {}/{}: train loss {:.4} top1 {:.4}{} lr {:.5} ({:.1}s)",
-                self.phase,
-                epoch + 1,
-                c.epochs,
-                train_m.loss,
-                train_m.top1,
-                val_m.map(|m| format!(", val top1 {:.4}", m.top1)).unwrap_or_default(),
-                lr,
-                secs
-            );
-            report.train = train_m;
-            report.val = val_m;
-            report.epochs_run += 1;
-        }
-        report.duration_s = started.elapsed().as_secs_f64();
-        Ok(report)
-    }
 }
 
 #[cfg(test)]
