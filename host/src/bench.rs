@@ -198,7 +198,7 @@ pub fn search_step(
         crate::cuda::synchronize(device);
         let t0 = Instant::now();
         let tensors = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch: 0, step, lr: 0.025 };
-        algorithm_step(&mut algo, &net, &store, &opt, &tensors, &trainer)?;
+        algorithm_step(&mut algo, &net, &store, &opt, &tensors, &trainer, crate::train::Strategy::Single)?;
         crate::cuda::synchronize(device);
         let t1 = Instant::now();
         let before = net.candidate_forwards();

@@ -331,7 +331,7 @@ pub struct Rank<'a> {
 }
 
 fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Result<ModelDesc> {
-    let RunContext { cfg, reg, data, run_dir, device, resume, .. } = *ctx;
+    let RunContext { cfg, reg, data, run_dir, device, resume, rank } = *ctx;
     let t0 = Instant::now();
     let mut algo = reg.create_algorithm(&search.algorithm.name, &search.algorithm.config)?;
     if !(0.0..1.0).contains(&search.val_ratio) {
@@ -382,9 +382,9 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
         phase: "search".into(),
         seed: cfg.common.seed,
         device,
-        checkpoint: run_dir.join("search/checkpoint.pt"),
+        checkpoint: rank.shared_run_dir.join("search/checkpoint.pt"),
         events: log,
-        strategy: crate::train::Strategy::Single,
+        strategy: rank.strategy,
     };
     let report = trainer.fit(&mut net, &store, &train, val.as_ref(), Some(&mut algo), resume)?;
     // A report left by an earlier attempt must not pass for this one's.
@@ -599,22 +599,11 @@ fn run_phases(
     rank: &Rank,
 ) -> Result<()> {
     let device = preflight(cfg, reg)?;
-    if rank.strategy.world() > 1 {
-        if device != Device::Cpu {
-            bail!(
-                "data-parallel training runs on the CPU (Gloo) only: the NCCL path for {device:?} is not built yet; \
-                 set common.device: cpu or run one process"
-            );
-        }
-        let searches = cfg.nas.eval.model_desc.is_none()
-            && !(resume && rank.shared_run_dir.join("search/final_model_desc.yaml").is_file());
-        if searches && cfg.nas.search.enabled {
-            bail!(
-                "a data-parallel run trains a given architecture: the search phase cannot run over ranks yet \
-                 (its architecture step runs inside the algorithm plugin); search in one process, then launch \
-                 the eval with nas.eval.model_desc=<run>/search/final_model_desc.yaml or `archai train`"
-            );
-        }
+    if rank.strategy.world() > 1 && device != Device::Cpu {
+        bail!(
+            "data-parallel training runs on the CPU (Gloo) only: the NCCL path for {device:?} is not built yet; \
+             set common.device: cpu or run one process"
+        );
     }
     if cfg.common.threads > 0 {
         tch::set_num_threads(cfg.common.threads);

@@ -1,6 +1,7 @@
 //! Data-parallel training through the real binary: `archai launch --nproc 2` on loopback (Gloo,
 //! CPU), against single-process runs of the same global batch; resume of a killed 2-rank job;
-//! a killed rank stopping the job with an error that names it; the search phase refused.
+//! a killed rank stopping the job with an error that names it; DARTS searches over ranks equal to
+//! one process; an algorithm that does not average over ranks stopped at its first step.
 mod common;
 use common::*;
 use std::path::Path;
@@ -186,20 +187,94 @@ fn a_killed_two_rank_job_resumes_to_the_same_weights_as_an_uninterrupted_one() {
     assert_eq!(summary(&whole), summary(&cut));
 }
 
-#[test]
-fn a_search_is_refused_over_ranks_with_what_to_do_instead() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let o = Command::new(archai_bin())
+fn run_args(conf: &str, out: &Path, sets: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["run", conf, "--toy"].iter().map(|s| s.to_string()).collect();
+    for s in ["nas.eval.trainer.epochs=0", "nas.search.trainer.epochs=2", "nas.search.trainer.max_batches=4"]
+        .iter()
+        .chain(sets)
+    {
+        v.extend(["--set".to_string(), s.to_string()]);
+    }
+    v.extend(["--out".to_string(), out.display().to_string()]);
+    v
+}
+
+fn launch_run(conf: &str, out: &Path, sets: &[&str]) -> std::process::Output {
+    Command::new(archai_bin())
         .current_dir(repo_root())
         .arg("--plugin-dir")
         .arg(plugin_dir())
-        .args(["launch", "--nproc", "2", "--threads", "1", "--", "run", "confs/algos/darts.yaml", "--toy", "--out"])
-        .arg(&out)
+        .args(["launch", "--nproc", "2", "--threads", "1", "--"])
+        .args(run_args(conf, out, sets))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Weights and architecture parameters of a search checkpoint.
+fn searched(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut t = archai::train::read_model_tensors(&run.join("search/checkpoint.pt")).unwrap();
+    t.retain(|(n, _)| {
+        n.starts_with("a.") || (n.starts_with("w.") && !n.contains("running_") && !n.contains("num_batches"))
+    });
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn a_two_rank_darts_search_equals_one_process_for_both_orders() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    for order in ["1", "2"] {
+        let set = format!("nas.search.algorithm.config.order={order}");
+        let one = tmp.path().join(format!("one-{order}"));
+        let args =
+            run_args("confs/algos/darts.yaml", &one, &[&set, "nas.search.trainer.batch_chunks=2", "common.threads=1"]);
+        let o = archai(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", output_text(&o));
+        let two = tmp.path().join(format!("two-{order}"));
+        let o = launch_run("confs/algos/darts.yaml", &two, &[&set]);
+        assert!(o.status.success(), "{}", output_text(&o));
+        let (a, b) = (searched(&one), searched(&two));
+        assert!(a.iter().any(|(n, _)| n.starts_with("a.")), "the search has architecture parameters");
+        let diff = max_difference(&a, &b);
+        assert!(diff <= 1e-5, "order {order}: 2 ranks vs 1 process, max difference of weights and alphas {diff:e}");
+        let loss = |run: &Path| yaml(&run.join("log.yaml"))["search"]["epochs"][1]["algorithm"]["arch_loss"].as_f64();
+        let (l1, l2) = (loss(&one).expect("arch_loss logged"), loss(&two).expect("arch_loss logged"));
+        assert!((l1 - l2).abs() < 1e-5, "order {order}: architecture loss {l1} vs {l2}");
+        // The same searched architecture.
+        let desc = |run: &Path| std::fs::read_to_string(run.join("search/final_model_desc.yaml")).unwrap();
+        assert_eq!(desc(&one), desc(&two), "order {order}");
+    }
+}
+
+#[test]
+fn an_algorithm_that_does_not_average_over_ranks_is_stopped_at_its_first_step() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    // XNAS updates its alphas example by example from its rank's rows: it cannot average.
+    let o = launch_run("confs/algos/xnas.yaml", &tmp.path().join("run"), &[]);
     let text = output_text(&o);
     assert!(!o.status.success(), "{text}");
-    assert!(text.contains("search phase cannot run over ranks") && text.contains("nas.eval.model_desc"), "{text}");
+    assert!(
+        text.contains("after the first step of epoch 1")
+            && text.contains("algorithm `xnas` must average the architecture gradients")
+            && text.contains("Model::average_over_ranks"),
+        "{text}"
+    );
     assert!(text.contains("exited with status 1"), "{text}");
+}
+
+#[test]
+fn the_differentiable_algorithms_that_average_search_over_ranks_in_step() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    // Two epochs: the ranks are compared after each epoch's first step and at its end.
+    for algo in ["gdas", "pc-darts", "snas", "didarts", "divnas"] {
+        let out = tmp.path().join(algo);
+        let o = launch_run(&format!("confs/algos/{algo}.yaml"), &out, &["nas.search.trainer.max_batches=2"]);
+        assert!(o.status.success(), "{algo}: {}", output_text(&o));
+        let log = yaml(&out.join("log.yaml"));
+        assert_eq!(log["status"].as_str(), Some("ok"), "{algo}");
+        assert!(out.join("search/final_model_desc.yaml").is_file(), "{algo}");
+    }
 }

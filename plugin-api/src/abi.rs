@@ -202,6 +202,11 @@ pub trait ModelServices {
     /// Writes `bytes` into the run directory as `search/artifacts/<name>` (`name`: a plain file
     /// name) and returns the path written; an error where the host offers no run directory.
     fn write_artifact(&mut self, name: RStr<'_>, bytes: RSlice<'_, u8>) -> RResult<RString, RString>;
+    /// The element-wise mean of each tensor over the ranks of a data-parallel run (every rank
+    /// passes the same shapes in the same order and gets the same means); the tensors unchanged
+    /// in one process. An architecture step calls it on the gradients it computed from its
+    /// rank's rows of the batch, before using them, so that every rank makes the same update.
+    fn average_over_ranks(&mut self, tensors: RVec<TensorOwned>) -> RResult<RVec<TensorOwned>, RString>;
 }
 pub type ModelServicesMut<'a> = ModelServices_TO<'a, abi_stable::sabi_types::RMut<'a, ()>>;
 

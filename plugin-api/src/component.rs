@@ -151,6 +151,26 @@ impl<'m, 'a> Model<'m, 'a> {
         }
     }
 
+    /// The element-wise mean of each tensor over the ranks of a data-parallel run (the same
+    /// tensors back in one process). Call it on gradients computed from the batch the host
+    /// passed (each rank gets its rows of the global batch) before applying them: ranks whose
+    /// architecture parameters drift apart stop the run. Undefined tensors stay undefined.
+    pub fn average_over_ranks(&mut self, tensors: Vec<Tensor>) -> anyhow::Result<Vec<Tensor>> {
+        let defined: Vec<bool> = tensors.iter().map(Tensor::defined).collect();
+        let sent: RVec<TensorOwned> = tensors.into_iter().filter(Tensor::defined).map(TensorOwned::new).collect();
+        let mut back = match self.services.average_over_ranks(sent) {
+            RResult::ROk(v) => v.into_iter().map(TensorOwned::into_tensor),
+            RResult::RErr(e) => return Err(anyhow::anyhow!("{e}")),
+        };
+        defined
+            .into_iter()
+            .map(|d| match d {
+                true => back.next().ok_or_else(|| anyhow::anyhow!("the host returned fewer tensors than it was given")),
+                false => Ok(Tensor::new()),
+            })
+            .collect()
+    }
+
     /// Writes `bytes` as `search/artifacts/<name>` in the run directory; returns the path.
     pub fn write_artifact(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<String> {
         match self.services.write_artifact(RStr::from(name), RSlice::from(bytes)) {

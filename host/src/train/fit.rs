@@ -156,20 +156,14 @@ impl Trainer<'_> {
                 c.aux_weight
             )));
         }
-        let Some(algo) = algorithm else { return Ok(()) };
+        if algorithm.is_none() {
+            return Ok(());
+        }
         if c.precision.needs_loss_scaling() {
             return Err(self.config_error(
                 "precision fp16 needs loss scaling, which the architecture step does not do; search in bf16 or fp32"
                     .into(),
             ));
-        }
-        if self.strategy.world() > 1 {
-            return Err(self.config_error(format!(
-                "algorithm `{}` cannot search data-parallel yet (its architecture step runs inside the \
-                 plugin, which does not combine gradients over ranks); run the search in one process and \
-                 launch only the eval phase (nas.eval.model_desc or `archai train`)",
-                algo.name
-            )));
         }
         if !c.param_groups.is_empty() {
             return Err(self.config_error(
@@ -287,7 +281,7 @@ impl Trainer<'_> {
         fit.net.drop_path_prob = c.drop_path_prob * epoch as f64 / c.epochs.max(1) as f64;
         if let Some(algo) = fit.algorithm.as_deref_mut() {
             let lr0 = c.scheduler.lr_at(c.optimizer.lr, epoch * steps_per_epoch, steps_per_epoch, fit.total_steps);
-            let mut services = Services::new(fit.net, fit.store, &fit.opt, lr0, &c);
+            let mut services = Services::new(fit.net, fit.store, &fit.opt, lr0, &c).across(strategy);
             let out = algorithm_hook(algo, &mut services, |a, m| a.before_epoch(m, epoch as u32))?;
             if out.as_object().is_some_and(|m| !m.is_empty()) {
                 let event = Event::Algorithm { epoch, section: "algorithm_start", output: &out, scalars: true };
@@ -313,11 +307,17 @@ impl Trainer<'_> {
             let (x, y) = to_tensors(&b, self.device);
             if let Some(algo) = fit.algorithm.as_deref_mut() {
                 let (vx, vy) = match val_stream.as_deref_mut() {
-                    Some(v) => v.batch(step, self.device)?,
+                    Some(v) => {
+                        let (vx, vy) = v.batch(step, self.device)?;
+                        strategy.local_rows(&vx, &vy)
+                    }
                     None => (Tensor::new(), Tensor::new()),
                 };
-                let data = StepTensors { x: &x, y: &y, val_x: &vx, val_y: &vy, epoch, step, lr };
-                sums.algorithm.add(algorithm_step(algo, fit.net, fit.store, &fit.opt, &data, &c)?);
+                // A data-parallel rank's algorithm sees its rows of the batches and averages the
+                // gradients it computes over the ranks (Model::average_over_ranks).
+                let (lx, ly) = strategy.local_rows(&x, &y);
+                let data = StepTensors { x: &lx, y: &ly, val_x: &vx, val_y: &vy, epoch, step, lr };
+                sums.algorithm.add(algorithm_step(algo, fit.net, fit.store, &fit.opt, &data, &c, strategy)?);
             }
             fit.opt.schedule(|base| c.scheduler.lr_at(base, step, steps_per_epoch, fit.total_steps));
             let forwards_before = fit.net.candidate_forwards();
@@ -341,8 +341,18 @@ impl Trainer<'_> {
             }
             if let Some(algo) = fit.algorithm.as_deref_mut() {
                 let outcome = StepOutcome { epoch: epoch as u32, step: step as u64, lr, loss: out.loss };
-                let mut services = Services::new(fit.net, fit.store, &fit.opt, lr, &c);
+                let mut services = Services::new(fit.net, fit.store, &fit.opt, lr, &c).across(strategy);
                 sums.after_step.add(algorithm_hook(algo, &mut services, |a, m| a.after_step(m, outcome))?);
+                if i == 0 && strategy.world() > 1 {
+                    // An algorithm that does not average its architecture gradients is caught
+                    // at its first step, not after an epoch of diverged work.
+                    let why = format!(
+                        ": algorithm `{}` must average the architecture gradients it computes over the \
+                         ranks (Model::average_over_ranks) to search data-parallel; run it in one process",
+                        algo.name
+                    );
+                    strategy.check_in_sync(fit.store, &format!("after the first step of epoch {}", epoch + 1), &why)?;
+                }
             }
             sums.meter.add(&out.logits, &out.labels, out.loss);
             if let Some(a) = out.aux_loss {
@@ -375,7 +385,6 @@ impl Trainer<'_> {
         strategy.sum(&mut aux)?;
         // One model on every rank before it is evaluated and saved.
         strategy.average_buffers(fit.store)?;
-        strategy.check_in_sync(fit.store, &format!("after {} epoch {}", self.phase, epoch + 1))?;
         let train_m = sums.meter.metrics();
         let net = &*fit.net;
         let record = TrainEpoch {
@@ -414,7 +423,7 @@ impl Trainer<'_> {
         };
         let algo_state = match fit.algorithm.as_deref_mut() {
             Some(algo) => {
-                let mut services = Services::new(fit.net, fit.store, &fit.opt, sums.lr, &c);
+                let mut services = Services::new(fit.net, fit.store, &fit.opt, sums.lr, &c).across(strategy);
                 let v = algorithm_hook(algo, &mut services, |a, m| a.after_epoch(m, epoch as u32))?;
                 if !v.is_null() {
                     let event = Event::Algorithm { epoch, section: "algorithm_end", output: &v, scalars: true };
@@ -427,6 +436,8 @@ impl Trainer<'_> {
             }
             None => Vec::new(),
         };
+        // After the algorithm's epoch hook, which may change architecture parameters too.
+        strategy.check_in_sync(fit.store, &format!("after {} epoch {}", self.phase, epoch + 1), "")?;
         if strategy.writes() {
             save_checkpoint(&self.checkpoint, fit.store, &fit.opt, fit.scaler.as_ref(), algo_state, epoch)?;
         }

@@ -321,6 +321,12 @@ pub struct Services<'a> {
     /// The search's training split (normalize only) and the run directory, for finalizers.
     data: Option<&'a SplitData>,
     run_dir: Option<&'a Path>,
+    /// The ranks `average_over_ranks` averages over.
+    strategy: Strategy<'a>,
+    /// `trainer.batch_chunks`: `loss` computes its batch in as many chunks as the weight step
+    /// does, so batch-norm statistics are per chunk in both steps (and a data-parallel
+    /// architecture step, one chunk per rank, equals the single-process one).
+    chunks: usize,
 }
 
 impl<'a> Services<'a> {
@@ -334,13 +340,32 @@ impl<'a> Services<'a> {
             precision: c.precision,
             data: None,
             run_dir: None,
+            strategy: Strategy::Single,
+            chunks: c.batch_chunks,
         }
+    }
+
+    /// Averages what the algorithm asks over the ranks of `strategy`.
+    pub fn across(mut self, strategy: Strategy<'a>) -> Self {
+        self.strategy = strategy;
+        self
     }
 
     /// The trained model for a finalizer: weights, architecture parameters and forward passes in
     /// `precision`, no optimizer.
     pub fn trained(net: &'a Network, store: &'a ParamStore, precision: Precision) -> Self {
-        Self { net, store, opt: None, lr: 0.0, smoothing: 0.0, precision, data: None, run_dir: None }
+        Self {
+            net,
+            store,
+            opt: None,
+            lr: 0.0,
+            smoothing: 0.0,
+            precision,
+            data: None,
+            run_dir: None,
+            strategy: Strategy::Single,
+            chunks: 1,
+        }
     }
 
     /// Offers `data` (batches through `data_batch`) and the run directory (`write_artifact`).
@@ -379,14 +404,26 @@ impl ModelServices for Services<'_> {
     }
     fn loss(&mut self, x: TensorRef<'_>, y: TensorRef<'_>) -> RResult<TensorOwned, RString> {
         host_service("loss", || {
-            let logits = self.forward(&x.view(), true)?;
-            let loss = logits
-                .f_to_kind(Kind::Float)
-                .and_then(|l| {
-                    l.f_cross_entropy_loss::<Tensor>(&y.view(), None, tch::Reduction::Mean, -100, self.smoothing)
-                })
-                .map_err(|e| archai_plugin_api::trim_backtrace(&e.to_string()))?;
-            Ok(TensorOwned::new(loss))
+            let (x, y) = (x.view(), y.view());
+            let n = y.size().first().copied().unwrap_or(0);
+            let chunks = (self.chunks as i64).clamp(1, n.max(1));
+            let mut total: Option<Tensor> = None;
+            for (xc, yc) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()) {
+                let logits = self.forward(xc, true)?;
+                let share = yc.size()[0] as f64 / n.max(1) as f64;
+                let loss = logits
+                    .f_to_kind(Kind::Float)
+                    .and_then(|l| {
+                        l.f_cross_entropy_loss::<Tensor>(yc, None, tch::Reduction::Mean, -100, self.smoothing)
+                    })
+                    .and_then(|l| l.f_mul_scalar(share))
+                    .map_err(|e| archai_plugin_api::trim_backtrace(&e.to_string()))?;
+                total = Some(match total {
+                    Some(t) => t + loss,
+                    None => loss,
+                });
+            }
+            Ok(TensorOwned::new(total.ok_or("the batch is empty")?))
         })
     }
     fn weight_optimizer(&self) -> RString {
@@ -448,6 +485,14 @@ impl ModelServices for Services<'_> {
             std::fs::write(&path, bytes.as_slice()).map_err(|e| format!("writing {}: {e}", path.display()))?;
             Ok(RString::from(path.display().to_string()))
         })
+    }
+
+    fn average_over_ranks(&mut self, tensors: RVec<TensorOwned>) -> RResult<RVec<TensorOwned>, RString> {
+        let tensors: Vec<Tensor> = tensors.into_iter().map(TensorOwned::into_tensor).collect();
+        match self.strategy.average(tensors) {
+            Ok(v) => RResult::ROk(v.into_iter().map(TensorOwned::new).collect()),
+            Err(e) => RResult::RErr(e.to_string().into()),
+        }
     }
 }
 
@@ -524,8 +569,9 @@ pub fn algorithm_step(
     opt: &Optimizer,
     data: &StepTensors,
     config: &TrainerConfig,
+    strategy: Strategy<'_>,
 ) -> Result<serde_json::Value, TrainError> {
-    let mut services = Services::new(net, store, opt, data.lr, config);
+    let mut services = Services::new(net, store, opt, data.lr, config).across(strategy);
     let batch = StepBatch {
         x: TensorRef::new(data.x),
         y: TensorRef::new(data.y),
@@ -681,7 +727,12 @@ pub fn weight_step_with(
     }
     let mut out = result?;
     if strategy.world() > 1 {
-        let params: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.shallow_clone()).collect();
+        // The trainable architecture parameters' gradients belong to the step too when the
+        // algorithm trains them on the training loss (SNAS, DiDARTS).
+        let mut params: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.shallow_clone()).collect();
+        if !frozen {
+            params.extend(trainable.iter().map(Tensor::shallow_clone));
+        }
         let stop = crate::interrupt::requested().is_some();
         let mut figures = [out.loss, out.aux_loss.unwrap_or(0.0), stop as u8 as f64];
         strategy.complete_gradients(&params, &mut figures)?;

@@ -119,6 +119,32 @@ impl<'g> Strategy<'g> {
         Ok(())
     }
 
+    /// Each tensor's element-wise mean over the ranks, in its own kind and device (one
+    /// collective for all of them); the tensors themselves in one process.
+    pub fn average(&self, tensors: Vec<Tensor>) -> Result<Vec<Tensor>, TrainError> {
+        let Strategy::DataParallel(g) = self else { return Ok(tensors) };
+        if tensors.is_empty() {
+            return Ok(tensors);
+        }
+        let parts: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| t.detach().to_kind(Kind::Float).to_device(tch::Device::Cpu).flatten(0, -1))
+            .collect();
+        let mut flat = Tensor::cat(&parts, 0);
+        g.all_reduce_sum(&mut flat).map_err(collective)?;
+        let flat = flat / g.world() as f64;
+        let mut offset = 0;
+        Ok(tensors
+            .iter()
+            .map(|t| {
+                let n = t.numel() as i64;
+                let mean = flat.narrow(0, offset, n).view_as(t).to_kind(t.kind()).to_device(t.device());
+                offset += n;
+                mean
+            })
+            .collect())
+    }
+
     /// Sums `values` over the ranks in place.
     pub fn sum(&self, values: &mut [f64]) -> Result<(), TrainError> {
         let Strategy::DataParallel(g) = self else { return Ok(()) };
@@ -162,13 +188,26 @@ impl<'g> Strategy<'g> {
 
     /// A fingerprint of the model that equal ranks share; an all-gather that finds two
     /// fingerprints is a bug that must stop the run before it writes diverged results.
-    pub fn check_in_sync(&self, store: &ParamStore, when: &str) -> Result<(), TrainError> {
+    pub fn check_in_sync(&self, store: &ParamStore, when: &str, why: &str) -> Result<(), TrainError> {
         let Strategy::DataParallel(g) = self else { return Ok(()) };
-        let sha = store.sha256();
+        // Trained tensors only: batch-norm statistics differ between ranks until the epoch's end.
+        let sha = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for (name, t) in store.named_weights().into_iter().chain(store.named_arch()) {
+                let t = t.detach().to_device(tch::Device::Cpu).contiguous();
+                let mut bytes = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+                t.copy_data_u8(&mut bytes, t.numel());
+                h.update(name.as_bytes());
+                h.update(&bytes);
+            }
+            format!("{:x}", h.finalize())
+        };
         let all = g.all_gather_bytes(sha.as_bytes()).map_err(collective)?;
         if let Some((r, _)) = all.iter().enumerate().find(|(_, s)| s.as_slice() != sha.as_bytes()) {
             return Err(TrainError::Distributed(format!(
-                "rank {} and rank {r} hold different weights {when}; the data-parallel run diverged",
+                "rank {} and rank {r} hold different weights or architecture parameters {when}; the \
+                 data-parallel run diverged{why}",
                 g.rank()
             )));
         }

@@ -36,8 +36,11 @@ pub fn first_order_step(
     anyhow::ensure!(!params.is_empty(), "the model has no trainable architecture parameters");
     let loss = model.loss(&batch.val_x, &batch.val_y)?;
     let inputs: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
-    let grads = grad_of(&loss, &inputs)?;
-    let value = loss.f_double_value(&[])?;
+    let mut grads = grad_of(&loss, &inputs)?;
+    // The loss rides along so that every rank logs the whole batch's value.
+    grads.push(loss.f_detach()?);
+    let mut grads = model.average_over_ranks(grads)?;
+    let value = grads.pop().expect("the loss came back").f_double_value(&[])?;
     opt.step(&params, &grads)?;
     Ok(value)
 }

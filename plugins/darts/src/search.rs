@@ -23,6 +23,10 @@ pub trait SearchModel {
     fn weight_optimizer(&self) -> anyhow::Result<WeightOptimizerInfo>;
     /// Momentum buffers, same names and order as `weights()`; undefined tensors where none exists.
     fn momentum_buffers(&self) -> Vec<(String, Tensor)>;
+    /// Each tensor's mean over data-parallel ranks (itself in one process).
+    fn average_over_ranks(&mut self, tensors: Vec<Tensor>) -> anyhow::Result<Vec<Tensor>> {
+        Ok(tensors)
+    }
 }
 
 impl SearchModel for Model<'_, '_> {
@@ -40,6 +44,9 @@ impl SearchModel for Model<'_, '_> {
     }
     fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
         Model::momentum_buffers(self)
+    }
+    fn average_over_ranks(&mut self, tensors: Vec<Tensor>) -> anyhow::Result<Vec<Tensor>> {
+        Model::average_over_ranks(self, tensors)
     }
 }
 
@@ -133,8 +140,12 @@ impl ArchStep {
         match self.order {
             1 => {
                 let loss = model.loss(&batch.val_x, &batch.val_y)?;
-                let grads = defined_or_zeros(grad_of(&loss, &a)?, &a)?;
-                Ok(Hypergradient { grads, val_loss: loss.f_double_value(&[])? })
+                let mut grads = defined_or_zeros(grad_of(&loss, &a)?, &a)?;
+                // Over ranks: the gradient and the loss of the whole batch, on every rank.
+                grads.push(loss.f_detach()?);
+                let mut grads = model.average_over_ranks(grads)?;
+                let val_loss = grads.pop().expect("the loss came back").f_double_value(&[])?;
+                Ok(Hypergradient { grads, val_loss })
             }
             2 => self.second_order(model, &a, batch),
             o => anyhow::bail!("darts: order must be 1 or 2, got {o}"),
@@ -235,7 +246,7 @@ impl ArchStep {
     ) -> anyhow::Result<Hypergradient> {
         // 1) dw = dL_train(w, a)/dw.
         let loss = model.loss(&b.x, &b.y)?;
-        let dw = grad_of(&loss, weights)?;
+        let dw = model.average_over_ranks(grad_of(&loss, weights)?)?;
         drop(loss);
 
         // 2) w' = w - lr * (momentum * buf + dw + wd * w), in place.
@@ -262,8 +273,10 @@ impl ArchStep {
         let loss = model.loss(&b.val_x, &b.val_y)?;
         let inputs: Vec<Tensor> = alphas.iter().chain(weights).map(|t| t.shallow_clone()).collect();
         let mut grads = grad_of(&loss, &inputs)?;
+        grads.push(loss.f_detach()?);
+        let mut grads = model.average_over_ranks(grads)?;
         // Read after the backward pass so that a GPU is not synchronized in between.
-        let val_loss = loss.f_double_value(&[])?;
+        let val_loss = grads.pop().expect("the loss came back").f_double_value(&[])?;
         drop(loss);
         let dw_val = grads.split_off(alphas.len());
         let dalpha = defined_or_zeros(grads, alphas)?;
@@ -286,6 +299,9 @@ impl ArchStep {
         let loss = model.loss(&b.x, &b.y)?;
         let g_minus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
         drop(loss);
+        let mut both = model.average_over_ranks(g_plus.into_iter().chain(g_minus).collect())?;
+        let g_minus = both.split_off(alphas.len());
+        let g_plus = both;
 
         // 6) dalpha - lr * (g+ - g-) / (2 eps).
         let two_eps = Coef(eps.f_mul_scalar(2.0)?);

@@ -105,6 +105,9 @@ impl ModelServices for Net {
         self.artifacts.push((name.to_string(), bytes.to_vec()));
         RResult::ROk(format!("memory:{name}").into())
     }
+    fn average_over_ranks(&mut self, tensors: RVec<TensorOwned>) -> RResult<RVec<TensorOwned>, RString> {
+        RResult::ROk(tensors)
+    }
 }
 
 impl SearchModel for Net {
