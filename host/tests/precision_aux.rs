@@ -143,6 +143,29 @@ fn a_corrupted_checkpoint_is_refused() {
     assert!(e.contains("ck.pt") && e.contains("is corrupt") && e.contains("delete it"), "{e}");
 }
 
+/// Checkpoints are written to a temporary file and renamed: a save that fails (here the
+/// temporary path is taken by a directory) leaves the last checkpoint whole, and a successful
+/// one leaves no temporary file behind.
+#[test]
+fn a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact() {
+    let reg = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |epochs: usize, resume: bool| fit_with_checkpoint(&reg, dir.path(), false, epochs, resume);
+    let path = dir.path().join("ck.pt");
+    let tmp = dir.path().join("ck.tmp");
+    fit(1, false).unwrap();
+    assert!(!tmp.exists(), "a successful save leaves no temporary file");
+    let before = std::fs::read(&path).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    let e = fit(2, true).unwrap_err().to_string();
+    assert!(e.contains("ck.pt"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the failed save touched the last checkpoint");
+    archai::train::read_model_tensors(&path).expect("the last checkpoint still loads");
+    std::fs::remove_dir(&tmp).unwrap();
+    fit(2, true).expect("the run continues from the intact checkpoint");
+    assert_ne!(std::fs::read(&path).unwrap(), before, "epoch 2 was saved");
+}
+
 /// A checkpoint of a model without the aux head does not silently resume one with it.
 #[test]
 fn resuming_from_another_models_checkpoint_names_the_missing_tensors() {

@@ -34,6 +34,12 @@ pub struct Trainer<'a> {
     pub strategy: Strategy<'a>,
 }
 
+/// `trainer.drop_path_prob` raised linearly over the epochs: 0 in the first, `max * e / epochs`
+/// in epoch e (DARTS' schedule).
+fn drop_path_at(max: f64, epoch: usize, epochs: usize) -> f64 {
+    max * epoch as f64 / epochs.max(1) as f64
+}
+
 /// What a fit trains, with what.
 struct Fit<'f> {
     c: TrainerConfig,
@@ -278,7 +284,7 @@ impl Trainer<'_> {
         // Per-epoch reseeding makes drop path and any torch randomness independent of whether
         // the run was resumed.
         tch::manual_seed((self.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
-        fit.net.drop_path_prob = c.drop_path_prob * epoch as f64 / c.epochs.max(1) as f64;
+        fit.net.drop_path_prob = drop_path_at(c.drop_path_prob, epoch, c.epochs);
         if let Some(algo) = fit.algorithm.as_deref_mut() {
             let lr0 = c.scheduler.lr_at(c.optimizer.lr, epoch * steps_per_epoch, steps_per_epoch, fit.total_steps);
             let mut services = Services::new(fit.net, fit.store, &fit.opt, lr0, &c).across(strategy);
@@ -451,5 +457,17 @@ impl Trainer<'_> {
         };
         self.events.event(&self.phase, event)?;
         Ok((train_m, val_m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_path_rises_linearly_from_zero_over_the_epochs() {
+        let probs: Vec<f64> = (0..4).map(|e| drop_path_at(0.2, e, 4)).collect();
+        assert_eq!(probs, vec![0.0, 0.05, 0.1, 0.15000000000000002]);
+        assert_eq!(drop_path_at(0.3, 0, 0), 0.0);
     }
 }

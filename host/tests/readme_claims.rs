@@ -1,0 +1,147 @@
+//! README claims that no other test checked: refusals of a search phase in one line, a forward
+//! overflow stopping an fp16 run, where plugins are looked for, `archai config` printing what a
+//! run records.
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// The `error:` lines of a failed command's stderr.
+fn error_lines(o: &std::process::Output) -> Vec<String> {
+    assert!(!o.status.success(), "the command should fail: {}", output_text(o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    stderr.lines().filter(|l| !l.contains(" INFO ") && !l.contains(" WARN ")).map(str::to_string).collect()
+}
+
+fn darts_toy(sets: &[&str], out: &Path) -> std::process::Output {
+    let mut args: Vec<String> = ["run", "confs/algos/darts.yaml", "--toy"].iter().map(|s| s.to_string()).collect();
+    for s in sets {
+        args.extend(["--set".to_string(), s.to_string()]);
+    }
+    args.extend(["--out".to_string(), out.display().to_string()]);
+    archai(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn fp16_and_param_groups_are_refused_in_a_search_phase_in_one_line() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let fp16 = darts_toy(&["nas.search.trainer.precision=fp16"], &tmp.path().join("fp16"));
+    let lines = error_lines(&fp16);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("error: ")
+            && lines[0].contains("precision fp16 needs loss scaling")
+            && lines[0].contains("search in bf16 or fp32"),
+        "{lines:?}"
+    );
+    let groups = darts_toy(
+        &["nas.search.trainer.param_groups=[{name: head, params: ['classifier.*'], optimizer: {kind: sgd, lr: 0.01}}]"],
+        &tmp.path().join("groups"),
+    );
+    let lines = error_lines(&groups);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("param_groups cannot be used with a search algorithm")
+            && lines[0].contains("remove trainer.param_groups"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_forward_overflow_stops_an_fp16_run_as_in_fp32() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // A learning rate that throws the weights far past fp16's range after the first update:
+    // the next forward overflows, which loss scaling cannot undo.
+    let o = archai(&[
+        "train",
+        "confs/models/resnet_small.yaml",
+        "--toy",
+        "--set",
+        "nas.eval.trainer.precision=fp16",
+        "--set",
+        "nas.eval.trainer.optimizer.lr=1e12",
+        "--set",
+        "nas.eval.trainer.max_batches=6",
+        "--set",
+        "nas.eval.trainer.scheduler.warmup_epochs=0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = output_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(text.contains("the loss became") && text.contains("training stopped"), "{text}");
+    let log = yaml(&out.join("log.yaml"));
+    assert_eq!(log["status"].as_str(), Some("failed"));
+}
+
+/// `archai plugins` with the binary and environment given; returns (success, output).
+fn plugins_listing(bin: &Path, cwd: &Path, env_dir: Option<&Path>, flag_dir: Option<&Path>) -> (bool, String) {
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(cwd).env_remove("ARCHAI_PLUGIN_DIR");
+    if let Some(d) = env_dir {
+        cmd.env("ARCHAI_PLUGIN_DIR", d);
+    }
+    if let Some(d) = flag_dir {
+        cmd.arg("--plugin-dir").arg(d);
+    }
+    let o = cmd.arg("plugins").output().unwrap();
+    (o.status.success(), output_text(&o))
+}
+
+#[test]
+fn plugins_are_looked_for_by_flag_then_environment_then_repository_then_beside_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let bin = archai_bin();
+    let repo = repo_root();
+    let real = plugin_dir();
+    // Run from the repository: target/plugins.
+    let (ok, text) = plugins_listing(&bin, &repo, None, None);
+    assert!(ok && text.contains("libops_darts.so"), "{text}");
+    // $ARCHAI_PLUGIN_DIR wins over target/plugins: an empty one finds nothing.
+    let (ok, text) = plugins_listing(&bin, &repo, Some(&empty), None);
+    assert!(!ok || !text.contains("libops_darts.so"), "the environment was ignored: {text}");
+    // --plugin-dir wins over $ARCHAI_PLUGIN_DIR.
+    let (ok, text) = plugins_listing(&bin, &repo, Some(&empty), Some(&real));
+    assert!(ok && text.contains("libops_darts.so"), "{text}");
+    // Elsewhere, a copy of the binary finds plugins/ beside itself.
+    let install = tmp.path().join("install");
+    std::fs::create_dir_all(install.join("plugins")).unwrap();
+    std::fs::copy(&bin, install.join("archai")).unwrap();
+    std::fs::copy(real.join("libops_darts.so"), install.join("plugins/libops_darts.so")).unwrap();
+    let (ok, text) = plugins_listing(&install.join("archai"), tmp.path(), None, None);
+    assert!(ok && text.contains("libops_darts.so") && !text.contains("libgdas.so"), "{text}");
+}
+
+#[test]
+fn archai_config_prints_what_a_run_records_in_config_used() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let sets = [
+        "--set",
+        "nas.eval.model_desc=confs/models/resnet_small.yaml",
+        "--set",
+        "nas.eval.trainer.max_batches=1",
+        "--set",
+        "nas.eval.trainer.max_eval_batches=1",
+        "--set",
+        "common.seed=3",
+    ];
+    let mut run = vec!["run", "confs/train.yaml", "--toy"];
+    run.extend(sets);
+    run.extend(["--out", out.to_str().unwrap()]);
+    let o = archai(&run);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let mut config = vec!["config", "confs/train.yaml", "--toy"];
+    config.extend(sets);
+    let printed = archai(&config);
+    assert!(printed.status.success(), "{}", output_text(&printed));
+    let recorded = std::fs::read_to_string(out.join("config_used.yaml")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim_end(), recorded.trim_end());
+    assert!(recorded.contains("seed: 3"), "{recorded}");
+}
