@@ -122,6 +122,7 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     ok(&archai(&["run", first.join("config_used.yaml").to_str().unwrap(), "--out", second.to_str().unwrap()]));
     assert_eq!(std::fs::read_to_string(second.join("search/final_model_desc.yaml")).unwrap(), text);
     assert_eq!(test_top1(&second), top1);
+    assert_same_training(&first, &second);
     let used = yaml(&first.join("config_used.yaml"));
     assert_eq!(yaml(&second.join("config_used.yaml")), used);
     // Defaults no YAML file sets are written out: the record does not depend on this build.

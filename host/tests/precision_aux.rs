@@ -160,6 +160,11 @@ fn a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact() {
     let e = fit(2, true).unwrap_err().to_string();
     assert!(e.contains("ck.pt"), "{e}");
     assert_eq!(std::fs::read(&path).unwrap(), before, "the failed save touched the last checkpoint");
+    // The epoch's record reached log.yaml before its checkpoint was attempted (the order that
+    // keeps a killed run from resuming past an unrecorded epoch).
+    let log = yaml_serde::from_str::<yaml_serde::Value>(&std::fs::read_to_string(dir.path().join("log.yaml")).unwrap())
+        .unwrap();
+    assert!(log["eval"]["epochs"][1]["train"]["loss"].as_f64().is_some(), "epoch 2 is not in log.yaml: {log:?}");
     archai::train::read_model_tensors(&path).expect("the last checkpoint still loads");
     std::fs::remove_dir(&tmp).unwrap();
     fit(2, true).expect("the run continues from the intact checkpoint");

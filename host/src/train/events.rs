@@ -15,7 +15,7 @@ pub enum Event<'e> {
     Train { epoch: usize, record: &'e TrainEpoch },
     /// The epoch's validation figures.
     Val { epoch: usize, metrics: &'e Metrics },
-    /// The epoch is complete and checkpointed.
+    /// The epoch is complete (its checkpoint is written next).
     EpochEnd { epoch: usize, epochs: usize, train: &'e Metrics, val: Option<&'e Metrics>, lr: f64, seconds: f64 },
 }
 

@@ -444,9 +444,9 @@ impl Trainer<'_> {
         };
         // After the algorithm's epoch hook, which may change architecture parameters too.
         strategy.check_in_sync(fit.store, &format!("after {} epoch {}", self.phase, epoch + 1), "")?;
-        if strategy.writes() {
-            save_checkpoint(&self.checkpoint, fit.store, &fit.opt, fit.scaler.as_ref(), algo_state, epoch)?;
-        }
+        // The epoch's record is on disk before its checkpoint: a run killed in between redoes
+        // the epoch on resume (and rewrites the record), where the other order would resume
+        // after an epoch that log.yaml never got.
         let event = Event::EpochEnd {
             epoch,
             epochs: c.epochs,
@@ -456,6 +456,9 @@ impl Trainer<'_> {
             seconds: sums.seconds,
         };
         self.events.event(&self.phase, event)?;
+        if strategy.writes() {
+            save_checkpoint(&self.checkpoint, fit.store, &fit.opt, fit.scaler.as_ref(), algo_state, epoch)?;
+        }
         Ok((train_m, val_m))
     }
 }
