@@ -178,6 +178,18 @@ pub fn preflight(cfg: &ExperimentConfig, reg: &PluginRegistry) -> Result<Device>
             reg.create_finalizer(&f.name, &f.config)?;
         }
     }
+    let available = available_memory_bytes();
+    let input = [
+        cfg.dataset.channels.max(1) as usize,
+        cfg.dataset.image_size.max(1) as usize,
+        cfg.dataset.image_size.max(1) as usize,
+    ];
+    if search.enabled && cfg.nas.eval.model_desc.is_none() {
+        check_batch_fits("nas.search.trainer", &search.trainer, input, available)?;
+    }
+    if let Some(t) = &cfg.nas.eval.trainer {
+        check_batch_fits("nas.eval.trainer", t, input, available)?;
+    }
     if let Some(t) = &cfg.nas.eval.trainer {
         t.validate().map_err(|e| anyhow::anyhow!("nas.eval.{e}"))?;
         if !(0.0..1.0).contains(&cfg.nas.eval.val_ratio) {
@@ -185,6 +197,40 @@ pub fn preflight(cfg: &ExperimentConfig, reg: &PluginRegistry) -> Result<Device>
         }
     }
     Ok(device)
+}
+
+/// MemAvailable of /proc/meminfo, when the kernel says.
+fn available_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn gigabytes(bytes: f64) -> String {
+    format!("{:.1} GB", bytes / 1e9)
+}
+
+/// Refuses a batch whose input tensor alone cannot fit in memory (a batch size or a `resize`
+/// typed with too many digits), before libtorch aborts on the allocation or the kernel kills
+/// the run: one batch of fp32 inputs after the transforms is built and then handed over, so two
+/// copies of it are live. Model activations come on top; this is the floor.
+fn check_batch_fits(key: &str, t: &TrainerConfig, input: [usize; 3], available: Option<u64>) -> Result<()> {
+    let Some(available) = available else { return Ok(()) };
+    let shaping: Vec<Transform> =
+        t.transforms.iter().filter(|x| !matches!(x, Transform::Normalize { .. })).cloned().collect();
+    let [c, h, w] =
+        archai_data::Pipeline::new(&shaping, input).map_err(|e| anyhow::anyhow!("{key}.transforms: {e}"))?.out_shape();
+    let bytes = 2.0 * t.batch_size as f64 * (c * h * w) as f64 * 4.0;
+    if bytes > available as f64 {
+        bail!(
+            "{key}.batch_size = {}: one batch of {c}x{h}x{w} inputs needs {} (two fp32 copies), more than the {} \
+             this machine has available; lower batch_size (or the transforms' resize)",
+            t.batch_size,
+            gigabytes(bytes),
+            gigabytes(available as f64)
+        );
+    }
+    Ok(())
 }
 
 /// Writes a Graphviz DOT picture of each cell type of a final description.
@@ -702,6 +748,26 @@ mod tests {
         assert_eq!(svg.matches("marker-end").count(), 2 * (8 + 4));
         assert_eq!(svg.matches(">dil_conv_3x3<").count(), 1);
         assert_eq!(svg.matches(">max_pool_3x3<").count(), 5);
+    }
+
+    #[test]
+    fn batches_that_cannot_fit_in_memory_are_refused_with_the_estimate() {
+        let fits = TrainerConfig::sgd(64, 0.1, 0.0, None);
+        assert!(check_batch_fits("nas.eval.trainer", &fits, [1, 28, 28], Some(8 << 30)).is_ok());
+        let huge = TrainerConfig::sgd(1_000_000_000, 0.1, 0.0, None);
+        let e = check_batch_fits("nas.search.trainer", &huge, [1, 28, 28], Some(8 << 30)).unwrap_err().to_string();
+        assert!(
+            e.contains("nas.search.trainer.batch_size = 1000000000")
+                && e.contains("1x28x28")
+                && e.contains("6272.0 GB")
+                && e.contains("8.6 GB"),
+            "{e}"
+        );
+        let resized = TrainerConfig { transforms: vec![Transform::Resize { size: [100_000, 100_000] }], ..fits };
+        let e = check_batch_fits("nas.eval.trainer", &resized, [3, 32, 32], Some(8 << 30)).unwrap_err().to_string();
+        assert!(e.contains("3x100000x100000"), "{e}");
+        // Without a figure from the kernel nothing is refused.
+        assert!(check_batch_fits("nas.eval.trainer", &huge, [1, 28, 28], None).is_ok());
     }
 
     #[test]

@@ -145,3 +145,18 @@ fn archai_config_prints_what_a_run_records_in_config_used() {
     assert_eq!(String::from_utf8_lossy(&printed.stdout).trim_end(), recorded.trim_end());
     assert!(recorded.contains("seed: 3"), "{recorded}");
 }
+
+#[test]
+fn a_batch_that_cannot_fit_in_memory_is_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = darts_toy(&["nas.search.trainer.batch_size=1000000000"], &tmp.path().join("run"));
+    let lines = error_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("nas.search.trainer.batch_size = 1000000000")
+            && lines[0].contains("GB (two fp32 copies), more than the")
+            && lines[0].contains("available"),
+        "{lines:?}"
+    );
+    assert!(!output_text(&o).contains("search: darts_search"), "the search started: {}", output_text(&o));
+}
