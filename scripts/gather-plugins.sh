@@ -15,3 +15,6 @@ for manifest in plugins/*/Cargo.toml; do
   cp "$lib" target/plugins/
   cp "$lib" plugins/
 done
+# archai refuses plugin files and directories that group or others can write (loading a plugin
+# runs its code); a checkout made under a permissive umask would otherwise be refused.
+chmod go-w target/plugins plugins target/plugins/*.so plugins/*.so

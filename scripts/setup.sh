@@ -3,6 +3,9 @@
 # and a release build of the workspace with every plugin gathered in target/plugins/.
 # A second run takes seconds.
 set -euo pipefail
+# Files the build and the tests create are not writable by group or others: archai refuses
+# plugins that are (loading one runs its code).
+umask 022
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 

@@ -13,6 +13,10 @@ struct Cli {
     /// target/plugins in the repository, else plugins/ beside the binary.
     #[arg(long = "plugin-dir", global = true)]
     plugin_dirs: Vec<PathBuf>,
+    /// Load plugin files and directories even when they are writable by group or others or
+    /// belong to another user (refused by default: loading a plugin runs its code).
+    #[arg(long = "allow-insecure-plugins", global = true)]
+    allow_insecure_plugins: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +49,11 @@ fn main() -> ExitCode {
         // `run`, `train`, `reproduce` and `search` set up console + log.txt logging once the run
         // directory exists.
         let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).without_time().try_init();
+    }
+    if cli.allow_insecure_plugins {
+        // Through the environment, so that the workers `launch`, `compare` and `search` start
+        // inherit the choice. Set before any thread exists.
+        std::env::set_var(archai::plugins::ALLOW_INSECURE_PLUGINS, "1");
     }
     let dirs = &cli.plugin_dirs;
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);

@@ -22,6 +22,11 @@ pub enum PluginError {
     NotADir(PathBuf),
     #[error("plugin directory {dir} holds no plugin library (.so){hint}")]
     EmptyDir { dir: PathBuf, hint: String },
+    #[error(
+        "refusing to load plugins from {path}: {reason}, so someone else could change code that archai runs; \
+         {fix}, or pass --allow-insecure-plugins (ARCHAI_ALLOW_INSECURE_PLUGINS=1) to load it anyway"
+    )]
+    Insecure { path: PathBuf, reason: String, fix: String },
     #[error("{path}: built against archai-plugin-api {found}, this archai needs a version compatible with {expected}; rebuild the plugin against archai-plugin-api {expected}")]
     IncompatibleApi { path: PathBuf, found: String, expected: String },
     #[error("{path}: the plugin API types in this library have a different layout than this archai's ({summary}); rebuild the plugin against archai-plugin-api {expected}")]
@@ -181,6 +186,45 @@ fn load_one(path: &Path) -> Result<Loaded, PluginError> {
     Ok(Loaded::Plugin(LoadedPlugin { path: path.into(), info, module }))
 }
 
+/// Whether the user chose to load plugins whatever their permissions
+/// (`--allow-insecure-plugins`, which sets ARCHAI_ALLOW_INSECURE_PLUGINS=1 for the process and
+/// the workers it starts).
+pub fn insecure_plugins_allowed() -> bool {
+    std::env::var_os(ALLOW_INSECURE_PLUGINS).is_some_and(|v| v == "1")
+}
+
+/// The variable behind `--allow-insecure-plugins`.
+pub const ALLOW_INSECURE_PLUGINS: &str = "ARCHAI_ALLOW_INSECURE_PLUGINS";
+
+/// Loading a library runs its code, so, like OpenSSH's StrictModes, a plugin file or directory
+/// must belong to the user running archai (or root) and not be writable by group or others.
+fn check_trusted(path: &Path) -> Result<(), PluginError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|_| PluginError::MissingDir(path.to_path_buf()))?;
+    let mode = meta.mode() & 0o7777;
+    let insecure = |reason: String, fix: String| PluginError::Insecure { path: path.to_path_buf(), reason, fix };
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "group and others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        return Err(insecure(
+            format!("it is writable by {who} (mode {mode:o})"),
+            format!("run `chmod go-w {}`", path.display()),
+        ));
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(insecure(
+            format!("it belongs to user id {}, not to the user running archai ({me}) or root", meta.uid()),
+            format!("copy it into a directory of your own or `chown` it (`ls -ln {}` shows the owner)", path.display()),
+        ));
+    }
+    Ok(())
+}
+
 impl PluginRegistry {
     /// Loads every shared library in `dirs`. Libraries that are not plugins are skipped (listed in
     /// `skipped`); incompatible plugins and duplicate registrations are refused together, in one
@@ -217,6 +261,12 @@ impl PluginRegistry {
                 return Err(PluginError::EmptyDir { dir: dir.clone(), hint: hint.into() });
             }
             in_dir.sort();
+            if !insecure_plugins_allowed() {
+                check_trusted(dir)?;
+                for file in &in_dir {
+                    check_trusted(file)?;
+                }
+            }
             files.extend(in_dir);
         }
         let mut registry = Self { plugins: Vec::new(), components: BTreeMap::new(), skipped: Vec::new() };

@@ -116,6 +116,17 @@ fn toy_darts_search_and_eval_is_recorded_and_reproducible() {
     assert!(top1 > 0.15, "toy eval should beat chance (0.10): {top1}");
     assert_eq!(log["status"].as_str(), Some("ok"));
     assert_eq!(log["run"]["device_used"].as_str(), Some("Cpu"));
+    // Every loaded plugin file is recorded with the hash of its bytes.
+    let plugins = log["run"]["environment"]["plugins"].as_sequence().expect("loaded plugins recorded");
+    assert!(plugins.len() >= 4, "{plugins:?}");
+    for p in plugins {
+        let file = plugin_dir().join(p["file"].as_str().unwrap());
+        let digest = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(std::fs::read(&file).unwrap()))
+        };
+        assert_eq!(p["sha256"].as_str(), Some(digest.as_str()), "{}", file.display());
+    }
 
     // config_used.yaml alone reproduces the run: same architecture, same metrics.
     let second = tmp.path().join("second");

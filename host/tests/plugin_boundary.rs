@@ -480,3 +480,54 @@ fn a_plugin_whose_api_types_changed_layout_is_refused() {
     assert!(err.contains("libtp_api_layout.so") && err.contains("different layout"), "{err}");
     assert!(err.lines().count() <= 3, "layout report not summarised:\n{err}");
 }
+
+/// Loading a plugin runs its code: files and directories that group or others can write, or
+/// that another user owns, are refused with the fix, unless --allow-insecure-plugins.
+#[test]
+fn plugins_that_others_could_change_are_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let lib = plugin_dir().join("libops_darts.so");
+    let dir = plugin_dir_with(&[&lib]);
+    let copy = dir.path().join("libops_darts.so");
+    let listing = |extra: &[&str]| {
+        let o = std::process::Command::new(archai_bin())
+            .arg("--plugin-dir")
+            .arg(dir.path())
+            .args(extra)
+            .arg("plugins")
+            .env_remove("ARCHAI_ALLOW_INSECURE_PLUGINS")
+            .output()
+            .unwrap();
+        (o.status.success(), output_text(&o))
+    };
+    let (ok, text) = listing(&[]);
+    assert!(ok && text.contains("libops_darts.so"), "{text}");
+
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let (ok, text) = listing(&[]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("refusing to load plugins from {}", copy.display()))
+            && text.contains("writable by its group (mode 775)")
+            && text.contains(&format!("chmod go-w {}", copy.display()))
+            && text.contains("--allow-insecure-plugins"),
+        "{text}"
+    );
+    let (ok, text) = listing(&["--allow-insecure-plugins"]);
+    assert!(ok && text.contains("libops_darts.so"), "{text}");
+
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (ok, text) = listing(&[]);
+    assert!(!ok && text.contains("writable by group and others (mode 777)"), "{text}");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&copy, Some(12345), None).unwrap();
+        let (ok, text) = listing(&[]);
+        assert!(!ok && text.contains("belongs to user id 12345"), "{text}");
+    } else {
+        eprintln!("not root: the other-owner case needs chown and was not checked");
+    }
+}
