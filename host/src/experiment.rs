@@ -266,12 +266,16 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// An SVG picture of the normal and reduction cells: inputs on the left, one column per node,
-/// the cell output on the right, each edge labelled with its op.
+/// An SVG picture of the normal and reduction cells, one panel each: the cell inputs, every node
+/// and the concatenated output, each edge labelled with its op, laid out by a graph-layout
+/// engine (layout-rs: ranks, crossing reduction, edges routed around nodes) instead of by hand.
 pub fn cells_svg(desc: &ModelDesc) -> String {
-    const COL: f64 = 170.0;
-    const ROW: f64 = 70.0;
-    const PANEL: f64 = 60.0;
+    use layout::backends::svg::SVGWriter;
+    use layout::core::base::Orientation;
+    use layout::core::geometry::Point;
+    use layout::core::style::StyleAttr;
+    use layout::std_shapes::shapes::{Arrow, Element, ShapeKind};
+    use layout::topo::layout::VisualGraph;
     let mut kinds: Vec<(&str, &archai_model_desc::CellDesc)> = Vec::new();
     for cell in &desc.cells {
         let kind = if cell.reduction { "reduction" } else { "normal" };
@@ -279,71 +283,84 @@ pub fn cells_svg(desc: &ModelDesc) -> String {
             kinds.push((kind, cell));
         }
     }
-    let max_nodes = kinds.iter().map(|(_, c)| c.nodes.len()).max().unwrap_or(0);
-    let width = COL * (max_nodes as f64 + 2.0) + 120.0;
-    let panel_h = ROW * (max_nodes as f64 + 2.0) + PANEL;
-    let height = panel_h * kinds.len().max(1) as f64;
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"8\" refY=\"4\" orient=\"auto\">\
-         <path d=\"M0,0 L8,4 L0,8 z\" fill=\"#555\"/></marker></defs>\n"
-    );
-    for (p, (kind, cell)) in kinds.iter().enumerate() {
-        let top = p as f64 * panel_h;
-        out.push_str(&format!(
-            "<text x=\"10\" y=\"{}\" font-size=\"15\" font-weight=\"bold\">{kind} cell</text>\n",
-            top + 22.0
-        ));
-        let n = cell.nodes.len();
-        // Node positions: 0 and 1 are the cell inputs, 2.. the intermediate nodes, n+2 the output.
-        let pos = |i: usize| -> (f64, f64) {
-            match i {
-                0 => (60.0, top + PANEL),
-                1 => (60.0, top + PANEL + ROW * 1.5),
-                i if i < n + 2 => (60.0 + COL * (i - 1) as f64, top + PANEL + ROW * (i - 2) as f64 * 0.9 + ROW * 0.3),
-                _ => (60.0 + COL * (n + 1) as f64, top + PANEL + ROW),
-            }
-        };
-        for (ni, node) in cell.nodes.iter().enumerate() {
-            let (x2, y2) = pos(ni + 2);
-            for e in &node.edges {
-                let (x1, y1) = pos(e.input);
-                out.push_str(&format!(
-                    "<line x1=\"{:.0}\" y1=\"{y1:.0}\" x2=\"{:.0}\" y2=\"{y2:.0}\" stroke=\"#555\" marker-end=\"url(#arrow)\"/>\n\
-                     <text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"#a33\">{}</text>\n",
-                    x1 + 30.0,
-                    x2 - 30.0,
-                    (x1 + x2) / 2.0,
-                    (y1 + y2) / 2.0 - 4.0,
-                    xml_escape(&e.op)
-                ));
+    let mut panels = Vec::new();
+    for (kind, cell) in &kinds {
+        let mut vg = VisualGraph::new(Orientation::LeftToRight);
+        fn node(vg: &mut VisualGraph, label: &str, fill: &str) -> layout::adt::dag::NodeHandle {
+            let look = StyleAttr::new(
+                layout::core::color::Color::fast("black"),
+                1,
+                Some(layout::core::color::Color::fast(fill)),
+                0,
+                14,
+            );
+            let size = Point::new(16.0 + 9.0 * label.len() as f64, 34.0);
+            vg.add_node(Element::create(ShapeKind::new_box(label), look, Orientation::LeftToRight, size))
+        }
+        let mut handles = vec![node(&mut vg, "c_{k-2}", "lightblue"), node(&mut vg, "c_{k-1}", "lightblue")];
+        for i in 0..cell.nodes.len() {
+            handles.push(node(&mut vg, &i.to_string(), "lightgray"));
+        }
+        let output = node(&mut vg, "c_{k}", "wheat");
+        // Each op is a node of its own between its input and its node: a label on a line is
+        // ambiguous where several edges leave the same inputs for nodes of the same rank.
+        for (ni, n) in cell.nodes.iter().enumerate() {
+            for e in &n.edges {
+                if let Some(&from) = handles.get(e.input) {
+                    let op = node(&mut vg, &e.op, "white");
+                    vg.add_edge(Arrow::simple(""), from, op);
+                    vg.add_edge(Arrow::simple(""), op, handles[ni + 2]);
+                }
             }
         }
-        let (ox, oy) = pos(n + 2);
         for &c in &cell.concat {
-            let (x1, y1) = pos(c);
-            out.push_str(&format!(
-                "<line x1=\"{:.0}\" y1=\"{y1:.0}\" x2=\"{:.0}\" y2=\"{oy:.0}\" stroke=\"#999\" stroke-dasharray=\"4 3\" marker-end=\"url(#arrow)\"/>\n",
-                x1 + 30.0,
-                ox - 30.0
-            ));
+            if let Some(&from) = handles.get(c) {
+                vg.add_edge(Arrow::simple(""), from, output);
+            }
         }
-        let mut label = |i: usize, text: &str, fill: &str| {
-            let (x, y) = pos(i);
-            out.push_str(&format!(
-                "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"60\" height=\"26\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\n\
-                 <text x=\"{x:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{text}</text>\n",
-                x - 30.0,
-                y - 13.0,
-                y + 4.0
-            ));
-        };
-        label(0, "c_{k-2}", "#cde");
-        label(1, "c_{k-1}", "#cde");
-        for i in 0..n {
-            label(i + 2, &i.to_string(), "#eee");
-        }
-        label(n + 2, "c_{k}", "#dec");
+        let mut svg = SVGWriter::new();
+        vg.do_it(false, false, false, &mut svg);
+        panels.push((kind.to_string(), svg.finalize()));
+    }
+    stack_panels(&panels)
+}
+
+/// The width and height a rendered SVG declares on its root element.
+fn svg_size(svg: &str) -> (f64, f64) {
+    let root = svg.split_once("<svg").map_or("", |(_, rest)| rest.split('>').next().unwrap_or(""));
+    let attr = |name: &str| {
+        root.split_once(&format!("{name}=\""))
+            .and_then(|(_, rest)| rest.split('"').next())
+            .and_then(|v| v.trim_end_matches("px").parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (attr("width"), attr("height"))
+}
+
+/// One SVG document with a titled panel per picture, one above the other.
+fn stack_panels(panels: &[(String, String)]) -> String {
+    const TITLE: f64 = 30.0;
+    let sizes: Vec<(f64, f64)> = panels.iter().map(|(_, svg)| svg_size(svg)).collect();
+    let width = sizes.iter().map(|s| s.0).fold(200.0, f64::max);
+    let height: f64 = sizes.iter().map(|s| s.1 + TITLE).sum();
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
+         viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\">\n"
+    );
+    let mut top = 0.0;
+    for ((title, svg), (w, h)) in panels.iter().zip(&sizes) {
+        out.push_str(&format!(
+            "<text x=\"10\" y=\"{:.0}\" font-size=\"15\" font-weight=\"bold\">{} cell</text>\n",
+            top + 20.0,
+            xml_escape(title)
+        ));
+        // The rendered document nested as a positioned <svg> element (its XML prologue dropped).
+        let body = svg.find("<svg").map_or(svg.as_str(), |i| &svg[i..]);
+        let nested = body.replacen("<svg", &format!("<svg x=\"0\" y=\"{:.0}\"", top + TITLE), 1);
+        out.push_str(&nested);
+        out.push('\n');
+        top += h + TITLE;
+        let _ = w;
     }
     out.push_str("</svg>\n");
     out
@@ -744,8 +761,9 @@ mod tests {
         let svg = cells_svg(&desc);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains(">normal cell<") && svg.contains(">reduction cell<"));
-        // Per cell type: 8 op edges and 4 edges into the concatenated output.
-        assert_eq!(svg.matches("marker-end").count(), 2 * (8 + 4));
+        // Per cell type: 8 ops, each a box with an arrow in and one out, and 4 arrows into the
+        // concatenated output.
+        assert_eq!(svg.matches("marker-end").count(), 2 * (2 * 8 + 4));
         assert_eq!(svg.matches(">dil_conv_3x3<").count(), 1);
         assert_eq!(svg.matches(">max_pool_3x3<").count(), 5);
     }

@@ -397,3 +397,52 @@ fn a_corrupt_latest_checkpoint_resumes_from_the_previous_one() {
         assert!(a.equal(b), "{n} differs from the uninterrupted run's");
     }
 }
+
+/// The rectangles (x, y, width, height) of one rendered panel of a cells picture.
+fn panel_rects(panel: &str) -> Vec<(f64, f64, f64, f64)> {
+    panel
+        .split("<rect ")
+        .skip(1)
+        .map(|r| {
+            let attr = |name: &str| -> f64 {
+                r.split_once(&format!("{name}=\"")).and_then(|(_, v)| v.split('"').next()?.parse().ok()).unwrap()
+            };
+            (attr("x"), attr("y"), attr("width"), attr("height"))
+        })
+        .collect()
+}
+
+/// The searched cells as a user sees them: every op a box of its own (no label shared by
+/// several lines), no box over another, both panels drawn by a browser.
+#[test]
+fn the_cells_picture_has_one_box_per_op_none_overlapping_and_renders() {
+    let input = archai_model_desc::InputDesc { channels: 3, size: 32 };
+    let desc = archai_model_desc::DARTS_V2.build("v2", 8, 16, false, input, 10).unwrap();
+    let svg = archai::experiment::cells_svg(&desc);
+    // The two panels are nested <svg> documents after the outer one.
+    let panels: Vec<&str> = svg.split("<svg x=").skip(1).collect();
+    assert_eq!(panels.len(), 2, "{svg}");
+    for panel in &panels {
+        let rects = panel_rects(panel);
+        // 2 inputs, 4 nodes, 8 ops, the output.
+        assert_eq!(rects.len(), 15, "{panel}");
+        for (i, a) in rects.iter().enumerate() {
+            for b in &rects[i + 1..] {
+                let apart = a.0 + a.2 <= b.0 || b.0 + b.2 <= a.0 || a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1;
+                assert!(apart, "boxes {a:?} and {b:?} overlap");
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cells.svg");
+    std::fs::write(&file, &svg).unwrap();
+    let shot = Screenshot::of(&file, "900,1600");
+    let half = shot.height / 2;
+    let (top, bottom) = (shot.rows(0..half), shot.rows(half..shot.height));
+    // Lines, arrows and labels in the top (normal) and the bottom (reduction) half.
+    let dark = |px: &[[u8; 3]]| px.iter().filter(|p| p.iter().all(|&c| c < 100)).count();
+    assert!(dark(top) > 2000 && dark(bottom) > 2000, "a panel is missing: {} / {}", dark(top), dark(bottom));
+    // The input boxes' fill (lightblue) is drawn in both panels.
+    let blue = |px: &[[u8; 3]]| px.iter().filter(|p| **p == [173, 216, 230]).count();
+    assert!(blue(top) > 500 && blue(bottom) > 500, "{} / {}", blue(top), blue(bottom));
+}

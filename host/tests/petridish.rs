@@ -227,19 +227,8 @@ fn petridish_grows_warm_started_children_and_writes_its_pool_hull_and_gallery() 
     let dom = String::from_utf8_lossy(&dom.stdout).to_string();
     assert_eq!(dom.matches("class=\"model\"").count(), rows.len(), "{dom}");
     assert!(dom.contains("class=\"hull\"") && dom.contains("class=\"band\""), "{dom}");
-    let shot = tmp.path().join("hull.png");
-    let o = headless(&[
-        &format!("--screenshot={}", shot.display()),
-        "--window-size=640,420",
-        &format!("file://{}", svg.display()),
-    ]);
-    assert!(shot.is_file(), "no screenshot: {}", output_text(&o));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let px = info.line_size / info.width as usize;
-    let pixels = || buf[..info.buffer_size()].chunks(px);
+    let shot = Screenshot::of(&svg, "640,420");
+    let pixels = || shot.rgb.iter();
     let red = pixels().filter(|p| p[0] > 150 && p[1] < 90 && p[2] < 90).count();
     let blue = pixels().filter(|p| p[2] > 120 && p[0] < 90).count();
     let dark = pixels().filter(|p| p[..3].iter().all(|&c| c < 100)).count();

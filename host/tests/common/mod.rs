@@ -248,3 +248,36 @@ pub fn assert_same_training(a: &Path, b: &Path) {
         );
     }
 }
+
+/// A browser's picture of a page or an image, decoded to RGB pixels row by row.
+pub struct Screenshot {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<[u8; 3]>,
+}
+
+impl Screenshot {
+    /// Headless Chromium's screenshot of `file` in a window of `size` ("W,H").
+    pub fn of(file: &Path, size: &str) -> Screenshot {
+        let dir = tempfile::tempdir().unwrap();
+        let shot = dir.path().join("shot.png");
+        let o = headless(&[
+            &format!("--screenshot={}", shot.display()),
+            &format!("--window-size={size}"),
+            &format!("file://{}", file.display()),
+        ]);
+        assert!(shot.is_file(), "no screenshot of {}: {}", file.display(), output_text(&o));
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let px = info.line_size / info.width as usize;
+        let rgb = buf[..info.buffer_size()].chunks(px).map(|p| [p[0], p[1], p[2]]).collect();
+        Screenshot { width: info.width as usize, height: info.height as usize, rgb }
+    }
+
+    /// The pixels of rows `rows`.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> &[[u8; 3]] {
+        &self.rgb[rows.start * self.width..rows.end.min(self.height) * self.width]
+    }
+}
