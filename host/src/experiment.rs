@@ -498,7 +498,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     let summary = schema::SearchSummary {
         train: report.train.record(),
         val: report.val.map(|m| m.record()),
-        epochs: report.epochs_run as u64,
+        epochs: report.epochs_done as u64,
         duration_s: t0.elapsed().as_secs_f64(),
         arch_training: format!("{:?}", algo.arch_training),
         arch_params: store.arch_count() as u64,
@@ -593,7 +593,7 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
         test: test_m.record(),
         params: params as u64,
         aux_params: aux_params as u64,
-        epochs: report.epochs_run as u64,
+        epochs: report.epochs_done as u64,
         duration_s: t0.elapsed().as_secs_f64(),
         weights_sha256: store.sha256(),
     };

@@ -171,6 +171,37 @@ fn a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact() {
     assert_ne!(std::fs::read(&path).unwrap(), before, "epoch 2 was saved");
 }
 
+/// A run killed after its last epoch's checkpoint but before the phase's summary resumes with
+/// nothing left to train: its report carries the last epoch's figures from the record (not
+/// zeros) and counts the epochs of the earlier attempt.
+#[test]
+fn a_phase_resumed_after_its_last_epoch_reports_that_epochs_figures() {
+    let reg = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |resume: bool| {
+        let store = ParamStore::new(Device::Cpu);
+        let mut net = Network::compile(&small_darts(false), &reg, &store).unwrap();
+        let mut log = RunLog::open(dir.path()).unwrap();
+        let mut trainer = Trainer {
+            config: TrainerConfig { epochs: 2, max_batches: Some(1), ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
+            phase: "eval".into(),
+            seed: 1,
+            device: Device::Cpu,
+            checkpoint: dir.path().join("ck.pt"),
+            events: &mut log,
+            strategy: archai::train::Strategy::Single,
+        };
+        trainer.fit(&mut net, &store, &toy_split(), Some(&toy_split()), None, resume).unwrap()
+    };
+    let whole = fit(false);
+    let resumed = fit(true);
+    assert_eq!((whole.epochs_run, whole.epochs_done), (2, 2));
+    assert_eq!((resumed.epochs_run, resumed.epochs_done), (0, 2));
+    assert!(whole.train.samples > 0 && whole.train.loss > 0.0, "{:?}", whole.train);
+    assert_eq!(resumed.train, whole.train);
+    assert_eq!(resumed.val, whole.val);
+}
+
 /// A checkpoint of a model without the aux head does not silently resume one with it.
 #[test]
 fn resuming_from_another_models_checkpoint_names_the_missing_tensors() {

@@ -369,7 +369,7 @@ pub struct SearchSummary {
     pub train: Metrics,
     /// Last epoch's validation figures, when there is a validation split.
     pub val: Option<Metrics>,
-    /// Epochs run in this attempt.
+    /// Epochs trained, earlier attempts of a resumed run included.
     pub epochs: u64,
     /// Wall time of the phase in this attempt.
     pub duration_s: f64,
@@ -402,7 +402,7 @@ pub struct EvalSummary {
     pub params: u64,
     /// Weights of the auxiliary head.
     pub aux_params: u64,
-    /// Epochs run in this attempt.
+    /// Epochs trained, earlier attempts of a resumed run included.
     pub epochs: u64,
     /// Wall time of the phase in this attempt.
     pub duration_s: f64,

@@ -23,6 +23,10 @@ pub enum Event<'e> {
 pub trait EventSink {
     fn event(&mut self, phase: &str, event: Event<'_>) -> Result<(), TrainError>;
 
+    /// The training and validation figures recorded for `epoch`, if any (a resumed phase with
+    /// no epoch left to run reports them).
+    fn recorded(&self, phase: &str, epoch: usize) -> Option<(Metrics, Option<Metrics>)>;
+
     /// The progress display of a stretch of `total` steps (a bar on a terminal).
     fn progress(&mut self, label: String, total: u64) -> archai_runlog::Progress {
         archai_runlog::Progress::new(label, total)
@@ -82,5 +86,20 @@ impl EventSink for RunLog {
             }
         }
         Ok(())
+    }
+
+    fn recorded(&self, phase: &str, epoch: usize) -> Option<(Metrics, Option<Metrics>)> {
+        let key = archai_runlog::schema::keys::epoch(phase, epoch);
+        let metrics = |v: &yaml_serde::Value| -> Option<Metrics> {
+            Some(Metrics {
+                loss: v.get("loss")?.as_f64()?,
+                top1: v.get("top1")?.as_f64()?,
+                top5: v.get("top5")?.as_f64()?,
+                samples: v.get("samples")?.as_u64()? as usize,
+            })
+        };
+        let train = metrics(self.tree.get(&format!("{key}/train"))?)?;
+        let val = self.tree.get(&format!("{key}/val")).and_then(metrics);
+        Some((train, val))
     }
 }

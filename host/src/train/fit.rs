@@ -268,6 +268,19 @@ impl Trainer<'_> {
             report.val = val_m;
             report.epochs_run += 1;
         }
+        report.epochs_done = start_epoch + report.epochs_run;
+        if report.epochs_run == 0 && start_epoch > 0 {
+            // Resumed after its last epoch (killed before the phase's summary): the figures
+            // are the record's, which is written before each checkpoint.
+            let (train_m, val_m) = self.events.recorded(&self.phase, start_epoch - 1).ok_or_else(|| {
+                TrainError::Log(format!(
+                    "{}: the checkpoint is past epoch {start_epoch} but log.yaml has no figures for it",
+                    self.phase
+                ))
+            })?;
+            report.train = train_m;
+            report.val = val_m;
+        }
         report.duration_s = started.elapsed().as_secs_f64();
         Ok(report)
     }

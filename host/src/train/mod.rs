@@ -499,9 +499,14 @@ impl ModelServices for Services<'_> {
 /// Results of a fit.
 #[derive(Serialize, Debug, Clone, Default)]
 pub struct FitReport {
+    /// The last epoch's figures (read back from the record when a resumed phase had no epoch
+    /// left to run).
     pub train: Metrics,
     pub val: Option<Metrics>,
+    /// Epochs run in this attempt.
     pub epochs_run: usize,
+    /// Epochs trained in all, earlier attempts included.
+    pub epochs_done: usize,
     pub duration_s: f64,
 }
 

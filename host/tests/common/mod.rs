@@ -198,8 +198,7 @@ pub fn headless(args: &[&str]) -> std::process::Output {
 
 /// What of a run's log.yaml must repeat exactly in a repeated or resumed run: every phase's
 /// per-epoch figures, algorithm outputs and summary (the trained weights' hash included), without
-/// wall-clock figures (durations, throughput, latency) and the summary's epochs run in the last
-/// attempt.
+/// wall-clock figures (durations, throughput, latency).
 pub fn training_record(run: &Path) -> yaml_serde::Value {
     fn scrub(v: &mut yaml_serde::Value) {
         match v {
@@ -219,11 +218,7 @@ pub fn training_record(run: &Path) -> yaml_serde::Value {
     let mut phases = yaml_serde::Mapping::new();
     for phase in ["search", "eval"] {
         if let Some(p) = log.get(phase) {
-            let mut p = p.clone();
-            if let Some(summary) = p.get_mut("summary").and_then(|s| s.as_mapping_mut()) {
-                summary.remove("epochs");
-            }
-            phases.insert(phase.into(), p);
+            phases.insert(phase.into(), p.clone());
         }
     }
     assert!(!phases.is_empty(), "{} has no phase", run.display());
