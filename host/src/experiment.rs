@@ -348,7 +348,7 @@ fn stack_panels(panels: &[(String, String)]) -> String {
          viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\">\n"
     );
     let mut top = 0.0;
-    for ((title, svg), (w, h)) in panels.iter().zip(&sizes) {
+    for ((title, svg), (_, panel_height)) in panels.iter().zip(&sizes) {
         out.push_str(&format!(
             "<text x=\"10\" y=\"{:.0}\" font-size=\"15\" font-weight=\"bold\">{} cell</text>\n",
             top + 20.0,
@@ -359,8 +359,7 @@ fn stack_panels(panels: &[(String, String)]) -> String {
         let nested = body.replacen("<svg", &format!("<svg x=\"0\" y=\"{:.0}\"", top + TITLE), 1);
         out.push_str(&nested);
         out.push('\n');
-        top += h + TITLE;
-        let _ = w;
+        top += panel_height + TITLE;
     }
     out.push_str("</svg>\n");
     out

@@ -95,18 +95,30 @@ impl ParamStore {
     /// the exact bytes, in name order. Two runs with the same hash ended with bit-identical
     /// networks (`archai reproduce` compares it).
     pub fn sha256(&self) -> String {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for (name, t) in self.named_weights().into_iter().chain(self.named_buffers()).chain(self.named_arch()) {
-            let t = t.detach().to_device(Device::Cpu).contiguous();
-            h.update(name.as_bytes());
-            h.update(format!("{:?}{:?}", t.kind(), t.size()).as_bytes());
-            let mut bytes = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
-            t.copy_data_u8(&mut bytes, t.numel());
-            h.update(&bytes);
-        }
-        format!("{:x}", h.finalize())
+        sha256_of(self.named_weights().into_iter().chain(self.named_buffers()).chain(self.named_arch()))
     }
+
+    /// [`sha256`](Self::sha256) over the trained tensors only (weights and architecture
+    /// parameters, no buffers): what data-parallel ranks must agree on after every step.
+    pub fn trained_sha256(&self) -> String {
+        sha256_of(self.named_weights().into_iter().chain(self.named_arch()))
+    }
+}
+
+/// SHA-256 (hex) over named tensors: each one's name, kind, shape and exact bytes, in the order
+/// given.
+fn sha256_of(tensors: impl Iterator<Item = (String, Tensor)>) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (name, t) in tensors {
+        let t = t.detach().to_device(Device::Cpu).contiguous();
+        h.update(name.as_bytes());
+        h.update(format!("{:?}{:?}", t.kind(), t.size()).as_bytes());
+        let mut bytes = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+        t.copy_data_u8(&mut bytes, t.numel());
+        h.update(&bytes);
+    }
+    format!("{:x}", h.finalize())
 }
 
 fn sorted(vs: &VarStore) -> Vec<(String, Tensor)> {

@@ -93,14 +93,15 @@ fn aux_weight_without_an_aux_head_is_a_config_error() {
 }
 
 /// Trains `small_darts(auxiliary)` for `epochs` epochs of one batch with its checkpoint at
-/// `dir/ck.pt`, resuming from it when `resume`.
+/// `dir/ck.pt`, resuming from it when `resume`, validating after each epoch when `validate`.
 fn fit_with_checkpoint(
     reg: &PluginRegistry,
     dir: &std::path::Path,
     auxiliary: bool,
     epochs: usize,
     resume: bool,
-) -> Result<(), archai::train::TrainError> {
+    validate: bool,
+) -> Result<archai::train::FitReport, archai::train::TrainError> {
     let store = ParamStore::new(Device::Cpu);
     let mut net = Network::compile(&small_darts(auxiliary), reg, &store).unwrap();
     let mut log = RunLog::open(dir).unwrap();
@@ -113,7 +114,8 @@ fn fit_with_checkpoint(
         events: &mut log,
         strategy: archai::train::Strategy::Single,
     };
-    trainer.fit(&mut net, &store, &toy_split(), None, None, resume).map(|_| ())
+    let val = validate.then(toy_split);
+    trainer.fit(&mut net, &store, &toy_split(), val.as_ref(), None, resume)
 }
 
 /// A checkpoint whose bytes changed on disk never loads silently: with an intact previous
@@ -122,7 +124,7 @@ fn fit_with_checkpoint(
 fn a_corrupted_checkpoint_is_refused() {
     let reg = registry();
     let dir = tempfile::tempdir().unwrap();
-    let fit = |epochs: usize, resume: bool| fit_with_checkpoint(&reg, dir.path(), false, epochs, resume);
+    let fit = |epochs: usize, resume: bool| fit_with_checkpoint(&reg, dir.path(), false, epochs, resume, false);
     let path = dir.path().join("ck.pt");
     let prev = dir.path().join("ck.prev.pt");
     // Flip one bit in the middle of the file: inside the stored weights, not the zip structure.
@@ -150,7 +152,7 @@ fn a_corrupted_checkpoint_is_refused() {
 fn a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact() {
     let reg = registry();
     let dir = tempfile::tempdir().unwrap();
-    let fit = |epochs: usize, resume: bool| fit_with_checkpoint(&reg, dir.path(), false, epochs, resume);
+    let fit = |epochs: usize, resume: bool| fit_with_checkpoint(&reg, dir.path(), false, epochs, resume, false);
     let path = dir.path().join("ck.pt");
     let tmp = dir.path().join("ck.tmp");
     fit(1, false).unwrap();
@@ -178,21 +180,7 @@ fn a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact() {
 fn a_phase_resumed_after_its_last_epoch_reports_that_epochs_figures() {
     let reg = registry();
     let dir = tempfile::tempdir().unwrap();
-    let fit = |resume: bool| {
-        let store = ParamStore::new(Device::Cpu);
-        let mut net = Network::compile(&small_darts(false), &reg, &store).unwrap();
-        let mut log = RunLog::open(dir.path()).unwrap();
-        let mut trainer = Trainer {
-            config: TrainerConfig { epochs: 2, max_batches: Some(1), ..TrainerConfig::sgd(8, 0.1, 0.0, None) },
-            phase: "eval".into(),
-            seed: 1,
-            device: Device::Cpu,
-            checkpoint: dir.path().join("ck.pt"),
-            events: &mut log,
-            strategy: archai::train::Strategy::Single,
-        };
-        trainer.fit(&mut net, &store, &toy_split(), Some(&toy_split()), None, resume).unwrap()
-    };
+    let fit = |resume: bool| fit_with_checkpoint(&reg, dir.path(), false, 2, resume, true).unwrap();
     let whole = fit(false);
     let resumed = fit(true);
     assert_eq!((whole.epochs_run, whole.epochs_done), (2, 2));
@@ -207,7 +195,7 @@ fn a_phase_resumed_after_its_last_epoch_reports_that_epochs_figures() {
 fn resuming_from_another_models_checkpoint_names_the_missing_tensors() {
     let reg = registry();
     let dir = tempfile::tempdir().unwrap();
-    let fit = |auxiliary: bool, resume: bool| fit_with_checkpoint(&reg, dir.path(), auxiliary, 1, resume);
+    let fit = |auxiliary: bool, resume: bool| fit_with_checkpoint(&reg, dir.path(), auxiliary, 1, resume, false);
     fit(false, false).unwrap();
     let e = fit(true, true).unwrap_err().to_string();
     // 8 weights and 4 batch-norm buffers of the aux head.

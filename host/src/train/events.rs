@@ -3,7 +3,7 @@
 //! the console line of each epoch). The loop itself writes nothing.
 use super::{Metrics, TrainError};
 use crate::runlog::RunLog;
-use archai_runlog::schema::TrainEpoch;
+use archai_runlog::schema::{EpochRecord, TrainEpoch};
 
 /// One thing that happened in a phase's training.
 pub enum Event<'e> {
@@ -90,16 +90,9 @@ impl EventSink for RunLog {
 
     fn recorded(&self, phase: &str, epoch: usize) -> Option<(Metrics, Option<Metrics>)> {
         let key = archai_runlog::schema::keys::epoch(phase, epoch);
-        let metrics = |v: &yaml_serde::Value| -> Option<Metrics> {
-            Some(Metrics {
-                loss: v.get("loss")?.as_f64()?,
-                top1: v.get("top1")?.as_f64()?,
-                top5: v.get("top5")?.as_f64()?,
-                samples: v.get("samples")?.as_u64()? as usize,
-            })
-        };
-        let train = metrics(self.tree.get(&format!("{key}/train"))?)?;
-        let val = self.tree.get(&format!("{key}/val")).and_then(metrics);
-        Some((train, val))
+        let record: EpochRecord = yaml_serde::from_value(self.tree.get(&key)?.clone()).ok()?;
+        let train = record.train?;
+        let train = Metrics { loss: train.loss, top1: train.top1, top5: train.top5, samples: train.samples as usize };
+        Some((train, record.val.as_ref().map(Metrics::from_record)))
     }
 }

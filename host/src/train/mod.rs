@@ -245,6 +245,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The figures of a log.yaml record.
+    pub fn from_record(r: &archai_runlog::schema::Metrics) -> Self {
+        Metrics { loss: r.loss, top1: r.top1, top5: r.top5, samples: r.samples as usize }
+    }
+
     /// The figures as log.yaml records them.
     pub fn record(&self) -> archai_runlog::schema::Metrics {
         archai_runlog::schema::Metrics {
@@ -290,6 +295,22 @@ impl Meter {
         let n = self.n.max(1) as f64;
         Metrics { loss: self.loss_sum / n, top1: self.top1 / n, top5: self.top5 / n, samples: self.n }
     }
+}
+
+/// `x` and `y` cut into `chunks` row chunks (as `torch.chunk` cuts: never more chunks than rows,
+/// at least one), each with its share of `total` rows: the weight step and the architecture
+/// step's loss cut batches alike, so batch-norm statistics are per chunk in both.
+fn row_chunks(x: &Tensor, y: &Tensor, chunks: usize, total: i64) -> Vec<(Tensor, Tensor, f64)> {
+    let n = y.size().first().copied().unwrap_or(0);
+    let chunks = (chunks as i64).clamp(1, n.max(1));
+    x.chunk(chunks, 0)
+        .into_iter()
+        .zip(y.chunk(chunks, 0))
+        .map(|(xc, yc)| {
+            let share = yc.size()[0] as f64 / total.max(1) as f64;
+            (xc, yc, share)
+        })
+        .collect()
 }
 
 /// Cross-entropy in fp32 whatever precision the logits were computed in.
@@ -406,18 +427,10 @@ impl ModelServices for Services<'_> {
         host_service("loss", || {
             let (x, y) = (x.view(), y.view());
             let n = y.size().first().copied().unwrap_or(0);
-            let chunks = (self.chunks as i64).clamp(1, n.max(1));
             let mut total: Option<Tensor> = None;
-            for (xc, yc) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()) {
-                let logits = self.forward(xc, true)?;
-                let share = yc.size()[0] as f64 / n.max(1) as f64;
-                let loss = logits
-                    .f_to_kind(Kind::Float)
-                    .and_then(|l| {
-                        l.f_cross_entropy_loss::<Tensor>(yc, None, tch::Reduction::Mean, -100, self.smoothing)
-                    })
-                    .and_then(|l| l.f_mul_scalar(share))
-                    .map_err(|e| archai_plugin_api::trim_backtrace(&e.to_string()))?;
+            for (xc, yc, share) in row_chunks(&x, &y, self.chunks, n) {
+                let logits = self.forward(&xc, true)?;
+                let loss = criterion(&logits, &yc, self.smoothing).map_err(|e| e.to_string())? * share;
                 total = Some(match total {
                     Some(t) => t + loss,
                     None => loss,
@@ -685,21 +698,19 @@ pub fn weight_step_with(
                 stop_requested: false,
             });
         }
-        let chunks = (c.batch_chunks as i64).min(n);
         let (mut main_total, mut aux_total) = (0.0, 0.0);
         let mut all_logits = Vec::new();
         let want_aux = c.aux_weight > 0.0;
-        for (k, (xc, yc)) in x.chunk(chunks, 0).iter().zip(y.chunk(chunks, 0).iter()).enumerate() {
+        for (k, (xc, yc, share)) in row_chunks(&x, &y, c.batch_chunks, n_global).iter().enumerate() {
             let (logits, aux) = {
                 let _autocast = c.precision.autocast(xc.device())?;
                 net.forward_with_aux(xc, true, want_aux)?
             };
-            let share = yc.size()[0] as f64 / n_global as f64;
-            let main = criterion(&logits, yc, c.label_smoothing)? * share;
+            let main = criterion(&logits, yc, c.label_smoothing)? * *share;
             main_total += main.double_value(&[]);
             let loss = match aux {
                 Some(aux) => {
-                    let aux = criterion(&aux, yc, c.label_smoothing)? * share;
+                    let aux = criterion(&aux, yc, c.label_smoothing)? * *share;
                     aux_total += aux.double_value(&[]);
                     main + aux * c.aux_weight
                 }

@@ -26,6 +26,31 @@ fn collective(e: archai_dist::DistError) -> TrainError {
     TrainError::Distributed(e.to_string())
 }
 
+/// Each tensor summed over the ranks and divided by `divisor`, in one collective (fp32 on the CPU
+/// underneath, as Gloo reduces it), returned in the tensor's own kind, shape and device.
+fn reduce(g: &ProcessGroup, tensors: &[Tensor], divisor: f64) -> Result<Vec<Tensor>, TrainError> {
+    if tensors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<Tensor> =
+        tensors.iter().map(|t| t.detach().to_kind(Kind::Float).to_device(tch::Device::Cpu).flatten(0, -1)).collect();
+    let mut flat = Tensor::cat(&parts, 0);
+    g.all_reduce_sum(&mut flat).map_err(collective)?;
+    if divisor != 1.0 {
+        flat /= divisor;
+    }
+    let mut offset = 0;
+    Ok(tensors
+        .iter()
+        .map(|t| {
+            let n = t.numel() as i64;
+            let part = flat.narrow(0, offset, n).view_as(t).to_kind(t.kind()).to_device(t.device());
+            offset += n;
+            part
+        })
+        .collect())
+}
+
 impl<'g> Strategy<'g> {
     /// Data parallel over `group` when it has more than one rank.
     pub fn over(group: Option<&'g ProcessGroup>) -> Self {
@@ -77,7 +102,7 @@ impl<'g> Strategy<'g> {
         let Strategy::DataParallel(g) = self else { return Ok(()) };
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
         // Buckets of consecutive parameters, in the optimizer's (name-sorted) order, which is
-        // the same on every rank.
+        // the same on every rank; the extras ride in the first.
         let mut start = 0;
         let mut first = true;
         while start < grads.len() || first {
@@ -87,32 +112,26 @@ impl<'g> Strategy<'g> {
                 elements += params[end].numel() as i64;
                 end += 1;
             }
-            let mut parts: Vec<Tensor> = (start..end)
+            let mut bucket: Vec<Tensor> = (start..end)
                 .map(|i| match grads[i].defined() {
-                    true => grads[i].to_kind(Kind::Float).flatten(0, -1),
+                    true => grads[i].shallow_clone(),
                     false => Tensor::zeros([params[i].numel() as i64], (Kind::Float, tch::Device::Cpu)),
                 })
-                .map(|t| t.to_device(tch::Device::Cpu))
                 .collect();
             if first {
-                parts.push(Tensor::from_slice(extras).to_kind(Kind::Float));
+                bucket.push(Tensor::from_slice(extras));
             }
-            let mut flat = Tensor::cat(&parts, 0);
-            g.all_reduce_sum(&mut flat).map_err(collective)?;
-            let mut offset = 0;
-            for i in start..end {
-                let n = params[i].numel() as i64;
-                if grads[i].defined() {
-                    let summed = flat.narrow(0, offset, n).view_as(&grads[i]).to_kind(grads[i].kind());
-                    grads[i].shallow_clone().copy_(&summed);
-                }
-                offset += n;
-            }
+            let mut summed = reduce(g, &bucket, 1.0)?;
             if first {
-                let tail = flat.narrow(0, offset, extras.len() as i64).to_kind(Kind::Double);
-                let summed = Vec::<f64>::try_from(&tail).map_err(|e| TrainError::Distributed(e.to_string()))?;
-                extras.copy_from_slice(&summed);
+                let tail = summed.pop().expect("the extras came back");
+                let values = Vec::<f64>::try_from(&tail).map_err(|e| TrainError::Distributed(e.to_string()))?;
+                extras.copy_from_slice(&values);
                 first = false;
+            }
+            for (i, sum) in (start..end).zip(summed) {
+                if grads[i].defined() {
+                    grads[i].shallow_clone().copy_(&sum);
+                }
             }
             start = end;
         }
@@ -122,27 +141,10 @@ impl<'g> Strategy<'g> {
     /// Each tensor's element-wise mean over the ranks, in its own kind and device (one
     /// collective for all of them); the tensors themselves in one process.
     pub fn average(&self, tensors: Vec<Tensor>) -> Result<Vec<Tensor>, TrainError> {
-        let Strategy::DataParallel(g) = self else { return Ok(tensors) };
-        if tensors.is_empty() {
-            return Ok(tensors);
+        match self {
+            Strategy::Single => Ok(tensors),
+            Strategy::DataParallel(g) => reduce(g, &tensors, g.world() as f64),
         }
-        let parts: Vec<Tensor> = tensors
-            .iter()
-            .map(|t| t.detach().to_kind(Kind::Float).to_device(tch::Device::Cpu).flatten(0, -1))
-            .collect();
-        let mut flat = Tensor::cat(&parts, 0);
-        g.all_reduce_sum(&mut flat).map_err(collective)?;
-        let flat = flat / g.world() as f64;
-        let mut offset = 0;
-        Ok(tensors
-            .iter()
-            .map(|t| {
-                let n = t.numel() as i64;
-                let mean = flat.narrow(0, offset, n).view_as(t).to_kind(t.kind()).to_device(t.device());
-                offset += n;
-                mean
-            })
-            .collect())
     }
 
     /// Sums `values` over the ranks in place.
@@ -191,18 +193,7 @@ impl<'g> Strategy<'g> {
     pub fn check_in_sync(&self, store: &ParamStore, when: &str, why: &str) -> Result<(), TrainError> {
         let Strategy::DataParallel(g) = self else { return Ok(()) };
         // Trained tensors only: batch-norm statistics differ between ranks until the epoch's end.
-        let sha = {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            for (name, t) in store.named_weights().into_iter().chain(store.named_arch()) {
-                let t = t.detach().to_device(tch::Device::Cpu).contiguous();
-                let mut bytes = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
-                t.copy_data_u8(&mut bytes, t.numel());
-                h.update(name.as_bytes());
-                h.update(&bytes);
-            }
-            format!("{:x}", h.finalize())
-        };
+        let sha = store.trained_sha256();
         let all = g.all_gather_bytes(sha.as_bytes()).map_err(collective)?;
         if let Some((r, _)) = all.iter().enumerate().find(|(_, s)| s.as_slice() != sha.as_bytes()) {
             return Err(TrainError::Distributed(format!(

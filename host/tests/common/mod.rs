@@ -196,51 +196,13 @@ pub fn headless(args: &[&str]) -> std::process::Output {
         .expect("run chromium")
 }
 
-/// What of a run's log.yaml must repeat exactly in a repeated or resumed run: every phase's
-/// per-epoch figures, algorithm outputs and summary (the trained weights' hash included), without
-/// wall-clock figures (durations, throughput, latency).
-pub fn training_record(run: &Path) -> yaml_serde::Value {
-    fn scrub(v: &mut yaml_serde::Value) {
-        match v {
-            yaml_serde::Value::Mapping(m) => {
-                for key in ["duration_s", "samples_per_s", "latency_ms"] {
-                    m.remove(key);
-                }
-                for (_, child) in m.iter_mut() {
-                    scrub(child);
-                }
-            }
-            yaml_serde::Value::Sequence(s) => s.iter_mut().for_each(scrub),
-            _ => {}
-        }
-    }
-    let log = yaml(&run.join("log.yaml"));
-    let mut phases = yaml_serde::Mapping::new();
-    for phase in ["search", "eval"] {
-        if let Some(p) = log.get(phase) {
-            phases.insert(phase.into(), p.clone());
-        }
-    }
-    assert!(!phases.is_empty(), "{} has no phase", run.display());
-    let mut record = yaml_serde::Value::Mapping(phases);
-    scrub(&mut record);
-    record
-}
-
-/// Fails naming the first differing entry when two runs did not train identically.
+/// Fails naming the first difference when two runs did not train identically: `archai
+/// reproduce --against`'s comparison (status, dataset, every phase's epochs and summary with the
+/// weights' hash, the searched architecture; timing figures aside).
 pub fn assert_same_training(a: &Path, b: &Path) {
-    let (ra, rb) = (training_record(a), training_record(b));
-    if ra != rb {
-        let (ta, tb) = (yaml_serde::to_string(&ra).unwrap(), yaml_serde::to_string(&rb).unwrap());
-        let first = ta.lines().zip(tb.lines()).position(|(x, y)| x != y).unwrap_or(0);
-        let around = |t: &str| t.lines().skip(first.saturating_sub(3)).take(6).collect::<Vec<_>>().join("\n");
-        panic!(
-            "{} and {} trained differently; first difference at line {first} of the record:\n{}\nvs\n{}",
-            a.display(),
-            b.display(),
-            around(&ta),
-            around(&tb)
-        );
+    match archai::commands::reproduce::compare_runs(a, b).expect("both runs have a readable log.yaml") {
+        Ok(compared) => assert!(compared > 0, "{} and {} have no figures to compare", a.display(), b.display()),
+        Err(d) => panic!("{} and {} trained differently: {d}", a.display(), b.display()),
     }
 }
 
