@@ -430,7 +430,14 @@ impl ModelServices for Services<'_> {
             let mut total: Option<Tensor> = None;
             for (xc, yc, share) in row_chunks(&x, &y, self.chunks, n) {
                 let logits = self.forward(&xc, true)?;
-                let loss = criterion(&logits, &yc, self.smoothing).map_err(|e| e.to_string())? * share;
+                // libtorch's own message (an out-of-range label says so), not criterion's shape one.
+                let loss = logits
+                    .f_to_kind(Kind::Float)
+                    .and_then(|l| {
+                        l.f_cross_entropy_loss::<Tensor>(&yc, None, tch::Reduction::Mean, -100, self.smoothing)
+                    })
+                    .and_then(|l| l.f_mul_scalar(share))
+                    .map_err(|e| archai_plugin_api::trim_backtrace(&e.to_string()))?;
                 total = Some(match total {
                     Some(t) => t + loss,
                     None => loss,
