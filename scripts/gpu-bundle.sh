@@ -9,7 +9,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 scripts/setup.sh
 # The CUDA integration test binary (cargo prints its path as JSON).
-test_bin="$(cargo test --release -p archai --test cuda --no-run --message-format=json 2>/dev/null |
+test_bin="$(cargo test --release -p archai-tests --test cuda --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for a GPU machine: prints the device, runs the CUDA tests (host/tests/cuda.rs, the
+# One command for a GPU machine: prints the device, runs the CUDA tests (tests/cuda.rs, the
 # `cuda_*` ones are ignored on CPU machines), a toy DARTS search + eval on CUDA in fp32 and in
 # mixed precision (search bf16, eval fp16 with loss scaling), and `bench darts-step` at batch 64
 # for DARTS orders 1 and 2. About 3 minutes on an H200 once built.
@@ -22,6 +22,8 @@ if [ -n "${ARCHAI_GPU_BUNDLE:-}" ]; then
   tar -C target -xJf "$bundle/binaries.tar.xz"
   archai=target/release/archai
   tests=target/release/cuda-tests
+  # The tests build the archai binary with cargo unless told where a prebuilt one is.
+  export ARCHAI_BIN="$repo/$archai"
   built_at="$(cat "$bundle/built_at")"
   # The test binary looks for the repo (confs, plugins, the archai binary) where it was built.
   if [ "$built_at" != "$repo" ] && [ ! -e "$built_at" ]; then
@@ -44,7 +46,7 @@ if [ -n "${ARCHAI_GPU_BUNDLE:-}" ]; then
 else
   scripts/setup.sh
   archai=target/release/archai
-  run_tests() { cargo test --release -p archai --test cuda -- --include-ignored --test-threads 1 2>&1; }
+  run_tests() { cargo test --release -p archai-tests --test cuda -- --include-ignored --test-threads 1 2>&1; }
   py="${ARCHAI_TORCH_PYTHON:-$HOME/.cache/archai-rs/torch-2.11.0/bin/python}"
   ref="${DARTS_REF:-$repo/../shared/bench/darts_ref.py}"
 fi
@@ -53,7 +55,7 @@ say "device"
 nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
 "$archai" devices || fail=1
 
-say "CUDA tests (host/tests/cuda.rs, ignored ones included)"
+say "CUDA tests (tests/cuda.rs, ignored ones included)"
 run_tests >"$out/tests.log"
 grep -E "^test |^test result" "$out/tests.log"
 grep -A3 "panicked at" "$out/tests.log" || true

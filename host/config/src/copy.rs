@@ -20,6 +20,10 @@ use crate::tree::{merge, Kind, Node};
 pub(crate) const COPY_KEY: &str = "_copy";
 /// The prefix of the value form.
 const COPY_PREFIX: &str = "_copy:";
+/// The most values copies may add to a config. Real configs copy a few dozen; chained copies
+/// that each duplicate the previous level grow exponentially (2^40 values from 40 short lines),
+/// and must be refused before they exhaust memory.
+pub(crate) const MAX_COPIED_VALUES: usize = 20_000;
 
 enum Directive {
     /// `'_copy: PATH'` as a value.
@@ -36,11 +40,13 @@ struct Frame {
 
 /// Resolves every `_copy` in the tree, in place.
 pub(crate) fn resolve_all(root: &mut Node) -> Result<(), ConfigError> {
-    Resolver { stack: Vec::new() }.resolve_subtree(root, &[])
+    Resolver { stack: Vec::new(), copied: 0 }.resolve_subtree(root, &[])
 }
 
 struct Resolver {
     stack: Vec<Frame>,
+    /// Values added by copies so far, against [`MAX_COPIED_VALUES`].
+    copied: usize,
 }
 
 impl Resolver {
@@ -108,6 +114,16 @@ impl Resolver {
         let Some(found) = root.at(&target_path) else {
             return Ok(());
         };
+        let size = found.node_count();
+        if self.copied + size > MAX_COPIED_VALUES {
+            return Err(bad(format!(
+                "`_copy: {target}` would bring the values added by copies to {}, over the limit of \
+                 {MAX_COPIED_VALUES}; copies that copy copies multiply (each level doubling the last), \
+                 so copy the settings you need instead of whole copied sections",
+                self.copied + size
+            )));
+        }
+        self.copied += size;
         let mut copied = found.clone();
         copied.mark_copied(&mut target_names.clone());
 

@@ -166,6 +166,18 @@ pub enum ConfigError {
         origin: Source,
     },
 
+    /// A YAML tag (`!name value`): configs hold plain values, and a tagged one could not be
+    /// written back to config_used.yaml.
+    #[error("`{}` (from {origin}): the YAML tag `{tag}` is not supported in configs; remove it", show_path(key_path))]
+    Tagged {
+        /// Dotted key path of the tagged value (or of the mapping holding a tagged key).
+        key_path: String,
+        /// The tag as written.
+        tag: String,
+        /// Where it was written.
+        origin: Source,
+    },
+
     /// `_copy` directives refer to each other in a loop.
     #[error("`_copy` cycle: {chain}")]
     CopyCycle {

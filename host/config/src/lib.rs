@@ -112,14 +112,15 @@ pub fn load_tree(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Conf
         tree::merge(&mut root, toy);
         // The experiment's own toy settings (sizes of its algorithm, which the shared toy file
         // cannot know) win over the shared toy file.
-        if let Some(own) = take_top(&mut root, TOY_OVERRIDES_KEY) {
+        if let Some(own) = take_toy_overrides(&mut root)? {
             tree::merge(&mut root, own);
         }
         copy::resolve_all(&mut root)?;
         toy_file = Some(file);
     }
-    // Outside toy mode the section is not part of the run.
-    take_top(&mut root, TOY_OVERRIDES_KEY);
+    // Outside toy mode the section is not part of the run (but a malformed one is still an error,
+    // so it does not wait for the first toy run to show).
+    take_toy_overrides(&mut root)?;
 
     for s in &sets {
         set::apply_set(&mut root, s)?;
@@ -164,6 +165,25 @@ fn toy_request(root: &Node, opts: &LoadOptions, sets: &[set::SetFlag]) -> Result
                 found: tree::describe(&Node { kind: other.clone(), src: n.src.clone() }.into_value()),
             }),
         },
+    }
+}
+
+/// Removes the top-level `toy_overrides` section: `None` when absent or empty (`toy_overrides:`
+/// with nothing under it, which would otherwise replace the whole config with null), an error
+/// naming where it was written when it is not a mapping.
+fn take_toy_overrides(root: &mut Node) -> Result<Option<Node>, ConfigError> {
+    let Some(own) = take_top(root, TOY_OVERRIDES_KEY) else { return Ok(None) };
+    match &own.kind {
+        Kind::Map(_) => Ok(Some(own)),
+        Kind::Leaf(Value::Null) => Ok(None),
+        _ => Err(ConfigError::InvalidValue {
+            key_path: TOY_OVERRIDES_KEY.to_string(),
+            origin: own.src.clone(),
+            message: format!(
+                "must be a mapping of settings merged in toy mode, found {}",
+                tree::describe(&own.clone().into_value())
+            ),
+        }),
     }
 }
 

@@ -637,6 +637,26 @@ fn toy_overrides_apply_in_toy_mode_only() {
     assert!(cfg.tree.get("toy_overrides").is_none(), "dropped outside toy mode");
 }
 
+/// Found by fuzzing: an empty `toy_overrides:` (null) replaced the whole config with null in toy
+/// mode. It is now nothing to merge; a section that is not a mapping is refused in any mode.
+#[test]
+fn empty_toy_overrides_keep_the_config_and_a_list_is_refused() {
+    let d = Dir::new();
+    d.write("confs/toy.yaml", TOY);
+    let f = d.write("confs/algos/algo.yaml", "nas: {search: {trainer: {epochs: 10}}}\ntoy_overrides:\n");
+    let cfg = load_tree(&f, &LoadOptions { toy: true, ..Default::default() }).expect("load");
+    assert_eq!(int(&cfg.tree, "nas.search.trainer.epochs"), 1, "the toy file applies");
+    assert!(cfg.tree.get("toy_overrides").is_none());
+    let g = d.write("confs/algos/list.yaml", "nas: {}\ntoy_overrides: [1, 2]\n");
+    for toy in [true, false] {
+        let (_, text) = err_text(load_tree(&g, &LoadOptions { toy, ..Default::default() }));
+        assert!(
+            text.contains("toy_overrides") && text.contains("must be a mapping") && text.contains("list.yaml"),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn toy_via_flag_merges_toy_file_and_clears_toy() {
     let d = Dir::new();
@@ -736,7 +756,7 @@ fn config_used_round_trip_gives_the_same_tree() {
         "__include__: ../common.yaml\ntoy: true\n\
          nas: {eval: {loader: {_copy: /nas/search/loader, workers: 1}, trainer: '_copy: /nas/search/trainer'}}\n\
          odd: {s3: '3', t: 'true', n: ~, f: 1.0e-3, inf: .inf, empty: {}, el: [], \
-         seqmap: [{a: 1}, [2, 3]], quoted: '_not a copy', multi: \"a\\nb\", 7: int_key, tagged: !custom 5}\n",
+         seqmap: [{a: 1}, [2, 3]], quoted: '_not a copy', multi: \"a\\nb\", 7: int_key}\n",
     );
     let cfg = load_tree(
         &f,
@@ -814,4 +834,17 @@ fn a_dataset_of_another_adapter_replaces_the_included_one_and_the_same_adapter_m
     let no_adapter = d.write("confs/root.yaml", "__include__: base.yaml\ndataset: {root: /c}\n");
     let ds = load_tree(&no_adapter, &LoadOptions::default()).unwrap().tree["dataset"].clone();
     assert_eq!((ds["root"].as_str(), ds["adapter"].as_str()), (Some("/c"), Some("idx")));
+}
+
+/// Found by fuzzing: a tagged value (`!earch: ...`, a typo's `!`) loaded, and then the run's
+/// config_used.yaml could not be written. Tags are refused where they stand.
+#[test]
+fn yaml_tags_are_refused_naming_the_key() {
+    let d = Dir::new();
+    let f = d.write("a.yaml", "nas: {search: {epochs: !big 2}}\n");
+    let (_, text) = err_text(load(&f));
+    assert!(text.contains("nas.search.epochs") && text.contains("!big") && text.contains("a.yaml"), "{text}");
+    let g = d.write("b.yaml", "nas: {!earch: {trainer: {epochs: 2}}}\n");
+    let (_, text) = err_text(load(&g));
+    assert!(text.contains("tag") && text.contains("b.yaml"), "{text}");
 }

@@ -80,6 +80,15 @@ impl Node {
         }
     }
 
+    /// This node and everything below it.
+    pub fn node_count(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Map(e) => e.iter().map(|(_, n)| n.node_count()).sum(),
+            Kind::Seq(s) => s.iter().map(Node::node_count).sum(),
+            Kind::Leaf(_) => 0,
+        }
+    }
+
     /// Name of child `i` as it appears in a dotted key path.
     pub fn child_name(&self, i: usize) -> String {
         match &self.kind {
@@ -224,6 +233,13 @@ pub(crate) fn check_keys(node: &Node, path: &mut Vec<String>) -> Result<(), crat
     match &node.kind {
         Kind::Map(e) => {
             for (k, n) in e {
+                if let Value::Tagged(t) = k {
+                    return Err(crate::ConfigError::Tagged {
+                        key_path: path.join("."),
+                        tag: t.tag.to_string(),
+                        origin: n.src.clone(),
+                    });
+                }
                 if let Value::String(s) = k {
                     if s.starts_with('!') {
                         return Err(crate::ConfigError::ReservedKey {
@@ -244,6 +260,13 @@ pub(crate) fn check_keys(node: &Node, path: &mut Vec<String>) -> Result<(), crat
                 check_keys(n, path)?;
                 path.pop();
             }
+        }
+        Kind::Leaf(Value::Tagged(t)) => {
+            return Err(crate::ConfigError::Tagged {
+                key_path: path.join("."),
+                tag: t.tag.to_string(),
+                origin: node.src.clone(),
+            })
         }
         Kind::Leaf(_) => {}
     }

@@ -105,12 +105,18 @@ impl LogTree {
         let text = yaml_serde::to_string(&self.root)
             .map_err(|source| RunLogError::Emit { path: self.path.clone(), source })?;
         let tmp = temp_path(&self.path, std::process::id());
-        {
-            let mut f = File::create(&tmp).map_err(|e| RunLogError::io("create", &tmp, e))?;
+        let written = File::create(&tmp).map_err(|e| RunLogError::io("create", &tmp, e)).and_then(|mut f| {
             f.write_all(text.as_bytes()).map_err(|e| RunLogError::io("write", &tmp, e))?;
-            f.sync_all().map_err(|e| RunLogError::io("fsync", &tmp, e))?;
+            f.sync_all().map_err(|e| RunLogError::io("fsync", &tmp, e))
+        });
+        let renamed = written.and_then(|()| {
+            fs::rename(&tmp, &self.path).map_err(|e| RunLogError::io("rename temp file onto", &self.path, e))
+        });
+        if renamed.is_err() {
+            // A full disk leaves a partial temp file; it would hold on to the space it took.
+            let _ = fs::remove_file(&tmp);
         }
-        fs::rename(&tmp, &self.path).map_err(|e| RunLogError::io("rename temp file onto", &self.path, e))?;
+        renamed?;
         sync_dir(&parent_dir(&self.path))
     }
 }

@@ -889,8 +889,11 @@ fn save_checkpoint(
     let err = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
     named.push((CHECKSUM.into(), Tensor::from(checksum(&named).map_err(err)?)));
     let tmp = path.with_extension("tmp");
-    Tensor::save_multi(&named.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), &tmp)
-        .map_err(|e| err(e.to_string()))?;
+    Tensor::save_multi(&named.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), &tmp).map_err(|e| {
+        // A full disk leaves a partial file; it would hold on to the space it took.
+        let _ = std::fs::remove_file(&tmp);
+        err(e.to_string())
+    })?;
     // The last two checkpoints are kept: a latest one damaged on disk costs one epoch, not the
     // phase. A kill between the two renames leaves only the previous one, which resume uses.
     if path.is_file() {

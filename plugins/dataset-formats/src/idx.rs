@@ -34,7 +34,7 @@ pub fn read(images: &Path, labels: &Path) -> Result<RawSplit, FormatError> {
         channels: 1,
         height,
         width,
-        class_names: numeric_class_names(&labels_vec),
+        class_names: numeric_class_names(&labels_vec, labels)?,
         labels: labels_vec,
         source: labels.to_path_buf(),
     })
@@ -42,10 +42,23 @@ pub fn read(images: &Path, labels: &Path) -> Result<RawSplit, FormatError> {
 
 /// Reads one IDX file whose magic must be `magic`; returns the data bytes and the dimensions.
 fn read_idx(path: &Path, magic: u32, what: &'static str) -> Result<(Vec<u8>, Vec<usize>), FormatError> {
-    let (mut bytes, gz) = read_maybe_gzip(path)?;
-    let detail = if gz { " after decompression" } else { "" };
     let ndims = (magic & 0xff) as usize;
     let header = 4 + 4 * ndims;
+    let (mut bytes, length, gz) = read_maybe_gzip(
+        path,
+        |head| {
+            // How much decompressed data the header promises, so a gzip bomb is never inflated
+            // into memory beyond it (None: the header is incomplete or absurd; the checks below
+            // report it).
+            let dims = head.get(4..header)?;
+            let payload = dims
+                .chunks_exact(4)
+                .try_fold(1u64, |acc, c| acc.checked_mul(u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64));
+            payload?.checked_add(header as u64)
+        },
+        header,
+    )?;
+    let detail = if gz { " after decompression" } else { "" };
     let truncated = |expected: u64, actual: usize| FormatError::Truncated {
         path: path.to_path_buf(),
         expected,
@@ -73,7 +86,7 @@ fn read_idx(path: &Path, magic: u32, what: &'static str) -> Result<(Vec<u8>, Vec
             reason: format!("header dimensions {dims:?} are too large; the file is corrupt"),
         });
     };
-    let actual = bytes.len() as u64;
+    let actual = length;
     if actual < total {
         return Err(truncated(total, bytes.len()));
     }

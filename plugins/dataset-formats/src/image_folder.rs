@@ -140,6 +140,22 @@ fn has_image_extension(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The most pixels an image may have (8192 x 4096). The header is checked before decoding: the
+/// decoders allocate what the header claims, so a corrupt or hostile file claiming 65535 x 65535
+/// would otherwise take gigabytes. NAS datasets are far smaller; larger photos should be resized
+/// before they become a dataset.
+pub const MAX_IMAGE_PIXELS: u64 = 8192 * 4096;
+
+fn check_pixels(width: u64, height: u64) -> Result<(), String> {
+    if width.saturating_mul(height) > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "the header says {width}x{height}, more than the {MAX_IMAGE_PIXELS} pixels this reader accepts \
+             (a corrupt file, or an image to shrink before it joins a dataset)"
+        ));
+    }
+    Ok(())
+}
+
 /// A decoded image: interleaved (HWC) 8-bit pixels, 1 or 3 channels.
 struct Decoded {
     channels: usize,
@@ -176,6 +192,7 @@ fn decode_png(bytes: &[u8]) -> Result<Decoded, String> {
     // Expands palettes and low bit depths and strips 16-bit samples, leaving 8-bit gray/RGB(A).
     dec.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = dec.read_info().map_err(|e| e.to_string())?;
+    check_pixels(reader.info().width as u64, reader.info().height as u64)?;
     let mut buf = vec![0u8; reader.output_buffer_size()];
     let frame = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
     let (height, width) = (frame.height as usize, frame.width as usize);
@@ -195,6 +212,9 @@ fn decode_png(bytes: &[u8]) -> Result<Decoded, String> {
 
 fn decode_jpeg(bytes: &[u8]) -> Result<Decoded, String> {
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    dec.read_info().map_err(|e| e.to_string())?;
+    let header = dec.info().ok_or("no image header")?;
+    check_pixels(header.width as u64, header.height as u64)?;
     let pixels = dec.decode().map_err(|e| e.to_string())?;
     let info = dec.info().ok_or("no image header")?;
     let (height, width) = (info.height as usize, info.width as usize);

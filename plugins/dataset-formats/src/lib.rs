@@ -114,11 +114,25 @@ impl RawSplit {
     }
 }
 
+/// The most classes a format without class names may imply. Names are made for every index up
+/// to the largest label, so a corrupt label (say 2^40) must be refused, not turned into a
+/// trillion names.
+pub const MAX_NUMERIC_CLASSES: usize = 1 << 20;
+
 /// `"0"`, `"1"`, ... up to the largest non-negative label, for formats that carry no class names.
-pub(crate) fn numeric_class_names(labels: &[i64]) -> Vec<String> {
+/// A label of [`MAX_NUMERIC_CLASSES`] or more is an error naming it and `source`.
+pub(crate) fn numeric_class_names(labels: &[i64], source: &std::path::Path) -> Result<Vec<String>, FormatError> {
+    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= MAX_NUMERIC_CLASSES as i64) {
+        return Err(FormatError::LabelOutOfRange {
+            path: source.to_path_buf(),
+            index,
+            label,
+            num_classes: MAX_NUMERIC_CLASSES,
+        });
+    }
     let max = labels.iter().copied().filter(|&l| l >= 0).max();
-    match max {
+    Ok(match max {
         Some(m) => (0..=m).map(|i| i.to_string()).collect(),
         None => Vec::new(),
-    }
+    })
 }

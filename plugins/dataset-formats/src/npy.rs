@@ -78,7 +78,7 @@ pub fn read(images: &Path, labels: &Path, layout: NpyLayout) -> Result<RawSplit,
         channels,
         height,
         width,
-        class_names: numeric_class_names(&label_vec),
+        class_names: numeric_class_names(&label_vec, labels)?,
         labels: label_vec,
         source: labels.to_path_buf(),
     })

@@ -19,19 +19,36 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> FormatError {
 
 /// Reads a file and decompresses it when it starts with the gzip magic bytes. Detection goes by
 /// content, not extension, because distributions rename and recompress these files freely.
-/// Returns the bytes and whether they were compressed.
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<(Vec<u8>, bool), FormatError> {
+///
+/// Decompression is bounded: the first `head_len` bytes are inflated, `expected(head)` says how
+/// many bytes the whole file should have (from its header), and no more than one byte beyond
+/// that is kept in memory; the rest is only counted. So a small file that inflates to gigabytes
+/// (a gzip bomb, or a corrupt header) costs time, not memory. Returns the bytes, the full
+/// decompressed length, and whether the file was compressed.
+pub(crate) fn read_maybe_gzip(
+    path: &Path,
+    expected: impl FnOnce(&[u8]) -> Option<u64>,
+    head_len: usize,
+) -> Result<(Vec<u8>, u64, bool), FormatError> {
     let raw = read_file(path)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        // Multi-member aware: some tools write concatenated gzip members.
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|source| FormatError::Gzip { path: path.to_path_buf(), source })?;
-        Ok((out, true))
-    } else {
-        Ok((raw, false))
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        let len = raw.len() as u64;
+        return Ok((raw, len, false));
     }
+    let gz_err = |source| FormatError::Gzip { path: path.to_path_buf(), source };
+    // Multi-member aware: some tools write concatenated gzip members.
+    let mut stream = flate2::read::MultiGzDecoder::new(raw.as_slice());
+    let mut out = Vec::new();
+    (&mut stream).take(head_len as u64).read_to_end(&mut out).map_err(gz_err)?;
+    let Some(limit) = expected(&out) else {
+        let len = out.len() as u64;
+        return Ok((out, len, true));
+    };
+    let rest = limit.saturating_sub(out.len() as u64).saturating_add(1);
+    (&mut stream).take(rest).read_to_end(&mut out).map_err(gz_err)?;
+    let beyond = std::io::copy(&mut stream, &mut std::io::sink()).map_err(gz_err)?;
+    let len = out.len() as u64 + beyond;
+    Ok((out, len, true))
 }
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {

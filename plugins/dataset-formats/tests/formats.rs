@@ -545,3 +545,34 @@ fn fashion_mnist_from_debian_package() {
     assert!((mean - 0.2860).abs() < 5e-4, "mean {mean}");
     assert!((var.sqrt() - 0.3530).abs() < 5e-4, "std {}", var.sqrt());
 }
+
+/// Found by fuzzing: a labels file with one corrupt label (2^40) made the reader build a class
+/// name for every index up to it and abort out of memory. It is now refused, naming the sample.
+#[test]
+fn npy_huge_label_is_refused_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ip, lp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    npy::write_array(&ip, "|u1", &[2, 1, 1], &[0u8; 2]).unwrap();
+    let labels: Vec<u8> = [0i64, 1 << 40].iter().flat_map(|l| l.to_le_bytes()).collect();
+    npy::write_array(&lp, "<i8", &[2], &labels).unwrap();
+    let e = npy::read(&ip, &lp, NpyLayout::Nhwc).unwrap_err();
+    assert!(matches!(e, FormatError::LabelOutOfRange { index: 1, .. }), "{e:?}");
+    assert!(msg(&e).contains("y.npy") && msg(&e).contains(&(1i64 << 40).to_string()), "{e}");
+}
+
+/// Found by fuzzing: a JPEG whose header claims 65535x65535 made the decoder allocate 8 GB before
+/// reading a pixel. The header is checked against image_folder::MAX_IMAGE_PIXELS first.
+#[test]
+fn image_whose_header_claims_a_huge_size_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    make_folder(dir.path());
+    let mut bomb = gray_jpeg_8x8(100);
+    // The SOF0 segment: FF C0, length, precision, then height and width (big-endian u16).
+    let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    bomb[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+    let bad = dir.path().join("dog/bomb.jpg");
+    fs::write(&bad, bomb).unwrap();
+    let e = image_folder::read(dir.path(), None, Some((8, 8))).unwrap_err();
+    assert!(matches!(e, FormatError::Image { .. }), "{e:?}");
+    assert!(msg(&e).contains("bomb.jpg") && msg(&e).contains("65535x65535"), "{e}");
+}

@@ -404,7 +404,7 @@ fn a_panic_in_a_plugin_is_reported_and_the_host_lives_on() {
 
 #[test]
 fn a_plugin_built_for_another_libtorch_is_refused() {
-    let lib = build_plugin_crate(&repo_root().join("host/tests/fixtures/wrong-libtorch-plugin"));
+    let lib = build_plugin_crate(&repo_root().join("tests/fixtures/wrong-libtorch-plugin"));
     let dir = plugin_dir_with(&[&lib, &plugin_dir().join("libops_darts.so")]);
     let err = PluginRegistry::scan(&[dir.path().to_path_buf()]).err().expect("refused").to_string();
     assert!(

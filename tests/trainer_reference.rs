@@ -1,5 +1,5 @@
 //! The trainer's learning-rate schedules and optimizers against PyTorch 2.11's own values
-//! (host/tests/fixtures/trainer_reference.json, written by scripts/fixtures/trainer_reference.py
+//! (tests/fixtures/trainer_reference.json, written by scripts/fixtures/trainer_reference.py
 //! with the set-up venv): every step's learning rate, and every parameter after each of six
 //! updates with fixed gradients, to 1e-6.
 use archai::train::optim::{Optimizer, OptimizerConfig};
@@ -8,7 +8,7 @@ use serde_json::Value;
 use tch::{Kind, Tensor};
 
 fn reference() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/trainer_reference.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/trainer_reference.json");
     let text = std::fs::read_to_string(path).expect("the reference fixture is in the repository");
     serde_json::from_str(&text).unwrap()
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The gathered plugins of the workspace build (scripts/setup.sh or scripts/test.sh make them).
@@ -20,8 +20,32 @@ pub fn plugin_dir() -> PathBuf {
     dir
 }
 
+/// The `archai` binary the tests run. It belongs to another package (`host`), so cargo does not
+/// build it for this one: the first call builds it (`cargo build -p archai --bin archai`, a no-op
+/// when it is up to date) with this test binary's profile, so a test never runs a stale binary.
+/// `ARCHAI_BIN` names a prebuilt one instead (the GPU bundle, which carries no cargo).
 pub fn archai_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_archai"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("ARCHAI_BIN") {
+            return PathBuf::from(bin);
+        }
+        // A test binary lives in target/<profile>/deps/.
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+        let release = profile_dir.file_name().is_some_and(|p| p == "release");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.current_dir(repo_root()).args(["build", "--quiet", "-p", "archai", "--bin", "archai"]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo to build the archai binary");
+        assert!(status.success(), "building the archai binary failed (see cargo's output above)");
+        let bin = profile_dir.join("archai");
+        assert!(bin.is_file(), "{} was not produced", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// Builds a standalone plugin crate in release mode, sharing the repo's target dir so libtorch's
