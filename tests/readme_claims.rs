@@ -160,3 +160,32 @@ fn a_batch_that_cannot_fit_in_memory_is_refused_before_any_work() {
     );
     assert!(!output_text(&o).contains("search: darts_search"), "the search started: {}", output_text(&o));
 }
+
+/// The activation estimate refuses a search batch whose inputs fit but whose network cannot
+/// (the README's example), before the search network is built or any step runs. The full-size
+/// search network (25.5 MB per sample) at 200,000 rows needs about 5 TB, more than any machine
+/// this runs on, while the inputs need 1.3 GB.
+#[test]
+fn a_batch_whose_activations_cannot_fit_is_refused_before_the_search_starts() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = archai(&[
+        "run",
+        "confs/algos/darts.yaml",
+        "--set",
+        "nas.search.trainer.batch_size=200000",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let lines = error_lines(&o);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("nas.search.trainer.batch_size = 200000: darts_search keeps at least")
+            && lines[0].contains("of activations for a chunk of 200000 rows (25.54 MB per sample")
+            && lines[0].contains("lower batch_size or raise batch_chunks"),
+        "{lines:?}"
+    );
+    assert!(!output_text(&o).contains("search: darts_search with"), "the network was built: {}", output_text(&o));
+    assert!(!run.join("search/checkpoint.pt").exists());
+}

@@ -233,6 +233,50 @@ fn check_batch_fits(key: &str, t: &TrainerConfig, input: [usize; 3], available: 
     Ok(())
 }
 
+/// Refuses a phase whose network cannot keep one step's activations in memory, before any weight
+/// is made: the estimate is `archai stats`' activation figure (every op's fp32 output, which
+/// autograd keeps for backward; every candidate of a mixed edge counts) for the rows of one
+/// batch chunk. Ops keep more than their outputs (a separable conv's inner tensors), so this is
+/// a lower bound: what it refuses cannot fit, what it passes may still not. Only for CPU runs,
+/// whose limit is MemAvailable; a GPU's memory is another budget.
+fn check_activations_fit(
+    key: &str,
+    desc: &ModelDesc,
+    reg: &PluginRegistry,
+    t: &TrainerConfig,
+    device: Device,
+    available: Option<u64>,
+) -> Result<()> {
+    let Some(available) = available.filter(|_| device == Device::Cpu) else { return Ok(()) };
+    let (parts, _) = crate::stats::analyze(desc, reg)?;
+    let per_sample: i64 = parts.iter().map(|p| p.activation_bytes_per_sample).sum();
+    match activation_refusal(key, &desc.name, per_sample, t, available) {
+        Some(message) => bail!(message),
+        None => Ok(()),
+    }
+}
+
+/// The refusal of [`check_activations_fit`], if the rows of one chunk need more than `available`.
+fn activation_refusal(key: &str, name: &str, per_sample: i64, t: &TrainerConfig, available: u64) -> Option<String> {
+    let rows = t.batch_size.div_ceil(t.batch_chunks.max(1));
+    let bytes = per_sample as f64 * rows as f64;
+    (bytes > available as f64).then(|| {
+        format!(
+            "{key}.batch_size = {}: {name} keeps at least {} of activations for a chunk of {rows} rows ({} per \
+             sample, fp32 op outputs kept for backward), more than the {} this machine has available; lower \
+             batch_size or raise batch_chunks (rows are then processed in chunks, same result)",
+            t.batch_size,
+            gigabytes(bytes),
+            megabytes(per_sample as f64),
+            gigabytes(available as f64)
+        )
+    })
+}
+
+fn megabytes(bytes: f64) -> String {
+    format!("{:.2} MB", bytes / 1e6)
+}
+
 /// Writes a Graphviz DOT picture of each cell type of a final description.
 pub fn cells_dot(desc: &ModelDesc) -> String {
     let mut out = String::from("digraph cells {\n  rankdir=LR;\n");
@@ -422,6 +466,7 @@ fn search_phase(ctx: &RunContext, search: &SearchConfig, log: &mut RunLog) -> Re
     algo.arch_training = space.arch_training;
     let desc = ModelDesc::from_yaml(space.model_desc_yaml.as_str(), &format!("algorithm `{}`", algo.name))?;
     write(&run_dir.join("search/model_desc.yaml"), &desc.to_yaml())?;
+    check_activations_fit("nas.search.trainer", &desc, reg, &search.trainer, device, available_memory_bytes())?;
     let store = ParamStore::new(device);
     let mut net = Network::compile(&desc, reg, &store)?;
     net.channels_last = cfg.common.channels_last;
@@ -532,6 +577,7 @@ fn eval_phase(ctx: &RunContext, trainer_cfg: &TrainerConfig, desc: &ModelDesc, l
     let RunContext { cfg, reg, data, run_dir, device, resume, rank } = *ctx;
     let t0 = Instant::now();
     tch::manual_seed(cfg.common.seed as i64);
+    check_activations_fit("nas.eval.trainer", desc, reg, trainer_cfg, device, available_memory_bytes())?;
     let store = ParamStore::new(device);
     let mut net = Network::compile(desc, reg, &store)?;
     net.channels_last = cfg.common.channels_last;
@@ -785,6 +831,16 @@ mod tests {
         assert!(e.contains("3x100000x100000"), "{e}");
         // Without a figure from the kernel nothing is refused.
         assert!(check_batch_fits("nas.eval.trainer", &huge, [1, 28, 28], None).is_ok());
+        // Activations: 10 MB per sample at 1000 rows is 10 GB, over an 8 GB machine; chunks of
+        // 250 rows keep a quarter of it.
+        let big = TrainerConfig::sgd(1000, 0.1, 0.0, None);
+        let e = activation_refusal("nas.search.trainer", "net", 10_000_000, &big, 8 << 30).expect("refused");
+        assert!(
+            e.contains("net keeps at least 10.0 GB") && e.contains("chunk of 1000 rows") && e.contains("10.00 MB"),
+            "{e}"
+        );
+        let chunked = TrainerConfig { batch_chunks: 4, ..big };
+        assert!(activation_refusal("nas.search.trainer", "net", 10_000_000, &chunked, 8 << 30).is_none());
     }
 
     #[test]
