@@ -277,3 +277,29 @@ fn the_differentiable_algorithms_that_average_search_over_ranks_in_step() {
         assert!(out.join("search/final_model_desc.yaml").is_file(), "{algo}");
     }
 }
+
+/// A global batch with fewer rows than ranks (batch 1 on 2 ranks) leaves rank 1 without rows in
+/// every step. Such a rank still runs its forward on no rows, so GDAS' Gumbel samples stay in step
+/// and SNAS' architecture parameters get their (zero) gradient; both then search exactly like one
+/// process. This stopped both before (GDAS: "the data-parallel run diverged"; SNAS: "no
+/// architecture gradient after the weight step").
+#[test]
+fn a_batch_with_fewer_rows_than_ranks_searches_like_one_process() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    for algo in ["gdas", "snas"] {
+        let conf = format!("confs/algos/{algo}.yaml");
+        let sets = ["nas.search.trainer.batch_size=1", "nas.search.trainer.max_batches=3"];
+        let one = tmp.path().join(format!("one-{algo}"));
+        let mut single: Vec<&str> = sets.to_vec();
+        single.push("common.threads=1");
+        let args = run_args(&conf, &one, &single);
+        let o = archai(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{algo}: {}", output_text(&o));
+        let two = tmp.path().join(format!("two-{algo}"));
+        let o = launch_run(&conf, &two, &sets);
+        assert!(o.status.success(), "{algo}: {}", output_text(&o));
+        let diff = max_difference(&searched(&one), &searched(&two));
+        assert!(diff <= 1e-5, "{algo}: 2 ranks vs 1 process, max difference of weights and alphas {diff:e}");
+    }
+}

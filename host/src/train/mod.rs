@@ -313,19 +313,25 @@ fn row_chunks(x: &Tensor, y: &Tensor, chunks: usize, total: i64) -> Vec<(Tensor,
         .collect()
 }
 
-/// Cross-entropy in fp32 whatever precision the logits were computed in.
-/// Cross-entropy of the classifier's logits (a plugin op's output) against the labels; logits of
-/// the wrong shape are an error naming both shapes, not a panic.
+/// Cross-entropy, in fp32 whatever precision the logits were computed in, of the classifier's
+/// logits (a plugin op's output) against the labels. Logits of the wrong shape are an error
+/// naming both shapes; anything else libtorch refuses (a label outside the classes: "Target 12 is
+/// out of bounds") keeps libtorch's message, without its backtrace. Never a panic.
 fn criterion(logits: &Tensor, y: &Tensor, smoothing: f64) -> Result<Tensor, TrainError> {
+    let shape = logits.size();
+    let n = y.size().first().copied().unwrap_or(0);
+    if shape.len() != 2 || shape[0] != n {
+        return Err(TrainError::Model(ModelError::Forward(format!(
+            "the classifier returned logits of shape {shape:?} for {n} labels (expected [{n}, classes])"
+        ))));
+    }
     logits
         .f_to_kind(Kind::Float)
         .and_then(|l| l.f_cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing))
-        .map_err(|_| {
+        .map_err(|e| {
             TrainError::Model(ModelError::Forward(format!(
-                "the classifier returned logits of shape {:?} for {} labels (expected [{}, classes])",
-                logits.size(),
-                y.size().first().copied().unwrap_or(0),
-                y.size().first().copied().unwrap_or(0)
+                "cross-entropy of logits {shape:?} against the labels: {}",
+                archai_plugin_api::trim_backtrace(&e.to_string())
             )))
         })
 }
@@ -427,23 +433,32 @@ impl ModelServices for Services<'_> {
         host_service("loss", || {
             let (x, y) = (x.view(), y.view());
             let n = y.size().first().copied().unwrap_or(0);
+            // Algorithms average their gradients of this loss over the ranks (average_over_ranks),
+            // so each rank's loss is its rows' mean scaled by its part of the global batch: the
+            // average is then the global batch's mean even when a short batch splits unevenly
+            // (with equal parts, as usual, the scale is 1).
+            let mut rows = [n as f64];
+            self.strategy.sum(&mut rows).map_err(|e| e.to_string())?;
+            let global = rows[0].max(1.0);
+            let part = n as f64 * self.strategy.world() as f64 / global;
+            if n == 0 {
+                // A data-parallel rank left without rows by a short batch: its share of the loss
+                // is zero, computed through a forward on no rows so that it reaches the tensors
+                // the other ranks' losses reach (gradients of it are zeros, not an error, nor the
+                // NaN of a mean over nothing) and stochastic mixers draw in step.
+                let zero = self.forward(&x, true)?.sum(Kind::Float) * 0.0;
+                return Ok(TensorOwned::new(zero));
+            }
             let mut total: Option<Tensor> = None;
             for (xc, yc, share) in row_chunks(&x, &y, self.chunks, n) {
                 let logits = self.forward(&xc, true)?;
-                // libtorch's own message (an out-of-range label says so), not criterion's shape one.
-                let loss = logits
-                    .f_to_kind(Kind::Float)
-                    .and_then(|l| {
-                        l.f_cross_entropy_loss::<Tensor>(&yc, None, tch::Reduction::Mean, -100, self.smoothing)
-                    })
-                    .and_then(|l| l.f_mul_scalar(share))
-                    .map_err(|e| archai_plugin_api::trim_backtrace(&e.to_string()))?;
+                let loss = criterion(&logits, &yc, self.smoothing).map_err(|e| e.to_string())? * (share * part);
                 total = Some(match total {
                     Some(t) => t + loss,
                     None => loss,
                 });
             }
-            Ok(TensorOwned::new(total.ok_or("the batch is empty")?))
+            Ok(TensorOwned::new(total.ok_or("the batch has rows but no chunk of them")?))
         })
     }
     fn weight_optimizer(&self) -> RString {
@@ -691,10 +706,18 @@ pub fn weight_step_with(
     let result = (|| {
         let n = y.size()[0];
         if n == 0 {
-            // A short last batch left this rank no rows: it contributes zero gradients (defined,
-            // so that every rank sums the same buckets).
-            for (_, p) in opt.params() {
-                (p.sum(Kind::Float) * 0.0).backward();
+            // A short last batch left this rank no rows: it contributes zero gradients. Its
+            // forward still runs, on no rows (libtorch keeps batch norm's graph and leaves the
+            // running statistics alone): stochastic mixers (GDAS' Gumbel samples) then draw what
+            // the other ranks draw, and the gradients it defines (zeros) are those of the tensors
+            // the other ranks' forwards reached, so every rank's optimizer updates the same
+            // tensors (SGD skips a tensor without a gradient: weight decay and momentum included).
+            let _autocast = c.precision.autocast(x.device())?;
+            let (logits, aux) = net.forward_with_aux(&x, true, c.aux_weight > 0.0)?;
+            let zero = logits.sum(Kind::Float) * 0.0;
+            match aux {
+                Some(aux) => (zero + aux.sum(Kind::Float) * 0.0).backward(),
+                None => zero.backward(),
             }
             let aux_loss = (c.aux_weight > 0.0).then_some(0.0);
             return Ok(StepResult {
@@ -1052,9 +1075,12 @@ mod tests {
         let logits = Tensor::zeros([2, 10], (Kind::Float, Device::Cpu));
         let fine = criterion(&logits, &Tensor::from_slice(&[1i64, 2]), 0.0).unwrap();
         assert!((fine.double_value(&[]) - 10f64.ln()).abs() < 1e-6);
-        for (bad, y) in [(Tensor::zeros([3, 10], (Kind::Float, Device::Cpu)), [1i64, 2]), (logits, [0, 15])] {
-            let e = criterion(&bad, &Tensor::from_slice(&y), 0.0).unwrap_err().to_string();
-            assert!(e.contains("the classifier returned logits of shape") && e.contains("2 labels"), "{e}");
-        }
+        let e = criterion(&Tensor::zeros([3, 10], (Kind::Float, Device::Cpu)), &Tensor::from_slice(&[1i64, 2]), 0.0);
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("the classifier returned logits of shape [3, 10]") && e.contains("2 labels"), "{e}");
+        // A label outside the classes is said to be one, not reported as a shape mismatch.
+        let e = criterion(&logits, &Tensor::from_slice(&[0i64, 15]), 0.0).unwrap_err().to_string();
+        assert!(e.contains("out of bounds") && !e.contains("shape [2, 10] for"), "{e}");
+        assert!(!e.contains("frame #"), "no C++ backtrace: {e}");
     }
 }
