@@ -249,3 +249,52 @@ fn a_comparison_keeps_starting_runs_after_its_binary_was_rebuilt() {
     // Seed 1 may have started before the swap; seed 2 started after it.
     assert!(finished(&out.join("random/seed-2")), "{t}");
 }
+
+/// `archai launch --nproc 2 -- compare` spreads the runs over the two ranks (each takes every
+/// second unfinished run), rank 0 writes the report once both are done, and every run is the run
+/// a single-process comparison makes (same threads per run).
+#[test]
+fn a_launched_comparison_spreads_its_runs_over_the_ranks_and_matches_one_process() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = write_comparison(tmp.path());
+    let one = tmp.path().join("one");
+    let o = archai(&[
+        "compare",
+        conf.to_str().unwrap(),
+        "--toy",
+        "--jobs",
+        "2",
+        "--threads",
+        "2",
+        "--out",
+        one.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let two = tmp.path().join("two");
+    let o = archai(&[
+        "launch",
+        "--nproc",
+        "2",
+        "--",
+        "compare",
+        conf.to_str().unwrap(),
+        "--toy",
+        "--out",
+        two.to_str().unwrap(),
+    ]);
+    let text = output_text(&o);
+    assert!(o.status.success(), "{text}");
+    for rank in 0..2 {
+        let ran = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("[rank {rank}] [")) && l.contains(": ok, test top-1"))
+            .count();
+        assert_eq!(ran, 2, "rank {rank} ran 2 of the 4 runs:\n{text}");
+    }
+    assert!(text.contains("[rank 0] report: "), "{text}");
+    assert!(two.join("report.html").is_file());
+    for run in ["darts/seed-0", "darts/seed-1", "random/seed-0", "random/seed-1"] {
+        assert_same_training(&one.join(run), &two.join(run));
+    }
+}

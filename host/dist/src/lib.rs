@@ -78,6 +78,11 @@ fn lost_peer(rank: usize, world: usize) -> String {
     }
 }
 
+/// The variables by which torchrun (and `archai launch`) place a worker in a job. A worker that
+/// starts single-process children (`archai compare`'s runs) removes them from the children.
+pub const WORLD_VARS: [&str; 6] =
+    ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"];
+
 /// Where this worker stands in the job, as torchrun's variables say: RANK, LOCAL_RANK,
 /// WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
 #[derive(Debug, Clone, PartialEq, Eq)]

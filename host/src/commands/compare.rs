@@ -1,5 +1,10 @@
 //! `archai compare`: every (experiment × seed) of a comparison as its own `archai run` process,
 //! under one directory, resumable, then `archai report` on the result.
+//!
+//! Under `archai launch --nproc N` (or any launcher that sets torchrun's variables) the runs are
+//! spread over the N ranks: each rank takes every N-th unfinished run, rank 0 then waits for the
+//! others' reports in `<out>/ranks/` and writes the comparison's report. The ranks must see the
+//! same comparison directory (one machine, or a shared file system).
 use crate::report::collect::{Manifest, MANIFEST};
 use anyhow::{bail, Context, Result};
 use archai_runlog::schema::{RunRecord, RunStatus};
@@ -151,10 +156,15 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(out.join("logs")).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join(MANIFEST), yaml_serde::to_string(&manifest)?)?;
-
-    let mut queue = VecDeque::new();
+    let ranks = Ranks::join()?;
+    if ranks.rank == 0 {
+        std::fs::create_dir_all(out.join("logs")).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join(MANIFEST), yaml_serde::to_string(&manifest)?)?;
+        // Reports of an earlier attempt's ranks must not count for this one.
+        let _ = std::fs::remove_dir_all(out.join(RANKS_DIR));
+    }
+    // Every rank lists the unfinished runs before any of them starts one, so all see the same list.
+    let mut pending = Vec::new();
     let mut kept = 0;
     for (exp, seeds) in &manifest.runs {
         for (seed, rel) in seeds {
@@ -163,14 +173,22 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
                 kept += 1;
                 continue;
             }
-            queue.push_back(Job { experiment: exp.clone(), conf: spec.experiments[exp].clone(), seed: *seed, dir });
+            pending.push(Job { experiment: exp.clone(), conf: spec.experiments[exp].clone(), seed: *seed, dir });
         }
     }
+    ranks.started()?;
+    let pending_count = pending.len();
+    let queue: VecDeque<Job> = pending.into_iter().skip(ranks.rank).step_by(ranks.world).collect();
     let total = queue.len();
+    let share = if ranks.world > 1 {
+        format!("; rank {} of {} takes {total} of the rest", ranks.rank, ranks.world)
+    } else {
+        String::new()
+    };
     println!(
-        "comparison {}: {} runs ({} finished earlier and kept), {} at a time with {per_job} threads each, in {}",
+        "comparison {}: {} runs ({} finished earlier and kept{share}), {} at a time with {per_job} threads each, in {}",
         spec.name,
-        total + kept,
+        kept + pending_count,
         kept,
         args.jobs,
         out.display()
@@ -205,6 +223,15 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             });
         }
     });
+    let mut failures = failures.into_inner().expect("failures");
+    if ranks.rank > 0 {
+        // Rank 0 reports every rank's failures; a failing exit here would make the launcher stop
+        // rank 0 before it writes the report.
+        ranks.finished(&out, &failures)?;
+        println!("rank {}: {total} runs done, {} failed; rank 0 writes the report", ranks.rank, failures.len());
+        return Ok(());
+    }
+    failures.extend(ranks.wait_for_others(&out)?);
     // The failures below matter more than a report that cannot be made (no run finished).
     match crate::report::write_report(std::slice::from_ref(&out), &out, None) {
         Ok(analysis) => {
@@ -213,16 +240,79 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
         }
         Err(e) => println!("report: not written: {e:#}"),
     }
-    let failures = failures.into_inner().expect("failures");
     if !failures.is_empty() {
         bail!(
             "{} of {} runs failed (running the same command again resumes them):\n  {}",
             failures.len(),
-            total,
+            pending_count,
             failures.join("\n  ")
         );
     }
     Ok(())
+}
+
+/// Where the ranks of a launched comparison leave their failures for rank 0.
+const RANKS_DIR: &str = "ranks";
+
+/// This process's place in a launched comparison (rank 0 of 1 when not launched).
+struct Ranks {
+    rank: usize,
+    world: usize,
+    group: Option<archai_dist::ProcessGroup>,
+}
+
+impl Ranks {
+    fn join() -> Result<Ranks> {
+        match archai_dist::WorldEnv::from_env()? {
+            Some(env) if env.world > 1 => {
+                let group = archai_dist::ProcessGroup::join(&env, std::time::Duration::from_secs(300))?;
+                Ok(Ranks { rank: group.rank(), world: group.world(), group: Some(group) })
+            }
+            _ => Ok(Ranks { rank: 0, world: 1, group: None }),
+        }
+    }
+
+    /// All ranks have listed the pending runs (and rank 0 has cleared old rank reports).
+    fn started(&self) -> Result<()> {
+        if let Some(g) = &self.group {
+            g.barrier()?;
+        }
+        Ok(())
+    }
+
+    fn report_path(out: &Path, rank: usize) -> PathBuf {
+        out.join(RANKS_DIR).join(format!("rank-{rank}.yaml"))
+    }
+
+    /// Leaves this rank's failures for rank 0 (written whole, then renamed into place).
+    fn finished(&self, out: &Path, failures: &[String]) -> Result<()> {
+        let path = Self::report_path(out, self.rank);
+        std::fs::create_dir_all(out.join(RANKS_DIR))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, yaml_serde::to_string(failures)?)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Rank 0: waits (as long as the runs take; the launcher stops the job if a rank dies) for
+    /// every other rank's report and returns their failures.
+    fn wait_for_others(&self, out: &Path) -> Result<Vec<String>> {
+        let mut failures = Vec::new();
+        let mut said = false;
+        for rank in 1..self.world {
+            let path = Self::report_path(out, rank);
+            while !path.is_file() {
+                if !said {
+                    println!("rank 0: waiting for the other ranks' runs");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let theirs: Vec<String> = yaml_serde::from_str(&text).with_context(|| format!("{}", path.display()))?;
+            failures.extend(theirs);
+        }
+        Ok(failures)
+    }
 }
 
 /// Runs one job as an `archai run` child process (its console output goes to logs/), resuming
@@ -254,6 +344,10 @@ fn run_job(
     let log_path = out.join("logs").join(format!("{}-seed-{}.txt", job.experiment, job.seed));
     let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     cmd.stdout(log.try_clone()?).stderr(log).env("RAYON_NUM_THREADS", threads.to_string());
+    // A run is one process even when this comparison is a rank of a launched job.
+    for var in archai_dist::WORLD_VARS {
+        cmd.env_remove(var);
+    }
     kill_with_parent(&mut cmd);
     let status = cmd.status().context("starting archai run")?;
     if !status.success() {

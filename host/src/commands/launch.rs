@@ -34,7 +34,8 @@ pub struct Args {
     /// default: this machine's cores divided by --nproc, at least 1.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// The archai command each worker runs (`run CONF ...` or `train MODEL ...`), after `--`.
+    /// The archai command each worker runs (`run CONF ...`, `train MODEL ...`, or `compare FILE ...`
+    /// to spread a comparison's runs over the workers), after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
@@ -84,11 +85,11 @@ fn check(args: &Args) -> Result<()> {
         bail!("a job over several machines needs --master-port (the same on every machine)");
     }
     match args.command.first().map(String::as_str) {
-        Some("run" | "train") => Ok(()),
+        Some("run" | "train" | "compare") => Ok(()),
         Some("bench") if args.command.get(1).map(String::as_str) == Some("allreduce") => Ok(()),
         Some(other) => bail!(
-            "`archai launch` runs `run`, `train` or `bench allreduce` in each worker, not `{other}` (only they \
-             work data-parallel)"
+            "`archai launch` runs `run`, `train`, `compare` or `bench allreduce` in each worker, not `{other}` \
+             (only they work over ranks)"
         ),
         None => {
             bail!("give the command after `--`, e.g. `archai launch --nproc 2 -- train confs/models/resnet_small.yaml`")
@@ -160,6 +161,9 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             // The experiment's own `common.threads` would win over OMP_NUM_THREADS; set last, it
             // is also what the run's config_used.yaml records.
             cmd.args(["--set", &format!("common.threads={threads}")]);
+        } else if args.command[0] == "compare" {
+            // A rank's runs share its threads (`compare --jobs`).
+            cmd.args(["--threads", &threads.to_string()]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Their own process group: a Ctrl-C at the terminal reaches the launcher, which forwards
@@ -274,6 +278,7 @@ mod tests {
     #[test]
     fn launches_that_cannot_work_are_refused_before_starting_anything() {
         assert!(check(&args(2, 1, 0, &["run", "c.yaml"])).is_ok());
+        assert!(check(&args(2, 1, 0, &["compare", "c.yaml"])).is_ok());
         let e = check(&args(2, 1, 0, &["search", "c.yaml"])).unwrap_err().to_string();
         assert!(e.contains("not `search`"), "{e}");
         assert!(check(&args(0, 1, 0, &["run"])).is_err());
