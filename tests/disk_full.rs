@@ -109,6 +109,8 @@ fn a_full_disk_fails_the_run_naming_the_file_and_resume_finishes_it() {
     eprintln!("what the user sees: {error}");
     assert!(error.contains("No space left on device"), "the error says the disk is full: {error}");
     assert!(error.contains(cut.to_str().unwrap()), "the error names the file that could not be written: {error}");
+    assert_eq!(error.matches("No space left on device").count(), 1, "said once: {error}");
+    assert!(!error.contains(".tmp:"), "the error names the file, not its temporary file: {error}");
 
     // What was finished is still there and readable: the log (typed schema) and the checkpoint.
     let log_path = cut.join("log.yaml");

@@ -8,15 +8,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum RunLogError {
     /// An operating-system I/O call failed on `path`.
-    #[error("could not {action} {path}: {source}")]
+    // The OS error is part of this message and not a `source`: printed as a chain ("{:#}"), it
+    // would otherwise appear twice.
+    #[error("could not {action} {path}: {cause}", path = path.display())]
     Io {
         /// What was being attempted, e.g. "create directory".
         action: &'static str,
         /// The file or directory involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// The chosen run directory already holds files and `--resume` was not given.
@@ -143,7 +144,7 @@ pub enum RunLogError {
 
 impl RunLogError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        RunLogError::Io { action, path: path.into(), source }
+        RunLogError::Io { action, path: path.into(), cause: source }
     }
 }
 

@@ -105,9 +105,10 @@ impl LogTree {
         let text = yaml_serde::to_string(&self.root)
             .map_err(|source| RunLogError::Emit { path: self.path.clone(), source })?;
         let tmp = temp_path(&self.path, std::process::id());
-        let written = File::create(&tmp).map_err(|e| RunLogError::io("create", &tmp, e)).and_then(|mut f| {
-            f.write_all(text.as_bytes()).map_err(|e| RunLogError::io("write", &tmp, e))?;
-            f.sync_all().map_err(|e| RunLogError::io("fsync", &tmp, e))
+        // Errors name the log itself: the temporary file beside it is an implementation detail.
+        let written = File::create(&tmp).map_err(|e| RunLogError::io("write", &self.path, e)).and_then(|mut f| {
+            f.write_all(text.as_bytes()).map_err(|e| RunLogError::io("write", &self.path, e))?;
+            f.sync_all().map_err(|e| RunLogError::io("fsync", &self.path, e))
         });
         let renamed = written.and_then(|()| {
             fs::rename(&tmp, &self.path).map_err(|e| RunLogError::io("rename temp file onto", &self.path, e))
