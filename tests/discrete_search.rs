@@ -240,3 +240,37 @@ fn training_step_memory_does_not_depend_on_what_was_measured_before() {
         assert!((a - b).abs() <= 0.1 * a.max(*b), "{id}: {a} vs {b} MiB");
     }
 }
+
+/// `archai launch --nproc 2 -- search` trains candidates on both ranks (rank 0 runs the searcher
+/// and hands candidates to rank 1 through the run directory) and finds exactly what one process
+/// finds.
+#[test]
+fn a_launched_search_trains_candidates_on_every_rank_and_matches_one_process() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = "confs/search/evolution_pareto.yaml";
+    let one = tmp.path().join("one");
+    let o = search(conf, &one, &["--set", "common.threads=1"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let two = tmp.path().join("two");
+    let o = archai(&[
+        "launch",
+        "--nproc",
+        "2",
+        "--threads",
+        "1",
+        "--",
+        "search",
+        conf,
+        "--toy",
+        "--out",
+        two.to_str().unwrap(),
+    ]);
+    let text = output_text(&o);
+    assert!(o.status.success(), "{text}");
+    let served = text.lines().find_map(|l| {
+        l.strip_prefix("[rank 1] rank 1: trained ").and_then(|r| r.split(' ').next()?.parse::<usize>().ok())
+    });
+    assert!(served.is_some_and(|n| n > 0), "rank 1 trained no candidate:\n{text}");
+    assert_eq!(final_state(&one), final_state(&two));
+}

@@ -34,8 +34,9 @@ pub struct Args {
     /// default: this machine's cores divided by --nproc, at least 1.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// The archai command each worker runs (`run CONF ...`, `train MODEL ...`, or `compare FILE ...`
-    /// to spread a comparison's runs over the workers), after `--`.
+    /// The archai command each worker runs (`run CONF ...`, `train MODEL ...`; `compare FILE ...`
+    /// or `search CONF ...` to spread a comparison's runs or a search's candidates over the
+    /// workers), after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
@@ -85,10 +86,10 @@ fn check(args: &Args) -> Result<()> {
         bail!("a job over several machines needs --master-port (the same on every machine)");
     }
     match args.command.first().map(String::as_str) {
-        Some("run" | "train" | "compare") => Ok(()),
+        Some("run" | "train" | "compare" | "search") => Ok(()),
         Some("bench") if args.command.get(1).map(String::as_str) == Some("allreduce") => Ok(()),
         Some(other) => bail!(
-            "`archai launch` runs `run`, `train`, `compare` or `bench allreduce` in each worker, not `{other}` \
+            "`archai launch` runs `run`, `train`, `compare`, `search` or `bench allreduce` in each worker, not `{other}` \
              (only they work over ranks)"
         ),
         None => {
@@ -157,7 +158,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             cmd.arg("--plugin-dir").arg(d);
         }
         cmd.args(&args.command).envs(env_for(args, local, port, threads)).envs(wait_policy());
-        if matches!(args.command[0].as_str(), "run" | "train") {
+        if matches!(args.command[0].as_str(), "run" | "train" | "search") {
             // The experiment's own `common.threads` would win over OMP_NUM_THREADS; set last, it
             // is also what the run's config_used.yaml records.
             cmd.args(["--set", &format!("common.threads={threads}")]);
@@ -279,8 +280,9 @@ mod tests {
     fn launches_that_cannot_work_are_refused_before_starting_anything() {
         assert!(check(&args(2, 1, 0, &["run", "c.yaml"])).is_ok());
         assert!(check(&args(2, 1, 0, &["compare", "c.yaml"])).is_ok());
-        let e = check(&args(2, 1, 0, &["search", "c.yaml"])).unwrap_err().to_string();
-        assert!(e.contains("not `search`"), "{e}");
+        assert!(check(&args(2, 1, 0, &["search", "c.yaml"])).is_ok());
+        let e = check(&args(2, 1, 0, &["report", "c"])).unwrap_err().to_string();
+        assert!(e.contains("not `report`"), "{e}");
         assert!(check(&args(0, 1, 0, &["run"])).is_err());
         assert!(check(&args(2, 2, 2, &["run"])).unwrap_err().to_string().contains("--node-rank 2"));
         let mut several = args(2, 2, 0, &["run"]);

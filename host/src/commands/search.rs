@@ -100,6 +100,14 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     cfg.search.validate()?;
     let reg = registry(plugin_dirs)?;
     crate::interrupt::install();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total = if cfg.common.threads > 0 { cfg.common.threads as usize } else { cpus };
+    let ranks = crate::discrete::ranks::SearchRanks::join(std::time::Duration::from_secs(cfg.common.dist_timeout_s))?;
+    if ranks.rank > 0 {
+        // Rank 0 runs the searcher and owns the run directory; this rank trains candidates.
+        anyhow::ensure!(args.jobs == 1, "--jobs is rank 0's; the other ranks train one candidate at a time");
+        return ranks.serve(plugin_dirs, total);
+    }
     let run_dir = crate::runlog::RunDir::create(
         &cfg.common.runs_dir,
         &cfg.common.experiment_name,
@@ -115,14 +123,19 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     std::fs::write(&used, cfg.to_full_yaml()).with_context(|| format!("writing {}", used.display()))?;
     tracing::info!("run directory: {}", run_dir.path().display());
     anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let total = if cfg.common.threads > 0 { cfg.common.threads as usize } else { cpus };
+    let remote = ranks.lead(run_dir.path())?;
+    if !remote.is_empty() {
+        tracing::info!("{} other rank(s) train candidates too", remote.len());
+    }
     let workers = crate::discrete::Workers {
         jobs: args.jobs,
         plugin_dirs: plugin_dirs.to_vec(),
         threads: (total / args.jobs).max(1),
+        remote,
     };
-    crate::discrete::run(&cfg, &reg, run_dir.path(), args.resume, &workers)?;
+    let result = crate::discrete::run(&cfg, &reg, run_dir.path(), args.resume, &workers);
+    ranks.release(&workers.remote);
+    result?;
     tracing::info!("done: results in {}/log.yaml", run_dir.path().display());
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod objectives;
 pub mod plot;
+pub mod ranks;
 pub mod warm;
 
 use crate::experiment::LoadedDataset;
@@ -780,21 +781,70 @@ fn evaluate_cheap(
 }
 
 /// How expensive values are computed: in this process, or by `jobs` worker processes
-/// (`archai search-eval`), the CPU threads split between them. The worker interface (a model
-/// description, a budget and a directory in; result.json out) is what distributed ranks will
-/// serve too.
+/// (`archai search-eval`), the CPU threads split between them, and by the other ranks of a
+/// launched search (`archai launch --nproc N -- search ...`), which serve the same worker
+/// interface (a model description, a budget and a directory in; result.json out).
 #[derive(Debug, Clone)]
 pub struct Workers {
     pub jobs: usize,
     pub plugin_dirs: Vec<PathBuf>,
     /// Threads per worker.
     pub threads: usize,
+    /// The other ranks of a launched search, one candidate at a time each.
+    pub remote: Vec<ranks::Remote>,
 }
 
 /// What a worker writes into its directory.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]
 pub struct WorkerResult {
     pub val_top1: f64,
+}
+
+/// One candidate's training as an `archai search-eval` process.
+pub(crate) fn eval_command(
+    exe: &Path,
+    plugin_dirs: &[PathBuf],
+    job: &ranks::EvalJob,
+    threads: usize,
+) -> Result<std::process::Command> {
+    let mut cmd = std::process::Command::new(exe);
+    for d in plugin_dirs {
+        cmd.arg("--plugin-dir").arg(d);
+    }
+    cmd.arg("search-eval")
+        .arg(&job.config)
+        .arg("--desc")
+        .arg(&job.desc)
+        .arg("--budget")
+        .arg(job.budget.to_string())
+        .arg("--out")
+        .arg(&job.out)
+        .arg("--threads")
+        .arg(threads.to_string())
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .stdout(std::fs::File::create(job.out.join("worker.txt"))?)
+        .stderr(std::fs::File::create(job.out.join("worker.err.txt"))?);
+    // A candidate's training is one process even when the search is a rank of a launched job.
+    for var in archai_dist::WORLD_VARS {
+        cmd.env_remove(var);
+    }
+    if let Some(w) = &job.warm_start {
+        cmd.arg("--warm-start").arg(w);
+    }
+    crate::commands::compare::kill_with_parent(&mut cmd);
+    Ok(cmd)
+}
+
+/// The last non-empty line of a worker's error output: what to show when it failed.
+pub(crate) fn last_error_line(dir: &Path) -> String {
+    let err = std::fs::read_to_string(dir.join("worker.err.txt")).unwrap_or_default();
+    err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string()
+}
+
+/// Where a job of the search runs.
+enum Running {
+    Local(std::process::Child),
+    Remote { remote: usize, seq: u64 },
 }
 
 /// Computes the jobs' values and caches each as it arrives; returns them by job.
@@ -806,7 +856,7 @@ fn run_jobs(
     workers: &Workers,
 ) -> Result<Vec<f64>> {
     let mut out = vec![f64::NAN; jobs.len()];
-    if workers.jobs <= 1 {
+    if workers.jobs <= 1 && workers.remote.is_empty() {
         for (k, j) in jobs.iter().enumerate() {
             let dir = eval_dir(ctx.run_dir, &j.id, j.budget);
             let v = ctx.evaluator.val_top1(&descs[&j.id], j.budget, &dir, j.warm.as_ref())?;
@@ -816,62 +866,80 @@ fn run_jobs(
         return Ok(out);
     }
     let exe = crate::commands::compare::self_exe()?;
-    let config = ctx.run_dir.join("config_used.yaml");
+    let config = std::path::absolute(ctx.run_dir.join("config_used.yaml"))?;
     let mut next = 0;
-    let mut running: Vec<(usize, std::process::Child, PathBuf)> = Vec::new();
+    let mut running: Vec<(usize, Running, PathBuf)> = Vec::new();
+    let mut remote_busy = vec![false; workers.remote.len()];
     while next < jobs.len() || !running.is_empty() {
-        while running.len() < workers.jobs && next < jobs.len() {
+        while next < jobs.len() {
+            let local = running.iter().filter(|(_, r, _)| matches!(r, Running::Local(_))).count();
+            let idle = remote_busy.iter().position(|busy| !busy);
+            if local >= workers.jobs && idle.is_none() {
+                break;
+            }
             let j = &jobs[next];
-            let dir = eval_dir(ctx.run_dir, &j.id, j.budget);
+            let dir = std::path::absolute(eval_dir(ctx.run_dir, &j.id, j.budget))?;
             std::fs::create_dir_all(&dir)?;
-            let desc_path = dir.join("model_desc.yaml");
-            std::fs::write(&desc_path, descs[&j.id].to_yaml())?;
+            let desc = dir.join("model_desc.yaml");
+            std::fs::write(&desc, descs[&j.id].to_yaml())?;
             let _ = std::fs::remove_file(dir.join("result.json"));
-            let mut cmd = std::process::Command::new(&exe);
-            for d in &workers.plugin_dirs {
-                cmd.arg("--plugin-dir").arg(d);
-            }
-            cmd.arg("search-eval")
-                .arg(&config)
-                .arg("--desc")
-                .arg(&desc_path)
-                .arg("--budget")
-                .arg(j.budget.to_string())
-                .arg("--out")
-                .arg(&dir)
-                .arg("--threads")
-                .arg(workers.threads.to_string())
-                .env("RAYON_NUM_THREADS", workers.threads.to_string())
-                .stdout(std::fs::File::create(dir.join("worker.txt"))?)
-                .stderr(std::fs::File::create(dir.join("worker.err.txt"))?);
-            if let Some(w) = &j.warm {
-                let path = dir.join("warm_start.json");
-                std::fs::write(&path, serde_json::to_string(w)?)?;
-                cmd.arg("--warm-start").arg(path);
-            }
-            crate::commands::compare::kill_with_parent(&mut cmd);
-            running.push((next, cmd.spawn().context("starting a search-eval worker")?, dir));
+            let warm_start = match &j.warm {
+                Some(w) => {
+                    let path = dir.join("warm_start.json");
+                    std::fs::write(&path, serde_json::to_string(w)?)?;
+                    Some(path)
+                }
+                None => None,
+            };
+            let job = ranks::EvalJob { config: config.clone(), desc, budget: j.budget, out: dir.clone(), warm_start };
+            // The other ranks first: this rank also runs the searcher.
+            let run = match idle {
+                Some(r) => {
+                    remote_busy[r] = true;
+                    Running::Remote { remote: r, seq: workers.remote[r].submit(&job)? }
+                }
+                None => Running::Local(
+                    eval_command(&exe, &workers.plugin_dirs, &job, workers.threads)?
+                        .spawn()
+                        .context("starting a search-eval worker")?,
+                ),
+            };
+            running.push((next, run, dir));
             next += 1;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut still = Vec::new();
-        for (k, mut child, dir) in running {
-            match child.try_wait()? {
-                None => still.push((k, child, dir)),
-                Some(status) => {
-                    let j = &jobs[k];
-                    let result = std::fs::read_to_string(dir.join("result.json"))
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<WorkerResult>(&t).ok());
-                    let Some(r) = result.filter(|_| status.success()) else {
-                        let err = std::fs::read_to_string(dir.join("worker.err.txt")).unwrap_or_default();
-                        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
-                        bail!("evaluating {} at budget {} failed ({status}): {last}", j.id, j.budget);
-                    };
-                    cache.put(j.objective.name(), &j.id, j.objective.budgeted().then_some(j.budget), r.val_top1)?;
-                    out[k] = r.val_top1;
-                }
+        for (k, mut run, dir) in running {
+            let outcome = match &mut run {
+                Running::Local(child) => child.try_wait()?.map(|status| {
+                    if status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("{status}: {}", last_error_line(&dir)))
+                    }
+                }),
+                Running::Remote { remote, seq } => workers.remote[*remote].done(*seq)?,
+            };
+            let Some(outcome) = outcome else {
+                still.push((k, run, dir));
+                continue;
+            };
+            if let Running::Remote { remote, .. } = run {
+                remote_busy[remote] = false;
             }
+            let j = &jobs[k];
+            let result = std::fs::read_to_string(dir.join("result.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<WorkerResult>(&t).ok());
+            let r = match (outcome, result) {
+                (Ok(()), Some(r)) => r,
+                (Ok(()), None) => {
+                    bail!("evaluating {} at budget {} left no result.json in {}", j.id, j.budget, dir.display())
+                }
+                (Err(e), _) => bail!("evaluating {} at budget {} failed ({e})", j.id, j.budget),
+            };
+            cache.put(j.objective.name(), &j.id, j.objective.budgeted().then_some(j.budget), r.val_top1)?;
+            out[k] = r.val_top1;
         }
         running = still;
     }
