@@ -274,3 +274,42 @@ fn a_launched_search_trains_candidates_on_every_rank_and_matches_one_process() {
     assert!(served.is_some_and(|n| n > 0), "rank 1 trained no candidate:\n{text}");
     assert_eq!(final_state(&one), final_state(&two));
 }
+
+/// Ranks started without `archai launch` (by torchrun or a scheduler, perhaps on other machines)
+/// cannot count on a launcher to stop them: a rank whose rank 0 died stops by itself once rank 0's
+/// heartbeat has been silent for `common.dist_timeout_s`, naming what it waited for.
+#[test]
+fn a_search_rank_whose_rank_0_died_stops_with_an_error() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let rank = |r: &str| {
+        Command::new(archai_bin())
+            .current_dir(repo_root())
+            .arg("--plugin-dir")
+            .arg(plugin_dir())
+            .args(["search", "confs/search/evolution_pareto.yaml", "--toy", "--out", out.to_str().unwrap()])
+            .args(["--set", "common.dist_timeout_s=5", "--set", "common.threads=1"])
+            .envs([("RANK", r), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", &port.to_string())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut zero = rank("0");
+    let one = rank("1");
+    let t0 = Instant::now();
+    while !out.join("ranks/rank-1/job-0.json").is_file() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "rank 0 handed rank 1 no candidate");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    zero.kill().unwrap();
+    zero.wait().unwrap();
+    let killed = Instant::now();
+    let o = one.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "rank 1 succeeded without its rank 0: {err}");
+    assert!(err.contains("rank 0 stopped answering") && err.contains("common.dist_timeout_s"), "{err}");
+    assert!(killed.elapsed() < Duration::from_secs(60), "rank 1 took {:?} to stop", killed.elapsed());
+}

@@ -279,7 +279,7 @@ fn the_differentiable_algorithms_that_average_search_over_ranks_in_step() {
 }
 
 /// A global batch with fewer rows than ranks (batch 1 on 2 ranks) leaves rank 1 without rows in
-/// every step. Such a rank still runs its forward on no rows, so GDAS' Gumbel samples stay in step
+/// every step, and an uneven one (3 rows in chunks of 2) leaves it fewer chunks than rank 0. Such a rank still runs its forward on no rows, so GDAS' Gumbel samples stay in step
 /// and SNAS' architecture parameters get their (zero) gradient; both then search exactly like one
 /// process. This stopped both before (GDAS: "the data-parallel run diverged"; SNAS: "no
 /// architecture gradient after the weight step").
@@ -302,4 +302,12 @@ fn a_batch_with_fewer_rows_than_ranks_searches_like_one_process() {
         let diff = max_difference(&searched(&one), &searched(&two));
         assert!(diff <= 1e-5, "{algo}: 2 ranks vs 1 process, max difference of weights and alphas {diff:e}");
     }
+    // 3 rows in chunks of 2: rank 0 computes 2 chunks of 1 row, rank 1 one chunk and one forward
+    // on no rows, so GDAS' samples stay in step (the ranks' weights are compared every epoch).
+    let o = launch_run(
+        "confs/algos/gdas.yaml",
+        &tmp.path().join("uneven"),
+        &["nas.search.trainer.batch_size=3", "nas.search.trainer.batch_chunks=2", "nas.search.trainer.max_batches=3"],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
 }

@@ -397,7 +397,12 @@ fn resume_refuses_config_changes_that_alter_the_model_and_records_safe_ones() {
 }
 
 #[test]
-fn ctrl_c_ends_a_run_as_interrupted_and_resume_finishes_it() {
+fn ctrl_c_and_sigterm_end_a_run_as_interrupted_and_resume_finishes_it() {
+    interrupted_then_resumed(libc::SIGINT, 130, "SIGINT");
+    interrupted_then_resumed(libc::SIGTERM, 143, "SIGTERM");
+}
+
+fn interrupted_then_resumed(signal: libc::c_int, code: i32, name: &str) {
     require_fashion_mnist();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
@@ -430,16 +435,16 @@ fn ctrl_c_ends_a_run_as_interrupted_and_resume_finishes_it() {
     }
     // SAFETY: kill(2) on our own child.
     unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        libc::kill(child.id() as libc::pid_t, signal);
     }
     let o = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted by SIGINT") && stderr.contains("--resume"), "{stderr}");
+    assert_eq!(o.status.code(), Some(code), "{name}: {stderr}");
+    assert!(stderr.contains(&format!("interrupted by {name}")) && stderr.contains("--resume"), "{stderr}");
     let r = archai_runlog::RunRecord::read(&out.join("log.yaml")).unwrap();
     assert_eq!(r.status, archai_runlog::schema::RunStatus::Interrupted);
     let f = r.failure.unwrap();
-    assert!(f.error.contains("interrupted by SIGINT"), "{}", f.error);
+    assert!(f.error.contains(&format!("interrupted by {name}")), "{}", f.error);
     let txt = std::fs::read_to_string(out.join("log.txt")).unwrap();
     assert!(txt.contains("run stopped in the"), "{txt}");
 

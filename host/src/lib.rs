@@ -8,6 +8,7 @@ pub mod discrete;
 pub mod elf;
 pub mod environment;
 pub mod experiment;
+pub mod heartbeat;
 pub mod interrupt;
 pub mod model;
 pub mod params;

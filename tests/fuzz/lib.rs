@@ -48,7 +48,11 @@ unsafe impl GlobalAlloc for CountingAlloc {
             return std::ptr::null_mut();
         }
         PEAK.fetch_max(live, Ordering::Relaxed);
-        System.alloc(layout)
+        let ptr = System.alloc(layout);
+        if ptr.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -68,7 +72,16 @@ unsafe impl GlobalAlloc for CountingAlloc {
         } else {
             LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
         }
-        System.realloc(ptr, layout, new_size)
+        let moved = System.realloc(ptr, layout, new_size);
+        if moved.is_null() {
+            // The old block stays, with its old size.
+            if new_size > layout.size() {
+                LIVE.fetch_sub(new_size - layout.size(), Ordering::Relaxed);
+            } else {
+                LIVE.fetch_add(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        moved
     }
 }
 

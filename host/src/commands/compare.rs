@@ -177,6 +177,14 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
         }
     }
     ranks.started()?;
+    // Rank 0 notices a rank that died (on another machine, where the launcher cannot see it).
+    let _beat = match ranks.rank {
+        0 => None,
+        r => {
+            std::fs::create_dir_all(out.join(RANKS_DIR))?;
+            Some(crate::heartbeat::Heartbeat::start(Ranks::alive_path(&out, r))?)
+        }
+    };
     let pending_count = pending.len();
     let queue: VecDeque<Job> = pending.into_iter().skip(ranks.rank).step_by(ranks.world).collect();
     let total = queue.len();
@@ -254,6 +262,9 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
 /// Where the ranks of a launched comparison leave their failures for rank 0.
 const RANKS_DIR: &str = "ranks";
 
+/// How long rank 0 waits for a silent rank (no heartbeat) before it gives up.
+const RANK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// This process's place in a launched comparison (rank 0 of 1 when not launched).
 struct Ranks {
     rank: usize,
@@ -280,6 +291,10 @@ impl Ranks {
         Ok(())
     }
 
+    fn alive_path(out: &Path, rank: usize) -> PathBuf {
+        out.join(RANKS_DIR).join(format!("rank-{rank}.alive"))
+    }
+
     fn report_path(out: &Path, rank: usize) -> PathBuf {
         out.join(RANKS_DIR).join(format!("rank-{rank}.yaml"))
     }
@@ -300,7 +315,16 @@ impl Ranks {
         let mut said = false;
         for rank in 1..self.world {
             let path = Self::report_path(out, rank);
+            let mut watch = crate::heartbeat::Watch::new(&Self::alive_path(out, rank));
             while !path.is_file() {
+                if !watch.alive(RANK_TIMEOUT) {
+                    bail!(
+                        "rank {rank} stopped answering: {} has not changed for {} s; its runs resume when the \
+                         same command runs again",
+                        Self::alive_path(out, rank).display(),
+                        RANK_TIMEOUT.as_secs()
+                    );
+                }
                 if !said {
                     println!("rank 0: waiting for the other ranks' runs");
                     said = true;

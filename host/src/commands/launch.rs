@@ -162,8 +162,10 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             // The experiment's own `common.threads` would win over OMP_NUM_THREADS; set last, it
             // is also what the run's config_used.yaml records.
             cmd.args(["--set", &format!("common.threads={threads}")]);
-        } else if args.command[0] == "compare" {
-            // A rank's runs share its threads (`compare --jobs`).
+        } else if args.command[0] == "compare"
+            && !args.command.iter().any(|a| a == "--threads" || a.starts_with("--threads="))
+        {
+            // A rank's runs share its threads (`compare --jobs`), unless the command says how many.
             cmd.args(["--threads", &threads.to_string()]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

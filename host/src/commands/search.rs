@@ -102,10 +102,11 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     crate::interrupt::install();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let total = if cfg.common.threads > 0 { cfg.common.threads as usize } else { cpus };
-    let ranks = crate::discrete::ranks::SearchRanks::join(std::time::Duration::from_secs(cfg.common.dist_timeout_s))?;
+    let mut ranks =
+        crate::discrete::ranks::SearchRanks::join(std::time::Duration::from_secs(cfg.common.dist_timeout_s))?;
     if ranks.rank > 0 {
-        // Rank 0 runs the searcher and owns the run directory; this rank trains candidates.
-        anyhow::ensure!(args.jobs == 1, "--jobs is rank 0's; the other ranks train one candidate at a time");
+        // Rank 0 runs the searcher and owns the run directory (and its `--jobs`); this rank
+        // trains one candidate at a time.
         return ranks.serve(plugin_dirs, total);
     }
     let run_dir = crate::runlog::RunDir::create(

@@ -6,6 +6,8 @@
 //! into place); the rank trains it as an `archai search-eval` process, which leaves result.json in
 //! the candidate's directory, then writes `done-S.json`. A `stop` file ends the rank. Rank 0 clears
 //! `ranks/` before telling the others where the run is, so files of an earlier attempt never count.
+//! Rank 0 beats `ranks/rank-0.alive` (see [`crate::heartbeat`]); a rank whose rank 0 stopped
+//! beating for `common.dist_timeout_s` stops with an error instead of waiting forever.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,10 @@ struct Done {
 
 fn ranks_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("ranks")
+}
+
+fn alive_path(run_dir: &Path) -> PathBuf {
+    ranks_dir(run_dir).join("rank-0.alive")
 }
 
 fn rank_dir(run_dir: &Path, rank: usize) -> PathBuf {
@@ -86,6 +92,8 @@ pub struct SearchRanks {
     pub rank: usize,
     pub world: usize,
     group: Option<archai_dist::ProcessGroup>,
+    timeout: Duration,
+    beat: Option<crate::heartbeat::Heartbeat>,
 }
 
 impl SearchRanks {
@@ -93,15 +101,15 @@ impl SearchRanks {
         match archai_dist::WorldEnv::from_env()? {
             Some(env) if env.world > 1 => {
                 let group = archai_dist::ProcessGroup::join(&env, timeout)?;
-                Ok(SearchRanks { rank: group.rank(), world: group.world(), group: Some(group) })
+                Ok(SearchRanks { rank: group.rank(), world: group.world(), group: Some(group), timeout, beat: None })
             }
-            _ => Ok(SearchRanks { rank: 0, world: 1, group: None }),
+            _ => Ok(SearchRanks { rank: 0, world: 1, group: None, timeout, beat: None }),
         }
     }
 
     /// Rank 0: clears old rank files, makes each rank's folder, tells the others where the run
     /// is, and returns them as workers.
-    pub fn lead(&self, run_dir: &Path) -> Result<Vec<Remote>> {
+    pub fn lead(&mut self, run_dir: &Path) -> Result<Vec<Remote>> {
         let Some(group) = &self.group else { return Ok(Vec::new()) };
         let run_dir = std::path::absolute(run_dir)?;
         let _ = std::fs::remove_dir_all(ranks_dir(&run_dir));
@@ -111,6 +119,7 @@ impl SearchRanks {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             remotes.push(Remote { rank, dir, next: Arc::new(AtomicU64::new(0)) });
         }
+        self.beat = Some(crate::heartbeat::Heartbeat::start(alive_path(&run_dir))?);
         group.broadcast_bytes(0, run_dir.to_string_lossy().as_bytes())?;
         Ok(remotes)
     }
@@ -132,9 +141,22 @@ impl SearchRanks {
         println!("rank {}: serving candidates of {}", self.rank, run_dir.display());
         let mut seq = 0u64;
         let mut served = 0;
+        let mut rank0 = crate::heartbeat::Watch::new(&alive_path(&run_dir));
+        let gone = |rank0: &mut crate::heartbeat::Watch| {
+            (!rank0.alive(self.timeout)).then(|| {
+                anyhow::anyhow!(
+                    "rank 0 stopped answering: {} has not changed for {} s (common.dist_timeout_s); this rank stops",
+                    alive_path(&run_dir).display(),
+                    self.timeout.as_secs()
+                )
+            })
+        };
         loop {
             if let Some(signal) = crate::interrupt::requested() {
                 anyhow::bail!("interrupted by {signal}");
+            }
+            if let Some(e) = gone(&mut rank0) {
+                return Err(e);
             }
             if dir.join("stop").is_file() {
                 println!("rank {}: trained {served} candidates", self.rank);
@@ -155,7 +177,7 @@ impl SearchRanks {
                 if let Some(status) = child.try_wait()? {
                     break status;
                 }
-                if crate::interrupt::requested().is_some() {
+                if crate::interrupt::requested().is_some() || gone(&mut rank0).is_some() {
                     let _ = child.kill();
                 }
                 std::thread::sleep(Duration::from_millis(20));

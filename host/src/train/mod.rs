@@ -433,6 +433,9 @@ impl ModelServices for Services<'_> {
         host_service("loss", || {
             let (x, y) = (x.view(), y.view());
             let n = y.size().first().copied().unwrap_or(0);
+            if n == 0 && self.strategy.world() == 1 {
+                return Err("the batch is empty".into());
+            }
             // Algorithms average their gradients of this loss over the ranks (average_over_ranks),
             // so each rank's loss is its rows' mean scaled by its part of the global batch: the
             // average is then the global batch's mean even when a short batch splits unevenly
@@ -441,24 +444,28 @@ impl ModelServices for Services<'_> {
             self.strategy.sum(&mut rows).map_err(|e| e.to_string())?;
             let global = rows[0].max(1.0);
             let part = n as f64 * self.strategy.world() as f64 / global;
-            if n == 0 {
-                // A data-parallel rank left without rows by a short batch: its share of the loss
-                // is zero, computed through a forward on no rows so that it reaches the tensors
-                // the other ranks' losses reach (gradients of it are zeros, not an error, nor the
-                // NaN of a mean over nothing) and stochastic mixers draw in step.
-                let zero = self.forward(&x, true)?.sum(Kind::Float) * 0.0;
-                return Ok(TensorOwned::new(zero));
-            }
+            let pieces = if n == 0 { Vec::new() } else { row_chunks(&x, &y, self.chunks, n) };
             let mut total: Option<Tensor> = None;
-            for (xc, yc, share) in row_chunks(&x, &y, self.chunks, n) {
-                let logits = self.forward(&xc, true)?;
-                let loss = criterion(&logits, &yc, self.smoothing).map_err(|e| e.to_string())? * (share * part);
+            for (xc, yc, share) in &pieces {
+                let logits = self.forward(xc, true)?;
+                let loss = criterion(&logits, yc, self.smoothing).map_err(|e| e.to_string())? * (share * part);
                 total = Some(match total {
                     Some(t) => t + loss,
                     None => loss,
                 });
             }
-            Ok(TensorOwned::new(total.ok_or("the batch has rows but no chunk of them")?))
+            // A rank with fewer rows than rank 0 (none, after a short batch) runs the missing
+            // forwards on no rows, as the weight step does: stochastic mixers draw in step, and the
+            // zero it adds reaches the tensors the other ranks' losses reach (gradients of it are
+            // zeros, not an error, nor the NaN of a mean over nothing).
+            for _ in pieces.len()..self.strategy.lead_forwards(global as i64, self.chunks) {
+                let zero = self.forward(&x.narrow(0, 0, 0), true)?.sum(Kind::Float) * 0.0;
+                total = Some(match total {
+                    Some(t) => t + zero,
+                    None => zero,
+                });
+            }
+            Ok(TensorOwned::new(total.ok_or("the batch is empty on every rank")?))
         })
     }
     fn weight_optimizer(&self) -> RString {
@@ -705,24 +712,27 @@ pub fn weight_step_with(
     let (x, y) = strategy.local_rows(x, y);
     let result = (|| {
         let n = y.size()[0];
-        if n == 0 {
-            // A short last batch left this rank no rows: it contributes zero gradients. Its
-            // forward still runs, on no rows (libtorch keeps batch norm's graph and leaves the
-            // running statistics alone): stochastic mixers (GDAS' Gumbel samples) then draw what
-            // the other ranks draw, and the gradients it defines (zeros) are those of the tensors
-            // the other ranks' forwards reached, so every rank's optimizer updates the same
-            // tensors (SGD skips a tensor without a gradient: weight decay and momentum included).
+        let pieces = if n == 0 { Vec::new() } else { row_chunks(&x, &y, c.batch_chunks, n_global) };
+        // A rank with fewer rows than rank 0 (a short last batch) runs the missing forwards on no
+        // rows (libtorch keeps batch norm's graph and leaves the running statistics alone) and
+        // backpropagates zeros from them: stochastic mixers (GDAS' Gumbel samples) then draw what
+        // the other ranks draw, and its gradients (zeros where it has no rows) are defined for the
+        // tensors the other ranks' forwards reached, so every rank's optimizer updates the same
+        // tensors (SGD skips a tensor without a gradient, weight decay and momentum included).
+        for _ in pieces.len()..strategy.lead_forwards(n_global, c.batch_chunks) {
             let _autocast = c.precision.autocast(x.device())?;
-            let (logits, aux) = net.forward_with_aux(&x, true, c.aux_weight > 0.0)?;
+            let none = x.narrow(0, 0, 0);
+            let (logits, aux) = net.forward_with_aux(&none, true, c.aux_weight > 0.0)?;
             let zero = logits.sum(Kind::Float) * 0.0;
             match aux {
                 Some(aux) => (zero + aux.sum(Kind::Float) * 0.0).backward(),
                 None => zero.backward(),
             }
-            let aux_loss = (c.aux_weight > 0.0).then_some(0.0);
+        }
+        if n == 0 {
             return Ok(StepResult {
                 loss: 0.0,
-                aux_loss,
+                aux_loss: (c.aux_weight > 0.0).then_some(0.0),
                 logits: Tensor::new(),
                 labels: y.shallow_clone(),
                 stop_requested: false,
@@ -731,7 +741,7 @@ pub fn weight_step_with(
         let (mut main_total, mut aux_total) = (0.0, 0.0);
         let mut all_logits = Vec::new();
         let want_aux = c.aux_weight > 0.0;
-        for (k, (xc, yc, share)) in row_chunks(&x, &y, c.batch_chunks, n_global).iter().enumerate() {
+        for (k, (xc, yc, share)) in pieces.iter().enumerate() {
             let (logits, aux) = {
                 let _autocast = c.precision.autocast(xc.device())?;
                 net.forward_with_aux(xc, true, want_aux)?

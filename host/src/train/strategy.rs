@@ -95,6 +95,20 @@ impl<'g> Strategy<'g> {
         }
     }
 
+    /// How many forwards rank 0 (which holds the most rows) runs for a global batch of `n` rows
+    /// cut into `chunks`. Every rank runs that many, some on no rows, so that stochastic mixers
+    /// (GDAS' Gumbel samples) draw in step and every rank's gradients reach the same tensors.
+    pub fn lead_forwards(&self, n: i64, chunks: usize) -> usize {
+        let rows = match self {
+            Strategy::Single => n,
+            Strategy::DataParallel(g) => {
+                let w = g.world() as i64;
+                ((n + w - 1) / w).max(1).min(n)
+            }
+        };
+        chunk_count(rows, chunks)
+    }
+
     /// Sums the (share-scaled) gradients of `params` over the ranks, and `extras` with them
     /// (step figures that must agree on every rank: loss, stop requests). Gradients a rank did
     /// not produce count as zeros. A single process has nothing to do.
@@ -203,5 +217,28 @@ impl<'g> Strategy<'g> {
             )));
         }
         Ok(())
+    }
+}
+
+/// How many pieces `Tensor::chunk(chunks, 0)` makes of `rows` rows (at least one): chunks of
+/// `ceil(rows / chunks)` rows, so 5 rows in 4 chunks are 3 pieces.
+pub fn chunk_count(rows: i64, chunks: usize) -> usize {
+    let k = (chunks as i64).clamp(1, rows.max(1));
+    let size = ((rows + k - 1) / k).max(1);
+    ((rows + size - 1) / size).max(1) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_counts_follow_tensor_chunk() {
+        let x = Tensor::zeros([5, 1], (tch::Kind::Float, tch::Device::Cpu));
+        assert_eq!(x.chunk(4, 0).len(), 3);
+        assert_eq!(chunk_count(5, 4), 3);
+        for (rows, chunks, pieces) in [(32, 2, 2), (3, 2, 2), (1, 2, 1), (0, 1, 1), (7, 100, 7), (9, 1, 1)] {
+            assert_eq!(chunk_count(rows, chunks), pieces, "{rows} rows in {chunks} chunks");
+        }
     }
 }

@@ -50,6 +50,10 @@ fn read_idx(path: &Path, magic: u32, what: &'static str) -> Result<(Vec<u8>, Vec
             // How much decompressed data the header promises, so a gzip bomb is never inflated
             // into memory beyond it (None: the header is incomplete or absurd; the checks below
             // report it).
+            // Not this format: nothing to inflate beyond the head (the magic check below says so).
+            if head.get(..4)? != magic.to_be_bytes() {
+                return None;
+            }
             let dims = head.get(4..header)?;
             let payload = dims
                 .chunks_exact(4)
