@@ -21,12 +21,14 @@ impl Heartbeat {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let mut beat = 0u64;
+            // Short sleeps so that dropping the heartbeat does not wait a second.
+            let (mut beat, mut ticks) = (0u64, 0);
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
-                beat += 1;
-                if beat % 4 == 0 {
-                    let _ = std::fs::write(&path, (beat / 4).to_string());
+                ticks += 1;
+                if ticks == 4 {
+                    (beat, ticks) = (beat + 1, 0);
+                    let _ = std::fs::write(&path, beat.to_string());
                 }
             }
         });
