@@ -57,7 +57,7 @@ fn run_args(out: &Path) -> Vec<String> {
             .iter()
             .map(|s| s.to_string())
             .collect();
-    for set in ["nas.eval.trainer.epochs=3", "nas.eval.trainer.max_batches=20"] {
+    for set in ["nas.eval.trainer.epochs=2", "nas.eval.trainer.max_batches=12", "nas.eval.trainer.max_eval_batches=2"] {
         v.extend(["--set".to_string(), set.to_string()]);
     }
     v.extend(["--out".to_string(), out.display().to_string()]);

@@ -415,7 +415,9 @@ fn interrupted_then_resumed(signal: libc::c_int, code: i32, name: &str) {
         "--set",
         "nas.search.trainer.epochs=2",
         "--set",
-        "nas.search.trainer.max_batches=30",
+        "nas.search.trainer.max_batches=12",
+        "--set",
+        "nas.eval.trainer.max_batches=5",
     ];
     let mut child = std::process::Command::new(archai_bin())
         .current_dir(repo_root())
