@@ -23,7 +23,9 @@ pub fn plugin_dir() -> PathBuf {
 /// The `archai` binary the tests run. It belongs to another package (`host`), so cargo does not
 /// build it for this one: the first call builds it (`cargo build -p archai --bin archai`, a no-op
 /// when it is up to date) with this test binary's profile, so a test never runs a stale binary.
-/// `ARCHAI_BIN` names a prebuilt one instead (the GPU bundle, which carries no cargo).
+/// `ARCHAI_BIN` names a prebuilt one instead (the GPU bundle, which carries no cargo). The binary
+/// is looked for beside this test's profile folder, so builds with `--target TRIPLE` or a custom
+/// profile need `ARCHAI_BIN` too.
 pub fn archai_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {

@@ -178,6 +178,21 @@ pub enum ConfigError {
         origin: Source,
     },
 
+    /// A mapping key that is itself a mapping or a list (`? {a: 1}: x`, `{[a, b]: x}`): configs
+    /// name their keys, and such a key could not be written back to config_used.yaml.
+    #[error(
+        "`{}` (from {origin}): a key must be a name or a number, found {found}; write it as a plain key",
+        show_path(key_path)
+    )]
+    ComplexKey {
+        /// Dotted key path of the mapping holding the key.
+        key_path: String,
+        /// What the key was.
+        found: String,
+        /// Where it was written.
+        origin: Source,
+    },
+
     /// `_copy` directives refer to each other in a loop.
     #[error("`_copy` cycle: {chain}")]
     CopyCycle {

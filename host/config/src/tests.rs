@@ -848,3 +848,20 @@ fn yaml_tags_are_refused_naming_the_key() {
     let (_, text) = err_text(load(&g));
     assert!(text.contains("tag") && text.contains("b.yaml"), "{text}");
 }
+
+/// Found by fuzzing: a key that is a mapping (`? {a: 1}`, `{ {b: 2} }`) loaded, and then the
+/// run's config_used.yaml could not be written. Such keys are refused where they stand.
+#[test]
+fn mapping_and_list_keys_are_refused() {
+    let d = Dir::new();
+    for (name, text) in [
+        ("m.yaml", "nas:\n  ? {aux_weight: 0.0}\n"),
+        ("f.yaml", "common: { {trainer: 2}}\n"),
+        ("l.yaml", "a: {[1, 2]: x}\n"),
+    ] {
+        let f = d.write(name, text);
+        let (e, msg) = err_text(load(&f));
+        assert!(matches!(e, ConfigError::ComplexKey { .. }), "{name}: {msg}");
+        assert!(msg.contains(name) && msg.contains("a key must be a name or a number"), "{msg}");
+    }
+}

@@ -233,6 +233,13 @@ pub(crate) fn check_keys(node: &Node, path: &mut Vec<String>) -> Result<(), crat
     match &node.kind {
         Kind::Map(e) => {
             for (k, n) in e {
+                if matches!(k, Value::Mapping(_) | Value::Sequence(_)) {
+                    return Err(crate::ConfigError::ComplexKey {
+                        key_path: path.join("."),
+                        found: describe(k),
+                        origin: n.src.clone(),
+                    });
+                }
                 if let Value::Tagged(t) = k {
                     return Err(crate::ConfigError::Tagged {
                         key_path: path.join("."),
