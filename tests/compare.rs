@@ -305,3 +305,47 @@ fn a_launched_comparison_spreads_its_runs_over_the_ranks_and_matches_one_process
         assert_same_training(&one.join(run), &two.join(run));
     }
 }
+
+/// Ranks started without `archai launch` (torchrun, a scheduler, other machines) have no launcher
+/// to stop them: a comparison's rank 0 whose rank 1 died stops once rank 1's heartbeat has been
+/// silent for `common.dist_timeout_s`, instead of waiting for its report forever.
+#[test]
+fn a_comparison_whose_rank_died_stops_with_an_error_naming_it() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("c.yaml");
+    let text = format!(
+        "compare:\n  name: d\n  experiments:\n    random: {}\n  seeds: [0, 1, 2, 3]\n  set: [{}, \"common.dist_timeout_s=5\"]\n",
+        repo_root().join("confs/algos/random.yaml").display(),
+        BUDGET.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+    );
+    std::fs::write(&conf, text).unwrap();
+    let out = tmp.path().join("cmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let rank = |r: &str| {
+        Command::new(archai_bin())
+            .current_dir(repo_root())
+            .arg("--plugin-dir")
+            .arg(plugin_dir())
+            .args(["compare", conf.to_str().unwrap(), "--toy", "--threads", "1", "--out", out.to_str().unwrap()])
+            .envs([("RANK", r), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str())])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let zero = rank("0");
+    let mut one = rank("1");
+    let t0 = Instant::now();
+    while !out.join("ranks/rank-1.alive").is_file() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "rank 1 never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    one.kill().unwrap();
+    one.wait().unwrap();
+    let o = zero.wait_with_output().unwrap();
+    let text = output_text(&o);
+    assert!(!o.status.success(), "rank 0 succeeded without rank 1:\n{text}");
+    assert!(text.contains("rank 1 stopped answering") && text.contains("common.dist_timeout_s"), "{text}");
+    assert!(!out.join("report.html").exists(), "a report without rank 1's runs");
+}

@@ -136,10 +136,12 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     let per_job = (threads / args.jobs).max(1);
     // Every experiment must load with the comparison's settings before any run starts.
     let mut runs_dir = None;
+    let mut rank_timeout = None;
     for (name, conf) in &spec.experiments {
         let o = super::common::Overrides { toy: args.toy, sets: spec.set.clone(), seed: Some(spec.seeds[0]) };
         let (_, cfg) = o.load(conf).with_context(|| format!("experiment `{name}` ({})", conf.display()))?;
         runs_dir.get_or_insert(cfg.common.runs_dir);
+        rank_timeout.get_or_insert(std::time::Duration::from_secs(cfg.common.dist_timeout_s));
     }
     let out = args
         .out
@@ -239,7 +241,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
         println!("rank {}: {total} runs done, {} failed; rank 0 writes the report", ranks.rank, failures.len());
         return Ok(());
     }
-    failures.extend(ranks.wait_for_others(&out)?);
+    failures.extend(ranks.wait_for_others(&out, rank_timeout.unwrap_or(std::time::Duration::from_secs(300)))?);
     // The failures below matter more than a report that cannot be made (no run finished).
     match crate::report::write_report(std::slice::from_ref(&out), &out, None) {
         Ok(analysis) => {
@@ -261,9 +263,6 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
 
 /// Where the ranks of a launched comparison leave their failures for rank 0.
 const RANKS_DIR: &str = "ranks";
-
-/// How long rank 0 waits for a silent rank (no heartbeat) before it gives up.
-const RANK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// This process's place in a launched comparison (rank 0 of 1 when not launched).
 struct Ranks {
@@ -308,21 +307,22 @@ impl Ranks {
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Rank 0: waits (as long as the runs take; the launcher stops the job if a rank dies) for
-    /// every other rank's report and returns their failures.
-    fn wait_for_others(&self, out: &Path) -> Result<Vec<String>> {
+    /// Rank 0: waits (as long as the runs take) for every other rank's report and returns their
+    /// failures; a rank whose heartbeat stays silent for `timeout` (it died, perhaps on another
+    /// machine where the launcher cannot see it) is an error.
+    fn wait_for_others(&self, out: &Path, timeout: std::time::Duration) -> Result<Vec<String>> {
         let mut failures = Vec::new();
         let mut said = false;
         for rank in 1..self.world {
             let path = Self::report_path(out, rank);
             let mut watch = crate::heartbeat::Watch::new(&Self::alive_path(out, rank));
             while !path.is_file() {
-                if !watch.alive(RANK_TIMEOUT) {
+                if !watch.alive(timeout) {
                     bail!(
-                        "rank {rank} stopped answering: {} has not changed for {} s; its runs resume when the \
-                         same command runs again",
+                        "rank {rank} stopped answering: {} has not changed for {} s (common.dist_timeout_s); \
+                         its runs resume when the same command runs again",
                         Self::alive_path(out, rank).display(),
-                        RANK_TIMEOUT.as_secs()
+                        timeout.as_secs()
                     );
                 }
                 if !said {
