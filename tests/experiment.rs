@@ -549,3 +549,26 @@ fn a_dataset_by_config_alone_works_the_ways_users_try_it() {
     ]));
     assert_eq!(yaml(&run.join("log.yaml"))["dataset"]["name"].as_str(), Some("fm_copy"));
 }
+
+/// Every experiment in confs/algos/ loads and passes the typed config's checks (what `archai
+/// config` and `archai run` do first), as is and in toy mode, so a shipped config (the small-real
+/// ones included) never fails on its first line.
+#[test]
+fn every_shipped_experiment_config_loads() {
+    let dir = repo_root().join("confs/algos");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        for toy in [false, true] {
+            let o = archai::commands::common::Overrides { toy, sets: Vec::new(), seed: None };
+            if let Err(e) = o.load(&path) {
+                panic!("{} (toy: {toy}): {e:#}", path.display());
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 18, "only {checked} experiments in {}", dir.display());
+}
