@@ -27,6 +27,22 @@ fn write_comparison(dir: &Path) -> PathBuf {
     file
 }
 
+/// A comparison of random search alone over seeds 0..seeds (cheap runs: no search phase), with
+/// the budget and `extra` sets.
+fn write_random_comparison(dir: &Path, seeds: u64, extra: &[&str]) -> PathBuf {
+    let file = dir.join("random.yaml");
+    let sets: Vec<String> = BUDGET.iter().chain(extra).map(|s| format!("\"{s}\"")).collect();
+    let seeds: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
+    let text = format!(
+        "compare:\n  name: r\n  experiments:\n    random: {}\n  seeds: [{}]\n  set: [{}]\n",
+        repo_root().join("confs/algos/random.yaml").display(),
+        seeds.join(", "),
+        sets.join(", ")
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 fn finished(run: &Path) -> bool {
     RunRecord::read(&run.join("log.yaml")).is_ok_and(|r| r.status == RunStatus::Ok)
 }
@@ -258,13 +274,7 @@ fn a_launched_comparison_spreads_its_runs_over_the_ranks_and_matches_one_process
     require_fashion_mnist();
     let tmp = tempfile::tempdir().unwrap();
     // Random search only (no search phase): two runs, one per rank.
-    let conf = tmp.path().join("c.yaml");
-    let text = format!(
-        "compare:\n  name: r\n  experiments:\n    random: {}\n  seeds: [0, 1]\n  set: [{}]\n",
-        repo_root().join("confs/algos/random.yaml").display(),
-        BUDGET.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
-    );
-    std::fs::write(&conf, text).unwrap();
+    let conf = write_random_comparison(tmp.path(), 2, &[]);
     let one = tmp.path().join("one");
     let o = archai(&[
         "compare",
@@ -313,29 +323,17 @@ fn a_launched_comparison_spreads_its_runs_over_the_ranks_and_matches_one_process
 fn a_comparison_whose_rank_died_stops_with_an_error_naming_it() {
     require_fashion_mnist();
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("c.yaml");
-    let text = format!(
-        "compare:\n  name: d\n  experiments:\n    random: {}\n  seeds: [0, 1, 2, 3]\n  set: [{}, \"common.dist_timeout_s=5\"]\n",
-        repo_root().join("confs/algos/random.yaml").display(),
-        BUDGET.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
-    );
-    std::fs::write(&conf, text).unwrap();
+    let conf = write_random_comparison(tmp.path(), 4, &["common.dist_timeout_s=5"]);
     let out = tmp.path().join("cmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let rank = |r: &str| {
-        Command::new(archai_bin())
-            .current_dir(repo_root())
-            .arg("--plugin-dir")
-            .arg(plugin_dir())
-            .args(["compare", conf.to_str().unwrap(), "--toy", "--threads", "1", "--out", out.to_str().unwrap()])
-            .envs([("RANK", r), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str())])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let zero = rank("0");
-    let mut one = rank("1");
+    let [zero, mut one] = ranks_without_launcher(&[
+        "compare",
+        conf.to_str().unwrap(),
+        "--toy",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let t0 = Instant::now();
     while !out.join("ranks/rank-1.alive").is_file() {
         assert!(t0.elapsed() < Duration::from_secs(120), "rank 1 never started");

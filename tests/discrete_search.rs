@@ -283,22 +283,17 @@ fn a_search_rank_whose_rank_0_died_stops_with_an_error() {
     require_fashion_mnist();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let rank = |r: &str| {
-        Command::new(archai_bin())
-            .current_dir(repo_root())
-            .arg("--plugin-dir")
-            .arg(plugin_dir())
-            .args(["search", "confs/search/evolution_pareto.yaml", "--toy", "--out", out.to_str().unwrap()])
-            .args(["--set", "common.dist_timeout_s=5", "--set", "common.threads=1"])
-            .envs([("RANK", r), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", &port.to_string())])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let mut zero = rank("0");
-    let one = rank("1");
+    let [mut zero, one] = ranks_without_launcher(&[
+        "search",
+        "confs/search/evolution_pareto.yaml",
+        "--toy",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "common.dist_timeout_s=5",
+        "--set",
+        "common.threads=1",
+    ]);
     let t0 = Instant::now();
     while !out.join("ranks/rank-1/job-0.json").is_file() {
         assert!(t0.elapsed() < Duration::from_secs(120), "rank 0 handed rank 1 no candidate");

@@ -196,6 +196,26 @@ pub fn archai(args: &[&str]) -> std::process::Output {
         .expect("run archai")
 }
 
+/// The two ranks of a job started the way torchrun or a batch scheduler starts them, without
+/// `archai launch` (so no launcher stops one when the other dies): `archai --plugin-dir
+/// <workspace plugins> ARGS...` with RANK, WORLD_SIZE 2 and a loopback rendezvous on a free port.
+/// Output is piped.
+pub fn ranks_without_launcher(args: &[&str]) -> [std::process::Child; 2] {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    ["0", "1"].map(|rank| {
+        Command::new(archai_bin())
+            .current_dir(repo_root())
+            .arg("--plugin-dir")
+            .arg(plugin_dir())
+            .args(args)
+            .envs([("RANK", rank), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", &port)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    })
+}
+
 /// stdout then stderr of a finished command, as text.
 pub fn output_text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

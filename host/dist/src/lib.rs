@@ -78,10 +78,19 @@ fn lost_peer(rank: usize, world: usize) -> String {
     }
 }
 
-/// The variables by which torchrun (and `archai launch`) place a worker in a job. A worker that
-/// starts single-process children (`archai compare`'s runs) removes them from the children.
+/// The variables by which torchrun (and `archai launch`) place a worker in a job.
 pub const WORLD_VARS: [&str; 6] =
     ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"];
+
+/// Makes `cmd` start a process of its own, not one more worker of this job: a worker that starts
+/// single-process children (a comparison's runs, a search's candidate trainings) removes
+/// [`WORLD_VARS`] from them.
+pub fn outside_the_job(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for var in WORLD_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
 
 /// Where this worker stands in the job, as torchrun's variables say: RANK, LOCAL_RANK,
 /// WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
@@ -160,6 +169,15 @@ pub struct ProcessGroup {
 unsafe impl Send for ProcessGroup {}
 
 impl ProcessGroup {
+    /// Joins the job this process was started into (torchrun's variables), or `None` when it was
+    /// started alone (no WORLD_SIZE, or a world of one).
+    pub fn join_from_env(timeout: Duration) -> Result<Option<Self>, DistError> {
+        match WorldEnv::from_env()? {
+            Some(env) if env.world > 1 => Self::join(&env, timeout).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Joins the job: rank 0 serves the store on MASTER_ADDR:MASTER_PORT (loopback by default,
     /// and only that address: c10d's own server would listen on every interface), everybody
     /// connects to it, and a Gloo group forms over the same interface. Fails after `timeout`

@@ -273,13 +273,9 @@ struct Ranks {
 
 impl Ranks {
     fn join() -> Result<Ranks> {
-        match archai_dist::WorldEnv::from_env()? {
-            Some(env) if env.world > 1 => {
-                let group = archai_dist::ProcessGroup::join(&env, std::time::Duration::from_secs(300))?;
-                Ok(Ranks { rank: group.rank(), world: group.world(), group: Some(group) })
-            }
-            _ => Ok(Ranks { rank: 0, world: 1, group: None }),
-        }
+        let group = archai_dist::ProcessGroup::join_from_env(std::time::Duration::from_secs(300))?;
+        let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world()));
+        Ok(Ranks { rank, world, group })
     }
 
     /// All ranks have listed the pending runs (and rank 0 has cleared old rank reports).
@@ -302,9 +298,7 @@ impl Ranks {
     fn finished(&self, out: &Path, failures: &[String]) -> Result<()> {
         let path = Self::report_path(out, self.rank);
         std::fs::create_dir_all(out.join(RANKS_DIR))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, yaml_serde::to_string(failures)?)?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        write_whole(&path, yaml_serde::to_string(failures)?.as_bytes())
     }
 
     /// Rank 0: waits (as long as the runs take) for every other rank's report and returns their
@@ -339,6 +333,21 @@ impl Ranks {
     }
 }
 
+/// The last non-empty line of a child's output file (what to show when it failed); empty when
+/// the file is missing.
+pub(crate) fn last_line(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, so that a reader (another rank,
+/// polling) sees all of it or nothing.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Runs one job as an `archai run` child process (its console output goes to logs/), resuming
 /// an unfinished attempt. Returns the run's test top-1.
 fn run_job(
@@ -369,15 +378,11 @@ fn run_job(
     let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     cmd.stdout(log.try_clone()?).stderr(log).env("RAYON_NUM_THREADS", threads.to_string());
     // A run is one process even when this comparison is a rank of a launched job.
-    for var in archai_dist::WORLD_VARS {
-        cmd.env_remove(var);
-    }
+    archai_dist::outside_the_job(&mut cmd);
     kill_with_parent(&mut cmd);
     let status = cmd.status().context("starting archai run")?;
     if !status.success() {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-        bail!("{status}; {last} (full output: {})", log_path.display());
+        bail!("{status}; {} (full output: {})", last_line(&log_path), log_path.display());
     }
     let record = RunRecord::read(&job.dir.join("log.yaml"))?;
     Ok(record.eval.and_then(|e| e.summary).map(|s| s.test.top1))

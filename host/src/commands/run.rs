@@ -45,12 +45,7 @@ pub fn run_experiment(
     let (_, cfg) = overrides.load(conf)?;
     let reg = registry(plugin_dirs)?;
     crate::interrupt::install();
-    let group = match archai_dist::WorldEnv::from_env()? {
-        Some(env) if env.world > 1 => {
-            Some(archai_dist::ProcessGroup::join(&env, std::time::Duration::from_secs(cfg.common.dist_timeout_s))?)
-        }
-        _ => None,
-    };
+    let group = archai_dist::ProcessGroup::join_from_env(std::time::Duration::from_secs(cfg.common.dist_timeout_s))?;
     let strategy = crate::train::Strategy::over(group.as_ref());
     let made = match strategy.rank() {
         0 => crate::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), resume)

@@ -825,9 +825,7 @@ pub(crate) fn eval_command(
         .stdout(std::fs::File::create(job.out.join("worker.txt"))?)
         .stderr(std::fs::File::create(job.out.join("worker.err.txt"))?);
     // A candidate's training is one process even when the search is a rank of a launched job.
-    for var in archai_dist::WORLD_VARS {
-        cmd.env_remove(var);
-    }
+    archai_dist::outside_the_job(&mut cmd);
     if let Some(w) = &job.warm_start {
         cmd.arg("--warm-start").arg(w);
     }
@@ -837,8 +835,7 @@ pub(crate) fn eval_command(
 
 /// The last non-empty line of a worker's error output: what to show when it failed.
 pub(crate) fn last_error_line(dir: &Path) -> String {
-    let err = std::fs::read_to_string(dir.join("worker.err.txt")).unwrap_or_default();
-    err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string()
+    crate::commands::compare::last_line(&dir.join("worker.err.txt"))
 }
 
 /// Where a job of the search runs.

@@ -50,9 +50,7 @@ fn rank_dir(run_dir: &Path, rank: usize) -> PathBuf {
 
 /// Writes `value` as JSON to `path` so that a reader sees all of it or nothing.
 fn write_whole(path: &Path, value: &impl Serialize) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_string(value)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    crate::commands::compare::write_whole(path, serde_json::to_string(value)?.as_bytes())
 }
 
 /// Another rank, as rank 0 sees it.
@@ -98,13 +96,9 @@ pub struct SearchRanks {
 
 impl SearchRanks {
     pub fn join(timeout: Duration) -> Result<SearchRanks> {
-        match archai_dist::WorldEnv::from_env()? {
-            Some(env) if env.world > 1 => {
-                let group = archai_dist::ProcessGroup::join(&env, timeout)?;
-                Ok(SearchRanks { rank: group.rank(), world: group.world(), group: Some(group), timeout, beat: None })
-            }
-            _ => Ok(SearchRanks { rank: 0, world: 1, group: None, timeout, beat: None }),
-        }
+        let group = archai_dist::ProcessGroup::join_from_env(timeout)?;
+        let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world()));
+        Ok(SearchRanks { rank, world, group, timeout, beat: None })
     }
 
     /// Rank 0: clears old rank files, makes each rank's folder, tells the others where the run
