@@ -82,22 +82,9 @@ pub fn plugin_dir_with(libs: &[&Path]) -> tempfile::TempDir {
     dir
 }
 
-/// Copies a directory tree (sources of fixture crates), skipping `target/`.
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if entry.file_name() == "target" {
-            continue;
-        }
-        if path.is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
-        }
-    }
-}
+/// Copies a directory tree (sources of fixture crates, run directories), skipping `target/`.
+#[allow(unused_imports)] // not every test file copies trees
+pub use archai_tests::copy_tree;
 
 /// Deterministic weights that do not depend on libtorch's global RNG (tests run in parallel).
 pub fn set_fixed_init(store: &archai::params::ParamStore) {

@@ -403,6 +403,24 @@ fn clear_dir(dir: &Path) {
     }
 }
 
+/// Copies a directory tree (the fuzz targets' confs/, and for the end-to-end tests fixture crates
+/// and run directories), skipping `target/`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            copy_tree(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 /// Splits an input into `k` files: a byte that picks how the first `k - 1` lengths are encoded
 /// would be fragile under mutation, so each file but the last is prefixed by its length as a
 /// big-endian u32 (clamped to what is left). [`join_files`] is the inverse.

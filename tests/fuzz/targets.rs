@@ -185,20 +185,8 @@ fn image_target() -> Target {
 /// file resolve as they do for users.
 fn confs_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&repo_root().join("confs"), &dir.path().join("confs"));
+    crate::copy_tree(&repo_root().join("confs"), &dir.path().join("confs"));
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// Loads a config and, when it loads, checks that what a run records as config_used.yaml loads
