@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Times one DARTS search step in archai and in the PyTorch reference (shared/bench/darts_ref.py,
 # or $DARTS_REF) with the same libtorch 2.11, threads and batch, one after the other, and prints
-# the ratio. Usage: scripts/bench-darts.sh [ORDER] [BATCH] [THREADS] [STEPS]
+# the ratios of time and peak memory. Usage: scripts/bench-darts.sh [ORDER] [BATCH] [THREADS] [STEPS]
+# RECOMPUTE_CELLS=true measures archai with nas.search.trainer.recompute_cells (the reference
+# keeps every activation, as DARTS' code does).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -9,7 +11,9 @@ order="${1:-1}" batch="${2:-32}" threads="${3:-2}" steps="${4:-5}"
 ref="${DARTS_REF:-$repo/../shared/bench/darts_ref.py}"
 py="${ARCHAI_TORCH_PYTHON:-${ARCHAI_TORCH_HOME:-$HOME/.cache/archai-rs/torch-2.11.0}/bin/python}"
 [ -f "$ref" ] || { echo "reference script not found: $ref (set DARTS_REF)" >&2; exit 1; }
+recompute="${RECOMPUTE_CELLS:-false}"
 ours=$(./target/release/archai bench search-step --algorithm darts --set "nas.search.algorithm.config.order=$order" \
+  --set "nas.search.trainer.recompute_cells=$recompute" \
   --batch "$batch" --threads "$threads" --steps "$steps" --json 2>/dev/null)
 theirs=$("$py" "$ref" --order "$order" --batch "$batch" --threads "$threads" --steps "$steps" 2>/dev/null | tail -n 1)
 "$py" - "$ours" "$theirs" <<'PY'
@@ -17,8 +21,10 @@ import json, sys
 ours, ref = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 r = ref.get("sec_per_step_median")
 print(json.dumps({"order": ours["config"]["order"], "batch": ours["batch"], "threads": ours["threads"],
+                  "archai_recompute_cells": ours["recompute_cells"],
                   "archai_sec_per_step": ours["sec_per_step"], "archai_arch_s": ours["arch_sec"], "archai_weight_s": ours["weight_sec"],
                   "archai_peak_rss_mb": ours["peak_rss_mb"],
                   "pytorch_sec_per_step": r, "pytorch_peak_rss_mib": ref.get("peak_rss_mib"),
-                  "ratio_archai_over_pytorch": ours["sec_per_step"] / r}))
+                  "ratio_archai_over_pytorch": ours["sec_per_step"] / r,
+                  "peak_memory_ratio": ours["peak_rss_mb"] / ref["peak_rss_mib"] if ref.get("peak_rss_mib") else None}))
 PY

@@ -446,3 +446,64 @@ fn the_cells_picture_has_one_box_per_op_none_overlapping_and_renders() {
     let blue = |px: &[[u8; 3]]| px.iter().filter(|p| **p == [173, 216, 230]).count();
     assert!(blue(top) > 500 && blue(bottom) > 500, "{} / {}", blue(top), blue(bottom));
 }
+
+/// `trainer.recompute_cells`: a network that keeps only its cells' inputs and recomputes each
+/// cell in the backward pass gives the logits, weight gradients (through `backward()`),
+/// architecture gradients (through `grad(loss, alphas)`, what architecture steps use), batch-norm
+/// statistics and candidate-forward counts of the plain network. Search cells sharing one alpha
+/// tensor over three cells, and the evaluation network (DARTS-V2 cells) with its auxiliary head.
+#[test]
+fn recomputed_cells_give_the_gradients_statistics_and_counts_of_plain_cells() {
+    let reg = registry();
+    let mut search = one_cell_search_desc();
+    search.cells = vec![search.cells[0].clone(); 3];
+    let eval = archai_model_desc::DARTS_V2
+        .build("v2", 6, 8, true, archai_model_desc::InputDesc { channels: 1, size: 28 }, 3)
+        .unwrap();
+    let y = tch::Tensor::from_slice(&[0i64, 1, 2, 1]);
+    let rel = |a: &tch::Tensor, b: &tch::Tensor| {
+        let scale = a.abs().max().double_value(&[]).max(1e-3);
+        (a - b).abs().max().double_value(&[]) / scale
+    };
+    for (what, desc, size) in [("search", &search, 8), ("eval", &eval, 28)] {
+        let x = archai_plugin_api::kit::seeded::normal(&[4, 1, size, size], 11);
+        let mut runs = Vec::new();
+        for recompute in [false, true] {
+            let (store, mut net) = fixed_network(&reg, desc, true);
+            net.recompute_cells = recompute;
+            let (logits, aux) = net.forward_with_aux(&x, true, desc.aux.is_some()).unwrap();
+            let mut loss = logits.cross_entropy_for_logits(&y);
+            if let Some(aux) = aux {
+                loss += aux.cross_entropy_for_logits(&y) * 0.4;
+            }
+            let alphas: Vec<tch::Tensor> = store.named_arch().into_iter().map(|(_, a)| a).collect();
+            let arch_grads = if alphas.is_empty() {
+                Vec::new()
+            } else {
+                let (logits, _) = net.forward_with_aux(&x, true, false).unwrap();
+                tch::Tensor::run_backward(&[&logits.cross_entropy_for_logits(&y)], &alphas, false, false)
+            };
+            loss.backward();
+            let weights: Vec<(String, tch::Tensor)> =
+                store.named_weights().into_iter().map(|(n, w)| (n, w.grad().contiguous())).collect();
+            let buffers: Vec<(String, tch::Tensor)> = store.named_buffers();
+            runs.push((logits.detach(), weights, arch_grads, buffers, net.candidate_forwards()));
+        }
+        let (plain, recomputed) = (&runs[0], &runs[1]);
+        assert!(rel(&plain.0, &recomputed.0) < 1e-6, "{what}: logits differ");
+        assert!(!plain.1.is_empty());
+        for ((name, a), (_, b)) in plain.1.iter().zip(&recomputed.1) {
+            assert!(a.defined() && b.defined(), "{what}: {name} got no gradient");
+            assert!(rel(a, b) < 1e-5, "{what}: {name}: gradients differ by {} of their scale", rel(a, b));
+        }
+        assert_eq!(plain.2.len(), if what == "search" { 1 } else { 0 });
+        for (a, b) in plain.2.iter().zip(&recomputed.2) {
+            assert!(rel(a, b) < 1e-5, "{what}: alpha gradients differ by {}", rel(a, b));
+        }
+        assert!(!plain.3.is_empty(), "{what}: batch norm keeps statistics");
+        for ((name, a), (_, b)) in plain.3.iter().zip(&recomputed.3) {
+            assert!(rel(a, b) < 1e-6, "{what}: {name}: the recomputation moved the statistics again");
+        }
+        assert_eq!(plain.4, recomputed.4, "{what}: candidate forwards counted twice");
+    }
+}

@@ -101,6 +101,8 @@ pub struct SearchStepReport {
     pub steps: usize,
     pub warmup: usize,
     pub channels_last: bool,
+    /// `nas.search.trainer.recompute_cells` of the experiment (set with `--set`).
+    pub recompute_cells: bool,
     pub precision: Precision,
     pub sec_per_step: f64,
     /// The algorithm's hooks (architecture step, and its update after the weight step).
@@ -179,6 +181,7 @@ pub fn search_step(
     let store = ParamStore::new(device);
     let mut net = Network::compile(&desc, registry, &store)?;
     net.channels_last = channels_last;
+    net.recompute_cells = search.trainer.recompute_cells;
     let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch as usize, 0.025, 3e-4, Some(5.0)) };
     let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let data = |_: usize| {
@@ -249,6 +252,7 @@ pub fn search_step(
         steps,
         warmup,
         channels_last,
+        recompute_cells: net.recompute_cells,
         precision,
         sec_per_step,
         arch_sec: median(arch),
@@ -273,6 +277,8 @@ pub struct TrainThroughputReport {
     pub steps: usize,
     pub warmup: usize,
     pub channels_last: bool,
+    /// `nas.search.trainer.recompute_cells` of the experiment (set with `--set`).
+    pub recompute_cells: bool,
     pub precision: Precision,
     pub sec_per_step: f64,
     pub samples_per_s: f64,
@@ -340,6 +346,7 @@ pub fn train_throughput(
         steps: times.len(),
         warmup,
         channels_last,
+        recompute_cells: net.recompute_cells,
         precision,
         sec_per_step,
         samples_per_s: batch as f64 / sec_per_step,

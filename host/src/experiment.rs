@@ -249,11 +249,20 @@ fn check_activations_fit(
 ) -> Result<()> {
     let Some(available) = available.filter(|_| device == Device::Cpu) else { return Ok(()) };
     let (parts, _) = crate::stats::analyze(desc, reg)?;
-    let per_sample: i64 = parts.iter().map(|p| p.activation_bytes_per_sample).sum();
+    let per_sample = kept_per_sample(&parts, t.recompute_cells);
     match activation_refusal(key, &desc.name, per_sample, t, available) {
         Some(message) => bail!(message),
         None => Ok(()),
     }
+}
+
+/// Activation bytes per sample kept for backward: every part's, or with recomputed cells only the
+/// largest cell's (one cell's graph lives at a time) besides the stem's and the head's.
+fn kept_per_sample(parts: &[crate::stats::PartStats], recompute_cells: bool) -> i64 {
+    let is_cell = |p: &&crate::stats::PartStats| p.name.starts_with("cells.");
+    let outside: i64 = parts.iter().filter(|p| !is_cell(p)).map(|p| p.activation_bytes_per_sample).sum();
+    let cells = parts.iter().filter(is_cell).map(|p| p.activation_bytes_per_sample);
+    outside + if recompute_cells { cells.max().unwrap_or(0) } else { cells.sum() }
 }
 
 /// The refusal of [`check_activations_fit`], if the rows of one chunk need more than `available`.
@@ -263,12 +272,18 @@ fn activation_refusal(key: &str, name: &str, per_sample: i64, t: &TrainerConfig,
     (bytes > available as f64).then(|| {
         format!(
             "{key}.batch_size = {}: {name} keeps at least {} of activations for a chunk of {rows} rows ({} per \
-             sample, fp32 op outputs kept for backward), more than the {} this machine has available; lower \
-             batch_size or raise batch_chunks (rows are then processed in chunks, same result)",
+             sample, fp32 op outputs kept for backward{}), more than the {} this machine has available; lower \
+             batch_size or raise batch_chunks (rows are then processed in chunks, same result){}",
             t.batch_size,
             gigabytes(bytes),
             megabytes(per_sample as f64),
-            gigabytes(available as f64)
+            if t.recompute_cells { ", one cell at a time with recompute_cells" } else { "" },
+            gigabytes(available as f64),
+            if t.recompute_cells {
+                ""
+            } else {
+                ", or set recompute_cells: true (each cell runs again in the backward pass)"
+            }
         )
     })
 }
@@ -839,8 +854,26 @@ mod tests {
             e.contains("net keeps at least 10.0 GB") && e.contains("chunk of 1000 rows") && e.contains("10.00 MB"),
             "{e}"
         );
-        let chunked = TrainerConfig { batch_chunks: 4, ..big };
+        assert!(e.contains("or set recompute_cells: true"), "{e}");
+        let chunked = TrainerConfig { batch_chunks: 4, ..big.clone() };
         assert!(activation_refusal("nas.search.trainer", "net", 10_000_000, &chunked, 8 << 30).is_none());
+        let recomputed = TrainerConfig { recompute_cells: true, ..big };
+        let e = activation_refusal("nas.search.trainer", "net", 10_000_000, &recomputed, 8 << 30).expect("refused");
+        assert!(e.contains("one cell at a time with recompute_cells") && !e.contains("or set recompute"), "{e}");
+    }
+
+    /// With recomputed cells only the largest cell's activations count, besides stem and head.
+    #[test]
+    fn recomputed_cells_keep_one_cell_of_activations() {
+        let part = |name: &str, bytes: i64| crate::stats::PartStats {
+            name: name.into(),
+            activation_bytes_per_sample: bytes,
+            ..Default::default()
+        };
+        let parts =
+            [part("stem", 5), part("cells.0", 100), part("cells.1", 300), part("cells.2", 200), part("head", 7)];
+        assert_eq!(kept_per_sample(&parts, false), 612);
+        assert_eq!(kept_per_sample(&parts, true), 312);
     }
 
     #[test]

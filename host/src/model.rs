@@ -7,7 +7,7 @@ use crate::plugins::{CandidateTaps, PluginError, PluginOp, PluginRegistry};
 use archai_model_desc::{CellDesc, ModelDesc, ParamInit};
 use archai_plugin_api::{Init, ParamRole};
 use serde_json::json;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tch::Tensor;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,14 @@ struct Cell {
 /// A compiled network.
 pub struct Network {
     stem: Vec<PluginOp>,
-    cells: Vec<Cell>,
+    /// Shared with the backward pass of recomputed cells (hence `Arc<Mutex<_>>`: ops are `Send`
+    /// only).
+    cells: Vec<Arc<Mutex<Cell>>>,
+    /// Per cell: the weights under its scope and every architecture parameter (what a cell may
+    /// read), the explicit inputs of a recomputed cell.
+    cell_params: Vec<Vec<Tensor>>,
+    /// Per cell: its buffers (batch-norm statistics).
+    cell_buffers: Vec<Vec<Tensor>>,
     classifier: PluginOp,
     /// Auxiliary head and the index of the cell it reads.
     aux: Option<(usize, PluginOp)>,
@@ -62,6 +69,10 @@ pub struct Network {
     pub drop_path_prob: f64,
     /// Run in channels-last memory layout (same results up to float summation order).
     pub channels_last: bool,
+    /// Keep only each cell's inputs in training forward passes and recompute the cell in the
+    /// backward pass (`trainer.recompute_cells`): far less activation memory for one more
+    /// forward of every cell. Same results up to float summation order.
+    pub recompute_cells: bool,
     pub desc: ModelDesc,
 }
 
@@ -164,8 +175,19 @@ impl Network {
         let taps = Arc::new(CandidateTaps::default());
         let mut cells = Vec::new();
         for (ci, cell) in desc.cells.iter().enumerate() {
-            cells.push(compile_cell(reg, store, cell, &format!("cells.{ci}"), &taps)?);
+            cells.push(Arc::new(Mutex::new(compile_cell(reg, store, cell, &format!("cells.{ci}"), &taps)?)));
         }
+        let arch: Vec<Tensor> = store.named_arch().into_iter().map(|(_, t)| t).collect();
+        let in_cell = |ci: usize, list: Vec<(String, Tensor)>| -> Vec<Tensor> {
+            let prefix = format!("cells.{ci}.");
+            list.into_iter().filter(|(n, _)| n.starts_with(&prefix)).map(|(_, t)| t).collect()
+        };
+        let cell_params = (0..cells.len())
+            .map(|ci| {
+                in_cell(ci, store.named_weights()).into_iter().chain(arch.iter().map(Tensor::shallow_clone)).collect()
+            })
+            .collect();
+        let cell_buffers = (0..cells.len()).map(|ci| in_cell(ci, store.named_buffers())).collect();
         let mixed_edges = desc.cells.iter().map(|c| c.mixed_edges()).sum();
         let (head_op, head_config) = classifier_op(desc);
         let classifier = reg.create_op(head_op, &head_config, store, "classifier")?;
@@ -181,23 +203,53 @@ impl Network {
         Ok(Self {
             stem,
             cells,
+            cell_params,
+            cell_buffers,
             classifier,
             aux,
             taps,
             mixed_edges,
             drop_path_prob: 0.0,
             channels_last: false,
+            recompute_cells: false,
             desc: desc.clone(),
         })
     }
 
-    fn drop_path(&self, x: Tensor, train: bool) -> Tensor {
-        if !train || self.drop_path_prob <= 0.0 {
-            return x;
-        }
-        let keep = 1.0 - self.drop_path_prob;
-        let mask = Tensor::empty([x.size()[0], 1, 1, 1], (x.kind(), x.device())).bernoulli_float_(keep);
-        x / keep * mask
+    /// Cell `ci` on `(s0, s1)` keeping only its inputs for the backward pass, which runs the cell
+    /// again (see `trainer.recompute_cells`). The recomputation replays the forward pass's random
+    /// draws and must leave no trace: batch-norm statistics are put back as the forward pass left
+    /// them and candidate forwards are not counted twice.
+    fn recomputed_cell(&self, ci: usize, s0: &Tensor, s1: &Tensor) -> Result<Tensor, ModelError> {
+        let cell = Arc::clone(&self.cells[ci]);
+        let buffers: Vec<Tensor> = self.cell_buffers[ci].iter().map(Tensor::shallow_clone).collect();
+        let taps = Arc::clone(&self.taps);
+        let drop_path_prob = self.drop_path_prob;
+        let mut calls = 0u32;
+        let body: archai_recompute::Body = Box::new(move |inputs: &[Tensor]| {
+            calls += 1;
+            let again = calls > 1;
+            let kept: Vec<Tensor> =
+                if again { tch::no_grad(|| buffers.iter().map(Tensor::copy).collect()) } else { Vec::new() };
+            let counted = taps.forwards();
+            let out = cell_forward(&lock(&cell), ci, &inputs[0], &inputs[1], true, drop_path_prob);
+            if again {
+                // Through `data()` (a view with its own version counter): the recomputed graph
+                // saved these statistics, and batch norm's training-mode backward does not read
+                // them, so putting the values back must not invalidate that graph.
+                tch::no_grad(|| {
+                    for (b, k) in buffers.iter().zip(&kept) {
+                        b.data().copy_(k);
+                    }
+                });
+                taps.uncount(taps.forwards().saturating_sub(counted));
+            }
+            Ok(vec![out.map_err(|e| e.to_string())?])
+        });
+        let params: Vec<Tensor> = self.cell_params[ci].iter().map(Tensor::shallow_clone).collect();
+        let mut out = archai_recompute::recompute(&[s0, s1], &params, body)
+            .map_err(|e| ModelError::Forward(format!("cell {ci}: {e}")))?;
+        Ok(out.remove(0))
     }
 
     /// Logits for a batch of images.
@@ -229,33 +281,12 @@ impl Network {
             s = op.forward(&[&s], train)?;
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
-        for (ci, cell) in self.cells.iter().enumerate() {
-            let mut states = vec![cell.pre0.forward(&[&s0], train)?, cell.pre1.forward(&[&s1], train)?];
-            for (ni, node) in cell.nodes.iter().enumerate() {
-                let mut outs = Vec::with_capacity(node.edges.len());
-                for e in &node.edges {
-                    let y = e.op.forward(&[&states[e.input]], train)?;
-                    outs.push(if e.identity || e.mixed { y } else { self.drop_path(y, train) });
-                }
-                let out = match &node.combine {
-                    Some(op) => op.forward(&outs.iter().collect::<Vec<_>>(), train)?,
-                    None => sum_edges(&node.edges, outs)
-                        .map_err(|e| ModelError::Forward(format!("cell {ci}, node {}: {e}", ni + 2)))?,
-                };
-                states.push(out);
-            }
-            let parts: Vec<Tensor> = cell.concat.iter().map(|&i| states[i].shallow_clone()).collect();
-            let out = Tensor::f_cat(&parts, 1).map_err(|_| {
-                let shapes: Vec<String> =
-                    cell.concat.iter().zip(&parts).map(|(i, t)| format!("state {i} {:?}", t.size())).collect();
-                ModelError::Forward(format!(
-                    "cell {ci}: its output states cannot be concatenated along channels ({})",
-                    shapes.join(", ")
-                ))
-            })?;
-            let out = match &cell.post {
-                Some(op) => op.forward(&[&out], train)?,
-                None => out,
+        let recompute = self.recompute_cells && train && archai_recompute::grad_enabled();
+        for ci in 0..self.cells.len() {
+            let out = if recompute {
+                self.recomputed_cell(ci, &s0, &s1)?
+            } else {
+                cell_forward(&lock(&self.cells[ci]), ci, &s0, &s1, train, self.drop_path_prob)?
             };
             if let Some((_, head)) = self.aux.as_ref().filter(|(at, _)| want_aux && *at == ci) {
                 aux_logits = Some(head.forward(&[&out], train)?);
@@ -287,6 +318,58 @@ impl Network {
     /// Number of mixed edges in the network.
     pub fn mixed_edges(&self) -> usize {
         self.mixed_edges
+    }
+}
+
+fn lock(cell: &Mutex<Cell>) -> std::sync::MutexGuard<'_, Cell> {
+    cell.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops whole samples with probability `p` during training (scaling the kept ones by 1/(1-p)).
+fn drop_path(x: Tensor, train: bool, p: f64) -> Tensor {
+    if !train || p <= 0.0 {
+        return x;
+    }
+    let keep = 1.0 - p;
+    let mask = Tensor::empty([x.size()[0], 1, 1, 1], (x.kind(), x.device())).bernoulli_float_(keep);
+    x / keep * mask
+}
+
+/// One cell on its two inputs: preprocessing, nodes, concatenation, post op.
+fn cell_forward(
+    cell: &Cell,
+    ci: usize,
+    s0: &Tensor,
+    s1: &Tensor,
+    train: bool,
+    drop_path_prob: f64,
+) -> Result<Tensor, ModelError> {
+    let mut states = vec![cell.pre0.forward(&[s0], train)?, cell.pre1.forward(&[s1], train)?];
+    for (ni, node) in cell.nodes.iter().enumerate() {
+        let mut outs = Vec::with_capacity(node.edges.len());
+        for e in &node.edges {
+            let y = e.op.forward(&[&states[e.input]], train)?;
+            outs.push(if e.identity || e.mixed { y } else { drop_path(y, train, drop_path_prob) });
+        }
+        let out = match &node.combine {
+            Some(op) => op.forward(&outs.iter().collect::<Vec<_>>(), train)?,
+            None => sum_edges(&node.edges, outs)
+                .map_err(|e| ModelError::Forward(format!("cell {ci}, node {}: {e}", ni + 2)))?,
+        };
+        states.push(out);
+    }
+    let parts: Vec<Tensor> = cell.concat.iter().map(|&i| states[i].shallow_clone()).collect();
+    let out = Tensor::f_cat(&parts, 1).map_err(|_| {
+        let shapes: Vec<String> =
+            cell.concat.iter().zip(&parts).map(|(i, t)| format!("state {i} {:?}", t.size())).collect();
+        ModelError::Forward(format!(
+            "cell {ci}: its output states cannot be concatenated along channels ({})",
+            shapes.join(", ")
+        ))
+    })?;
+    match &cell.post {
+        Some(op) => Ok(op.forward(&[&out], train)?),
+        None => Ok(out),
     }
 }
 

@@ -521,6 +521,12 @@ impl CandidateTaps {
         self.forwards.load(Ordering::Relaxed)
     }
 
+    /// Takes back `n` forwards that were counted (a recomputation repeats forwards the counts
+    /// already hold).
+    pub fn uncount(&self, n: u64) {
+        self.forwards.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// Records every output of a candidate whose scope starts with `prefix`, from now until
     /// [`Self::take_capture`].
     pub fn start_capture(&self, prefix: &str) {

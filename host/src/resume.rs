@@ -9,8 +9,15 @@ use std::collections::BTreeMap;
 
 /// Keys whose change a resumed run accepts: more (or fewer) epochs continue from the checkpoint
 /// with the schedule of the new length; threads and where new runs go do not change results.
-pub const SAFE_TO_CHANGE: &[&str] =
-    &["nas.search.trainer.epochs", "nas.eval.trainer.epochs", "common.threads", "common.runs_dir"];
+/// Recomputing cells trades memory for time without changing what is computed.
+pub const SAFE_TO_CHANGE: &[&str] = &[
+    "nas.search.trainer.epochs",
+    "nas.eval.trainer.epochs",
+    "common.threads",
+    "common.runs_dir",
+    "nas.search.trainer.recompute_cells",
+    "nas.eval.trainer.recompute_cells",
+];
 
 /// One changed key.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
