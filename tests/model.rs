@@ -16,6 +16,18 @@ fn registry() -> PluginRegistry {
     PluginRegistry::scan(&[plugin_dir()]).unwrap()
 }
 
+/// confs/models/darts_v2_small.yaml is the network scripts/bench/darts_eval_ref.py builds in
+/// PyTorch (DARTS' NetworkCIFAR with the DARTS-V2 cells, 5 cells, C=8, 28x28x1): the same weight
+/// count, 36,586 as PyTorch counts them (batch-norm statistics are buffers on both sides).
+#[test]
+fn darts_v2_small_has_the_weights_of_the_pytorch_reference() {
+    let path = repo_root().join("confs/models/darts_v2_small.yaml");
+    let desc = ModelDesc::from_yaml(&std::fs::read_to_string(&path).unwrap(), "darts_v2_small").unwrap();
+    let store = ParamStore::new(Device::Cpu);
+    let _net = Network::compile(&desc, &registry(), &store).unwrap();
+    assert_eq!(store.weight_count(), 36_586);
+}
+
 #[test]
 fn darts_v2_has_the_published_parameter_count() {
     let path = repo_root().join("confs/models/darts_v2.yaml");
@@ -505,5 +517,24 @@ fn recomputed_cells_give_the_gradients_statistics_and_counts_of_plain_cells() {
             assert!(rel(a, b) < 1e-6, "{what}: {name}: the recomputation moved the statistics again");
         }
         assert_eq!(plain.4, recomputed.4, "{what}: candidate forwards counted twice");
+    }
+}
+
+/// `channels_last` takes effect for one-channel images (Fashion-MNIST) too: such an input is NCHW
+/// and NHWC at once, so libtorch ran the stem, and after it the whole network, in NCHW until the
+/// stem's output was converted. Every candidate op's output has NHWC strides.
+#[test]
+fn one_channel_images_run_in_channels_last() {
+    let reg = registry();
+    let desc = one_cell_search_desc();
+    assert_eq!(desc.input.channels, 1);
+    let x = archai_plugin_api::kit::seeded::normal(&[2, 1, 8, 8], 5);
+    for channels_last in [true, false] {
+        let (_store, net) = fixed_network(&reg, &desc, channels_last);
+        let outs = net.candidate_outputs(&x, "cells.0").unwrap();
+        assert!(!outs.is_empty());
+        for (scope, y) in &outs {
+            assert_eq!(y.stride()[1] == 1, channels_last, "{scope}: strides {:?}", y.stride());
+        }
     }
 }

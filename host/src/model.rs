@@ -269,16 +269,14 @@ impl Network {
         want_aux: bool,
     ) -> Result<(Tensor, Option<Tensor>), ModelError> {
         let mut aux_logits = None;
-        let mut s = if self.channels_last {
-            // NCHW shape with NHWC strides (what PyTorch calls channels_last): convolutions,
-            // pooling and batch norm keep that layout, and oneDNN's depthwise kernels are much
-            // faster in it on CPU.
-            x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-        } else {
-            x.shallow_clone()
-        };
+        let mut s = if self.channels_last { channels_last(x) } else { x.shallow_clone() };
         for op in &self.stem {
             s = op.forward(&[&s], train)?;
+        }
+        if self.channels_last {
+            // A one-channel image is NCHW and NHWC at once, so libtorch computes the stem in
+            // NCHW (the weights are NCHW) and every op after it would follow: convert once here.
+            s = channels_last(&s);
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
         let recompute = self.recompute_cells && train && archai_recompute::grad_enabled();
@@ -319,6 +317,17 @@ impl Network {
     pub fn mixed_edges(&self) -> usize {
         self.mixed_edges
     }
+}
+
+/// `x` (N, C, H, W) with NHWC strides (what PyTorch calls channels_last): convolutions, pooling
+/// and batch norm keep that layout, and oneDNN's depthwise kernels are much faster in it on CPU.
+/// Other shapes and tensors already in that layout are returned as they are.
+fn channels_last(x: &Tensor) -> Tensor {
+    let size = x.size();
+    if size.len() != 4 || x.stride()[1] == 1 && size[1] > 1 {
+        return x.shallow_clone();
+    }
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 fn lock(cell: &Mutex<Cell>) -> std::sync::MutexGuard<'_, Cell> {

@@ -11,25 +11,12 @@ torch.bfloat16), as archai's `precision: bf16` does. Prints one JSON object: sec
 (median), samples_per_s.
 """
 import argparse
-import gzip
 import json
-import statistics
-import struct
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    magic, n = struct.unpack(">II", data[:8])
-    if magic == 0x803:
-        h, w = struct.unpack(">II", data[8:16])
-        return torch.frombuffer(bytearray(data[16:]), dtype=torch.uint8).view(n, 1, h, w)
-    return torch.frombuffer(bytearray(data[8:]), dtype=torch.uint8).long()
+from fmnist_train import add_arguments, time_training
 
 
 class BasicBlock(nn.Module):
@@ -62,36 +49,16 @@ class ResnetSmall(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--batch", type=int, default=96)
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    add_arguments(ap, batch=96, steps=50)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = (read_idx(f"{args.root}/train-images-idx3-ubyte.gz").float() / 255.0 - 0.2860) / 0.3530
-    y = read_idx(f"{args.root}/train-labels-idx1-ubyte.gz")
     model = ResnetSmall()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4)
-    order = torch.randperm(x.shape[0])
-    times = []
-    for i in range(args.warmup + args.steps):
-        idx = order[i * args.batch:(i + 1) * args.batch]
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            loss = F.cross_entropy(model(x[idx]).float(), y[idx])
-        loss.backward()
-        opt.step()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med, steps = time_training(model, args)
     print(json.dumps({"torch": torch.__version__, "threads": args.threads, "batch": args.batch,
                       "precision": args.precision,
                       "params": sum(p.numel() for p in model.parameters()),
-                      "steps": len(times), "sec_per_step": med, "samples_per_s": args.batch / med}))
+                      "steps": steps, "sec_per_step": med, "samples_per_s": args.batch / med}))
 
 
 if __name__ == "__main__":

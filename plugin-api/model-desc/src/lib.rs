@@ -658,22 +658,38 @@ mod tests {
     }
 
     /// confs/models/darts_v2.yaml is exactly the builder's DARTS-V2 (20 cells, C=36, 32x32x3,
-    /// 10 classes). ARCHAI_BLESS=1 rewrites the file from the builder.
+    /// 10 classes), confs/models/darts_v2_small.yaml the same cells at the small-real eval size
+    /// (5 cells, C=8, 28x28x1). ARCHAI_BLESS=1 rewrites the files from the builder.
     #[test]
     fn darts_v2_yaml_is_the_published_cell() {
-        let desc = DARTS_V2.build("darts_v2", 20, 36, true, InputDesc { channels: 3, size: 32 }, 10).unwrap();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../confs/models/darts_v2.yaml");
-        if std::env::var_os("ARCHAI_BLESS").is_some() {
-            let header = "# DARTS-V2 (Liu et al., 2019): the published second-order CIFAR-10 cell, 20 cells, C=36,\n\
-                          # 32x32x3 input, 10 classes, auxiliary head after cell 13 (DARTS trains it with weight\n\
-                          # 0.4; parameter counts leave it out). Generated from archai_model_desc::DARTS_V2 (a test\n\
-                          # checks it).\n";
-            std::fs::write(path, format!("{header}{}", desc.to_yaml())).unwrap();
+        let files = [
+            (
+                "darts_v2",
+                DARTS_V2.build("darts_v2", 20, 36, true, InputDesc { channels: 3, size: 32 }, 10).unwrap(),
+                "# DARTS-V2 (Liu et al., 2019): the published second-order CIFAR-10 cell, 20 cells, C=36,\n\
+                 # 32x32x3 input, 10 classes, auxiliary head after cell 13 (DARTS trains it with weight\n\
+                 # 0.4; parameter counts leave it out). Generated from archai_model_desc::DARTS_V2 (a test\n\
+                 # checks it).\n",
+            ),
+            (
+                "darts_v2_small",
+                DARTS_V2.build("darts_v2_small", 5, 8, false, InputDesc { channels: 1, size: 28 }, 10).unwrap(),
+                "# DARTS-V2 cells at the size of the small-real evaluation networks: 5 cells, C=8, 28x28x1\n\
+                 # input (Fashion-MNIST), 10 classes, no auxiliary head. The DARTS-cell network of\n\
+                 # scripts/bench-darts-eval.sh (PyTorch: scripts/bench/darts_eval_ref.py). Generated from\n\
+                 # archai_model_desc::DARTS_V2 (a test checks it).\n",
+            ),
+        ];
+        for (name, desc, header) in files {
+            let path = format!("{}/../../confs/models/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+            if std::env::var_os("ARCHAI_BLESS").is_some() {
+                std::fs::write(&path, format!("{header}{}", desc.to_yaml())).unwrap();
+            }
+            let file = ModelDesc::from_yaml(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+            assert_eq!(file, desc, "{name}");
+            assert_eq!(file.cells.iter().filter(|c| c.reduction).count(), 2);
+            assert_eq!(file.cells[0].nodes[3].edges[1].op, "dil_conv_3x3");
         }
-        let file = ModelDesc::from_yaml(&std::fs::read_to_string(path).unwrap(), path).unwrap();
-        assert_eq!(file, desc);
-        assert_eq!(file.cells.iter().filter(|c| c.reduction).count(), 2);
-        assert_eq!(file.cells[0].nodes[3].edges[1].op, "dil_conv_3x3");
     }
 
     #[test]
