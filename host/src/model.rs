@@ -178,16 +178,15 @@ impl Network {
             cells.push(Arc::new(Mutex::new(compile_cell(reg, store, cell, &format!("cells.{ci}"), &taps)?)));
         }
         let arch: Vec<Tensor> = store.named_arch().into_iter().map(|(_, t)| t).collect();
-        let in_cell = |ci: usize, list: Vec<(String, Tensor)>| -> Vec<Tensor> {
+        let (weights, buffers) = (store.named_weights(), store.named_buffers());
+        let in_cell = |ci: usize, list: &[(String, Tensor)]| -> Vec<Tensor> {
             let prefix = format!("cells.{ci}.");
-            list.into_iter().filter(|(n, _)| n.starts_with(&prefix)).map(|(_, t)| t).collect()
+            list.iter().filter(|(n, _)| n.starts_with(&prefix)).map(|(_, t)| t.shallow_clone()).collect()
         };
         let cell_params = (0..cells.len())
-            .map(|ci| {
-                in_cell(ci, store.named_weights()).into_iter().chain(arch.iter().map(Tensor::shallow_clone)).collect()
-            })
+            .map(|ci| in_cell(ci, &weights).into_iter().chain(arch.iter().map(Tensor::shallow_clone)).collect())
             .collect();
-        let cell_buffers = (0..cells.len()).map(|ci| in_cell(ci, store.named_buffers())).collect();
+        let cell_buffers = (0..cells.len()).map(|ci| in_cell(ci, &buffers)).collect();
         let mixed_edges = desc.cells.iter().map(|c| c.mixed_edges()).sum();
         let (head_op, head_config) = classifier_op(desc);
         let classifier = reg.create_op(head_op, &head_config, store, "classifier")?;
@@ -269,7 +268,14 @@ impl Network {
         want_aux: bool,
     ) -> Result<(Tensor, Option<Tensor>), ModelError> {
         let mut aux_logits = None;
-        let mut s = if self.channels_last { channels_last(x) } else { x.shallow_clone() };
+        let mut s = if self.channels_last {
+            // NCHW shape with NHWC strides (what PyTorch calls channels_last): convolutions,
+            // pooling and batch norm keep that layout, and oneDNN's depthwise kernels are much
+            // faster in it on CPU.
+            x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+        } else {
+            x.shallow_clone()
+        };
         for op in &self.stem {
             s = op.forward(&[&s], train)?;
         }
@@ -315,17 +321,6 @@ impl Network {
     pub fn mixed_edges(&self) -> usize {
         self.mixed_edges
     }
-}
-
-/// `x` (N, C, H, W) with NHWC strides (what PyTorch calls channels_last): convolutions, pooling
-/// and batch norm keep that layout, and oneDNN's depthwise kernels are much faster in it on CPU.
-/// Other shapes and tensors already in that layout are returned as they are.
-fn channels_last(x: &Tensor) -> Tensor {
-    let size = x.size();
-    if size.len() != 4 || x.stride()[1] == 1 && size[1] > 1 {
-        return x.shallow_clone();
-    }
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 fn lock(cell: &Mutex<Cell>) -> std::sync::MutexGuard<'_, Cell> {
