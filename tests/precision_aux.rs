@@ -328,3 +328,17 @@ fn stats_leave_the_aux_head_out_of_the_parameter_count() {
     assert_eq!(a.aux_params, c_in * mid + 2 * mid + mid * hidden * 4 + 2 * hidden + hidden * 10 + 10);
     assert_eq!(b.aux_params, 0);
 }
+
+/// What ops-darts relies on to keep 5x5, dilated and strided depthwise convolutions in fp32 under
+/// bf16 autocast (oneDNN's bf16 backward for them is up to 5x slower than fp32): libtorch's
+/// `convolution` is not on CPU autocast's list while `conv2d` is. A libtorch that adds it fails
+/// here instead of silently bringing back the slow bf16 search steps.
+#[test]
+fn under_cpu_autocast_convolution_keeps_its_dtype_and_conv2d_does_not() {
+    let x = seeded::normal(&[2, 8, 9, 9], 1);
+    let w = seeded::normal(&[8, 1, 5, 5], 2);
+    let _ac = Precision::Bf16.autocast(Device::Cpu).unwrap();
+    let autocast = x.conv2d(&w, None::<Tensor>, [1, 1], [2, 2], [1, 1], 8);
+    let kept = x.convolution(&w, None::<Tensor>, [1, 1], [2, 2], [1, 1], false, [0, 0], 8);
+    assert_eq!((autocast.kind(), kept.kind()), (Kind::BFloat16, Kind::Float));
+}

@@ -363,7 +363,14 @@ fn cell_forward(
         };
         states.push(out);
     }
-    let parts: Vec<Tensor> = cell.concat.iter().map(|&i| states[i].shallow_clone()).collect();
+    // Each part's gradient is a channel slice of the output's: made dense before it reaches the
+    // nodes' batch norms, whose backward is serial for strided gradients (see archai-dense-grad).
+    let parts: Vec<Tensor> = cell
+        .concat
+        .iter()
+        .map(|&i| archai_dense_grad::dense_grad(&states[i]))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ModelError::Forward(format!("cell {ci}: {e}")))?;
     let out = Tensor::f_cat(&parts, 1).map_err(|_| {
         let shapes: Vec<String> =
             cell.concat.iter().zip(&parts).map(|(i, t)| format!("state {i} {:?}", t.size())).collect();

@@ -1,5 +1,5 @@
 //! Convolution and batch norm whose parameters live in the host.
-use archai_plugin_api::tch::Tensor;
+use archai_plugin_api::tch::{Device, Kind, Tensor};
 use archai_plugin_api::{Init, ParamBuilder};
 
 /// A bias-free 2-D convolution.
@@ -29,6 +29,21 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        if self.keeps_fp32_on_cpu(x) {
+            // libtorch's `convolution` is not on autocast's list, so it computes in the dtype it
+            // is given: fp32 here, whatever autocast would pick for `conv2d`. Without autocast
+            // it is what `conv2d` calls, so fp32 runs are bit for bit unchanged.
+            return Ok(x.f_to_kind(Kind::Float)?.f_convolution(
+                &self.weight,
+                None::<Tensor>,
+                [self.stride, self.stride],
+                [self.pad, self.pad],
+                [self.dil, self.dil],
+                false,
+                [0, 0],
+                self.groups,
+            )?);
+        }
         Ok(x.f_conv2d(
             &self.weight,
             None::<Tensor>,
@@ -37,6 +52,21 @@ impl Conv {
             [self.dil, self.dil],
             self.groups,
         )?)
+    }
+}
+
+impl Conv {
+    /// Depthwise convolutions other than 3x3 stride 1 (5x5, dilated, strided) stay in fp32 on
+    /// the CPU under bf16 autocast: oneDNN (libtorch 2.11) has no bf16 kernel for their backward pass
+    /// as fast as its fp32 one (weight gradients of a 5x5 depthwise conv 5.3x slower, measured
+    /// with scripts/bench-onednn.sh), which made bf16 DARTS search steps slower than fp32 ones.
+    fn keeps_fp32_on_cpu(&self, x: &Tensor) -> bool {
+        let depthwise = self.groups > 1 && self.groups == self.weight.size()[0];
+        let kernel = self.weight.size()[2];
+        depthwise
+            && (kernel != 3 || self.dil != 1 || self.stride != 1)
+            && x.device() == Device::Cpu
+            && self.weight.kind() == Kind::Float
     }
 }
 
@@ -75,5 +105,37 @@ impl BatchNorm {
             1e-5,
             true,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archai_plugin_api::kit::seeded;
+
+    fn conv(c: i64, groups: i64, k: i64, stride: i64, dil: i64) -> Conv {
+        let weight = seeded::normal(&[c, c / groups, k, k], 3);
+        Conv { weight, stride, pad: dil * (k / 2), dil, groups }
+    }
+
+    fn conv2d(c: &Conv, x: &Tensor) -> Tensor {
+        x.conv2d(&c.weight, None::<Tensor>, [c.stride; 2], [c.pad; 2], [c.dil; 2], c.groups)
+    }
+
+    #[test]
+    fn depthwise_5x5_dilated_and_strided_convs_compute_in_fp32() {
+        let x = seeded::normal(&[2, 8, 9, 9], 1);
+        for (k, stride, dil) in [(5, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 1)] {
+            let c = conv(8, 8, k, stride, dil);
+            let y = c.forward(&x.to_kind(Kind::BFloat16)).unwrap();
+            assert_eq!(y.kind(), Kind::Float, "{k}x{k} stride {stride} dilation {dil}");
+            assert!(y.equal(&conv2d(&c, &x.to_kind(Kind::BFloat16).to_kind(Kind::Float))));
+            // fp32 runs are unchanged: `convolution` is what `conv2d` computes.
+            assert!(c.forward(&x).unwrap().equal(&conv2d(&c, &x)));
+        }
+        // 3x3 stride-1 depthwise and dense convolutions are left to autocast.
+        assert!(!conv(8, 8, 3, 1, 1).keeps_fp32_on_cpu(&x));
+        assert!(!conv(8, 1, 5, 1, 1).keeps_fp32_on_cpu(&x));
+        assert!(!conv(8, 2, 5, 1, 1).keeps_fp32_on_cpu(&x));
     }
 }
