@@ -29,6 +29,17 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        if self.is_strided_pointwise() {
+            // A 1x1 convolution with stride s and no padding reads every s-th pixel: take them
+            // first and convolve with stride 1. The same sums, and it keeps away from oneDNN's
+            // strided 1x1 weight-gradient kernel for AVX2 CPUs, which (libtorch 2.11) corrupts
+            // memory for 2 to 7 input channels in channels-last: a hang with 2 threads, an abort
+            // with 1 (every toy DARTS network, whose factorized reductions see 4 channels, and
+            // PC-DARTS' C/K = 4). See the test below and the README ("Known libtorch defects").
+            let s = self.stride;
+            let picked = x.f_slice(2, 0, None, s)?.f_slice(3, 0, None, s)?;
+            return Ok(picked.f_conv2d(&self.weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], self.groups)?);
+        }
         if self.keeps_fp32_on_cpu(x) {
             // libtorch's `convolution` is not on autocast's list, so it computes in the dtype it
             // is given: fp32 here, whatever autocast would pick for `conv2d`. Without autocast
@@ -56,6 +67,10 @@ impl Conv {
 }
 
 impl Conv {
+    fn is_strided_pointwise(&self) -> bool {
+        self.weight.size()[2] == 1 && self.stride > 1 && self.pad == 0
+    }
+
     /// Depthwise convolutions other than 3x3 stride 1 (5x5, dilated, strided) stay in fp32 on
     /// the CPU under bf16 autocast: oneDNN (libtorch 2.11) has no bf16 kernel for their backward pass
     /// as fast as its fp32 one (weight gradients of a 5x5 depthwise conv 5.3x slower, measured
@@ -120,6 +135,32 @@ mod tests {
 
     fn conv2d(c: &Conv, x: &Tensor) -> Tensor {
         x.conv2d(&c.weight, None::<Tensor>, [c.stride; 2], [c.pad; 2], [c.dil; 2], c.groups)
+    }
+
+    /// The shapes for which oneDNN's strided 1x1 weight gradient corrupts memory on AVX2 CPUs
+    /// (2-7 input channels, channels-last, even sizes): forward and backward run, several times,
+    /// and give the strided convolution's output and weight gradient (computed in NCHW, a sound
+    /// kernel). With AVX-512 the old code passed too; on AVX2 it aborted or hung here.
+    #[test]
+    fn strided_pointwise_convs_subsample_first_and_equal_the_strided_convolution() {
+        let channels_last = |t: &Tensor| t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        for c_in in [2i64, 4, 7, 8, 16] {
+            for size in [28i64, 27, 14] {
+                let w = seeded::normal(&[8, c_in, 1, 1], 5);
+                let x = seeded::normal(&[8, c_in, size, size], 6);
+                let w_ref = w.copy().set_requires_grad(true);
+                let reference = x.conv2d(&w_ref, None::<Tensor>, [2, 2], [0, 0], [1, 1], 1);
+                reference.sum(Kind::Float).backward();
+                for _ in 0..5 {
+                    let c = Conv { weight: w.copy().set_requires_grad(true), stride: 2, pad: 0, dil: 1, groups: 1 };
+                    let y = c.forward(&channels_last(&x).set_requires_grad(true)).unwrap();
+                    assert_eq!(y.size(), reference.size());
+                    assert!(y.allclose(&reference, 1e-5, 1e-5, false), "c_in {c_in} size {size}");
+                    y.sum(Kind::Float).backward();
+                    assert!(c.weight.grad().allclose(&w_ref.grad(), 1e-4, 1e-4, false), "c_in {c_in} size {size}");
+                }
+            }
+        }
     }
 
     #[test]
