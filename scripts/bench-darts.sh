@@ -20,7 +20,14 @@ theirs=$("$py" "$ref" --order "$order" --batch "$batch" --threads "$threads" --s
 import json, sys
 ours, ref = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 r = ref.get("sec_per_step_median")
-print(json.dumps({"order": ours["config"]["order"], "batch": ours["batch"], "threads": ours["threads"],
+# oneDNN picks its kernels by instruction set, so timings from CPUs with and without AVX-512 or
+# AMX do not compare: say which one ran.
+cpuinfo = open("/proc/cpuinfo").read().split("\n\n")[0]
+field = lambda k: next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith(k)), "")
+flags = field("flags").split()
+isa = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags]
+print(json.dumps({"cpu": field("model name"), "isa": isa[0] if isa else "none",
+                  "order": ours["config"]["order"], "batch": ours["batch"], "threads": ours["threads"],
                   "archai_recompute_cells": ours["recompute_cells"],
                   "archai_sec_per_step": ours["sec_per_step"], "archai_arch_s": ours["arch_sec"], "archai_weight_s": ours["weight_sec"],
                   "archai_peak_rss_mb": ours["peak_rss_mb"],
