@@ -29,17 +29,18 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
-        if self.is_strided_pointwise() {
-            // A 1x1 convolution with stride s and no padding reads every s-th pixel: take them
-            // first and convolve with stride 1. The same sums, and it keeps away from oneDNN's
-            // strided 1x1 weight-gradient kernel for AVX2 CPUs, which (libtorch 2.11) corrupts
-            // memory for 2 to 7 input channels in channels-last: a hang with 2 threads, an abort
-            // with 1 (every toy DARTS network, whose factorized reductions see 4 channels, and
-            // PC-DARTS' C/K = 4). See the test below and the README ("Known libtorch defects").
-            let s = self.stride;
-            let picked = x.f_slice(2, 0, None, s)?.f_slice(3, 0, None, s)?;
-            return Ok(picked.f_conv2d(&self.weight, None::<Tensor>, [1, 1], [0, 0], [1, 1], self.groups)?);
-        }
+        // A 1x1 convolution with stride s and no padding reads every s-th pixel: take them first
+        // and convolve with stride 1. The same sums, and it keeps away from oneDNN's strided 1x1
+        // weight-gradient kernel for AVX2 CPUs, which (libtorch 2.11) corrupts memory for 2 to 7
+        // input channels in channels-last: a hang with 2 threads, an abort with 1 (every toy
+        // DARTS network, whose factorized reductions see 4 channels, and PC-DARTS' C/K = 4). See
+        // the test below and the README ("libtorch defects worked around").
+        let (x, stride) = if self.is_strided_pointwise() {
+            (x.f_slice(2, 0, None, self.stride)?.f_slice(3, 0, None, self.stride)?, 1)
+        } else {
+            (x.shallow_clone(), self.stride)
+        };
+        let x = &x;
         if self.keeps_fp32_on_cpu(x) {
             // libtorch's `convolution` is not on autocast's list, so it computes in the dtype it
             // is given: fp32 here, whatever autocast would pick for `conv2d`. Without autocast
@@ -47,7 +48,7 @@ impl Conv {
             return Ok(x.f_to_kind(Kind::Float)?.f_convolution(
                 &self.weight,
                 None::<Tensor>,
-                [self.stride, self.stride],
+                [stride, stride],
                 [self.pad, self.pad],
                 [self.dil, self.dil],
                 false,
@@ -58,7 +59,7 @@ impl Conv {
         Ok(x.f_conv2d(
             &self.weight,
             None::<Tensor>,
-            [self.stride, self.stride],
+            [stride, stride],
             [self.pad, self.pad],
             [self.dil, self.dil],
             self.groups,
