@@ -283,8 +283,15 @@ fn model_desc_target() -> Target {
     let candidates: Vec<String> =
         ["skip_connect", "sep_conv_3x3", "max_pool_3x3"].iter().map(|s| s.to_string()).collect();
     let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
-    let macro_ =
-        DartsMacro { layers: 3, nodes: 2, channels: 4, stem_multiplier: 3, auxiliary: false, reduction_cells: None };
+    let macro_ = DartsMacro {
+        layers: 3,
+        nodes: 2,
+        channels: 4,
+        stem_multiplier: 3,
+        stem_stride: 1,
+        auxiliary: false,
+        reduction_cells: None,
+    };
     let search = macro_.build("search", input, 10, &CellFill::Search { candidates: &candidates, mixer: &mixer });
     seeds.push(search.expect("search-space seed").to_yaml().into_bytes());
     Target {

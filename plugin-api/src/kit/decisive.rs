@@ -126,8 +126,15 @@ mod tests {
     use crate::model_desc::{CellFill, DartsMacro, InputDesc, MixerDesc};
 
     fn search(nodes: usize) -> ModelDesc {
-        let m =
-            DartsMacro { layers: 3, nodes, channels: 4, stem_multiplier: 1, auxiliary: false, reduction_cells: None };
+        let m = DartsMacro {
+            layers: 3,
+            nodes,
+            channels: 4,
+            stem_multiplier: 1,
+            stem_stride: 1,
+            auxiliary: false,
+            reduction_cells: None,
+        };
         let candidates: Vec<String> =
             ["none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"].map(String::from).to_vec();
         let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
@@ -201,6 +208,7 @@ mod tests {
             nodes: 1,
             channels: 4,
             stem_multiplier: 1,
+            stem_stride: 1,
             auxiliary: false,
             reduction_cells: None,
         };

@@ -136,11 +136,16 @@ pub fn macro_of(desc: &ModelDesc) -> anyhow::Result<DartsMacro> {
     let layers = desc.cells.len();
     let reductions: Vec<usize> = desc.cells.iter().enumerate().filter(|(_, c)| c.reduction).map(|(i, _)| i).collect();
     let darts_default: Vec<usize> = (0..layers).filter(|&i| i == layers / 3 || i == 2 * layers / 3).collect();
+    let stem_stride = match desc.stem.first().and_then(|s| s.params.get("stride")) {
+        None => 1,
+        Some(v) => v.as_i64().ok_or_else(|| anyhow::anyhow!("the stem's stride is not an integer: {v}"))?,
+    };
     Ok(DartsMacro {
         layers,
         nodes,
         channels,
         stem_multiplier: first.c_prev_prev / channels,
+        stem_stride,
         auxiliary: desc.aux.is_some(),
         reduction_cells: (reductions != darts_default).then_some(reductions),
     })
@@ -159,6 +164,9 @@ pub struct FinalSize {
     /// Give the final network DARTS' auxiliary head.
     #[serde(default)]
     pub auxiliary: Option<bool>,
+    /// Stride of the final network's stem convolution.
+    #[serde(default)]
+    pub stem_stride: Option<i64>,
 }
 
 /// Configuration of a top-k finalizer (`darts-topk`, `pc-darts-topk`): `k` edges per node and
@@ -174,6 +182,8 @@ pub struct TopkConfig {
     pub channels: Option<i64>,
     /// Give the final network DARTS' auxiliary head (default: as the search network).
     pub auxiliary: Option<bool>,
+    /// Stride of the final network's stem convolution (default: as the search network).
+    pub stem_stride: Option<i64>,
     /// Mean entropy of the mixing weights, as a fraction of a uniform choice's, at or above
     /// which the search is reported as undecided (chosen by noise).
     pub undecided_entropy: f64,
@@ -186,6 +196,7 @@ impl Default for TopkConfig {
             layers: None,
             channels: None,
             auxiliary: None,
+            stem_stride: None,
             undecided_entropy: crate::kit::decisive::UNDECIDED_ENTROPY,
         }
     }
@@ -206,7 +217,12 @@ impl TopkConfig {
 
     /// The final network's size overrides.
     pub fn size(&self) -> FinalSize {
-        FinalSize { layers: self.layers, channels: self.channels, auxiliary: self.auxiliary }
+        FinalSize {
+            layers: self.layers,
+            channels: self.channels,
+            auxiliary: self.auxiliary,
+            stem_stride: self.stem_stride,
+        }
     }
 }
 
@@ -232,6 +248,9 @@ pub fn rebuild(
     }
     if let Some(a) = size.auxiliary {
         m.auxiliary = a;
+    }
+    if let Some(s) = size.stem_stride {
+        m.stem_stride = s;
     }
     Ok(m.build(
         &final_name(&search.name),

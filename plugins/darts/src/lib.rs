@@ -45,6 +45,7 @@
 //!   nodes: 4             # intermediate nodes per cell
 //!   channels: 16         # channels of the first cells (doubled at each reduction)
 //!   stem_multiplier: 3   # the stem outputs stem_multiplier * channels channels
+//!   stem_stride: 1       # 2: the stem halves the resolution, every cell costs about a quarter
 //! candidates: [none, max_pool_3x3, avg_pool_3x3, skip_connect,
 //!              sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5]
 //! order: 1               # 1: first order, 2: second order (unrolled)
@@ -72,6 +73,7 @@
 //! layers: 20      # optional: cells of the final network (default: as in the search)
 //! channels: 36    # optional: initial channels of the final network (default: as in the search)
 //! auxiliary: true # optional: DARTS' auxiliary head in the final network (default: as in the search)
+//! stem_stride: 1  # optional: stride of the final network's stem convolution (default: as in the search)
 //! ```
 //!
 //! Each mixed edge's weights are found through its mixer params (`alpha`, `row`), so the

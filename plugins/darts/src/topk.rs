@@ -45,7 +45,15 @@ mod tests {
     use archai_plugin_api::tch::Tensor;
 
     fn search_desc(layers: usize, nodes: usize) -> ModelDesc {
-        let m = DartsMacro { layers, nodes, channels: 8, stem_multiplier: 3, auxiliary: false, reduction_cells: None };
+        let m = DartsMacro {
+            layers,
+            nodes,
+            channels: 8,
+            stem_multiplier: 3,
+            stem_stride: 1,
+            auxiliary: false,
+            reduction_cells: None,
+        };
         let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
         m.build(
             "darts_search",
@@ -185,6 +193,16 @@ mod tests {
         let aux = big.aux.as_ref().expect("auxiliary: true adds the head");
         assert_eq!((aux.after_cell, aux.c_in, aux.op.as_str()), (5, big.cells[5].c_out(), "aux_head"));
         assert!(d.aux.is_none());
+
+        // The stem stride: inherited from the search network unless the finalizer sets it.
+        let mut strided_search = search_desc(5, 4);
+        strided_search.stem[0].params.insert("stride".into(), 2.into());
+        let inherited = finalize(&TopkConfig::default(), &strided_search, &arch).unwrap();
+        assert_eq!(inherited.stem, strided_search.stem);
+        let cfg = TopkConfig { stem_stride: Some(1), ..TopkConfig::default() };
+        assert_eq!(finalize(&cfg, &strided_search, &arch).unwrap().stem, d.stem);
+        let cfg = TopkConfig { stem_stride: Some(2), ..TopkConfig::default() };
+        assert_eq!(finalize(&cfg, &search, &arch).unwrap().stem, strided_search.stem);
     }
 
     #[test]

@@ -230,15 +230,22 @@ fn model_desc_and_finalizer_through_the_boundary() {
     let yaml = space.model_desc_yaml;
     let search = ModelDesc::from_yaml(yaml.as_str(), "plugin output").unwrap();
     let mixer = MixerDesc { name: "softmax".into(), params: Default::default() };
-    let expected =
-        DartsMacro { layers: 5, nodes: 4, channels: 8, stem_multiplier: 3, auxiliary: false, reduction_cells: None }
-            .build(
-                "darts_search",
-                InputDesc { channels: 1, size: 28 },
-                10,
-                &CellFill::Search { candidates: &darts_primitives(), mixer: &mixer },
-            )
-            .unwrap();
+    let expected = DartsMacro {
+        layers: 5,
+        nodes: 4,
+        channels: 8,
+        stem_multiplier: 3,
+        stem_stride: 1,
+        auxiliary: false,
+        reduction_cells: None,
+    }
+    .build(
+        "darts_search",
+        InputDesc { channels: 1, size: 28 },
+        10,
+        &CellFill::Search { candidates: &darts_primitives(), mixer: &mixer },
+    )
+    .unwrap();
     assert_eq!(search, expected);
 
     let mut fin = ok((m.create_finalizer())(RStr::from("darts-topk"), RStr::from(r#"{"k": 2, "channels": 12}"#)));

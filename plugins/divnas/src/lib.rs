@@ -59,11 +59,22 @@ pub struct MiConfig {
     pub layers: Option<usize>,
     pub channels: Option<i64>,
     pub auxiliary: Option<bool>,
+    /// Stride of the final network's stem convolution (default: as the search network).
+    pub stem_stride: Option<i64>,
 }
 
 impl Default for MiConfig {
     fn default() -> Self {
-        Self { k: 2, sigma: 168.0, batches: 4, batch_size: 32, layers: None, channels: None, auxiliary: None }
+        Self {
+            k: 2,
+            sigma: 168.0,
+            batches: 4,
+            batch_size: 32,
+            layers: None,
+            channels: None,
+            auxiliary: None,
+            stem_stride: None,
+        }
     }
 }
 
@@ -287,8 +298,12 @@ impl Finalizer for MiFinalizer {
         let report =
             json!({"finalizer": self.name, "config": self.config, "normal": normal_report, "reduce": reduce_report});
         model.write_artifact("mi_selection.json", serde_json::to_string_pretty(&report)?.as_bytes())?;
-        let size =
-            FinalSize { layers: self.config.layers, channels: self.config.channels, auxiliary: self.config.auxiliary };
+        let size = FinalSize {
+            layers: self.config.layers,
+            channels: self.config.channels,
+            auxiliary: self.config.auxiliary,
+            stem_stride: self.config.stem_stride,
+        };
         rebuild(search, &normal, &reduce, &size)
     }
 }

@@ -19,6 +19,7 @@
 //!   nodes: 4             # intermediate nodes per cell
 //!   channels: 16         # channels of the first cells (doubled at each reduction)
 //!   stem_multiplier: 3   # the stem outputs stem_multiplier * channels channels
+//!   stem_stride: 1       # 2: the stem halves the resolution, every cell costs about a quarter
 //! candidates: [none, max_pool_3x3, avg_pool_3x3, skip_connect,
 //!              sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5]   # `none` is never drawn
 //! seed: 0                # added to the run seed; change it to draw another architecture

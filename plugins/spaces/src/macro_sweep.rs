@@ -28,6 +28,8 @@ pub struct MacroSweepConfig {
     /// Number of reduction cells, spread evenly (2 in 8 cells: cells 2 and 5, as DARTS).
     pub reductions: Vec<usize>,
     pub stem_multiplier: i64,
+    /// Stride of the stem convolution (2: the cells see half the resolution).
+    pub stem_stride: i64,
     /// The cell (default: DARTS-V2).
     pub genotype: Option<Genotype>,
     pub mutation_rate: f64,
@@ -41,6 +43,7 @@ impl Default for MacroSweepConfig {
             channels: vec![8, 16],
             reductions: vec![1, 2],
             stem_multiplier: 3,
+            stem_stride: 1,
             genotype: None,
             mutation_rate: 0.3,
         }
@@ -178,6 +181,7 @@ impl DiscreteSpace for MacroSweep {
             nodes: a.nodes,
             channels: a.channels,
             stem_multiplier: self.config.stem_multiplier,
+            stem_stride: self.config.stem_stride,
             auxiliary: false,
             reduction_cells: Some(Self::reduction_cells(a.cells, a.reductions)),
         };
