@@ -113,6 +113,12 @@ fn a_killed_comparison_resumes_and_its_report_renders() {
     );
     // Equal budget: the same epochs and samples everywhere, so no budget warning.
     assert!(!md.contains("unequal budget"), "{md}");
+    // Both experiments searched cells with two seeds: one pair each, read from the runs' final
+    // model descriptions.
+    for exp in ["darts", "random"] {
+        let row = md.lines().find(|l| l.starts_with(&format!("| {exp} | 2 |"))).unwrap_or_else(|| panic!("{md}"));
+        assert!(row.ends_with(", 1 pairs) |"), "no cell agreement for {exp}: {row}");
+    }
 
     // As a user sees it: Chromium's DOM has the tables and the plots ...
     let html = out.join("report.html");

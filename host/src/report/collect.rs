@@ -40,6 +40,28 @@ pub struct Run {
     pub seed: u64,
     pub dir: PathBuf,
     pub record: RunRecord,
+    /// The searched cells' choices (from the search's final model description), when the run
+    /// searched cells.
+    pub cells: Option<CellChoices>,
+}
+
+/// One kept edge of a searched cell: (reduction cell, node, input, op), of the network's first
+/// normal and first reduction cell (the others repeat them in a cell search).
+pub type CellChoice = (bool, usize, usize, String);
+pub type CellChoices = std::collections::BTreeSet<CellChoice>;
+
+/// The choices of the first normal and the first reduction cell of a network; `None` when it has
+/// no cells with edges (a handcrafted or non-cell network).
+pub fn cell_choices(desc: &archai_model_desc::ModelDesc) -> Option<CellChoices> {
+    let mut out = CellChoices::new();
+    for reduction in [false, true] {
+        if let Some(cell) = desc.cells.iter().find(|c| c.reduction == reduction) {
+            for (node, n) in cell.nodes.iter().enumerate() {
+                out.extend(n.edges.iter().map(|e| (reduction, node, e.input, e.op.clone())));
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 impl Run {
@@ -105,7 +127,20 @@ fn read_run(dir: &Path, experiment: Option<&str>) -> Result<Run> {
         Some(e) => e.to_string(),
         None => info.map(|r| r.experiment.clone()).unwrap_or_else(|| "unknown".into()),
     };
-    Ok(Run { experiment, seed: info.map_or(0, |r| r.seed), dir: dir.to_path_buf(), record })
+    // The searched network, where log.yaml says the search wrote it.
+    let final_desc = record.search.as_ref().and_then(|s| s.summary.as_ref()).map(|s| dir.join(&s.final_model_desc));
+    let cells = match final_desc {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("run {}: reading its searched network", dir.display()))?;
+            cell_choices(
+                &archai_model_desc::ModelDesc::from_yaml(&text, &path.display().to_string())
+                    .with_context(|| format!("run {}", dir.display()))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Run { experiment, seed: info.map_or(0, |r| r.seed), dir: dir.to_path_buf(), record, cells })
 }
 
 /// Reads every run under `dirs`: a comparison directory (its manifest), a run directory (holds

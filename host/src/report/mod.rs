@@ -20,6 +20,9 @@ pub struct ExperimentSummary {
     pub name: String,
     pub runs: usize,
     pub failed: usize,
+    /// Finished runs without a test accuracy (no evaluation phase): left out of the accuracy
+    /// statistics, kept in the cell agreement.
+    pub untested: usize,
     /// Test top-1 of each finished run, by seed order.
     pub test_top1: Vec<f64>,
     pub seeds: Vec<u64>,
@@ -33,6 +36,35 @@ pub struct ExperimentSummary {
     pub search: PhaseBudget,
     pub eval: PhaseBudget,
     pub wall_s: f64,
+    /// How much the seeds' searched cells have in common; `None` below two runs with cells.
+    pub cell_agreement: Option<Agreement>,
+}
+
+/// The share of kept (edge, op) choices that two runs' searched cells have in common, over every
+/// pair of runs. Seeds of a search that decides by its data agree far above chance; in the DARTS
+/// space (4 nodes, 7 ops) two random cells share 9.2% on average.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreement {
+    pub pairs: usize,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// [`Agreement`] of runs' cell choices: per pair, shared choices over the larger set.
+pub fn agreement(cells: &[&collect::CellChoices]) -> Option<Agreement> {
+    let mut shares = Vec::new();
+    for (i, a) in cells.iter().enumerate() {
+        for b in &cells[i + 1..] {
+            shares.push(a.intersection(b).count() as f64 / a.len().max(b.len()) as f64);
+        }
+    }
+    (!shares.is_empty()).then(|| Agreement {
+        pairs: shares.len(),
+        mean: stats::mean(&shares),
+        min: shares.iter().copied().fold(f64::INFINITY, f64::min),
+        max: shares.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    })
 }
 
 /// An experiment against the baseline.
@@ -90,12 +122,15 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
     for (name, runs) in &by_exp {
         let done: Vec<&&Run> = runs.iter().filter(|r| r.ok() && r.test_top1().is_some()).collect();
         let test_top1: Vec<f64> = done.iter().filter_map(|r| r.test_top1()).collect();
-        let searches: Vec<PhaseBudget> = done.iter().map(|r| Run::budget(r.record.search.as_ref())).collect();
+        // A search-only run (no eval phase) still tells what its search spent and found.
+        let finished: Vec<&&Run> = runs.iter().filter(|r| r.ok()).collect();
+        let searches: Vec<PhaseBudget> = finished.iter().map(|r| Run::budget(r.record.search.as_ref())).collect();
         let evals: Vec<PhaseBudget> = done.iter().map(|r| Run::budget(r.record.eval.as_ref())).collect();
         experiments.push(ExperimentSummary {
             name: name.clone(),
             runs: runs.len(),
-            failed: runs.len() - done.len(),
+            failed: runs.iter().filter(|r| !r.ok()).count(),
+            untested: runs.iter().filter(|r| r.ok() && r.test_top1().is_none()).count(),
             seeds: done.iter().map(|r| r.seed).collect(),
             mean: stats::mean(&test_top1),
             std: stats::std(&test_top1),
@@ -106,12 +141,14 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
                 done.iter().filter_map(|r| r.record.eval.as_ref()?.summary.as_ref().map(|s| s.params as f64)),
             ),
             macs: mean_of(
-                done.iter()
+                finished
+                    .iter()
                     .filter_map(|r| r.record.search.as_ref()?.summary.as_ref().map(|s| s.final_stats.macs as f64)),
             ),
             search: mean_budget(&searches),
             eval: mean_budget(&evals),
             wall_s: mean_of(done.iter().filter_map(|r| r.record.duration_s)).unwrap_or(0.0),
+            cell_agreement: agreement(&finished.iter().filter_map(|r| r.cells.as_ref()).collect::<Vec<_>>()),
             test_top1,
         });
     }
@@ -140,6 +177,12 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
     for e in &experiments {
         if e.failed > 0 {
             warnings.push(format!("{}: {} of {} runs did not finish and are left out", e.name, e.failed, e.runs));
+        }
+        if e.untested > 0 {
+            warnings.push(format!(
+                "{}: {} of {} runs have no test accuracy (no evaluation phase); only their searches are reported",
+                e.name, e.untested, e.runs
+            ));
         }
     }
     Ok(Analysis { title: c.title, baseline, experiments, vs_baseline, warnings, runs: c.runs })
@@ -246,7 +289,7 @@ duration_s: 2
 "
         );
         let record = RunRecord::from_yaml(&text, std::path::Path::new("t")).unwrap();
-        Run { experiment: exp.into(), seed, dir: format!("/runs/{exp}/{seed}").into(), record }
+        Run { experiment: exp.into(), seed, dir: format!("/runs/{exp}/{seed}").into(), record, cells: None }
     }
 
     #[test]
@@ -281,5 +324,79 @@ duration_s: 2
         let c = Collection { runs: vec![run("a", 0, 0.8, 1, 2)], baseline: None, title: "t".into() };
         let e = analyse(c, Some("z".into())).unwrap_err().to_string();
         assert!(e.contains("baseline `z` has no runs; experiments: a"), "{e}");
+    }
+
+    fn choices(v: &[(bool, usize, usize, &str)]) -> collect::CellChoices {
+        v.iter().map(|(r, n, i, o)| (*r, *n, *i, o.to_string())).collect()
+    }
+
+    #[test]
+    fn agreement_is_the_share_of_choices_two_seeds_have_in_common() {
+        let a = choices(&[
+            (false, 0, 0, "sep_conv_3x3"),
+            (false, 0, 1, "skip_connect"),
+            (true, 0, 0, "max_pool_3x3"),
+            (true, 0, 1, "max_pool_3x3"),
+        ]);
+        // Same edge, other op, and the normal/reduction flag matter: 2 of 4 shared with a.
+        let b = choices(&[
+            (false, 0, 0, "sep_conv_3x3"),
+            (false, 0, 1, "max_pool_3x3"),
+            (true, 0, 0, "max_pool_3x3"),
+            (false, 1, 1, "max_pool_3x3"),
+        ]);
+        let c = choices(&[
+            (false, 0, 0, "dil_conv_3x3"),
+            (false, 1, 2, "skip_connect"),
+            (true, 1, 0, "max_pool_3x3"),
+            (true, 0, 1, "avg_pool_3x3"),
+        ]);
+        let g = agreement(&[&a, &b, &c]).unwrap();
+        // a-b 2/4, a-c 0/4, b-c 0/4.
+        assert_eq!((g.pairs, g.min, g.max), (3, 0.0, 0.5));
+        assert!((g.mean - 0.5 / 3.0).abs() < 1e-12);
+        assert_eq!(agreement(&[&a, &a]).unwrap().mean, 1.0);
+        assert_eq!(agreement(&[&a]), None);
+        assert_eq!(agreement(&[]), None);
+
+        // The chance level the report quotes: two uniform random DARTS cells (node j keeps 2 of
+        // its j + 2 inputs, each with one of 7 ops), counted exactly node by node.
+        let mut shared = 0.0;
+        for inputs in 2..6usize {
+            let picks: Vec<[usize; 2]> = (0..inputs).flat_map(|x| (x + 1..inputs).map(move |y| [x, y])).collect();
+            let common: usize =
+                picks.iter().flat_map(|p| picks.iter().map(move |q| p.iter().filter(|x| q.contains(x)).count())).sum();
+            // A shared input is a shared choice when the ops match too: 1 in 7.
+            shared += common as f64 / (picks.len() * picks.len()) as f64 / 7.0;
+        }
+        let chance = 2.0 * shared / 16.0;
+        assert_eq!(format!("{:.1}", 100.0 * chance), "9.2", "{chance}");
+        assert!(render::markdown(
+            &analyse(Collection { runs: vec![], baseline: None, title: "t".into() }, None).unwrap()
+        )
+        .contains("share 9.2%"));
+    }
+
+    #[test]
+    fn the_report_shows_how_much_the_seeds_cells_agree() {
+        let darts_v2 = archai_model_desc::DARTS_V2
+            .build("v2", 5, 8, false, archai_model_desc::InputDesc { channels: 1, size: 28 }, 10)
+            .unwrap();
+        let cells = collect::cell_choices(&darts_v2).unwrap();
+        assert_eq!(cells.len(), 16);
+        assert!(cells.contains(&(false, 3, 2, "dil_conv_3x3".to_string())));
+        let mut other = cells.clone();
+        other.remove(&(false, 3, 2, "dil_conv_3x3".to_string()));
+        other.insert((false, 3, 2, "sep_conv_5x5".to_string()));
+        let mut runs = vec![run("a", 0, 0.8, 1, 2), run("a", 1, 0.8, 1, 2), run("b", 0, 0.8, 1, 2)];
+        runs[0].cells = Some(cells.clone());
+        runs[1].cells = Some(other);
+        runs[2].cells = Some(cells);
+        let a = analyse(Collection { runs, baseline: None, title: "t".into() }, None).unwrap();
+        assert_eq!(a.experiments[0].cell_agreement.as_ref().map(|g| (g.pairs, g.mean)), Some((1, 15.0 / 16.0)));
+        assert_eq!(a.experiments[1].cell_agreement, None, "one run has no pair");
+        let md = render::markdown(&a);
+        assert!(md.contains("| 93.75 (93.75..93.75, 1 pairs) |"), "{md}");
+        assert!(render::html(&a).contains("93.75 (93.75..93.75, 1 pairs)"));
     }
 }
