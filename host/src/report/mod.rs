@@ -95,7 +95,11 @@ fn mean_of(xs: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 fn mean_budget(bs: &[PhaseBudget]) -> PhaseBudget {
-    let n = bs.len().max(1) as f64;
+    if bs.is_empty() {
+        // (An empty f64 sum is -0.0, which would print as "-0.0 s".)
+        return PhaseBudget::default();
+    }
+    let n = bs.len() as f64;
     PhaseBudget {
         epochs: (bs.iter().map(|b| b.epochs as f64).sum::<f64>() / n).round() as u64,
         samples: (bs.iter().map(|b| b.samples as f64).sum::<f64>() / n).round() as u64,
@@ -198,7 +202,9 @@ fn budget_warnings(exps: &[ExperimentSummary]) -> Vec<String> {
         ("eval samples", |e| e.eval.samples),
     ];
     for (what, f) in checks {
-        let values: BTreeMap<u64, Vec<&str>> = exps.iter().fold(BTreeMap::new(), |mut m, e| {
+        // An experiment without a finished run has no budget yet (not a budget of 0).
+        let finished = exps.iter().filter(|e| !e.test_top1.is_empty() || e.untested > 0);
+        let values: BTreeMap<u64, Vec<&str>> = finished.fold(BTreeMap::new(), |mut m, e| {
             m.entry(f(e)).or_default().push(e.name.as_str());
             m
         });
@@ -398,5 +404,17 @@ duration_s: 2
         let md = render::markdown(&a);
         assert!(md.contains("| 93.75 (93.75..93.75, 1 pairs) |"), "{md}");
         assert!(render::html(&a).contains("93.75 (93.75..93.75, 1 pairs)"));
+    }
+
+    #[test]
+    fn a_baseline_still_running_is_said_plainly_without_nan_negative_zero_or_budget_warnings() {
+        let mut runs = vec![run("a", 0, 0.8, 1, 2), run("a", 1, 0.82, 1, 2), run("b", 0, 0.7, 1, 2)];
+        runs[2].record.status = archai_runlog::schema::RunStatus::Running;
+        let a = analyse(Collection { runs, baseline: Some("b".into()), title: "t".into() }, None).unwrap();
+        let md = render::markdown(&a);
+        assert!(!md.contains("NaN") && !md.contains("-0.0") && !md.contains("unequal budget"), "{md}");
+        assert!(md.contains("| b | 0 (1 unfinished) |"), "{md}");
+        assert!(md.contains("| a | - |"), "{md}");
+        assert!(md.contains("cannot be compared yet at n = 2 vs 0: b has no finished run"), "{md}");
     }
 }

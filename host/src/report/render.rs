@@ -89,7 +89,7 @@ fn baseline_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
         .map(|v| {
             vec![
                 v.name.clone(),
-                format!("{:+.2}", 100.0 * v.diff),
+                if v.diff.is_finite() { format!("{:+.2}", 100.0 * v.diff) } else { "-".into() },
                 ci(v.ci95),
                 v.welch.map_or("-".into(), |w| format!("{:.3}", w.t)),
                 v.welch.map_or("-".into(), |w| format!("{:.4}", w.p)),

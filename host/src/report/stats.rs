@@ -82,8 +82,12 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
 /// One sentence on `name` against `baseline`, from the difference of means, its bootstrap
 /// interval and Welch's p-value (percent points of accuracy).
 pub fn verdict(name: &str, baseline: &str, a: &[f64], b: &[f64], ci: Option<(f64, f64)>, w: Option<Welch>) -> String {
-    let d = 100.0 * (mean(a) - mean(b));
     let n = format!("n = {} vs {}", a.len(), b.len());
+    if a.is_empty() || b.is_empty() {
+        let missing = if a.is_empty() { name } else { baseline };
+        return format!("{name} and {baseline} cannot be compared yet at {n}: {missing} has no finished run");
+    }
+    let d = 100.0 * (mean(a) - mean(b));
     match (w, ci) {
         (Some(w), Some((lo, hi))) if w.p < 0.05 && (lo > 0.0 || hi < 0.0) => {
             let word = if d > 0.0 { "better" } else { "worse" };
@@ -153,5 +157,8 @@ mod tests {
         let (c, d) = ([0.80, 0.82, 0.84], [0.79, 0.83, 0.85]);
         let v = verdict("darts", "random", &c, &d, bootstrap_diff_ci95(&c, &d, 2000, 0), welch(&c, &d));
         assert!(v.contains("not distinguishable at n = 3 vs 3"), "{v}");
+        // A baseline whose runs are still going: said so, no NaN.
+        let v = verdict("darts", "random", &c, &[], None, None);
+        assert_eq!(v, "darts and random cannot be compared yet at n = 3 vs 0: random has no finished run");
     }
 }
