@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Training throughput of a DARTS evaluation network (DARTS-V2 cells, 5 cells, C=8, the size of the
-# small-real evals) on Fashion-MNIST: archai vs the same network in PyTorch 2.11
+# Training throughput of a DARTS evaluation network (DARTS-V2 cells, 5 cells, C=8, full
+# resolution: the size of the first small-real evals) on Fashion-MNIST: archai vs the same network in PyTorch 2.11
 # (scripts/bench/darts_eval_ref.py, DARTS' own NetworkCIFAR), same threads and batch, one after
 # the other; PyTorch in its default NCHW layout (as DARTS' code) and in channels-last.
 # Usage: scripts/bench-darts-eval.sh [BATCH] [THREADS] [STEPS] [PRECISION: fp32|bf16]

@@ -28,13 +28,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// The per-experiment lines, verdicts and warnings on the console.
 pub fn print_summary(a: &crate::report::Analysis) {
     for e in &a.experiments {
+        let accuracy = if e.test_top1.is_empty() {
+            "test top-1 -".to_string()
+        } else {
+            format!("test top-1 {:.2} ± {:.2} %", 100.0 * e.mean, 100.0 * e.std)
+        };
+        let mut left_out = Vec::new();
+        if e.failed > 0 {
+            left_out.push(format!("{} unfinished", e.failed));
+        }
+        if e.untested > 0 {
+            left_out.push(format!("{} without eval", e.untested));
+        }
         println!(
-            "{:<16} test top-1 {:.2} ± {:.2} % over {} run(s){}",
+            "{:<16} {accuracy} over {} run(s){}",
             e.name,
-            100.0 * e.mean,
-            100.0 * e.std,
             e.test_top1.len(),
-            if e.failed > 0 { format!(" ({} unfinished)", e.failed) } else { String::new() }
+            if left_out.is_empty() { String::new() } else { format!(" ({})", left_out.join(", ")) }
         );
     }
     for v in &a.vs_baseline {

@@ -127,19 +127,18 @@ fn read_run(dir: &Path, experiment: Option<&str>) -> Result<Run> {
         Some(e) => e.to_string(),
         None => info.map(|r| r.experiment.clone()).unwrap_or_else(|| "unknown".into()),
     };
-    // The searched network, where log.yaml says the search wrote it.
-    let final_desc = record.search.as_ref().and_then(|s| s.summary.as_ref()).map(|s| dir.join(&s.final_model_desc));
-    let cells = match final_desc {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("run {}: reading its searched network", dir.display()))?;
-            cell_choices(
-                &archai_model_desc::ModelDesc::from_yaml(&text, &path.display().to_string())
-                    .with_context(|| format!("run {}", dir.display()))?,
-            )
-        }
-        None => None,
-    };
+    // The searched network, where log.yaml says the search wrote it. A run copied without it
+    // still reports its numbers; it only has no cells to compare.
+    let cells = record
+        .search
+        .as_ref()
+        .and_then(|s| s.summary.as_ref())
+        .map(|s| dir.join(&s.final_model_desc))
+        .and_then(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            archai_model_desc::ModelDesc::from_yaml(&text, &path.display().to_string()).ok()
+        })
+        .and_then(|desc| cell_choices(&desc));
     Ok(Run { experiment, seed: info.map_or(0, |r| r.seed), dir: dir.to_path_buf(), record, cells })
 }
 

@@ -28,6 +28,7 @@
 //!   name: mi-ranked
 //!   config: {k: 2, sigma: 168.0, batches: 4, batch_size: 32, layers: 20, channels: 36, auxiliary: true}
 //! ```
+//! (`stem_stride` too, as for `darts-topk`: default as in the search network.)
 #![allow(non_local_definitions)]
 
 use archai_plugin_api::kit::config::{check_candidates, darts_primitives, parse};

@@ -39,7 +39,7 @@
 //!
 //! Edge scores W_{e,o} = softmax(α_e)_o · softmax(β over the edge's node)_e; per node the `k`
 //! edges with the largest non-`none` score are kept, each as its argmax op. Config as
-//! `darts-topk`: `{k: 2, layers, channels, auxiliary}`.
+//! `darts-topk`: `{k: 2, layers, channels, auxiliary, stem_stride}`.
 #![allow(non_local_definitions)]
 
 use archai_plugin_api::kit::adam::Adam;

@@ -86,6 +86,7 @@ impl MacroSweep {
             anyhow::bail!("macro-sweep: nodes {n} is not between 1 and the cell's {cell_nodes} nodes");
         }
         anyhow::ensure!(c.channels.iter().all(|&x| x > 0), "macro-sweep: channels must be positive");
+        anyhow::ensure!(c.stem_stride >= 1, "macro-sweep: `stem_stride` must be at least 1 (got {})", c.stem_stride);
         anyhow::ensure!(
             c.mutation_rate > 0.0 && c.mutation_rate <= 1.0,
             "macro-sweep: mutation_rate must be in (0, 1], got {}",
