@@ -67,10 +67,19 @@ fn two_ranks_train_like_one_process_with_the_same_global_batch_and_only_rank_0_w
     let o = single(&one, &["nas.eval.trainer.batch_chunks=2", "common.threads=1"]);
     assert!(o.status.success(), "{}", output_text(&o));
     let two = tmp.path().join("two");
-    let o = launch("2", &two, &[]).output().unwrap();
+    // Small buckets, so that the gradient sum overlaps the backward pass in several collectives.
+    let o = launch("2", &two, &["common.dist_bucket_mib=0.05"]).output().unwrap();
     let text = output_text(&o);
     assert!(o.status.success(), "{text}");
     assert!(text.contains("[rank 0]") && text.contains("data-parallel: 2 ranks"), "{text}");
+    let overlapped = overlapped_buckets(&std::fs::read_to_string(two.join("log.txt")).unwrap());
+    assert!(overlapped.0 >= 2 && overlapped.1 >= overlapped.0, "buckets summed during the backward: {overlapped:?}");
+    // Summing after the backward (in other buckets) adds the same numbers: the same weights.
+    let after = tmp.path().join("after");
+    let o = launch("2", &after, &["common.dist_overlap=false"]).output().unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let diff = max_difference(&weights(&after), &weights(&two));
+    assert_eq!(diff, 0.0, "gradients summed during vs after the backward: max weight difference {diff:e}");
 
     let diff = max_difference(&weights(&one), &weights(&two));
     assert!(diff <= 1e-5, "2 ranks vs 1 process: max weight difference {diff:e}");
@@ -95,6 +104,15 @@ fn two_ranks_train_like_one_process_with_the_same_global_batch_and_only_rank_0_w
     assert!(o.status.success(), "{}", output_text(&o));
     let diff = max_difference(&weights(&half), &weights(&two));
     assert!(diff > 1e-3, "a half-batch run should differ, max difference {diff:e}");
+}
+
+/// (buckets summed during the backward, buckets) from the line rank 0 logs at its second step.
+fn overlapped_buckets(log: &str) -> (usize, usize) {
+    let line =
+        log.lines().find(|l| l.contains("gradient buckets")).unwrap_or_else(|| panic!("no bucket line in {log}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "of").expect("'M of N gradient buckets'");
+    (words[at - 1].parse().unwrap(), words[at + 1].parse().unwrap())
 }
 
 /// Pids of the direct children of `parent` whose environment has RANK=`rank`.
@@ -246,6 +264,25 @@ fn a_two_rank_darts_search_equals_one_process_for_both_orders() {
     }
 }
 
+/// Recomputed cells run a second forward inside the backward pass; their parameters' gradients
+/// still complete once, so buckets sent during the backward carry whole gradients.
+#[test]
+fn a_search_with_recomputed_cells_sums_the_same_gradients_during_and_after_the_backward() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let common = ["nas.search.trainer.recompute_cells=true", "common.dist_bucket_mib=0.02"];
+    let during = tmp.path().join("during");
+    let o = launch_run("confs/algos/darts.yaml", &during, &common);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let overlapped = overlapped_buckets(&std::fs::read_to_string(during.join("log.txt")).unwrap());
+    assert!(overlapped.0 >= 2, "buckets summed during the backward: {overlapped:?}");
+    let after = tmp.path().join("after");
+    let o = launch_run("confs/algos/darts.yaml", &after, &[common[0], common[1], "common.dist_overlap=false"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let diff = max_difference(&searched(&during), &searched(&after));
+    assert_eq!(diff, 0.0, "weights and alphas, gradients summed during vs after the backward");
+}
+
 #[test]
 fn an_algorithm_that_does_not_average_over_ranks_is_stopped_at_its_first_step() {
     require_fashion_mnist();
@@ -310,4 +347,13 @@ fn a_batch_with_fewer_rows_than_ranks_searches_like_one_process() {
         &["nas.search.trainer.batch_size=3", "nas.search.trainer.batch_chunks=2", "nas.search.trainer.max_batches=3"],
     );
     assert!(o.status.success(), "{}", output_text(&o));
+}
+
+#[test]
+fn a_gradient_bucket_without_size_is_refused_with_the_key_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = single(&tmp.path().join("run"), &["common.dist_bucket_mib=0"]);
+    let text = output_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(text.contains("common.dist_bucket_mib = 0") && text.contains("positive size"), "{text}");
 }

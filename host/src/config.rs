@@ -51,10 +51,22 @@ pub struct CommonConfig {
     /// for a collective to complete before the run fails with an error instead of hanging.
     #[serde(default = "dist_timeout_s")]
     pub dist_timeout_s: u64,
+    /// Data-parallel runs: sum a step's gradients over the ranks while its backward pass still
+    /// runs (a bucket leaves as soon as its gradients are complete) instead of after it. The
+    /// sums are the same either way.
+    #[serde(default = "yes")]
+    pub dist_overlap: bool,
+    /// Data-parallel runs: size of a gradient bucket (fp32 MiB): one collective each.
+    #[serde(default = "dist_bucket_mib")]
+    pub dist_bucket_mib: f64,
 }
 
 fn dist_timeout_s() -> u64 {
     300
+}
+
+fn dist_bucket_mib() -> f64 {
+    4.0
 }
 
 fn cpu() -> String {

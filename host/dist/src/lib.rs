@@ -53,6 +53,35 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
     fn archai_dist_free_bytes(data: *mut u8);
+    #[allow(clippy::too_many_arguments)]
+    fn archai_dist_reducer_new(
+        group: *mut c_void,
+        params: *const *mut c_void,
+        n: usize,
+        order: *const usize,
+        cap_elements: c_longlong,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn archai_dist_reducer_free(reducer: *mut c_void);
+    fn archai_dist_reducer_rebuild(
+        reducer: *mut c_void,
+        order: *const usize,
+        cap_elements: c_longlong,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn archai_dist_reducer_arm(reducer: *mut c_void);
+    fn archai_dist_reducer_finish(
+        reducer: *mut c_void,
+        extras: *mut c_void,
+        ready_order: *mut usize,
+        in_backward: *mut usize,
+        buckets: *mut usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +361,118 @@ impl ProcessGroup {
     }
 }
 
+/// Sums the gradients of a fixed list of parameters over the ranks while the backward pass runs:
+/// each parameter's gradient accumulator gets a hook, and a bucket of parameters whose gradients
+/// are all complete leaves as an asynchronous all-reduce (on Gloo's thread) while the backward
+/// goes on. Buckets leave in one order on every rank. Between [`GradReducer::arm`] and
+/// [`GradReducer::finish`] exactly one backward may run (the step's last; earlier ones, such as
+/// the other batch chunks, accumulate as usual).
+///
+/// The sums equal [`ProcessGroup::all_reduce_sum`] of the same gradients element for element
+/// (how gradients are grouped in buckets does not change what is added to what).
+pub struct GradReducer {
+    raw: *mut c_void,
+    rank: usize,
+    world: usize,
+    params: usize,
+    /// The parameters, kept alive as long as the hooks that point at them.
+    _params: Vec<Tensor>,
+}
+
+/// What one step of a [`GradReducer`] did.
+pub struct ReduceStep {
+    /// Parameter indices in the order their gradients became complete in the backward (the
+    /// ones it did not reach last, in index order).
+    pub ready_order: Vec<usize>,
+    /// Buckets that left during the backward (the rest left after it).
+    pub launched_in_backward: usize,
+    /// Buckets in all.
+    pub buckets: usize,
+}
+
+impl GradReducer {
+    /// Hooks `params` (leaves that require grad, in the same order on every rank) and buckets
+    /// them in `order` into buckets of at most `cap_elements` elements.
+    pub fn new(group: &ProcessGroup, params: &[Tensor], order: &[usize], cap_elements: i64) -> Result<Self, DistError> {
+        check_order(order, params.len(), group.rank)?;
+        let mut kept: Vec<Tensor> = params.iter().map(Tensor::shallow_clone).collect();
+        let ptrs: Vec<*mut c_void> = kept.iter_mut().map(|t| t.as_mut_ptr() as *mut c_void).collect();
+        let mut raw = std::ptr::null_mut();
+        let g = group.raw;
+        // SAFETY: the pointers are live at::Tensors for the call; the shim copies them (the
+        // tensors share storage and autograd metadata with `params`).
+        group.call("gradient reducer setup", |e, n| unsafe {
+            archai_dist_reducer_new(g, ptrs.as_ptr(), ptrs.len(), order.as_ptr(), cap_elements, &mut raw, e, n)
+        })?;
+        Ok(Self { raw, rank: group.rank, world: group.world, params: params.len(), _params: kept })
+    }
+
+    fn call(&self, what: &'static str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), DistError> {
+        let mut err = vec![0u8; ERR_LEN];
+        if f(err.as_mut_ptr() as *mut c_char, err.len()) != 0 {
+            return Err(DistError::Collective { rank: self.rank, world: self.world, what, message: message(&err) });
+        }
+        Ok(())
+    }
+
+    /// Re-buckets in `order` (the same on every rank), e.g. the ready order a step reported.
+    pub fn rebuild(&self, order: &[usize], cap_elements: i64) -> Result<(), DistError> {
+        check_order(order, self.params, self.rank)?;
+        let raw = self.raw;
+        // SAFETY: a live reducer and an order of `params` indices.
+        self.call("gradient reducer setup", |e, n| unsafe {
+            archai_dist_reducer_rebuild(raw, order.as_ptr(), cap_elements, e, n)
+        })
+    }
+
+    /// The next backward launches buckets as their gradients complete.
+    pub fn arm(&self) {
+        // SAFETY: a live reducer.
+        unsafe { archai_dist_reducer_arm(self.raw) }
+    }
+
+    /// Completes the step armed before: sends what the backward left, sums `extras` over the
+    /// ranks with the gradients (in f64), waits, and leaves the summed gradients in the
+    /// parameters' `.grad` (a gradient this rank did not produce counts as zeros and stays
+    /// undefined).
+    pub fn finish(&self, extras: &mut [f64]) -> Result<ReduceStep, DistError> {
+        let mut figures = Tensor::from_slice(&[&extras[..], &[0.0][..]].concat());
+        let mut order = vec![0usize; self.params];
+        let (mut in_backward, mut buckets) = (0usize, 0usize);
+        let raw = self.raw;
+        let t = figures.as_mut_ptr() as *mut c_void;
+        // SAFETY: a live reducer; `figures` is a contiguous f64 CPU tensor and `order` has room
+        // for every parameter index.
+        self.call("gradient all-reduce", |e, n| unsafe {
+            archai_dist_reducer_finish(raw, t, order.as_mut_ptr(), &mut in_backward, &mut buckets, e, n)
+        })?;
+        let summed = Vec::<f64>::try_from(&figures).map_err(|e| DistError::Usage(e.to_string(), self.rank))?;
+        extras.copy_from_slice(&summed[..extras.len()]);
+        Ok(ReduceStep { ready_order: order, launched_in_backward: in_backward, buckets })
+    }
+}
+
+fn check_order(order: &[usize], n: usize, rank: usize) -> Result<(), DistError> {
+    let mut seen = vec![false; n];
+    for &i in order {
+        if i >= n || std::mem::replace(&mut seen[i], true) {
+            return Err(DistError::Usage(format!("a bucket order must name each of the {n} parameters once"), rank));
+        }
+    }
+    if order.len() != n {
+        return Err(DistError::Usage(format!("a bucket order must name each of the {n} parameters once"), rank));
+    }
+    Ok(())
+}
+
+impl Drop for GradReducer {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from archai_dist_reducer_new and is released once; this removes the
+        // hooks from the accumulators.
+        unsafe { archai_dist_reducer_free(self.raw) }
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // SAFETY: `raw` came from archai_dist_init and is released once.
@@ -486,5 +627,124 @@ mod tests {
         let e = root.all_reduce_sum(&mut Tensor::from_slice(&[1.0f32])).unwrap_err().to_string();
         assert!(t0.elapsed() < Duration::from_secs(19), "waited {:?} for a dead peer", t0.elapsed());
         assert!(e.contains("rank 0 of 2: all-reduce failed") && e.contains("peer"), "{e}");
+    }
+
+    /// A chain of four parameters and one that the forward never reaches, and a rank-dependent
+    /// input.
+    fn chain(rank: usize) -> (Vec<Tensor>, Tensor) {
+        let _ = tch::no_grad_guard();
+        let params: Vec<Tensor> = (0..5)
+            .map(|i| Tensor::from_slice(&[0.5f32 + i as f32, -1.0, 2.0 - i as f32]).set_requires_grad(true))
+            .collect();
+        let x = Tensor::from_slice(&[1.0f32 + rank as f32, 3.0, -2.0 * rank as f32]);
+        (params, x)
+    }
+
+    fn loss_of(params: &[Tensor], x: &Tensor) -> Tensor {
+        let mut h = x.shallow_clone();
+        for p in &params[..4] {
+            h = (&h * p).tanh() + p;
+        }
+        h.sum(tch::Kind::Float)
+    }
+
+    /// Runs one reduced step on a rank: `backwards` backward passes after arming (1 is the
+    /// contract; 2 exercises the accumulated-twice fallback), returning the reduced gradients
+    /// (None for an undefined one), the figures and the step's report.
+    fn reduced_step(group: &ProcessGroup, backwards: usize, cap: i64) -> (Vec<Option<Vec<f32>>>, Vec<f64>, ReduceStep) {
+        let (params, x) = chain(group.rank());
+        let order: Vec<usize> = (0..params.len()).collect();
+        let reducer = GradReducer::new(group, &params, &order, cap).unwrap();
+        let mut figures = vec![group.rank() as f64 + 1.0, 0.5];
+        let mut step = None;
+        for round in 0..2 {
+            for p in &params {
+                p.shallow_clone().zero_grad();
+            }
+            reducer.arm();
+            for _ in 0..backwards {
+                loss_of(&params, &x).backward();
+            }
+            if round == 0 {
+                let mut first = figures.clone();
+                let s = reducer.finish(&mut first).unwrap();
+                // The second round buckets in the ready order, as the trainer does.
+                reducer.rebuild(&s.ready_order, cap).unwrap();
+            } else {
+                step = Some(reducer.finish(&mut figures).unwrap());
+            }
+        }
+        let grads = params
+            .iter()
+            .map(|p| {
+                let g = p.grad();
+                g.defined().then(|| Vec::<f32>::try_from(&g).unwrap())
+            })
+            .collect();
+        (grads, figures, step.unwrap())
+    }
+
+    /// The gradients each rank computes alone, summed by hand.
+    fn expected_sums(backwards: usize) -> Vec<Vec<f32>> {
+        let mut total = vec![vec![0.0f32; 3]; 4];
+        for rank in 0..2 {
+            let (params, x) = chain(rank);
+            for _ in 0..backwards {
+                loss_of(&params, &x).backward();
+            }
+            for (t, p) in total.iter_mut().zip(&params) {
+                for (a, b) in t.iter_mut().zip(Vec::<f32>::try_from(&p.grad()).unwrap()) {
+                    *a += b;
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn the_reducer_sums_gradients_during_the_backward_in_ready_order_buckets() {
+        for (backwards, cap) in [(1, 3), (1, 1 << 20), (2, 3)] {
+            let (root, peer) = pair(Duration::from_secs(20));
+            let other = std::thread::spawn(move || reduced_step(&peer, backwards, cap));
+            let (grads, figures, step) = reduced_step(&root, backwards, cap);
+            let (grads1, figures1, _) = other.join().unwrap();
+            let expected = expected_sums(backwards);
+            for (i, e) in expected.iter().enumerate() {
+                let got = grads[i].as_ref().expect("a reached parameter keeps its gradient");
+                for (a, b) in got.iter().zip(e) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                        "param {i}: {got:?} vs {e:?} ({backwards}, {cap})"
+                    );
+                }
+                assert_eq!(grads1[i].as_ref(), Some(got), "both ranks hold the same sums");
+            }
+            assert_eq!(grads[4], None, "the parameter no forward reached has no gradient");
+            assert_eq!(figures, vec![3.0, 1.0]);
+            assert_eq!(figures1, figures);
+            // Gradients complete from the last layer back; the unreached one comes last.
+            assert_eq!(step.ready_order, vec![3, 2, 1, 0, 4]);
+            let expected_early = match (backwards, cap) {
+                // One parameter a bucket: the four reached ones leave during the backward.
+                (1, 3) => 4,
+                // One bucket holding the unreached parameter waits for the end.
+                (1, _) => 0,
+                // Accumulated twice: the second backward's hooks launch nothing more.
+                _ => 4,
+            };
+            assert_eq!(step.launched_in_backward, expected_early, "({backwards}, {cap})");
+            assert_eq!(step.buckets, if cap == 3 { 5 } else { 1 });
+        }
+    }
+
+    #[test]
+    fn a_reducer_that_was_not_armed_says_so() {
+        let group = single(free_loopback_port().unwrap());
+        let (params, _) = chain(0);
+        let reducer = GradReducer::new(&group, &params, &[0, 1, 2, 3, 4], 3).unwrap();
+        let e = reducer.finish(&mut [1.0]).err().expect("finish before arm is an error").to_string();
+        assert!(e.contains("not armed"), "{e}");
+        let e = GradReducer::new(&group, &params, &[0, 1, 2, 3], 3).err().expect("an order must be complete");
+        assert!(e.to_string().contains("each of the 5 parameters once"), "{e}");
     }
 }

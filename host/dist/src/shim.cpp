@@ -5,10 +5,15 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,6 +43,140 @@ int guarded(char* err, size_t len, F&& body) {
     copy_message(err, len, "unknown C++ exception in c10d");
   }
   return -1;
+}
+
+// Sums the gradients of a fixed list of parameters over the ranks while the backward pass still
+// runs: a post hook on each parameter's gradient accumulator marks it ready, and a bucket (a run
+// of parameters in bucket order) whose members are all ready is launched as an asynchronous
+// all-reduce on Gloo's own thread. Buckets launch strictly in order, so every rank issues the
+// same collectives in the same order whatever order its backward finishes them in; `finish`
+// launches what the backward left (parameters it did not reach), waits, and writes the sums back.
+//
+// Hooks act only while armed (the last backward of a step): earlier backwards of the step (batch
+// chunks, architecture steps) accumulate as usual. A parameter accumulated twice while armed
+// (its bucket may already be on the wire with half its gradient) is caught, agreed on by all
+// ranks through the figures' all-reduce, and every bucket is then reduced again from the
+// complete gradients.
+struct Reducer;
+
+struct ReadyHook : torch::autograd::FunctionPostHook {
+  Reducer* reducer;
+  size_t index;
+  ReadyHook(Reducer* r, size_t i) : reducer(r), index(i) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& inputs) override;
+};
+
+struct Bucket {
+  std::vector<size_t> members;
+  size_t pending = 0;
+  at::Tensor flat;
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
+struct Reducer {
+  c10::intrusive_ptr<c10d::Backend> backend;
+  std::vector<at::Tensor> params;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<uintptr_t> hook_keys;
+  std::vector<Bucket> buckets;
+  std::vector<size_t> bucket_of;
+  std::vector<char> ready;
+  std::vector<size_t> ready_order;
+  std::mutex mu;
+  bool armed = false;
+  bool twice = false;
+  size_t next = 0;
+  size_t launched_in_backward = 0;
+  std::string error;
+
+  ~Reducer() {
+    for (size_t i = 0; i < accumulators.size(); ++i) accumulators[i]->del_post_hook(hook_keys[i]);
+  }
+
+  void layout(const std::vector<size_t>& order, int64_t cap_elements) {
+    buckets.clear();
+    bucket_of.assign(params.size(), 0);
+    int64_t filled = 0;
+    for (size_t i : order) {
+      int64_t n = params[i].numel();
+      if (buckets.empty() || (!buckets.back().members.empty() && filled + n > cap_elements)) {
+        buckets.emplace_back();
+        filled = 0;
+      }
+      buckets.back().members.push_back(i);
+      bucket_of[i] = buckets.size() - 1;
+      filled += n;
+    }
+    reset();
+  }
+
+  void reset() {
+    for (auto& b : buckets) {
+      b.pending = b.members.size();
+      b.flat = at::Tensor();
+      b.work.reset();
+    }
+    ready.assign(params.size(), 0);
+    ready_order.clear();
+    next = 0;
+    launched_in_backward = 0;
+    twice = false;
+    armed = false;
+  }
+
+  // The bucket's gradients in one flat fp32 CPU tensor (zeros for a gradient this rank lacks).
+  at::Tensor flatten(const Bucket& b) {
+    std::vector<at::Tensor> parts;
+    parts.reserve(b.members.size());
+    for (size_t i : b.members) {
+      const at::Tensor& g = params[i].grad();
+      parts.push_back(g.defined() ? g.detach().reshape({-1}).to(at::kCPU, at::kFloat)
+                                  : at::zeros({params[i].numel()}, at::kFloat));
+    }
+    return at::cat(parts, 0);
+  }
+
+  void launch(Bucket& b) {
+    at::NoGradGuard no_grad;
+    b.flat = flatten(b);
+    std::vector<at::Tensor> ts{b.flat};
+    b.work = backend->allreduce(ts);
+  }
+
+  // Launches the ready buckets at the head of the order; the caller holds `mu`.
+  void launch_ready(bool in_backward) {
+    while (next < buckets.size() && buckets[next].pending == 0) {
+      launch(buckets[next]);
+      if (in_backward) ++launched_in_backward;
+      ++next;
+    }
+  }
+
+  void mark_ready(size_t i) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!armed || !error.empty()) return;
+    if (ready[i]) {
+      twice = true;
+      return;
+    }
+    ready[i] = 1;
+    ready_order.push_back(i);
+    --buckets[bucket_of[i]].pending;
+    try {
+      launch_ready(true);
+    } catch (const c10::Error& e) {
+      error = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+};
+
+torch::autograd::variable_list ReadyHook::operator()(const torch::autograd::variable_list& outputs,
+                                                     const torch::autograd::variable_list&) {
+  reducer->mark_ready(index);
+  return outputs;
 }
 
 }  // namespace
@@ -118,4 +257,104 @@ int archai_dist_store_get(void* group, const char* key, unsigned char** data, si
 }
 
 void archai_dist_free_bytes(unsigned char* data) { std::free(data); }
+
+// A reducer for the `n` parameters `params` (at::Tensor*, each requiring grad), bucketed in the
+// given order into buckets of at most `cap_elements` elements (a larger parameter is a bucket
+// of its own).
+int archai_dist_reducer_new(void* group, void* const* params, size_t n, const size_t* order, long long cap_elements,
+                            void** out, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto r = std::make_unique<Reducer>();
+    r->backend = static_cast<Group*>(group)->backend;
+    for (size_t i = 0; i < n; ++i) {
+      const at::Tensor& p = *static_cast<at::Tensor*>(params[i]);
+      TORCH_CHECK(p.requires_grad() && p.is_leaf(), "parameter ", i, " is not a leaf that requires grad");
+      r->params.push_back(p);
+    }
+    // Holding the accumulators keeps them (and so the hooks) for every later graph: a leaf
+    // only holds its accumulator weakly.
+    for (size_t i = 0; i < n; ++i) {
+      auto acc = torch::autograd::impl::grad_accumulator(r->params[i]);
+      TORCH_CHECK(acc != nullptr, "parameter ", i, " has no gradient accumulator");
+      r->hook_keys.push_back(acc->add_post_hook(std::make_unique<ReadyHook>(r.get(), i)));
+      r->accumulators.push_back(std::move(acc));
+    }
+    r->layout(std::vector<size_t>(order, order + n), cap_elements);
+    *out = r.release();
+  });
+}
+
+void archai_dist_reducer_free(void* reducer) { delete static_cast<Reducer*>(reducer); }
+
+// Re-buckets in `order` (every index once), e.g. the order the gradients became ready in.
+int archai_dist_reducer_rebuild(void* reducer, const size_t* order, long long cap_elements, char* err,
+                                size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto* r = static_cast<Reducer*>(reducer);
+    std::lock_guard<std::mutex> lock(r->mu);
+    r->layout(std::vector<size_t>(order, order + r->params.size()), cap_elements);
+  });
+}
+
+// The next backward launches buckets as their gradients complete.
+void archai_dist_reducer_arm(void* reducer) {
+  auto* r = static_cast<Reducer*>(reducer);
+  std::lock_guard<std::mutex> lock(r->mu);
+  r->reset();
+  r->armed = true;
+}
+
+// Completes the step: launches the buckets the backward left, sums `extras` (a contiguous f64
+// CPU tensor whose last element is reserved for the reducer's own flag) with them, waits, and
+// writes the sums into the gradients this rank holds. `ready_order` receives the order the
+// gradients became ready in (n entries; parameters never reached follow in index order) and
+// `in_backward` how many of the `buckets` were launched during the backward.
+int archai_dist_reducer_finish(void* reducer, void* extras, size_t* ready_order, size_t* in_backward,
+                               size_t* buckets, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto* r = static_cast<Reducer*>(reducer);
+    std::lock_guard<std::mutex> lock(r->mu);
+    TORCH_CHECK(r->armed, "the reducer was not armed before the step's last backward");
+    r->armed = false;
+    TORCH_CHECK(r->error.empty(), "launching a gradient bucket failed: ", r->error);
+    for (auto& b : r->buckets) b.pending = 0;
+    r->launch_ready(false);
+    at::Tensor& figures = *static_cast<at::Tensor*>(extras);
+    figures[-1] = r->twice ? 1.0 : 0.0;
+    std::vector<at::Tensor> fs{figures};
+    auto figures_work = r->backend->allreduce(fs);
+    for (auto& b : r->buckets) b.work->wait();
+    figures_work->wait();
+    if (figures[-1].item<double>() > 0.0) {
+      // Some rank accumulated a gradient after its bucket left: reduce everything again from
+      // the complete gradients, on every rank alike.
+      for (auto& b : r->buckets) r->launch(b);
+      for (auto& b : r->buckets) b.work->wait();
+    }
+    at::NoGradGuard no_grad;
+    for (auto& b : r->buckets) {
+      int64_t offset = 0;
+      for (size_t i : b.members) {
+        int64_t len = r->params[i].numel();
+        at::Tensor g = r->params[i].grad();
+        if (g.defined()) g.copy_(b.flat.narrow(0, offset, len).view(g.sizes()));
+        offset += len;
+      }
+    }
+    std::vector<char> seen(r->params.size(), 0);
+    size_t k = 0;
+    for (size_t i : r->ready_order) {
+      seen[i] = 1;
+      ready_order[k++] = i;
+    }
+    for (size_t i = 0; i < r->params.size(); ++i)
+      if (!seen[i]) ready_order[k++] = i;
+    *in_backward = r->launched_in_backward;
+    *buckets = r->buckets.size();
+    for (auto& b : r->buckets) {
+      b.flat = at::Tensor();
+      b.work.reset();
+    }
+  });
+}
 }

@@ -45,14 +45,21 @@ pub fn run_experiment(
     let (_, cfg) = overrides.load(conf)?;
     let reg = registry(plugin_dirs)?;
     crate::interrupt::install();
-    let group = archai_dist::ProcessGroup::join_from_env(std::time::Duration::from_secs(cfg.common.dist_timeout_s))?;
-    let strategy = crate::train::Strategy::over(group.as_ref());
+    let bucket = cfg.common.dist_bucket_mib;
+    if !(bucket.is_finite() && bucket > 0.0) {
+        anyhow::bail!("common.dist_bucket_mib = {bucket}: a gradient bucket needs a positive size in MiB (default 4)");
+    }
+    let sync = crate::train::GradSync::from_common(&cfg.common);
+    let job = archai_dist::ProcessGroup::join_from_env(std::time::Duration::from_secs(cfg.common.dist_timeout_s))?
+        .map(|g| crate::train::DataParallel::new(g, sync));
+    let group = job.as_ref().map(crate::train::DataParallel::group);
+    let strategy = crate::train::Strategy::over(job.as_ref());
     let made = match strategy.rank() {
         0 => crate::runlog::RunDir::create(&cfg.common.runs_dir, &cfg.common.experiment_name, out.clone(), resume)
             .map(|d| d.path().to_path_buf()),
         _ => Ok(PathBuf::new()),
     };
-    let shared_run_dir = match &group {
+    let shared_run_dir = match group {
         Some(g) => {
             // Rank 0 sends its directory, or an empty path when it could not make one (it
             // reports why); the others stop instead of waiting for collectives that never come.
@@ -72,7 +79,7 @@ pub fn run_experiment(
     }
     let run_dir = shared_run_dir;
     let _logging = archai_runlog::init_logging(Some(&run_dir.join("log.txt")), archai_runlog::Verbosity::Normal)?;
-    if let Some(g) = &group {
+    if let Some(g) = group {
         tracing::info!("data-parallel: {} ranks (this is rank 0; the others log warnings only)", g.world());
     }
     let used = run_dir.join("config_used.yaml");

@@ -261,6 +261,8 @@ impl Trainer<'_> {
         };
         let started = Instant::now();
         let mut report = FitReport::default();
+        // The gradient hooks hold this fit's parameters; the next fit trains other ones.
+        let _unhook = self.strategy.hooks_released_on_drop();
         for epoch in start_epoch..fit.c.epochs {
             let sums = self.train_epoch(&mut fit, epoch, train, val_stream.as_mut())?;
             let (train_m, val_m) = self.end_epoch(&mut fit, epoch, sums, val)?;

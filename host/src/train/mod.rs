@@ -26,7 +26,7 @@ use precision::{LossScaleConfig, LossScaler, Precision};
 use schedule::ScheduleConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-pub use strategy::Strategy;
+pub use strategy::{DataParallel, GradSync, Strategy};
 use tch::{Device, Kind, Tensor};
 
 /// `trainer:` section.
@@ -717,23 +717,47 @@ pub fn weight_step_with(
     }
     let n_global = y.size()[0];
     let (x, y) = strategy.local_rows(x, y);
+    // What the step trains, in the optimizer's order (the same on every rank); the trainable
+    // architecture parameters' gradients belong to the step too when the algorithm trains them
+    // on the training loss (SNAS, DiDARTS).
+    let step_params: Vec<Tensor> = match strategy.world() {
+        1 => Vec::new(),
+        _ => opt
+            .params()
+            .iter()
+            .map(|(_, p)| p.shallow_clone())
+            .chain(trainable.iter().filter(|_| !frozen).map(Tensor::shallow_clone))
+            .collect(),
+    };
     let result = (|| {
         let n = y.size()[0];
         let pieces = if n == 0 { Vec::new() } else { row_chunks(&x, &y, c.batch_chunks, n_global) };
+        let empties = strategy.lead_forwards(n_global, c.batch_chunks).saturating_sub(pieces.len());
+        // Data parallel: the step's last backward sends gradients to the other ranks as they
+        // complete (the earlier ones accumulate).
+        let mut backwards_left = empties + pieces.len();
+        let mut backward = |t: Tensor| -> Result<(), TrainError> {
+            backwards_left -= 1;
+            if backwards_left == 0 {
+                strategy.before_last_backward(&step_params)?;
+            }
+            t.backward();
+            Ok(())
+        };
         // A rank with fewer rows than rank 0 (a short last batch) runs the missing forwards on no
         // rows (libtorch keeps batch norm's graph and leaves the running statistics alone) and
         // backpropagates zeros from them: stochastic mixers (GDAS' Gumbel samples) then draw what
         // the other ranks draw, and its gradients (zeros where it has no rows) are defined for the
         // tensors the other ranks' forwards reached, so every rank's optimizer updates the same
         // tensors (SGD skips a tensor without a gradient, weight decay and momentum included).
-        for _ in pieces.len()..strategy.lead_forwards(n_global, c.batch_chunks) {
+        for _ in 0..empties {
             let _autocast = c.precision.autocast(x.device())?;
             let none = x.narrow(0, 0, 0);
             let (logits, aux) = net.forward_with_aux(&none, true, c.aux_weight > 0.0)?;
             let zero = logits.sum(Kind::Float) * 0.0;
             match aux {
-                Some(aux) => (zero + aux.sum(Kind::Float) * 0.0).backward(),
-                None => zero.backward(),
+                Some(aux) => backward(zero + aux.sum(Kind::Float) * 0.0)?,
+                None => backward(zero)?,
             }
         }
         if n == 0 {
@@ -769,8 +793,8 @@ pub fn weight_step_with(
                 _ => loss,
             };
             match scaler.as_deref() {
-                Some(s) => (&loss * s.scale()).backward(),
-                None => loss.backward(),
+                Some(s) => backward(&loss * s.scale())?,
+                None => backward(loss)?,
             }
             all_logits.push(logits.detach().to_kind(Kind::Float));
         }
@@ -790,15 +814,9 @@ pub fn weight_step_with(
     }
     let mut out = result?;
     if strategy.world() > 1 {
-        // The trainable architecture parameters' gradients belong to the step too when the
-        // algorithm trains them on the training loss (SNAS, DiDARTS).
-        let mut params: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.shallow_clone()).collect();
-        if !frozen {
-            params.extend(trainable.iter().map(Tensor::shallow_clone));
-        }
         let stop = crate::interrupt::requested().is_some();
         let mut figures = [out.loss, out.aux_loss.unwrap_or(0.0), stop as u8 as f64];
-        strategy.complete_gradients(&params, &mut figures)?;
+        strategy.complete_gradients(&step_params, &mut figures)?;
         out.loss = figures[0];
         out.aux_loss = out.aux_loss.map(|_| figures[1]);
         out.stop_requested = figures[2] > 0.0;

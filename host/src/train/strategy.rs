@@ -7,19 +7,75 @@
 //! gradients are summed over the ranks. The sum is exactly the gradient of the global batch, so
 //! a run on W ranks equals a single-process run with `batch_chunks: W` (batch-norm statistics
 //! are per chunk in both), and `trainer.batch_size` keeps meaning the global batch.
+//!
+//! The sum overlaps the step's last backward pass (`common.dist_overlap`): a hook on each
+//! parameter's gradient accumulator sends a bucket of gradients as soon as they are all complete,
+//! while the backward computes the next ones (as PyTorch's DistributedDataParallel does). Buckets
+//! follow the order in which the first step's gradients became complete on rank 0.
 use super::TrainError;
 use crate::params::ParamStore;
-use archai_dist::ProcessGroup;
+use archai_dist::{GradReducer, ProcessGroup};
+use std::cell::{Cell, RefCell};
 use tch::{Kind, Tensor};
 
-/// Gradients are summed in flat fp32 buckets of this many elements (16 MiB): large enough to
-/// amortize a collective's latency, small enough not to double peak memory.
-const BUCKET_ELEMENTS: i64 = 4 << 20;
+/// How gradients are summed over the ranks (`common.dist_overlap`, `common.dist_bucket_mib`).
+#[derive(Clone, Copy, Debug)]
+pub struct GradSync {
+    /// Sum buckets while the backward pass runs instead of after it.
+    pub overlap: bool,
+    /// Elements per bucket (fp32): large enough to amortize a collective's latency, small
+    /// enough that the first buckets leave early in the backward.
+    pub bucket_elements: i64,
+    pub bucket_mib: f64,
+}
+
+impl GradSync {
+    pub fn from_common(c: &crate::config::CommonConfig) -> Self {
+        Self {
+            overlap: c.dist_overlap,
+            bucket_elements: ((c.dist_bucket_mib * 1024.0 * 1024.0 / 4.0) as i64).max(1),
+            bucket_mib: c.dist_bucket_mib,
+        }
+    }
+}
+
+/// A data-parallel job as the trainer sees it: the group, how gradients are summed, and the
+/// hooks on the parameters being trained.
+pub struct DataParallel {
+    group: ProcessGroup,
+    sync: GradSync,
+    hooked: RefCell<Option<Hooked>>,
+    /// Whether the hooks are armed for the current step's last backward.
+    armed: Cell<bool>,
+}
+
+/// The reducer hooked on one list of parameters (one fit's), recognised by their storage.
+struct Hooked {
+    key: Vec<(usize, i64)>,
+    reducer: GradReducer,
+    /// Finished steps (the first re-buckets in the order the gradients became complete, the
+    /// second is reported).
+    steps: u64,
+}
+
+fn key_of(params: &[Tensor]) -> Vec<(usize, i64)> {
+    params.iter().map(|p| (p.data_ptr() as usize, p.numel() as i64)).collect()
+}
+
+impl DataParallel {
+    pub fn new(group: ProcessGroup, sync: GradSync) -> Self {
+        Self { group, sync, hooked: RefCell::new(None), armed: Cell::new(false) }
+    }
+
+    pub fn group(&self) -> &ProcessGroup {
+        &self.group
+    }
+}
 
 #[derive(Clone, Copy)]
 pub enum Strategy<'g> {
     Single,
-    DataParallel(&'g ProcessGroup),
+    DataParallel(&'g DataParallel),
 }
 
 fn collective(e: archai_dist::DistError) -> TrainError {
@@ -52,26 +108,27 @@ fn reduce(g: &ProcessGroup, tensors: &[Tensor], divisor: f64) -> Result<Vec<Tens
 }
 
 impl<'g> Strategy<'g> {
-    /// Data parallel over `group` when it has more than one rank.
-    pub fn over(group: Option<&'g ProcessGroup>) -> Self {
-        match group {
-            Some(g) if g.world() > 1 => Strategy::DataParallel(g),
+    /// Data parallel over `job` when its group has more than one rank.
+    pub fn over(job: Option<&'g DataParallel>) -> Self {
+        match job {
+            Some(j) if j.group.world() > 1 => Strategy::DataParallel(j),
             _ => Strategy::Single,
         }
     }
 
-    pub fn world(&self) -> usize {
+    fn group(&self) -> Option<&'g ProcessGroup> {
         match self {
-            Strategy::Single => 1,
-            Strategy::DataParallel(g) => g.world(),
+            Strategy::Single => None,
+            Strategy::DataParallel(j) => Some(&j.group),
         }
     }
 
+    pub fn world(&self) -> usize {
+        self.group().map_or(1, ProcessGroup::world)
+    }
+
     pub fn rank(&self) -> usize {
-        match self {
-            Strategy::Single => 0,
-            Strategy::DataParallel(g) => g.rank(),
-        }
+        self.group().map_or(0, ProcessGroup::rank)
     }
 
     /// Whether this process writes the run's files (checkpoints): rank 0 alone.
@@ -84,11 +141,11 @@ impl<'g> Strategy<'g> {
     pub fn local_rows(&self, x: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
         match self {
             Strategy::Single => (x.shallow_clone(), y.shallow_clone()),
-            Strategy::DataParallel(g) => {
+            Strategy::DataParallel(j) => {
                 let n = y.size()[0];
-                let w = g.world() as i64;
+                let w = j.group.world() as i64;
                 let per = ((n + w - 1) / w).max(1);
-                let start = (per * g.rank() as i64).min(n);
+                let start = (per * j.group.rank() as i64).min(n);
                 let len = per.min(n - start);
                 (x.narrow(0, start, len), y.narrow(0, start, len))
             }
@@ -101,55 +158,116 @@ impl<'g> Strategy<'g> {
     pub fn lead_forwards(&self, n: i64, chunks: usize) -> usize {
         let rows = match self {
             Strategy::Single => n,
-            Strategy::DataParallel(g) => {
-                let w = g.world() as i64;
+            Strategy::DataParallel(j) => {
+                let w = j.group.world() as i64;
                 ((n + w - 1) / w).max(1).min(n)
             }
         };
         chunk_count(rows, chunks)
     }
 
+    /// Hooks `params` (the step's trained tensors, in the same order on every rank) so that the
+    /// next backward pass, the step's last, sends their gradients while it runs; with
+    /// `common.dist_overlap: false`, or parameters the hooks cannot take, it does nothing and
+    /// [`Strategy::complete_gradients`] sums them after the backward.
+    pub fn before_last_backward(&self, params: &[Tensor]) -> Result<(), TrainError> {
+        let Strategy::DataParallel(j) = self else { return Ok(()) };
+        j.armed.set(false);
+        if !j.sync.overlap || params.iter().any(|p| !p.requires_grad()) {
+            return Ok(());
+        }
+        let key = key_of(params);
+        let mut hooked = j.hooked.borrow_mut();
+        if hooked.as_ref().is_none_or(|h| h.key != key) {
+            // Drop the previous fit's hooks (and its parameters) before hooking new ones.
+            *hooked = None;
+            let order: Vec<usize> = (0..params.len()).collect();
+            let reducer = GradReducer::new(&j.group, params, &order, j.sync.bucket_elements).map_err(collective)?;
+            *hooked = Some(Hooked { key, reducer, steps: 0 });
+        }
+        hooked.as_ref().expect("hooked above").reducer.arm();
+        j.armed.set(true);
+        Ok(())
+    }
+
+    /// A guard that removes the gradient hooks when dropped (at the end of a fit, however it
+    /// ends: its parameters may be freed).
+    pub fn hooks_released_on_drop(&self) -> impl Drop + 'g {
+        struct Unhook<'g>(Strategy<'g>);
+        impl Drop for Unhook<'_> {
+            fn drop(&mut self) {
+                if let Strategy::DataParallel(j) = self.0 {
+                    j.hooked.borrow_mut().take();
+                    j.armed.set(false);
+                }
+            }
+        }
+        Unhook(*self)
+    }
+
     /// Sums the (share-scaled) gradients of `params` over the ranks, and `extras` with them
     /// (step figures that must agree on every rank: loss, stop requests). Gradients a rank did
     /// not produce count as zeros. A single process has nothing to do.
     pub fn complete_gradients(&self, params: &[Tensor], extras: &mut [f64]) -> Result<(), TrainError> {
-        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let Strategy::DataParallel(j) = self else { return Ok(()) };
+        if j.armed.replace(false) {
+            let mut hooked = j.hooked.borrow_mut();
+            let h = hooked.as_mut().expect("armed hooks exist");
+            if h.key != key_of(params) {
+                return Err(TrainError::Distributed(
+                    "the gradient hooks were armed for other parameters than the step completes".into(),
+                ));
+            }
+            let step = h.reducer.finish(extras).map_err(collective)?;
+            h.steps += 1;
+            if h.steps == 1 {
+                // Rank 0's order, so that every rank buckets alike.
+                let mine: Vec<u8> = step.ready_order.iter().flat_map(|&i| (i as u64).to_le_bytes()).collect();
+                let bytes = j.group.broadcast_bytes(0, &mine).map_err(collective)?;
+                let order: Vec<usize> = bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
+                    .collect();
+                h.reducer.rebuild(&order, j.sync.bucket_elements).map_err(collective)?;
+            } else if h.steps == 2 {
+                tracing::info!(
+                    "data-parallel: {} of {} gradient buckets (common.dist_bucket_mib = {}) were summed during \
+                     the backward pass",
+                    step.launched_in_backward,
+                    step.buckets,
+                    j.sync.bucket_mib
+                );
+            }
+            return Ok(());
+        }
+        let g = &j.group;
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
         // Buckets of consecutive parameters, in the optimizer's (name-sorted) order, which is
-        // the same on every rank; the extras ride in the first.
+        // the same on every rank.
         let mut start = 0;
-        let mut first = true;
-        while start < grads.len() || first {
+        while start < grads.len() {
             let mut end = start;
             let mut elements = 0;
-            while end < grads.len() && (end == start || elements + params[end].numel() as i64 <= BUCKET_ELEMENTS) {
+            while end < grads.len() && (end == start || elements + params[end].numel() as i64 <= j.sync.bucket_elements)
+            {
                 elements += params[end].numel() as i64;
                 end += 1;
             }
-            let mut bucket: Vec<Tensor> = (start..end)
+            let bucket: Vec<Tensor> = (start..end)
                 .map(|i| match grads[i].defined() {
                     true => grads[i].shallow_clone(),
                     false => Tensor::zeros([params[i].numel() as i64], (Kind::Float, tch::Device::Cpu)),
                 })
                 .collect();
-            if first {
-                bucket.push(Tensor::from_slice(extras));
-            }
-            let mut summed = reduce(g, &bucket, 1.0)?;
-            if first {
-                let tail = summed.pop().expect("the extras came back");
-                let values = Vec::<f64>::try_from(&tail).map_err(|e| TrainError::Distributed(e.to_string()))?;
-                extras.copy_from_slice(&values);
-                first = false;
-            }
-            for (i, sum) in (start..end).zip(summed) {
+            for (i, sum) in (start..end).zip(reduce(g, &bucket, 1.0)?) {
                 if grads[i].defined() {
                     grads[i].shallow_clone().copy_(&sum);
                 }
             }
             start = end;
         }
-        Ok(())
+        // In f64, as the overlapped path sums them.
+        self.sum(extras)
     }
 
     /// Each tensor's element-wise mean over the ranks, in its own kind and device (one
@@ -157,13 +275,13 @@ impl<'g> Strategy<'g> {
     pub fn average(&self, tensors: Vec<Tensor>) -> Result<Vec<Tensor>, TrainError> {
         match self {
             Strategy::Single => Ok(tensors),
-            Strategy::DataParallel(g) => reduce(g, &tensors, g.world() as f64),
+            Strategy::DataParallel(j) => reduce(&j.group, &tensors, j.group.world() as f64),
         }
     }
 
     /// Sums `values` over the ranks in place.
     pub fn sum(&self, values: &mut [f64]) -> Result<(), TrainError> {
-        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let Some(g) = self.group() else { return Ok(()) };
         let mut t = Tensor::from_slice(values);
         g.all_reduce_sum(&mut t).map_err(collective)?;
         let summed = Vec::<f64>::try_from(&t).map_err(|e| TrainError::Distributed(e.to_string()))?;
@@ -174,7 +292,7 @@ impl<'g> Strategy<'g> {
     /// Gives every rank rank 0's model (weights, buffers, architecture parameters), so that
     /// ranks whose initializations differ start identical.
     pub fn broadcast_model(&self, store: &ParamStore) -> Result<(), TrainError> {
-        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let Some(g) = self.group() else { return Ok(()) };
         let _guard = tch::no_grad_guard();
         for (_, t) in super::model_tensors(store) {
             let mut flat = t.detach().to_device(tch::Device::Cpu).contiguous();
@@ -188,7 +306,7 @@ impl<'g> Strategy<'g> {
     /// that evaluation and checkpoints see one model; every rank ran the same number of steps,
     /// so integer counters already agree.
     pub fn average_buffers(&self, store: &ParamStore) -> Result<(), TrainError> {
-        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let Some(g) = self.group() else { return Ok(()) };
         let _guard = tch::no_grad_guard();
         let world = g.world() as f64;
         for (_, t) in store.named_buffers() {
@@ -205,7 +323,7 @@ impl<'g> Strategy<'g> {
     /// A fingerprint of the model that equal ranks share; an all-gather that finds two
     /// fingerprints is a bug that must stop the run before it writes diverged results.
     pub fn check_in_sync(&self, store: &ParamStore, when: &str, why: &str) -> Result<(), TrainError> {
-        let Strategy::DataParallel(g) = self else { return Ok(()) };
+        let Some(g) = self.group() else { return Ok(()) };
         // Trained tensors only: batch-norm statistics differ between ranks until the epoch's end.
         let sha = store.trained_sha256();
         let all = g.all_gather_bytes(sha.as_bytes()).map_err(collective)?;
