@@ -65,20 +65,20 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
     fn archai_dist_reducer_free(reducer: *mut c_void);
-    fn archai_dist_reducer_rebuild(
+    fn archai_dist_reducer_rebuild_in_rank0_order(
         reducer: *mut c_void,
-        order: *const usize,
         cap_elements: c_longlong,
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
-    fn archai_dist_reducer_arm(reducer: *mut c_void);
+    fn archai_dist_reducer_arm(reducer: *mut c_void, loss: *mut c_void, err: *mut c_char, err_len: usize) -> c_int;
     fn archai_dist_reducer_finish(
         reducer: *mut c_void,
         extras: *mut c_void,
         ready_order: *mut usize,
-        in_backward: *mut usize,
+        overlapped: *mut usize,
         buckets: *mut usize,
+        reduced_again: *mut c_int,
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
@@ -368,8 +368,10 @@ impl ProcessGroup {
 /// [`GradReducer::finish`] exactly one backward may run (the step's last; earlier ones, such as
 /// the other batch chunks, accumulate as usual).
 ///
-/// The sums equal [`ProcessGroup::all_reduce_sum`] of the same gradients element for element
-/// (how gradients are grouped in buckets does not change what is added to what).
+/// On two ranks the sums are bit for bit those of [`ProcessGroup::all_reduce_sum`] on the same
+/// gradients (each element is one addition); on more, Gloo's ring adds each segment in an order
+/// that depends on where the element falls in its bucket, so bucket layouts agree to float
+/// rounding (every rank still ends with the same sums).
 pub struct GradReducer {
     raw: *mut c_void,
     rank: usize,
@@ -381,13 +383,18 @@ pub struct GradReducer {
 
 /// What one step of a [`GradReducer`] did.
 pub struct ReduceStep {
-    /// Parameter indices in the order their gradients became complete in the backward (the
-    /// ones it did not reach last, in index order).
+    /// Parameter indices in the order their gradients became complete in the backward, the
+    /// ones it did not reach placed where a backward likely meets them (before the first reached
+    /// parameter of a lower index): the bucket order a rebuild takes from rank 0.
     pub ready_order: Vec<usize>,
-    /// Buckets that left during the backward (the rest left after it).
-    pub launched_in_backward: usize,
+    /// Buckets that left while gradients were still being computed (before the backward or
+    /// during it, not after its last gradient): the ones whose sum overlapped computation.
+    pub overlapped: usize,
     /// Buckets in all.
     pub buckets: usize,
+    /// A gradient was accumulated twice in the armed backward (on some rank), so every bucket
+    /// was summed again after it: correct, but nothing overlapped.
+    pub reduced_again: bool,
 }
 
 impl GradReducer {
@@ -415,20 +422,26 @@ impl GradReducer {
         Ok(())
     }
 
-    /// Re-buckets in `order` (the same on every rank), e.g. the ready order a step reported.
-    pub fn rebuild(&self, order: &[usize], cap_elements: i64) -> Result<(), DistError> {
-        check_order(order, self.params, self.rank)?;
+    /// Re-buckets every rank in the order rank 0's last finished step completed its gradients
+    /// in (a collective: every rank calls it), so that each bucket fills in one stretch of the
+    /// backward. Bucket sizes stay `cap_elements`.
+    pub fn rebuild_in_rank0_order(&self, cap_elements: i64) -> Result<(), DistError> {
         let raw = self.raw;
-        // SAFETY: a live reducer and an order of `params` indices.
-        self.call("gradient reducer setup", |e, n| unsafe {
-            archai_dist_reducer_rebuild(raw, order.as_ptr(), cap_elements, e, n)
+        // SAFETY: a live reducer.
+        self.call("gradient bucket order broadcast", |e, n| unsafe {
+            archai_dist_reducer_rebuild_in_rank0_order(raw, cap_elements, e, n)
         })
     }
 
-    /// The next backward launches buckets as their gradients complete.
-    pub fn arm(&self) {
-        // SAFETY: a live reducer.
-        unsafe { archai_dist_reducer_arm(self.raw) }
+    /// The next backward, that of `loss`, launches buckets as their gradients complete; the
+    /// parameters `loss`'s graph does not reach already hold their final gradients (from the
+    /// step's earlier backwards, or none), so their buckets leave now.
+    pub fn arm(&self, loss: &Tensor) -> Result<(), DistError> {
+        let raw = self.raw;
+        let mut loss = loss.shallow_clone();
+        let t = loss.as_mut_ptr() as *mut c_void;
+        // SAFETY: a live reducer and a live at::Tensor for the call.
+        self.call("gradient all-reduce", |e, n| unsafe { archai_dist_reducer_arm(raw, t, e, n) })
     }
 
     /// Completes the step armed before: sends what the backward left, sums `extras` over the
@@ -438,17 +451,17 @@ impl GradReducer {
     pub fn finish(&self, extras: &mut [f64]) -> Result<ReduceStep, DistError> {
         let mut figures = Tensor::from_slice(&[&extras[..], &[0.0][..]].concat());
         let mut order = vec![0usize; self.params];
-        let (mut in_backward, mut buckets) = (0usize, 0usize);
+        let (mut overlapped, mut buckets, mut again) = (0usize, 0usize, 0 as c_int);
         let raw = self.raw;
         let t = figures.as_mut_ptr() as *mut c_void;
         // SAFETY: a live reducer; `figures` is a contiguous f64 CPU tensor and `order` has room
         // for every parameter index.
         self.call("gradient all-reduce", |e, n| unsafe {
-            archai_dist_reducer_finish(raw, t, order.as_mut_ptr(), &mut in_backward, &mut buckets, e, n)
+            archai_dist_reducer_finish(raw, t, order.as_mut_ptr(), &mut overlapped, &mut buckets, &mut again, e, n)
         })?;
         let summed = Vec::<f64>::try_from(&figures).map_err(|e| DistError::Usage(e.to_string(), self.rank))?;
         extras.copy_from_slice(&summed[..extras.len()]);
-        Ok(ReduceStep { ready_order: order, launched_in_backward: in_backward, buckets })
+        Ok(ReduceStep { ready_order: order, overlapped, buckets, reduced_again: again != 0 })
     }
 }
 
@@ -629,10 +642,9 @@ mod tests {
         assert!(e.contains("rank 0 of 2: all-reduce failed") && e.contains("peer"), "{e}");
     }
 
-    /// A chain of four parameters and one that the forward never reaches, and a rank-dependent
-    /// input.
+    /// Five parameters and a rank-dependent input: rank 0's loss reaches parameters 0..4, rank
+    /// 1's only 0..3; neither reaches parameter 4.
     fn chain(rank: usize) -> (Vec<Tensor>, Tensor) {
-        let _ = tch::no_grad_guard();
         let params: Vec<Tensor> = (0..5)
             .map(|i| Tensor::from_slice(&[0.5f32 + i as f32, -1.0, 2.0 - i as f32]).set_requires_grad(true))
             .collect();
@@ -640,36 +652,44 @@ mod tests {
         (params, x)
     }
 
-    fn loss_of(params: &[Tensor], x: &Tensor) -> Tensor {
+    fn reached(rank: usize) -> usize {
+        4 - rank
+    }
+
+    fn loss_of(params: &[Tensor], x: &Tensor, rank: usize) -> Tensor {
         let mut h = x.shallow_clone();
-        for p in &params[..4] {
+        for p in &params[..reached(rank)] {
             h = (&h * p).tanh() + p;
         }
         h.sum(tch::Kind::Float)
     }
 
-    /// Runs one reduced step on a rank: `backwards` backward passes after arming (1 is the
-    /// contract; 2 exercises the accumulated-twice fallback), returning the reduced gradients
-    /// (None for an undefined one), the figures and the step's report.
+    /// Runs two reduced steps on a rank (the second in rank 0's ready order, as the trainer
+    /// does): `backwards` backward passes after arming (1 is the contract; 2 exercises the
+    /// accumulated-twice fallback). Returns the second step's reduced gradients (None for an
+    /// undefined one), figures and report.
     fn reduced_step(group: &ProcessGroup, backwards: usize, cap: i64) -> (Vec<Option<Vec<f32>>>, Vec<f64>, ReduceStep) {
-        let (params, x) = chain(group.rank());
+        let rank = group.rank();
+        let (params, x) = chain(rank);
         let order: Vec<usize> = (0..params.len()).collect();
         let reducer = GradReducer::new(group, &params, &order, cap).unwrap();
-        let mut figures = vec![group.rank() as f64 + 1.0, 0.5];
+        let mut figures = vec![rank as f64 + 1.0, 0.5];
         let mut step = None;
         for round in 0..2 {
             for p in &params {
                 p.shallow_clone().zero_grad();
             }
-            reducer.arm();
-            for _ in 0..backwards {
-                loss_of(&params, &x).backward();
+            let loss = loss_of(&params, &x, rank);
+            reducer.arm(&loss).unwrap();
+            for b in 0..backwards {
+                match b {
+                    0 => loss.backward(),
+                    _ => loss_of(&params, &x, rank).backward(),
+                }
             }
             if round == 0 {
-                let mut first = figures.clone();
-                let s = reducer.finish(&mut first).unwrap();
-                // The second round buckets in the ready order, as the trainer does.
-                reducer.rebuild(&s.ready_order, cap).unwrap();
+                reducer.finish(&mut figures.clone()).unwrap();
+                reducer.rebuild_in_rank0_order(cap).unwrap();
             } else {
                 step = Some(reducer.finish(&mut figures).unwrap());
             }
@@ -684,15 +704,15 @@ mod tests {
         (grads, figures, step.unwrap())
     }
 
-    /// The gradients each rank computes alone, summed by hand.
+    /// Each rank's gradients computed alone, summed by hand over the ranks that reach them.
     fn expected_sums(backwards: usize) -> Vec<Vec<f32>> {
         let mut total = vec![vec![0.0f32; 3]; 4];
         for rank in 0..2 {
             let (params, x) = chain(rank);
             for _ in 0..backwards {
-                loss_of(&params, &x).backward();
+                loss_of(&params, &x, rank).backward();
             }
-            for (t, p) in total.iter_mut().zip(&params) {
+            for (t, p) in total.iter_mut().zip(&params[..reached(rank)]) {
                 for (a, b) in t.iter_mut().zip(Vec::<f32>::try_from(&p.grad()).unwrap()) {
                     *a += b;
                 }
@@ -702,38 +722,37 @@ mod tests {
     }
 
     #[test]
-    fn the_reducer_sums_gradients_during_the_backward_in_ready_order_buckets() {
+    fn the_reducer_sums_gradients_during_the_backward_in_rank_0s_ready_order() {
         for (backwards, cap) in [(1, 3), (1, 1 << 20), (2, 3)] {
             let (root, peer) = pair(Duration::from_secs(20));
             let other = std::thread::spawn(move || reduced_step(&peer, backwards, cap));
             let (grads, figures, step) = reduced_step(&root, backwards, cap);
-            let (grads1, figures1, _) = other.join().unwrap();
+            let (grads1, figures1, step1) = other.join().unwrap();
+            let case = format!("{backwards} backward(s), buckets of {cap}");
             let expected = expected_sums(backwards);
             for (i, e) in expected.iter().enumerate() {
                 let got = grads[i].as_ref().expect("a reached parameter keeps its gradient");
                 for (a, b) in got.iter().zip(e) {
-                    assert!(
-                        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-                        "param {i}: {got:?} vs {e:?} ({backwards}, {cap})"
-                    );
+                    assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "param {i}: {got:?} vs {e:?} ({case})");
                 }
-                assert_eq!(grads1[i].as_ref(), Some(got), "both ranks hold the same sums");
+                // Rank 1 did not reach parameter 3: it keeps no gradient there.
+                let theirs = if i < reached(1) { Some(got) } else { None };
+                assert_eq!(grads1[i].as_ref(), theirs, "rank 1's param {i} ({case})");
             }
-            assert_eq!(grads[4], None, "the parameter no forward reached has no gradient");
+            assert_eq!((&grads[4], &grads1[4]), (&None, &None), "nobody reached parameter 4");
             assert_eq!(figures, vec![3.0, 1.0]);
             assert_eq!(figures1, figures);
-            // Gradients complete from the last layer back; the unreached one comes last.
-            assert_eq!(step.ready_order, vec![3, 2, 1, 0, 4]);
-            let expected_early = match (backwards, cap) {
-                // One parameter a bucket: the four reached ones leave during the backward.
-                (1, 3) => 4,
-                // One bucket holding the unreached parameter waits for the end.
-                (1, _) => 0,
-                // Accumulated twice: the second backward's hooks launch nothing more.
-                _ => 4,
-            };
-            assert_eq!(step.launched_in_backward, expected_early, "({backwards}, {cap})");
+            // Gradients complete from the last layer back; unreached ones go where their index
+            // puts them.
+            assert_eq!(step.ready_order, vec![4, 3, 2, 1, 0]);
+            assert_eq!(step1.ready_order, vec![4, 3, 2, 1, 0]);
             assert_eq!(step.buckets, if cap == 3 { 5 } else { 1 });
+            // One parameter a bucket, in rank 0's order: 4's leaves at once (nobody reaches it;
+            // rank 1 sends 3's at once too), 3's, 2's and 1's while later gradients are still
+            // computed; 0's completes the backward. One bucket for all overlaps nothing.
+            let overlapped = if cap == 3 { 4 } else { 0 };
+            assert_eq!((step.overlapped, step1.overlapped), (overlapped, overlapped), "{case}");
+            assert_eq!((step.reduced_again, step1.reduced_again), (backwards > 1, backwards > 1), "{case}");
         }
     }
 
@@ -744,6 +763,8 @@ mod tests {
         let reducer = GradReducer::new(&group, &params, &[0, 1, 2, 3, 4], 3).unwrap();
         let e = reducer.finish(&mut [1.0]).err().expect("finish before arm is an error").to_string();
         assert!(e.contains("not armed"), "{e}");
+        let e = reducer.rebuild_in_rank0_order(3).err().expect("no step to take an order from").to_string();
+        assert!(e.contains("no finished step"), "{e}");
         let e = GradReducer::new(&group, &params, &[0, 1, 2, 3], 3).err().expect("an order must be complete");
         assert!(e.to_string().contains("each of the 5 parameters once"), "{e}");
     }

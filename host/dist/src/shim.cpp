@@ -14,6 +14,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <algorithm>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -53,10 +55,12 @@ int guarded(char* err, size_t len, F&& body) {
 // launches what the backward left (parameters it did not reach), waits, and writes the sums back.
 //
 // Hooks act only while armed (the last backward of a step): earlier backwards of the step (batch
-// chunks, architecture steps) accumulate as usual. A parameter accumulated twice while armed
-// (its bucket may already be on the wire with half its gradient) is caught, agreed on by all
-// ranks through the figures' all-reduce, and every bucket is then reduced again from the
-// complete gradients.
+// chunks, architecture steps) accumulate as usual. Arming walks the graph of the loss about to
+// be differentiated: parameters it does not reach (an op a sampler left out, a head not used)
+// have their final gradients already and are ready at once, so they hold no bucket back. A
+// parameter accumulated twice while armed (its bucket may already be on the wire with half its
+// gradient) is caught, agreed on by all ranks through the figures' all-reduce, and every bucket
+// is then reduced again from the complete gradients.
 struct Reducer;
 
 struct ReadyHook : torch::autograd::FunctionPostHook {
@@ -83,11 +87,17 @@ struct Reducer {
   std::vector<size_t> bucket_of;
   std::vector<char> ready;
   std::vector<size_t> ready_order;
+  // The last finished step's complete order (reached parameters first).
+  std::vector<size_t> last_order;
   std::mutex mu;
   bool armed = false;
   bool twice = false;
   size_t next = 0;
-  size_t launched_in_backward = 0;
+  // Parameters not yet ready, and the buckets launched while some still were (the ones whose
+  // sum overlaps gradient computation).
+  size_t waiting = 0;
+  size_t overlapped = 0;
+  bool reduced_again = false;
   std::string error;
 
   ~Reducer() {
@@ -120,7 +130,9 @@ struct Reducer {
     ready.assign(params.size(), 0);
     ready_order.clear();
     next = 0;
-    launched_in_backward = 0;
+    waiting = params.size();
+    overlapped = 0;
+    reduced_again = false;
     twice = false;
     armed = false;
   }
@@ -145,12 +157,21 @@ struct Reducer {
   }
 
   // Launches the ready buckets at the head of the order; the caller holds `mu`.
-  void launch_ready(bool in_backward) {
+  void launch_ready() {
     while (next < buckets.size() && buckets[next].pending == 0) {
       launch(buckets[next]);
-      if (in_backward) ++launched_in_backward;
+      if (waiting > 0) ++overlapped;
       ++next;
     }
+  }
+
+  // The caller holds `mu`; `reached` says whether the backward computes the gradient (it is
+  // recorded in the ready order) or had it before (parameters the graph does not reach).
+  void set_ready(size_t i, bool reached) {
+    ready[i] = 1;
+    --waiting;
+    if (reached) ready_order.push_back(i);
+    --buckets[bucket_of[i]].pending;
   }
 
   void mark_ready(size_t i) {
@@ -160,16 +181,35 @@ struct Reducer {
       twice = true;
       return;
     }
-    ready[i] = 1;
-    ready_order.push_back(i);
-    --buckets[bucket_of[i]].pending;
+    set_ready(i, true);
     try {
-      launch_ready(true);
+      launch_ready();
     } catch (const c10::Error& e) {
       error = e.what_without_backtrace();
     } catch (const std::exception& e) {
       error = e.what();
     }
+  }
+
+  // Marks ready the parameters whose accumulators the graph of `loss` does not reach.
+  void mark_unreached(const at::Tensor& loss) {
+    std::unordered_set<const torch::autograd::Node*> seen;
+    std::vector<const torch::autograd::Node*> stack;
+    if (const auto& root = loss.grad_fn()) {
+      seen.insert(root.get());
+      stack.push_back(root.get());
+    }
+    while (!stack.empty()) {
+      const torch::autograd::Node* n = stack.back();
+      stack.pop_back();
+      for (const auto& edge : n->next_edges()) {
+        const auto* f = edge.function.get();
+        if (f != nullptr && seen.insert(f).second) stack.push_back(f);
+      }
+    }
+    for (size_t i = 0; i < params.size(); ++i)
+      if (seen.count(accumulators[i].get()) == 0) set_ready(i, false);
+    launch_ready();
   }
 };
 
@@ -286,31 +326,57 @@ int archai_dist_reducer_new(void* group, void* const* params, size_t n, const si
 
 void archai_dist_reducer_free(void* reducer) { delete static_cast<Reducer*>(reducer); }
 
-// Re-buckets in `order` (every index once), e.g. the order the gradients became ready in.
-int archai_dist_reducer_rebuild(void* reducer, const size_t* order, long long cap_elements, char* err,
-                                size_t err_len) {
+// Re-buckets every rank in the order rank 0's last finished step completed its gradients in
+// (one broadcast), so that buckets fill in the order the backward produces them.
+int archai_dist_reducer_rebuild_in_rank0_order(void* reducer, long long cap_elements, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     auto* r = static_cast<Reducer*>(reducer);
     std::lock_guard<std::mutex> lock(r->mu);
-    r->layout(std::vector<size_t>(order, order + r->params.size()), cap_elements);
+    const size_t n = r->params.size();
+    TORCH_CHECK(r->last_order.size() == n, "no finished step to take the order from");
+    at::Tensor order = at::empty({static_cast<int64_t>(n)}, at::kLong);
+    auto* o = order.data_ptr<int64_t>();
+    for (size_t i = 0; i < n; ++i) o[i] = static_cast<int64_t>(r->last_order[i]);
+    std::vector<at::Tensor> ts{order};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = 0;
+    r->backend->broadcast(ts, opts)->wait();
+    std::vector<size_t> chosen(n);
+    std::vector<char> seen(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      TORCH_CHECK(o[i] >= 0 && static_cast<size_t>(o[i]) < n && !seen[o[i]], "rank 0 sent a broken bucket order");
+      seen[o[i]] = 1;
+      chosen[i] = static_cast<size_t>(o[i]);
+    }
+    r->layout(chosen, cap_elements);
   });
 }
 
-// The next backward launches buckets as their gradients complete.
-void archai_dist_reducer_arm(void* reducer) {
-  auto* r = static_cast<Reducer*>(reducer);
-  std::lock_guard<std::mutex> lock(r->mu);
-  r->reset();
-  r->armed = true;
+// The next backward, that of `loss` (an at::Tensor*), launches buckets as their gradients
+// complete; buckets of parameters its graph does not reach leave now.
+int archai_dist_reducer_arm(void* reducer, void* loss, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto* r = static_cast<Reducer*>(reducer);
+    std::lock_guard<std::mutex> lock(r->mu);
+    // A step that failed after arming left its collectives unfinished; the run stops on that
+    // error, so this only keeps the reducer consistent.
+    for (auto& b : r->buckets)
+      if (b.work) b.work->wait();
+    r->reset();
+    r->armed = true;
+    r->mark_unreached(*static_cast<at::Tensor*>(loss));
+  });
 }
 
 // Completes the step: launches the buckets the backward left, sums `extras` (a contiguous f64
 // CPU tensor whose last element is reserved for the reducer's own flag) with them, waits, and
 // writes the sums into the gradients this rank holds. `ready_order` receives the order the
-// gradients became ready in (n entries; parameters never reached follow in index order) and
-// `in_backward` how many of the `buckets` were launched during the backward.
-int archai_dist_reducer_finish(void* reducer, void* extras, size_t* ready_order, size_t* in_backward,
-                               size_t* buckets, char* err, size_t err_len) {
+// backward completed gradients in (n entries; the parameters it did not reach placed where it
+// would likely have met them),
+// `overlapped` how many of the `buckets` were launched while gradients were still being computed,
+// `reduced_again` whether the buckets were summed a second time (a gradient accumulated twice).
+int archai_dist_reducer_finish(void* reducer, void* extras, size_t* ready_order, size_t* overlapped,
+                               size_t* buckets, int* reduced_again, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     auto* r = static_cast<Reducer*>(reducer);
     std::lock_guard<std::mutex> lock(r->mu);
@@ -318,7 +384,8 @@ int archai_dist_reducer_finish(void* reducer, void* extras, size_t* ready_order,
     r->armed = false;
     TORCH_CHECK(r->error.empty(), "launching a gradient bucket failed: ", r->error);
     for (auto& b : r->buckets) b.pending = 0;
-    r->launch_ready(false);
+    r->waiting = 0;
+    r->launch_ready();
     at::Tensor& figures = *static_cast<at::Tensor*>(extras);
     figures[-1] = r->twice ? 1.0 : 0.0;
     std::vector<at::Tensor> fs{figures};
@@ -330,6 +397,7 @@ int archai_dist_reducer_finish(void* reducer, void* extras, size_t* ready_order,
       // the complete gradients, on every rank alike.
       for (auto& b : r->buckets) r->launch(b);
       for (auto& b : r->buckets) b.work->wait();
+      r->reduced_again = true;
     }
     at::NoGradGuard no_grad;
     for (auto& b : r->buckets) {
@@ -341,15 +409,29 @@ int archai_dist_reducer_finish(void* reducer, void* extras, size_t* ready_order,
         offset += len;
       }
     }
-    std::vector<char> seen(r->params.size(), 0);
-    size_t k = 0;
+    // Parameters this backward did not reach (a sampler's other ops) may be reached by the next
+    // ones. Parameters are listed about in forward order, so a backward meets them about in
+    // reverse index order: each goes just before the first reached parameter of a lower index,
+    // next to the ones the backward met at that depth.
+    const size_t n = r->params.size();
+    std::vector<char> reached(n, 0);
+    for (size_t i : r->ready_order) reached[i] = 1;
+    r->last_order.clear();
+    size_t unplaced = n;  // the unreached parameters with an index >= this are placed
+    auto place_down_to = [&](size_t low) {
+      while (unplaced > low) {
+        --unplaced;
+        if (!reached[unplaced]) r->last_order.push_back(unplaced);
+      }
+    };
     for (size_t i : r->ready_order) {
-      seen[i] = 1;
-      ready_order[k++] = i;
+      if (i + 1 < unplaced) place_down_to(i + 1);
+      r->last_order.push_back(i);
     }
-    for (size_t i = 0; i < r->params.size(); ++i)
-      if (!seen[i]) ready_order[k++] = i;
-    *in_backward = r->launched_in_backward;
+    place_down_to(0);
+    std::copy(r->last_order.begin(), r->last_order.end(), ready_order);
+    *overlapped = r->overlapped;
+    *reduced_again = r->reduced_again ? 1 : 0;
     *buckets = r->buckets.size();
     for (auto& b : r->buckets) {
       b.flat = at::Tensor();

@@ -739,7 +739,7 @@ pub fn weight_step_with(
         let mut backward = |t: Tensor| -> Result<(), TrainError> {
             backwards_left -= 1;
             if backwards_left == 0 {
-                strategy.before_last_backward(&step_params)?;
+                strategy.before_last_backward(&step_params, &t)?;
             }
             t.backward();
             Ok(())

@@ -47,6 +47,8 @@ pub struct DataParallel {
     hooked: RefCell<Option<Hooked>>,
     /// Whether the hooks are armed for the current step's last backward.
     armed: Cell<bool>,
+    /// Said once: why the gradients of a step were not summed during its backward.
+    told_not_overlapped: Cell<bool>,
 }
 
 /// The reducer hooked on one list of parameters (one fit's), recognised by their storage.
@@ -64,11 +66,17 @@ fn key_of(params: &[Tensor]) -> Vec<(usize, i64)> {
 
 impl DataParallel {
     pub fn new(group: ProcessGroup, sync: GradSync) -> Self {
-        Self { group, sync, hooked: RefCell::new(None), armed: Cell::new(false) }
+        Self { group, sync, hooked: RefCell::new(None), armed: Cell::new(false), told_not_overlapped: Cell::new(false) }
     }
 
     pub fn group(&self) -> &ProcessGroup {
         &self.group
+    }
+
+    fn tell_once(&self, why: &str) {
+        if !self.told_not_overlapped.replace(true) {
+            tracing::warn!("data-parallel: gradients are summed after the backward pass, not during it: {why}");
+        }
     }
 }
 
@@ -167,13 +175,17 @@ impl<'g> Strategy<'g> {
     }
 
     /// Hooks `params` (the step's trained tensors, in the same order on every rank) so that the
-    /// next backward pass, the step's last, sends their gradients while it runs; with
-    /// `common.dist_overlap: false`, or parameters the hooks cannot take, it does nothing and
-    /// [`Strategy::complete_gradients`] sums them after the backward.
-    pub fn before_last_backward(&self, params: &[Tensor]) -> Result<(), TrainError> {
+    /// next backward pass, the step's last (that of `loss`), sends their gradients while it runs;
+    /// with `common.dist_overlap: false`, or parameters the hooks cannot take, it does nothing
+    /// and [`Strategy::complete_gradients`] sums them after the backward.
+    pub fn before_last_backward(&self, params: &[Tensor], loss: &Tensor) -> Result<(), TrainError> {
         let Strategy::DataParallel(j) = self else { return Ok(()) };
         j.armed.set(false);
-        if !j.sync.overlap || params.iter().any(|p| !p.requires_grad()) {
+        if !j.sync.overlap {
+            return Ok(());
+        }
+        if params.iter().any(|p| !p.requires_grad()) {
+            j.tell_once("the step trains a tensor that does not require gradients");
             return Ok(());
         }
         let key = key_of(params);
@@ -185,7 +197,7 @@ impl<'g> Strategy<'g> {
             let reducer = GradReducer::new(&j.group, params, &order, j.sync.bucket_elements).map_err(collective)?;
             *hooked = Some(Hooked { key, reducer, steps: 0 });
         }
-        hooked.as_ref().expect("hooked above").reducer.arm();
+        hooked.as_ref().expect("hooked above").reducer.arm(loss).map_err(collective)?;
         j.armed.set(true);
         Ok(())
     }
@@ -221,21 +233,20 @@ impl<'g> Strategy<'g> {
             let step = h.reducer.finish(extras).map_err(collective)?;
             h.steps += 1;
             if h.steps == 1 {
-                // Rank 0's order, so that every rank buckets alike.
-                let mine: Vec<u8> = step.ready_order.iter().flat_map(|&i| (i as u64).to_le_bytes()).collect();
-                let bytes = j.group.broadcast_bytes(0, &mine).map_err(collective)?;
-                let order: Vec<usize> = bytes
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
-                    .collect();
-                h.reducer.rebuild(&order, j.sync.bucket_elements).map_err(collective)?;
+                h.reducer.rebuild_in_rank0_order(j.sync.bucket_elements).map_err(collective)?;
             } else if h.steps == 2 {
                 tracing::info!(
-                    "data-parallel: {} of {} gradient buckets (common.dist_bucket_mib = {}) were summed during \
-                     the backward pass",
-                    step.launched_in_backward,
+                    "data-parallel: {} of {} gradient buckets (common.dist_bucket_mib = {}) were summed while \
+                     the backward pass computed other gradients",
+                    step.overlapped,
                     step.buckets,
                     j.sync.bucket_mib
+                );
+            }
+            if step.reduced_again {
+                j.tell_once(
+                    "a parameter's gradient was accumulated twice in the step's last backward pass (a tensor \
+                     used in two graphs), so every bucket was summed again after it",
                 );
             }
             return Ok(());
