@@ -763,7 +763,7 @@ mod tests {
         let reducer = GradReducer::new(&group, &params, &[0, 1, 2, 3, 4], 3).unwrap();
         let e = reducer.finish(&mut [1.0]).err().expect("finish before arm is an error").to_string();
         assert!(e.contains("not armed"), "{e}");
-        let e = reducer.rebuild_in_rank0_order(3).err().expect("no step to take an order from").to_string();
+        let e = reducer.rebuild_in_rank0_order(3).expect_err("no step to take an order from").to_string();
         assert!(e.contains("no finished step"), "{e}");
         let e = GradReducer::new(&group, &params, &[0, 1, 2, 3], 3).err().expect("an order must be complete");
         assert!(e.to_string().contains("each of the 5 parameters once"), "{e}");
