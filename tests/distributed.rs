@@ -186,6 +186,9 @@ fn a_killed_two_rank_job_resumes_to_the_same_weights_as_an_uninterrupted_one() {
     let whole = tmp.path().join("whole");
     let o = launch("2", &whole, &sets).output().unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
+    // resnet_small's gradients fit the default bucket: one bucket, nothing to overlap.
+    let overlapped = overlapped_buckets(&std::fs::read_to_string(whole.join("log.txt")).unwrap());
+    assert_eq!(overlapped, (0, 1), "default buckets, resnet_small");
 
     let cut = tmp.path().join("cut");
     let mut job = launch("2", &cut, &sets).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
