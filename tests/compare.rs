@@ -219,6 +219,60 @@ fn a_failed_run_fails_the_comparison_after_the_report() {
     assert!(out.join("logs/random-seed-0.txt").is_file());
 }
 
+/// The experiment YAML edited between two attempts of a comparison: the comparison keeps
+/// running the configuration it started with (saved in `<out>/configs/`), says so, and still
+/// resumes when the edited YAML no longer loads.
+#[test]
+fn a_comparison_keeps_the_configuration_it_started_with_when_the_yaml_changes() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("mine.yaml");
+    let write_source = |name: &str, extra: &str| {
+        let base = repo_root().join("confs/algos/random.yaml");
+        let text = format!("__include__: {}\ncommon:\n  experiment_name: {name}\n{extra}", base.display());
+        std::fs::write(&source, text).unwrap();
+    };
+    write_source("as-started", "");
+    let file = tmp.path().join("c.yaml");
+    let sets = BUDGET.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "compare:\n  name: frozen\n  experiments: {{mine: {}}}\n  seeds: [0, 1]\n  set: [{sets}]\n",
+        source.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = tmp.path().join("cmp");
+    let compare = || archai(&["compare", file.to_str().unwrap(), "--toy", "--out", out.to_str().unwrap()]);
+    let o = compare();
+    let t = output_text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(!t.contains("warning"), "nothing changed: {t}");
+    let frozen = out.join("configs/mine.yaml");
+    assert!(frozen.is_file(), "{t}");
+    let name_of = |run: &str| {
+        yaml(&out.join(run).join("config_used.yaml"))["common"]["experiment_name"].as_str().unwrap().to_string()
+    };
+    assert_eq!(name_of("mine/seed-1"), "as-started");
+
+    // Edited, and seed 1 lost: it runs again, as the comparison started it.
+    write_source("edited", "");
+    std::fs::remove_dir_all(out.join("mine/seed-1")).unwrap();
+    let o = compare();
+    let t = output_text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("its YAML has changed since this comparison started") && t.contains("configs/mine.yaml"), "{t}");
+    assert_eq!(name_of("mine/seed-1"), "as-started");
+    let used = yaml(&out.join("mine/seed-1/config_used.yaml"));
+    assert_eq!(used["nas"]["eval"]["trainer"]["max_batches"].as_i64(), Some(10), "the comparison's set still applies");
+    assert_eq!(used["common"]["seed"].as_i64(), Some(1));
+
+    // Broken (a key this archai does not know): the finished comparison still resumes.
+    write_source("edited", "nas:\n  eval:\n    not_a_key: 1\n");
+    let o = compare();
+    let t = output_text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("not_a_key") && t.contains("keep the configuration it started with"), "{t}");
+}
+
 #[test]
 fn a_comparison_keeps_starting_runs_after_its_binary_was_rebuilt() {
     require_fashion_mnist();

@@ -134,19 +134,21 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args.threads.unwrap_or(cpus);
     let per_job = (threads / args.jobs).max(1);
-    // Every experiment must load with the comparison's settings before any run starts.
-    let mut runs_dir = None;
-    let mut rank_timeout = None;
+    // Every experiment must load with the comparison's settings before any run starts (or, when
+    // the comparison resumes, the configuration it started with must).
+    let mut sources = BTreeMap::new();
     for (name, conf) in &spec.experiments {
-        let o = super::common::Overrides { toy: args.toy, sets: spec.set.clone(), seed: Some(spec.seeds[0]) };
-        let (_, cfg) = o.load(conf).with_context(|| format!("experiment `{name}` ({})", conf.display()))?;
-        runs_dir.get_or_insert(cfg.common.runs_dir);
-        rank_timeout.get_or_insert(std::time::Duration::from_secs(cfg.common.dist_timeout_s));
+        let o = super::common::Overrides { toy: args.toy, sets: spec.set.clone(), seed: None };
+        let loaded =
+            o.load(conf).map(|(_, cfg)| cfg).with_context(|| format!("experiment `{name}` ({})", conf.display()));
+        sources.insert(name.clone(), loaded);
     }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| runs_dir.unwrap_or_else(|| PathBuf::from("runs")).join(format!("compare-{}", spec.name)));
+    let first_loaded = sources.values().find_map(|c| c.as_ref().ok());
+    let out = match (&args.out, first_loaded) {
+        (Some(out), _) => out.clone(),
+        (None, Some(cfg)) => cfg.common.runs_dir.join(format!("compare-{}", spec.name)),
+        (None, None) => return Err(sources.into_values().find_map(Result::err).expect("no experiment loaded")),
+    };
     let manifest = spec.manifest(args.toy);
     if out.join(MANIFEST).is_file() {
         let existing = Manifest::read(&out)?;
@@ -165,6 +167,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
         // Reports of an earlier attempt's ranks must not count for this one.
         let _ = std::fs::remove_dir_all(out.join(RANKS_DIR));
     }
+    let (configs, rank_timeout) = frozen_configs(sources, &out, ranks.rank == 0)?;
     // Every rank lists the unfinished runs before any of them starts one, so all see the same list.
     let mut pending = Vec::new();
     let mut kept = 0;
@@ -175,7 +178,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
                 kept += 1;
                 continue;
             }
-            pending.push(Job { experiment: exp.clone(), conf: spec.experiments[exp].clone(), seed: *seed, dir });
+            pending.push(Job { experiment: exp.clone(), conf: configs[exp].clone(), seed: *seed, dir });
         }
     }
     ranks.started()?;
@@ -211,7 +214,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             s.spawn(|| loop {
                 let Some(job) = queue.lock().expect("queue").pop_front() else { break };
                 let t0 = Instant::now();
-                let result = run_job(plugin_dirs, &job, &spec.set, args.toy, per_job, &out);
+                let result = run_job(plugin_dirs, &job, per_job, &out);
                 let n = {
                     let mut d = done.lock().expect("counter");
                     *d += 1;
@@ -241,7 +244,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
         println!("rank {}: {total} runs done, {} failed; rank 0 writes the report", ranks.rank, failures.len());
         return Ok(());
     }
-    failures.extend(ranks.wait_for_others(&out, rank_timeout.unwrap_or(std::time::Duration::from_secs(300)))?);
+    failures.extend(ranks.wait_for_others(&out, rank_timeout)?);
     // The failures below matter more than a report that cannot be made (no run finished).
     match crate::report::write_report(std::slice::from_ref(&out), &out, None) {
         Ok(analysis) => {
@@ -348,29 +351,72 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs one job as an `archai run` child process (its console output goes to logs/), resuming
-/// an unfinished attempt. Returns the run's test top-1.
-fn run_job(
-    plugin_dirs: &[PathBuf],
-    job: &Job,
-    sets: &[String],
-    toy: bool,
-    threads: usize,
+/// Where a comparison keeps each experiment's configuration as it first resolved it.
+pub const CONFIGS_DIR: &str = "configs";
+
+/// Each experiment's configuration as the comparison resolved it when it started (`--toy` and
+/// the comparison's `set` applied), in `<out>/configs/NAME.yaml`, and the ranks' timeout. A run
+/// is started from that file, so that every run of the comparison is the same experiment even
+/// when the source YAML is edited while the comparison runs (for hours) or between a kill and
+/// the resume; a source that now resolves differently, or no longer loads, is warned about and
+/// the comparison goes on with what it started with. `write`: this process (rank 0) writes them.
+fn frozen_configs(
+    sources: BTreeMap<String, Result<crate::config::ExperimentConfig>>,
     out: &Path,
-) -> Result<Option<f64>> {
+    write: bool,
+) -> Result<(BTreeMap<String, PathBuf>, std::time::Duration)> {
+    let dir = out.join(CONFIGS_DIR);
+    let mut paths = BTreeMap::new();
+    let mut timeout = None;
+    for (name, source) in sources {
+        let path = dir.join(format!("{name}.yaml"));
+        let cfg = if path.is_file() {
+            let (_, kept) = super::common::Overrides::default().load(&path).with_context(|| {
+                format!(
+                    "experiment `{name}`: the configuration this comparison started with ({}) does not load; \
+                     start a new comparison (another --out)",
+                    path.display()
+                )
+            })?;
+            match (&source, write) {
+                (Ok(now), true) if now.to_full_yaml() != kept.to_full_yaml() => println!(
+                    "warning: experiment `{name}`: its YAML has changed since this comparison started; the \
+                     comparison's runs keep the configuration it started with ({}); start a new comparison \
+                     (another --out) to run the new one",
+                    path.display()
+                ),
+                (Err(e), true) => println!(
+                    "warning: {e:#}; the comparison's runs keep the configuration it started with ({})",
+                    path.display()
+                ),
+                _ => {}
+            }
+            kept
+        } else {
+            let cfg = source?;
+            if write {
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::write(&path, cfg.to_full_yaml()).with_context(|| format!("writing {}", path.display()))?;
+            }
+            cfg
+        };
+        timeout.get_or_insert(std::time::Duration::from_secs(cfg.common.dist_timeout_s));
+        paths.insert(name, path);
+    }
+    Ok((paths, timeout.unwrap_or(std::time::Duration::from_secs(300))))
+}
+
+/// Runs one job as an `archai run` child process (its console output goes to logs/), resuming
+/// an unfinished attempt. Its configuration is the comparison's frozen one, with `--toy` and the
+/// comparison's `set` already applied. Returns the run's test top-1.
+fn run_job(plugin_dirs: &[PathBuf], job: &Job, threads: usize, out: &Path) -> Result<Option<f64>> {
     let exe = self_exe()?;
     let mut cmd = std::process::Command::new(exe);
     for d in plugin_dirs {
         cmd.arg("--plugin-dir").arg(d);
     }
     cmd.arg("run").arg(&job.conf).arg("--seed").arg(job.seed.to_string()).arg("--out").arg(&job.dir);
-    for s in sets {
-        cmd.arg("--set").arg(s);
-    }
     cmd.arg("--set").arg(format!("common.threads={threads}"));
-    if toy {
-        cmd.arg("--toy");
-    }
     if run_state(&job.dir) == RunState::Unfinished {
         cmd.arg("--resume");
     }
