@@ -198,6 +198,20 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
     assert!(output_text(&o).contains("not a run directory"));
 }
 
+/// A typo in the comparison's `set` stops it before it writes anything into --out, so the
+/// corrected command is not refused as "a different comparison".
+#[test]
+fn an_experiment_that_does_not_load_stops_the_comparison_before_it_writes_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let file = write_random_comparison(tmp.path(), 1, &["nas.eval.trainer.not_a_key=1"]);
+    let o = archai(&["compare", file.to_str().unwrap(), "--toy", "--out", out.to_str().unwrap()]);
+    let t = output_text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("not_a_key"), "{t}");
+    assert!(!out.exists(), "{} was written", out.display());
+}
+
 #[test]
 fn a_failed_run_fails_the_comparison_after_the_report() {
     let tmp = tempfile::tempdir().unwrap();

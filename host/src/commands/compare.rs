@@ -149,6 +149,15 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
         (None, Some(cfg)) => cfg.common.runs_dir.join(format!("compare-{}", spec.name)),
         (None, None) => return Err(sources.into_values().find_map(Result::err).expect("no experiment loaded")),
     };
+    // A source that does not load stops the comparison before it writes anything, unless the
+    // comparison already holds the configuration it started with.
+    for (name, source) in &sources {
+        if let Err(e) = source {
+            if !out.join(CONFIGS_DIR).join(format!("{name}.yaml")).is_file() {
+                bail!("{e:#}");
+            }
+        }
+    }
     let manifest = spec.manifest(args.toy);
     if out.join(MANIFEST).is_file() {
         let existing = Manifest::read(&out)?;
@@ -359,7 +368,8 @@ pub const CONFIGS_DIR: &str = "configs";
 /// is started from that file, so that every run of the comparison is the same experiment even
 /// when the source YAML is edited while the comparison runs (for hours) or between a kill and
 /// the resume; a source that now resolves differently, or no longer loads, is warned about and
-/// the comparison goes on with what it started with. `write`: this process (rank 0) writes them.
+/// the comparison goes on with what it started with. `write`: this process (rank 0) writes them
+/// (and warns).
 fn frozen_configs(
     sources: BTreeMap<String, Result<crate::config::ExperimentConfig>>,
     out: &Path,
@@ -370,7 +380,17 @@ fn frozen_configs(
     let mut timeout = None;
     for (name, source) in sources {
         let path = dir.join(format!("{name}.yaml"));
-        let cfg = if path.is_file() {
+        // Only rank 0 reads and writes the files (the other ranks start their runs after it has
+        // written them, past `Ranks::started`); the others need the path and the timeout.
+        let cfg = if !write {
+            match source {
+                Ok(cfg) => cfg,
+                Err(_) => {
+                    paths.insert(name, path);
+                    continue;
+                }
+            }
+        } else if path.is_file() {
             let (_, kept) = super::common::Overrides::default().load(&path).with_context(|| {
                 format!(
                     "experiment `{name}`: the configuration this comparison started with ({}) does not load; \
@@ -378,14 +398,14 @@ fn frozen_configs(
                     path.display()
                 )
             })?;
-            match (&source, write) {
-                (Ok(now), true) if now.to_full_yaml() != kept.to_full_yaml() => println!(
+            match &source {
+                Ok(now) if now.to_full_yaml() != kept.to_full_yaml() => println!(
                     "warning: experiment `{name}`: its YAML has changed since this comparison started; the \
                      comparison's runs keep the configuration it started with ({}); start a new comparison \
                      (another --out) to run the new one",
                     path.display()
                 ),
-                (Err(e), true) => println!(
+                Err(e) => println!(
                     "warning: {e:#}; the comparison's runs keep the configuration it started with ({})",
                     path.display()
                 ),
@@ -394,10 +414,10 @@ fn frozen_configs(
             kept
         } else {
             let cfg = source?;
-            if write {
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                std::fs::write(&path, cfg.to_full_yaml()).with_context(|| format!("writing {}", path.display()))?;
-            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            // Whole or not at all: a comparison killed while writing must not resume from half a
+            // configuration.
+            write_whole(&path, cfg.to_full_yaml().as_bytes())?;
             cfg
         };
         timeout.get_or_insert(std::time::Duration::from_secs(cfg.common.dist_timeout_s));
