@@ -381,6 +381,10 @@ duration_s: 2
             &analyse(Collection { runs: vec![], baseline: None, title: "t".into() }, None).unwrap()
         )
         .contains("share 9.2%"));
+        // A resumed run's wall time is its last attempt's: said where the column is.
+        let md =
+            render::markdown(&analyse(Collection { runs: vec![], baseline: None, title: "t".into() }, None).unwrap());
+        assert!(md.contains("wall s (last attempt)") && md.contains("less wall time than training time"), "{md}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ fn opt(v: Option<f64>) -> String {
 const AGREEMENT_NOTE: &str = "Cells shared by seeds: the share of kept (edge, op) choices that two seeds' searched \
 cells (first normal and first reduction cell) have in common, mean (min..max) over the pairs of seeds. Two \
 random cells of the DARTS space (4 nodes, 7 ops) share 9.2% on average; a search that decides by its data \
-shares far more.";
+shares far more. Search s and eval s add up the epochs of every attempt of a run; wall s is the last \
+attempt's process, so a run resumed after a kill shows less wall time than training time.";
 
 /// Rows of the per-experiment table: header, then one row per experiment.
 fn experiment_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
@@ -44,7 +45,7 @@ fn experiment_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
         "eval epochs",
         "eval samples",
         "eval s",
-        "wall s",
+        "wall s (last attempt)",
         "cells shared by seeds %",
     ];
     let rows = a
