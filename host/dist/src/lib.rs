@@ -467,15 +467,11 @@ impl GradReducer {
 
 fn check_order(order: &[usize], n: usize, rank: usize) -> Result<(), DistError> {
     let mut seen = vec![false; n];
-    for &i in order {
-        if i >= n || std::mem::replace(&mut seen[i], true) {
-            return Err(DistError::Usage(format!("a bucket order must name each of the {n} parameters once"), rank));
-        }
+    let each_once = order.len() == n && order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true));
+    match each_once {
+        true => Ok(()),
+        false => Err(DistError::Usage(format!("a bucket order must name each of the {n} parameters once"), rank)),
     }
-    if order.len() != n {
-        return Err(DistError::Usage(format!("a bucket order must name each of the {n} parameters once"), rank));
-    }
-    Ok(())
 }
 
 impl Drop for GradReducer {

@@ -153,7 +153,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     // comparison already holds the configuration it started with.
     for (name, source) in &sources {
         if let Err(e) = source {
-            if !out.join(CONFIGS_DIR).join(format!("{name}.yaml")).is_file() {
+            if !frozen_config_path(&out, name).is_file() {
                 bail!("{e:#}");
             }
         }
@@ -363,6 +363,10 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Where a comparison keeps each experiment's configuration as it first resolved it.
 pub const CONFIGS_DIR: &str = "configs";
 
+fn frozen_config_path(out: &Path, experiment: &str) -> PathBuf {
+    out.join(CONFIGS_DIR).join(format!("{experiment}.yaml"))
+}
+
 /// Each experiment's configuration as the comparison resolved it when it started (`--toy` and
 /// the comparison's `set` applied), in `<out>/configs/NAME.yaml`, and the ranks' timeout. A run
 /// is started from that file, so that every run of the comparison is the same experiment even
@@ -375,11 +379,10 @@ fn frozen_configs(
     out: &Path,
     write: bool,
 ) -> Result<(BTreeMap<String, PathBuf>, std::time::Duration)> {
-    let dir = out.join(CONFIGS_DIR);
     let mut paths = BTreeMap::new();
     let mut timeout = None;
     for (name, source) in sources {
-        let path = dir.join(format!("{name}.yaml"));
+        let path = frozen_config_path(out, &name);
         // Only rank 0 reads and writes the files (the other ranks start their runs after it has
         // written them, past `Ranks::started`); the others need the path and the timeout.
         let cfg = if !write {
@@ -414,6 +417,7 @@ fn frozen_configs(
             kept
         } else {
             let cfg = source?;
+            let dir = out.join(CONFIGS_DIR);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             // Whole or not at all: a comparison killed while writing must not resume from half a
             // configuration.

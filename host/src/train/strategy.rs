@@ -23,19 +23,19 @@ use tch::{Kind, Tensor};
 pub struct GradSync {
     /// Sum buckets while the backward pass runs instead of after it.
     pub overlap: bool,
-    /// Elements per bucket (fp32): large enough to amortize a collective's latency, small
-    /// enough that the first buckets leave early in the backward.
-    pub bucket_elements: i64,
+    /// Size of a bucket: large enough to amortize a collective's latency, small enough that the
+    /// first buckets leave early in the backward.
     pub bucket_mib: f64,
 }
 
 impl GradSync {
     pub fn from_common(c: &crate::config::CommonConfig) -> Self {
-        Self {
-            overlap: c.dist_overlap,
-            bucket_elements: ((c.dist_bucket_mib * 1024.0 * 1024.0 / 4.0) as i64).max(1),
-            bucket_mib: c.dist_bucket_mib,
-        }
+        Self { overlap: c.dist_overlap, bucket_mib: c.dist_bucket_mib }
+    }
+
+    /// fp32 elements per bucket.
+    fn bucket_elements(&self) -> i64 {
+        ((self.bucket_mib * 1024.0 * 1024.0 / 4.0) as i64).max(1)
     }
 }
 
@@ -194,7 +194,7 @@ impl<'g> Strategy<'g> {
             // Drop the previous fit's hooks (and its parameters) before hooking new ones.
             *hooked = None;
             let order: Vec<usize> = (0..params.len()).collect();
-            let reducer = GradReducer::new(&j.group, params, &order, j.sync.bucket_elements).map_err(collective)?;
+            let reducer = GradReducer::new(&j.group, params, &order, j.sync.bucket_elements()).map_err(collective)?;
             *hooked = Some(Hooked { key, reducer, steps: 0 });
         }
         hooked.as_ref().expect("hooked above").reducer.arm(loss).map_err(collective)?;
@@ -233,7 +233,7 @@ impl<'g> Strategy<'g> {
             let step = h.reducer.finish(extras).map_err(collective)?;
             h.steps += 1;
             if h.steps == 1 {
-                h.reducer.rebuild_in_rank0_order(j.sync.bucket_elements).map_err(collective)?;
+                h.reducer.rebuild_in_rank0_order(j.sync.bucket_elements()).map_err(collective)?;
             } else if h.steps == 2 {
                 tracing::info!(
                     "data-parallel: {} of {} gradient buckets (common.dist_bucket_mib = {}) were summed while \
@@ -259,7 +259,8 @@ impl<'g> Strategy<'g> {
         while start < grads.len() {
             let mut end = start;
             let mut elements = 0;
-            while end < grads.len() && (end == start || elements + params[end].numel() as i64 <= j.sync.bucket_elements)
+            while end < grads.len()
+                && (end == start || elements + params[end].numel() as i64 <= j.sync.bucket_elements())
             {
                 elements += params[end].numel() as i64;
                 end += 1;
