@@ -11,6 +11,10 @@ half so the two halves line up (DARTS' code fails on 7x7 inputs; Fashion-MNIST r
 SGD lr 0.05, momentum 0.9, wd 3e-4; data normalized with mean 0.2860 / std 0.3530, batches from
 tensors in memory. Memory layout NCHW as DARTS' code, or channels-last with --channels-last.
 Prints one JSON object: params, sec_per_step (median), samples_per_s.
+
+`--genotype RUN_DIR/search/artifacts/decisiveness.json` builds the cells a DARTS search chose
+(the kept edges of that file) instead of DARTS-V2, with `--stem-stride 2` for the small-real
+networks (scripts/bench-darts-eval.sh passes the run's sizes).
 """
 import argparse
 import json
@@ -62,8 +66,12 @@ class FactorizedReduce(nn.Module):
 def make_op(name, c, stride):
     if name == "sep_conv_3x3":
         return SepConv(c, c, 3, stride, 1)
+    if name == "sep_conv_5x5":
+        return SepConv(c, c, 5, stride, 2)
     if name == "dil_conv_3x3":
         return DilConv(c, c, 3, stride, 2, 2)
+    if name == "dil_conv_5x5":
+        return DilConv(c, c, 5, stride, 4, 2)
     if name == "max_pool_3x3":
         return nn.MaxPool2d(3, stride, 1)
     if name == "avg_pool_3x3":
@@ -91,10 +99,10 @@ class Cell(nn.Module):
 
 
 class Network(nn.Module):
-    def __init__(self, c, layers, num_classes, genotype, c_in=1):
+    def __init__(self, c, layers, num_classes, genotype, c_in=1, stem_stride=1):
         super().__init__()
         c_curr = 3 * c
-        self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, stem_stride, padding=1, bias=False), nn.BatchNorm2d(c_curr))
         c_pp, c_p, c_curr = c_curr, c_curr, c
         self.cells = nn.ModuleList()
         reduction_prev = False
@@ -114,21 +122,34 @@ class Network(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
 
+def genotype_of(path):
+    """The cells of a search from its decisiveness.json: per cell kind, the kept edges' (op, input)
+    in node order, two per node, as DARTS' genotypes list them."""
+    edges = [e for e in json.load(open(path))["edges"] if e["kept"]]
+    genotype = {kind: [(e["chosen"], e["input"]) for e in sorted((e for e in edges if e["cell"] == kind), key=lambda e: e["node"])]
+                for kind in ("normal", "reduce")}
+    assert all(len(g) == 8 for g in genotype.values()), f"{path}: expected 8 kept edges per cell, got {genotype}"
+    return genotype
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_arguments(ap, batch=96, steps=30)
     ap.add_argument("--layers", type=int, default=5)
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--stem-stride", type=int, default=1)
+    ap.add_argument("--genotype", help="a search's decisiveness.json: its kept edges are the cells")
     args = ap.parse_args()
+    genotype = DARTS_V2 if args.genotype is None else genotype_of(args.genotype)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = Network(args.channels, args.layers, 10, DARTS_V2).to(memory_format=memory_format)
+    model = Network(args.channels, args.layers, 10, genotype, stem_stride=args.stem_stride).to(memory_format=memory_format)
     med, steps = time_training(model, args, memory_format)
     print(json.dumps({"torch": torch.__version__, "threads": args.threads, "batch": args.batch,
                       "precision": args.precision, "channels_last": args.channels_last,
-                      "layers": args.layers, "channels": args.channels,
+                      "layers": args.layers, "channels": args.channels, "genotype": args.genotype or "DARTS-V2",
                       "params": sum(p.numel() for p in model.parameters()),
                       "steps": steps, "sec_per_step": med, "samples_per_s": args.batch / med}))
 

@@ -29,42 +29,196 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        self.forward_with(x, false)
+    }
+
+    /// `forward(relu(x))`, with the ReLU applied after the subsampling and rearranging the
+    /// rewrites below do, so that the ReLU's output is the convolution's input: the backward
+    /// pass keeps one tensor for both instead of two (and a subsampled ReLU does a quarter of
+    /// the work). ReLU commutes with taking pixels, moving them and zero padding.
+    pub fn relu_forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        self.forward_with(x, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, relu: bool) -> anyhow::Result<Tensor> {
         // A 1x1 convolution with stride s and no padding reads every s-th pixel: take them first
         // and convolve with stride 1. The same sums, and it keeps away from oneDNN's strided 1x1
         // weight-gradient kernel for AVX2 CPUs, which (libtorch 2.11) corrupts memory for 2 to 7
         // input channels in channels-last: a hang with 2 threads, an abort with 1 (every toy
         // DARTS network, whose factorized reductions see 4 channels, and PC-DARTS' C/K = 4). See
         // the test below and the README ("libtorch defects worked around").
-        let (x, stride) = if self.is_strided_pointwise() {
-            (x.f_slice(2, 0, None, self.stride)?.f_slice(3, 0, None, self.stride)?, 1)
-        } else {
-            (x.shallow_clone(), self.stride)
-        };
-        let x = &x;
+        if self.is_strided_pointwise() {
+            let x = relu_if(&subsample(x, self.stride)?, relu)?;
+            return self.convolve(&x, &self.weight, 1, [self.pad; 2], self.dil, self.groups);
+        }
+        match self.same_depthwise_plan(x) {
+            Some(SameDepthwise::Subsampled) => {
+                self.same_depthwise(&subsample(x, self.stride)?, &self.weight, self.dil / self.stride, relu)
+            }
+            Some(SameDepthwise::StrideOne) => self.same_depthwise(x, &self.weight, self.dil, relu),
+            None => self.convolve(&relu_if(x, relu)?, &self.weight, self.stride, [self.pad; 2], self.dil, self.groups),
+        }
+    }
+
+    fn convolve(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        stride: i64,
+        pad: [i64; 2],
+        dil: i64,
+        groups: i64,
+    ) -> anyhow::Result<Tensor> {
         if self.keeps_fp32_on_cpu(x) {
             // libtorch's `convolution` is not on autocast's list, so it computes in the dtype it
             // is given: fp32 here, whatever autocast would pick for `conv2d`. Without autocast
             // it is what `conv2d` calls, so fp32 runs are bit for bit unchanged.
             return Ok(x.f_to_kind(Kind::Float)?.f_convolution(
-                &self.weight,
+                w,
                 None::<Tensor>,
                 [stride, stride],
-                [self.pad, self.pad],
-                [self.dil, self.dil],
+                pad,
+                [dil, dil],
                 false,
                 [0, 0],
-                self.groups,
+                groups,
             )?);
         }
-        Ok(x.f_conv2d(
-            &self.weight,
-            None::<Tensor>,
-            [stride, stride],
-            [self.pad, self.pad],
-            [self.dil, self.dil],
-            self.groups,
-        )?)
+        Ok(x.f_conv2d(w, None::<Tensor>, [stride, stride], pad, [dil, dil], groups)?)
     }
+
+    /// A stride-1, "same"-padded depthwise convolution of `x` with the odd-sized kernel `w` at
+    /// dilation `dil`, computed with the kernels oneDNN is fast at (see [`SameDepthwise`]):
+    /// - taps that cannot reach the image (offset times dilation beyond its size) only ever meet
+    ///   padding, so they are cut off the kernel (their gradient is zero either way);
+    /// - a dilated kernel runs undilated on the image's phases ([`Conv::phases_as_channels`]);
+    /// - a kernel wider than 3x3 on an image of at most 4x4 runs as 3x3 blocks
+    ///   ([`Conv::three_by_three_blocks`]), a 3x3 one on an image smaller than 3x3 on a larger
+    ///   zero-padded image.
+    ///
+    /// `relu`: apply ReLU to the input first (see [`Conv::relu_forward`]).
+    fn same_depthwise(&self, x: &Tensor, w: &Tensor, dil: i64, relu: bool) -> anyhow::Result<Tensor> {
+        let (_, c, h, wd) = x.size4()?;
+        let (kh, kw) = (w.size()[2], w.size()[3]);
+        let (rh, rw) = (((kh - 1) / 2).min((h - 1) / dil), ((kw - 1) / 2).min((wd - 1) / dil));
+        let w = if 2 * rh + 1 < kh || 2 * rw + 1 < kw {
+            w.f_slice(2, (kh - 1) / 2 - rh, Some((kh - 1) / 2 + rh + 1), 1)?.f_slice(
+                3,
+                (kw - 1) / 2 - rw,
+                Some((kw - 1) / 2 + rw + 1),
+                1,
+            )?
+        } else {
+            w.shallow_clone()
+        };
+        if dil > 1 && (rh > 0 || rw > 0) {
+            return self.phases_as_channels(x, &w, dil, relu);
+        }
+        let x = &relu_if(x, relu)?;
+        if rh.max(rw) > 1 && h.max(wd) <= 4 {
+            return self.three_by_three_blocks(x, &w);
+        }
+        // oneDNN's fast 3x3 weight gradient wants images of at least 3x3 (on 2x2 ones it took
+        // 2.6 ms against 0.04 ms on 3x3, [96, 64] channels): zero rows and columns below and
+        // right stand where the padding stood, and their outputs are cropped.
+        let (grow_h, grow_w) = (if rh > 0 { (3 - h).max(0) } else { 0 }, if rw > 0 { (3 - wd).max(0) } else { 0 });
+        if grow_h > 0 || grow_w > 0 {
+            let y = self.convolve(&x.f_constant_pad_nd([0, grow_w, 0, grow_h])?, &w, 1, [rh, rw], 1, c)?;
+            return Ok(y.f_slice(2, 0, Some(h), 1)?.f_slice(3, 0, Some(wd), 1)?);
+        }
+        self.convolve(x, &w, 1, [rh, rw], 1, c)
+    }
+
+    /// Dilation d: an output pixel only reads pixels of its own phase (row mod d, column mod d),
+    /// and within one phase the dilated kernel is an undilated one. `pixel_unshuffle` turns the
+    /// d x d phases into channels (channel c's phases side by side, so each takes c's kernel), one
+    /// undilated depthwise convolution computes them all, and `pixel_shuffle` puts the pixels
+    /// back. Zero rows and columns pad the image to a multiple of d: they stand where the dilated
+    /// convolution's zero padding stood, and are cropped after.
+    fn phases_as_channels(&self, x: &Tensor, w: &Tensor, d: i64, relu: bool) -> anyhow::Result<Tensor> {
+        let (_, _, h, wd) = x.size4()?;
+        let (pad_h, pad_w) = ((d - h % d) % d, (d - wd % d) % d);
+        let padded =
+            if pad_h > 0 || pad_w > 0 { x.f_constant_pad_nd([0, pad_w, 0, pad_h])? } else { x.shallow_clone() };
+        let phases = padded.f_pixel_unshuffle(d)?;
+        let w = w.f_repeat_interleave_self_int(d * d, Some(0), None::<i64>)?;
+        let y = self.same_depthwise(&phases, &w, 1, relu)?.f_pixel_shuffle(d)?;
+        if pad_h > 0 || pad_w > 0 {
+            return Ok(y.f_slice(2, 0, Some(h), 1)?.f_slice(3, 0, Some(wd), 1)?);
+        }
+        Ok(y)
+    }
+
+    /// A kernel of radius r > 1 as a sum of 3x3 kernels: the taps' offsets -r..r are cut into
+    /// runs of three (the last one padded with zero taps), and each pair of runs is a 3x3
+    /// convolution, without padding, of a window of the zero-padded image centred on the runs'
+    /// centres. The windows are views of one padded copy, so the backward pass keeps that copy
+    /// only. The same products; only the order of the sums differs.
+    fn three_by_three_blocks(&self, x: &Tensor, w: &Tensor) -> anyhow::Result<Tensor> {
+        let (_, c, h, wd) = x.size4()?;
+        // (first tap, centre offset) of each run of three taps.
+        let runs = |k: i64| -> Vec<(i64, i64)> {
+            let r = (k - 1) / 2;
+            (0..k).step_by(3).map(|start| (start, start - r + 1)).collect()
+        };
+        let (kh, kw) = (w.size()[2], w.size()[3]);
+        let (rows, cols) = (runs(kh), runs(kw));
+        // Padding that holds every run's window: from the first centre - 1 to the last + 1.
+        let (top, left) = (1 - rows[0].1, 1 - cols[0].1);
+        let (bottom, right) = (rows[rows.len() - 1].1 + 1, cols[cols.len() - 1].1 + 1);
+        let padded = x.f_constant_pad_nd([left, right, top, bottom])?;
+        let mut sum: Option<Tensor> = None;
+        for &(row, cy) in &rows {
+            for &(col, cx) in &cols {
+                let block =
+                    w.f_slice(2, row, Some((row + 3).min(kh)), 1)?.f_slice(3, col, Some((col + 3).min(kw)), 1)?;
+                let (bh, bw) = (block.size()[2], block.size()[3]);
+                let block = if bh < 3 || bw < 3 { block.f_constant_pad_nd([0, 3 - bw, 0, 3 - bh])? } else { block };
+                let (y0, x0) = (cy - 1 + top, cx - 1 + left);
+                let window = padded.f_slice(2, y0, Some(y0 + h + 2), 1)?.f_slice(3, x0, Some(x0 + wd + 2), 1)?;
+                let y = self.convolve(&window, &block, 1, [0, 0], 1, c)?;
+                sum = Some(match sum {
+                    Some(s) => s.f_add(&y)?,
+                    None => y,
+                });
+            }
+        }
+        sum.ok_or_else(|| anyhow::anyhow!("a kernel without taps"))
+    }
+}
+
+/// ReLU of `x` when `relu`, else `x`.
+fn relu_if(x: &Tensor, relu: bool) -> anyhow::Result<Tensor> {
+    Ok(if relu { x.f_relu()? } else { x.shallow_clone() })
+}
+
+/// Every s-th row and column of `x`. A channels-last input gives a dense channels-last result:
+/// a strided view of an odd-sized image is not recognised as channels-last by libtorch, which
+/// would then compute the next convolution, and every op after it, in NCHW.
+fn subsample(x: &Tensor, s: i64) -> anyhow::Result<Tensor> {
+    let sub = x.f_slice(2, 0, None, s)?.f_slice(3, 0, None, s)?;
+    if x.dim() == 4 && x.stride()[1] == 1 && x.size()[1] > 1 {
+        return Ok(sub.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?);
+    }
+    Ok(sub)
+}
+
+/// How a "same"-padded depthwise convolution (odd square kernel, padding dilation x radius) runs
+/// on the CPU. oneDNN (libtorch 2.11, AVX2) is fast for depthwise convolutions with undilated 3x3
+/// kernels (`jit_dw`) and computes the backward pass of others with generic kernels: the weight
+/// gradient of a 5x5 dilation-2 one on [96, 16, 14, 14] took 12.8 ms (`x64:gemm:jit`) against
+/// 0.08 ms for an undilated 3x3, and a 5x5 one on [96, 128, 4, 4] 34 ms. In the DARTS evaluation
+/// network of a comparison run (13 dil_conv_5x5 among 40 ops) dilated backward passes were 70% of
+/// oneDNN's time (README, "Depthwise convolutions oneDNN is slow at"). The rewrites compute the
+/// same products; only the order of the sums can differ (float rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SameDepthwise {
+    /// Stride s equal to the dilation d: every tap of every output lands on a pixel whose row
+    /// and column are multiples of s, so take those pixels and convolve with stride 1 and
+    /// dilation d / s = 1.
+    Subsampled,
+    /// Stride 1, any dilation: [`Conv::same_depthwise`].
+    StrideOne,
 }
 
 impl Conv {
@@ -72,12 +226,29 @@ impl Conv {
         self.weight.size()[2] == 1 && self.stride > 1 && self.pad == 0
     }
 
+    fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.weight.size()[0] && self.weight.size()[1] == 1
+    }
+
+    fn same_depthwise_plan(&self, x: &Tensor) -> Option<SameDepthwise> {
+        let k = self.weight.size()[2];
+        let same_padding = k % 2 == 1 && self.weight.size()[3] == k && self.pad == self.dil * (k - 1) / 2;
+        if !(self.is_depthwise() && same_padding && x.device() == Device::Cpu && x.dim() == 4) {
+            return None;
+        }
+        match self.stride {
+            1 => Some(SameDepthwise::StrideOne),
+            s if s == self.dil => Some(SameDepthwise::Subsampled),
+            _ => None,
+        }
+    }
+
     /// Depthwise convolutions other than 3x3 stride 1 (5x5, dilated, strided) stay in fp32 on
     /// the CPU under bf16 autocast: oneDNN (libtorch 2.11) has no bf16 kernel for their backward pass
     /// as fast as its fp32 one (weight gradients of a 5x5 depthwise conv 5.3x slower, measured
     /// with scripts/bench-onednn.sh), which made bf16 DARTS search steps slower than fp32 ones.
     fn keeps_fp32_on_cpu(&self, x: &Tensor) -> bool {
-        let depthwise = self.groups > 1 && self.groups == self.weight.size()[0];
+        let depthwise = self.is_depthwise();
         let kernel = self.weight.size()[2];
         depthwise
             && (kernel != 3 || self.dil != 1 || self.stride != 1)
@@ -171,13 +342,84 @@ mod tests {
             let c = conv(8, 8, k, stride, dil);
             let y = c.forward(&x.to_kind(Kind::BFloat16)).unwrap();
             assert_eq!(y.kind(), Kind::Float, "{k}x{k} stride {stride} dilation {dil}");
-            assert!(y.equal(&conv2d(&c, &x.to_kind(Kind::BFloat16).to_kind(Kind::Float))));
-            // fp32 runs are unchanged: `convolution` is what `conv2d` computes.
-            assert!(c.forward(&x).unwrap().equal(&conv2d(&c, &x)));
+            let reference = conv2d(&c, &x.to_kind(Kind::BFloat16).to_kind(Kind::Float));
+            if dil == 1 {
+                assert!(y.equal(&reference));
+                // fp32 runs are unchanged: `convolution` is what `conv2d` computes.
+                assert!(c.forward(&x).unwrap().equal(&conv2d(&c, &x)));
+            } else {
+                // Dilated ones run undilated (the same sums in another order).
+                assert!(y.allclose(&reference, 1e-5, 1e-5, false));
+            }
         }
         // 3x3 stride-1 depthwise and dense convolutions are left to autocast.
         assert!(!conv(8, 8, 3, 1, 1).keeps_fp32_on_cpu(&x));
         assert!(!conv(8, 1, 5, 1, 1).keeps_fp32_on_cpu(&x));
         assert!(!conv(8, 2, 5, 1, 1).keeps_fp32_on_cpu(&x));
+    }
+
+    fn is_channels_last(t: &Tensor) -> bool {
+        t.permute([0, 2, 3, 1]).is_contiguous()
+    }
+
+    /// "Same"-padded depthwise convolutions computed with other kernels (subsampled when the
+    /// stride equals the dilation, dilated ones on phases as channels, taps that cannot reach
+    /// the image cut off, wide kernels on small images as 3x3 blocks) equal libtorch's direct
+    /// convolution in float64: output, input gradient and weight gradient, for odd and even
+    /// sizes, sizes below the kernel's reach, and both memory layouts, which they keep.
+    #[test]
+    fn same_depthwise_convs_rewritten_equal_the_direct_convolution() {
+        let channels_last = |t: &Tensor| t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        let configs =
+            [(3, 1, 1), (5, 1, 1), (7, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 2), (5, 2, 2), (3, 1, 3), (3, 3, 3)];
+        for (k, stride, dil) in configs {
+            for size in [14i64, 8, 7, 4, 3, 2, 1, 15] {
+                for layout_cl in [false, true] {
+                    let mut c = conv(6, 6, k, stride, dil);
+                    c.weight = c.weight.to_kind(Kind::Double).set_requires_grad(true);
+                    let x = seeded::normal(&[3, 6, size, size], 11).to_kind(Kind::Double);
+                    let x = if layout_cl { channels_last(&x) } else { x }.set_requires_grad(true);
+                    let expected = if stride == 1 { SameDepthwise::StrideOne } else { SameDepthwise::Subsampled };
+                    assert_eq!(c.same_depthwise_plan(&x), Some(expected), "{k}x{k} stride {stride} dilation {dil}");
+                    let y = c.forward(&x).unwrap();
+                    let reference = conv2d(&c, &x);
+                    let what =
+                        format!("{k}x{k} stride {stride} dilation {dil}, size {size}, channels-last {layout_cl}");
+                    assert_eq!(y.size(), reference.size(), "{what}");
+                    assert!(y.allclose(&reference, 1e-12, 1e-12, false), "{what}");
+                    if layout_cl && size > 1 {
+                        // Channels innermost (a cropped result is a view, so not dense).
+                        assert_eq!(y.stride()[1], 1, "layout lost: {what}");
+                    }
+                    // A loss that weighs every output differently, so misplaced pixels show.
+                    let g = seeded::normal(&reference.size(), 12).to_kind(Kind::Double);
+                    let got = Tensor::run_backward(&[(&y * &g).sum(Kind::Double)], &[&x, &c.weight], false, false);
+                    let want =
+                        Tensor::run_backward(&[(&reference * &g).sum(Kind::Double)], &[&x, &c.weight], false, false);
+                    assert!(got[0].allclose(&want[0], 1e-12, 1e-12, false), "input gradient, {what}");
+                    assert!(got[1].allclose(&want[1], 1e-12, 1e-12, false), "weight gradient, {what}");
+                }
+            }
+        }
+        // Left to libtorch: dense, a stride that is neither 1 nor the dilation, and padding other
+        // than "same".
+        let x = seeded::normal(&[2, 6, 8, 8], 1);
+        assert_eq!(conv(6, 1, 3, 1, 2).same_depthwise_plan(&x), None);
+        assert_eq!(conv(6, 6, 3, 2, 3).same_depthwise_plan(&x), None);
+        assert_eq!(conv(6, 6, 3, 2, 1).same_depthwise_plan(&x), None);
+        let mut unpadded = conv(6, 6, 3, 1, 2);
+        unpadded.pad = 0;
+        assert_eq!(unpadded.same_depthwise_plan(&x), None);
+    }
+
+    /// A strided 1x1 convolution of an odd-sized channels-last image stays channels-last (the
+    /// subsampled view was taken for NCHW and every op after it ran in NCHW).
+    #[test]
+    fn strided_pointwise_convs_keep_channels_last_on_odd_sizes() {
+        let x = seeded::normal(&[4, 16, 7, 7], 2).permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        let c = Conv { weight: seeded::normal(&[8, 16, 1, 1], 3), stride: 2, pad: 0, dil: 1, groups: 1 };
+        let y = c.forward(&x).unwrap();
+        assert_eq!(y.size(), [4, 8, 4, 4]);
+        assert!(is_channels_last(&y));
     }
 }

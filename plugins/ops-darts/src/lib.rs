@@ -161,7 +161,7 @@ impl DilConv {
 
 impl Op for DilConv {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
-        self.forward_after_relu(&single(inputs)?.f_relu()?, train)
+        self.bn.forward(&self.pw.forward(&self.dw.relu_forward(single(inputs)?)?)?, train)
     }
 }
 
@@ -215,10 +215,10 @@ impl FactorizedReduce {
         })
     }
     pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        let x = x.f_relu()?;
-        let a = self.conv1.forward(&x)?;
+        // The ReLU runs on the pixels each convolution reads (a quarter each).
+        let a = self.conv1.relu_forward(x)?;
         let shifted = x.f_slice(2, 1, None, 1)?.f_slice(3, 1, None, 1)?;
-        let b = self.conv2.forward(&shifted)?;
+        let b = self.conv2.relu_forward(&shifted)?;
         // Odd sizes: the shifted grid is one smaller; pad it so the halves line up.
         let b = if b.size() != a.size() {
             let (dh, dw) = (a.size()[2] - b.size()[2], a.size()[3] - b.size()[3]);
