@@ -99,6 +99,11 @@ impl Conv {
     /// `relu`: apply ReLU to the input first (see [`Conv::relu_forward`]).
     fn same_depthwise(&self, x: &Tensor, w: &Tensor, dil: i64, relu: bool) -> anyhow::Result<Tensor> {
         let (_, c, h, wd) = x.size4()?;
+        anyhow::ensure!(
+            c == w.size()[0],
+            "a depthwise convolution over {} channels got an input with {c} channels",
+            w.size()[0]
+        );
         let (kh, kw) = (w.size()[2], w.size()[3]);
         let (rh, rw) = (((kh - 1) / 2).min((h - 1) / dil), ((kw - 1) / 2).min((wd - 1) / dil));
         let w = if 2 * rh + 1 < kh || 2 * rw + 1 < kw {
@@ -152,8 +157,8 @@ impl Conv {
     /// A kernel of radius r > 1 as a sum of 3x3 kernels: the taps' offsets -r..r are cut into
     /// runs of three (the last one padded with zero taps), and each pair of runs is a 3x3
     /// convolution, without padding, of a window of the zero-padded image centred on the runs'
-    /// centres. The windows are views of one padded copy, so the backward pass keeps that copy
-    /// only. The same products; only the order of the sums differs.
+    /// centres. The windows are views of one padded copy (the convolutions keep views of it for
+    /// the backward pass, not four copies). The same products; only the order of the sums differs.
     fn three_by_three_blocks(&self, x: &Tensor, w: &Tensor) -> anyhow::Result<Tensor> {
         let (_, c, h, wd) = x.size4()?;
         // (first tap, centre offset) of each run of three taps.
@@ -233,7 +238,10 @@ impl Conv {
     fn same_depthwise_plan(&self, x: &Tensor) -> Option<SameDepthwise> {
         let k = self.weight.size()[2];
         let same_padding = k % 2 == 1 && self.weight.size()[3] == k && self.pad == self.dil * (k - 1) / 2;
-        if !(self.is_depthwise() && same_padding && x.device() == Device::Cpu && x.dim() == 4) {
+        // An empty batch (a data-parallel rank without rows) goes to libtorch as it is:
+        // `pixel_unshuffle` and `pixel_shuffle` (libtorch 2.11) return an empty input unchanged,
+        // shape included, instead of rearranged.
+        if !(self.is_depthwise() && same_padding && x.device() == Device::Cpu && x.dim() == 4 && x.numel() > 0) {
             return None;
         }
         match self.stride {
@@ -373,32 +381,53 @@ mod tests {
         let configs =
             [(3, 1, 1), (5, 1, 1), (7, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 2), (5, 2, 2), (3, 1, 3), (3, 3, 3)];
         for (k, stride, dil) in configs {
-            for size in [14i64, 8, 7, 4, 3, 2, 1, 15] {
+            let square = [14i64, 8, 7, 4, 3, 2, 1, 15].map(|n| (n, n));
+            let oblong = [(1i64, 4i64), (4, 1), (2, 8), (2, 4), (3, 7), (5, 2), (7, 15)];
+            for (h, w) in square.into_iter().chain(oblong) {
                 for layout_cl in [false, true] {
-                    let mut c = conv(6, 6, k, stride, dil);
-                    c.weight = c.weight.to_kind(Kind::Double).set_requires_grad(true);
-                    let x = seeded::normal(&[3, 6, size, size], 11).to_kind(Kind::Double);
-                    let x = if layout_cl { channels_last(&x) } else { x }.set_requires_grad(true);
-                    let expected = if stride == 1 { SameDepthwise::StrideOne } else { SameDepthwise::Subsampled };
-                    assert_eq!(c.same_depthwise_plan(&x), Some(expected), "{k}x{k} stride {stride} dilation {dil}");
-                    let y = c.forward(&x).unwrap();
-                    let reference = conv2d(&c, &x);
-                    let what =
-                        format!("{k}x{k} stride {stride} dilation {dil}, size {size}, channels-last {layout_cl}");
-                    assert_eq!(y.size(), reference.size(), "{what}");
-                    assert!(y.allclose(&reference, 1e-12, 1e-12, false), "{what}");
-                    if layout_cl && size > 1 {
-                        // Channels innermost (a cropped result is a view, so not dense).
-                        assert_eq!(y.stride()[1], 1, "layout lost: {what}");
+                    for relu in [false, true] {
+                        let mut c = conv(6, 6, k, stride, dil);
+                        c.weight = c.weight.to_kind(Kind::Double).set_requires_grad(true);
+                        let x = seeded::normal(&[3, 6, h, w], 11).to_kind(Kind::Double);
+                        let x = if layout_cl { channels_last(&x) } else { x }.set_requires_grad(true);
+                        let expected = if stride == 1 { SameDepthwise::StrideOne } else { SameDepthwise::Subsampled };
+                        assert_eq!(c.same_depthwise_plan(&x), Some(expected), "{k}x{k} stride {stride} dilation {dil}");
+                        let (y, reference) = if relu {
+                            (c.relu_forward(&x).unwrap(), conv2d(&c, &x.relu()))
+                        } else {
+                            (c.forward(&x).unwrap(), conv2d(&c, &x))
+                        };
+                        let what = format!(
+                            "{k}x{k} stride {stride} dilation {dil}, size {h}x{w}, channels-last {layout_cl}, relu {relu}"
+                        );
+                        assert_eq!(y.size(), reference.size(), "{what}");
+                        assert!(y.allclose(&reference, 1e-12, 1e-12, false), "{what}");
+                        if layout_cl && h > 1 && w > 1 {
+                            // Channels innermost (a cropped result is a view, so not dense).
+                            assert_eq!(y.stride()[1], 1, "layout lost: {what}");
+                        }
+                        // A loss that weighs every output differently, so misplaced pixels show.
+                        let g = seeded::normal(&reference.size(), 12).to_kind(Kind::Double);
+                        let got = Tensor::run_backward(&[(&y * &g).sum(Kind::Double)], &[&x, &c.weight], false, false);
+                        let want = Tensor::run_backward(
+                            &[(&reference * &g).sum(Kind::Double)],
+                            &[&x, &c.weight],
+                            false,
+                            false,
+                        );
+                        assert!(got[0].allclose(&want[0], 1e-12, 1e-12, false), "input gradient, {what}");
+                        assert!(got[1].allclose(&want[1], 1e-12, 1e-12, false), "weight gradient, {what}");
                     }
-                    // A loss that weighs every output differently, so misplaced pixels show.
-                    let g = seeded::normal(&reference.size(), 12).to_kind(Kind::Double);
-                    let got = Tensor::run_backward(&[(&y * &g).sum(Kind::Double)], &[&x, &c.weight], false, false);
-                    let want =
-                        Tensor::run_backward(&[(&reference * &g).sum(Kind::Double)], &[&x, &c.weight], false, false);
-                    assert!(got[0].allclose(&want[0], 1e-12, 1e-12, false), "input gradient, {what}");
-                    assert!(got[1].allclose(&want[1], 1e-12, 1e-12, false), "weight gradient, {what}");
                 }
+            }
+        }
+        // An empty batch keeps its shape arithmetic (libtorch's pixel shuffles do not).
+        for (k, stride, dil) in configs {
+            let c = conv(6, 6, k, stride, dil);
+            let empty = Tensor::zeros([0, 6, 7, 8], (Kind::Float, Device::Cpu));
+            for relu in [false, true] {
+                let y = if relu { c.relu_forward(&empty) } else { c.forward(&empty) }.unwrap();
+                assert_eq!(y.size(), conv2d(&c, &empty).size(), "{k}x{k} stride {stride} dilation {dil}, empty batch");
             }
         }
         // Left to libtorch: dense, a stride that is neither 1 nor the dilation, and padding other
