@@ -127,11 +127,7 @@ impl Conv {
         // 2.6 ms against 0.04 ms on 3x3, [96, 64] channels): zero rows and columns below and
         // right stand where the padding stood, and their outputs are cropped.
         let (grow_h, grow_w) = (if rh > 0 { (3 - h).max(0) } else { 0 }, if rw > 0 { (3 - wd).max(0) } else { 0 });
-        if grow_h > 0 || grow_w > 0 {
-            let y = self.convolve(&x.f_constant_pad_nd([0, grow_w, 0, grow_h])?, &w, 1, [rh, rw], 1, c)?;
-            return Ok(y.f_slice(2, 0, Some(h), 1)?.f_slice(3, 0, Some(wd), 1)?);
-        }
-        self.convolve(x, &w, 1, [rh, rw], 1, c)
+        on_zero_grown(x, grow_h, grow_w, |x| self.convolve(x, &w, 1, [rh, rw], 1, c))
     }
 
     /// Dilation d: an output pixel only reads pixels of its own phase (row mod d, column mod d),
@@ -142,16 +138,10 @@ impl Conv {
     /// convolution's zero padding stood, and are cropped after.
     fn phases_as_channels(&self, x: &Tensor, w: &Tensor, d: i64, relu: bool) -> anyhow::Result<Tensor> {
         let (_, _, h, wd) = x.size4()?;
-        let (pad_h, pad_w) = ((d - h % d) % d, (d - wd % d) % d);
-        let padded =
-            if pad_h > 0 || pad_w > 0 { x.f_constant_pad_nd([0, pad_w, 0, pad_h])? } else { x.shallow_clone() };
-        let phases = padded.f_pixel_unshuffle(d)?;
         let w = w.f_repeat_interleave_self_int(d * d, Some(0), None::<i64>)?;
-        let y = self.same_depthwise(&phases, &w, 1, relu)?.f_pixel_shuffle(d)?;
-        if pad_h > 0 || pad_w > 0 {
-            return Ok(y.f_slice(2, 0, Some(h), 1)?.f_slice(3, 0, Some(wd), 1)?);
-        }
-        Ok(y)
+        on_zero_grown(x, (d - h % d) % d, (d - wd % d) % d, |padded| {
+            Ok(self.same_depthwise(&padded.f_pixel_unshuffle(d)?, &w, 1, relu)?.f_pixel_shuffle(d)?)
+        })
     }
 
     /// A kernel of radius r > 1 as a sum of 3x3 kernels: the taps' offsets -r..r are cut into
@@ -190,6 +180,22 @@ impl Conv {
         }
         sum.ok_or_else(|| anyhow::anyhow!("a kernel without taps"))
     }
+}
+
+/// `f` of `x` grown by `rows` zero rows below and `cols` zero columns right, its result cropped
+/// back to `x`'s height and width; `f(x)` when nothing grows.
+fn on_zero_grown(
+    x: &Tensor,
+    rows: i64,
+    cols: i64,
+    f: impl FnOnce(&Tensor) -> anyhow::Result<Tensor>,
+) -> anyhow::Result<Tensor> {
+    if rows == 0 && cols == 0 {
+        return f(x);
+    }
+    let (_, _, h, w) = x.size4()?;
+    let y = f(&x.f_constant_pad_nd([0, cols, 0, rows])?)?;
+    Ok(y.f_slice(2, 0, Some(h), 1)?.f_slice(3, 0, Some(w), 1)?)
 }
 
 /// ReLU of `x` when `relu`, else `x`.
