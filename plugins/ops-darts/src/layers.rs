@@ -147,10 +147,11 @@ impl Conv {
     /// A kernel of radius r > 1 as a sum of 3x3 kernels: the taps' offsets -r..r are cut into
     /// runs of three (the last one padded with zero taps), and each pair of runs is a 3x3
     /// convolution, without padding, of a window of the zero-padded image centred on the runs'
-    /// centres. The windows are views of one padded copy (the convolutions keep views of it for
-    /// the backward pass, not four copies). The same products; only the order of the sums differs.
+    /// centres. Each window is its own padded copy (made by `constant_pad_nd`, which keeps the
+    /// layout of the gradient too; see [`dense_crop`]); on images of at most 4x4 they are small.
+    /// The same products; only the order of the sums differs.
     fn three_by_three_blocks(&self, x: &Tensor, w: &Tensor) -> anyhow::Result<Tensor> {
-        let (_, c, h, wd) = x.size4()?;
+        let c = x.size4()?.1;
         // (first tap, centre offset) of each run of three taps.
         let runs = |k: i64| -> Vec<(i64, i64)> {
             let r = (k - 1) / 2;
@@ -160,8 +161,6 @@ impl Conv {
         let (rows, cols) = (runs(kh), runs(kw));
         // Padding that holds every run's window: from the first centre - 1 to the last + 1.
         let (top, left) = (1 - rows[0].1, 1 - cols[0].1);
-        let (bottom, right) = (rows[rows.len() - 1].1 + 1, cols[cols.len() - 1].1 + 1);
-        let padded = x.f_constant_pad_nd([left, right, top, bottom])?;
         let mut sum: Option<Tensor> = None;
         for &(row, cy) in &rows {
             for &(col, cx) in &cols {
@@ -169,8 +168,10 @@ impl Conv {
                     w.f_slice(2, row, Some((row + 3).min(kh)), 1)?.f_slice(3, col, Some((col + 3).min(kw)), 1)?;
                 let (bh, bw) = (block.size()[2], block.size()[3]);
                 let block = if bh < 3 || bw < 3 { block.f_constant_pad_nd([0, 3 - bw, 0, 3 - bh])? } else { block };
+                // The window of the zero-padded image that this block reads, padded (and, where a
+                // pad is negative, cropped) in one step: see [`dense_crop`] for why not a view.
                 let (y0, x0) = (cy - 1 + top, cx - 1 + left);
-                let window = padded.f_slice(2, y0, Some(y0 + h + 2), 1)?.f_slice(3, x0, Some(x0 + wd + 2), 1)?;
+                let window = x.f_constant_pad_nd([left - x0, x0 + 2 - left, top - y0, y0 + 2 - top])?;
                 let y = self.convolve(&window, &block, 1, [0, 0], 1, c)?;
                 sum = Some(match sum {
                     Some(s) => s.f_add(&y)?,
@@ -195,7 +196,18 @@ fn on_zero_grown(
     }
     let (_, _, h, w) = x.size4()?;
     let y = f(&x.f_constant_pad_nd([0, cols, 0, rows])?)?;
-    Ok(y.f_slice(2, 0, Some(h), 1)?.f_slice(3, 0, Some(w), 1)?)
+    dense_crop(&y, h, w)
+}
+
+/// The top-left `h` x `w` pixels of `y` as a dense tensor in `y`'s memory format. A slice would
+/// be free, but its backward pass (libtorch 2.11) writes the gradient into a fresh NCHW tensor:
+/// a channels-last network then hands NCHW gradients to the batch norms before it, whose backward
+/// falls back to a serial element-wise kernel when gradient and input layouts differ (a third of
+/// an evaluation step in a DARTS cell with 5x5 and dilated convolutions). `constant_pad_nd`
+/// keeps the layout both ways: a negative padding crops into a copy, and its backward pads.
+fn dense_crop(y: &Tensor, h: i64, w: i64) -> anyhow::Result<Tensor> {
+    let (_, _, yh, yw) = y.size4()?;
+    Ok(y.f_constant_pad_nd([0, w - yw, 0, h - yh])?)
 }
 
 /// ReLU of `x` when `relu`, else `x`.
@@ -203,15 +215,25 @@ fn relu_if(x: &Tensor, relu: bool) -> anyhow::Result<Tensor> {
     Ok(if relu { x.f_relu()? } else { x.shallow_clone() })
 }
 
-/// Every s-th row and column of `x`. A channels-last input gives a dense channels-last result:
-/// a strided view of an odd-sized image is not recognised as channels-last by libtorch, which
-/// would then compute the next convolution, and every op after it, in NCHW.
+/// Every s-th row and column of `x`, dense and in `x`'s memory format, as a nearest-neighbour
+/// resize by 1/s (output pixel i reads input pixel floor(i * s): a copy). A strided view would
+/// not do: on an odd-sized image libtorch does not recognise it as channels-last and computes the
+/// next convolution, and every op after it, in NCHW; and the backward pass of a slice (or of a
+/// copy of one) writes the gradient into a fresh NCHW tensor (see [`dense_crop`]). The resize's
+/// backward writes it in the gradient's layout and keeps no tensor for it (an average pooling
+/// with a 1x1 window would keep `x`). A 1x1 result is both NCHW and channels-last, so its
+/// gradient does not say which layout `x` wants: there the pooling, whose backward follows `x`.
 fn subsample(x: &Tensor, s: i64) -> anyhow::Result<Tensor> {
-    let sub = x.f_slice(2, 0, None, s)?.f_slice(3, 0, None, s)?;
-    if x.dim() == 4 && x.stride()[1] == 1 && x.size()[1] > 1 {
-        return Ok(sub.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?);
+    if x.dim() == 4 {
+        let (_, _, h, w) = x.size4()?;
+        let (oh, ow) = ((h + s - 1) / s, (w + s - 1) / s);
+        if oh * ow == 1 {
+            return Ok(x.f_avg_pool2d([1, 1], [s, s], [0, 0], false, true, None::<i64>)?);
+        }
+        let scale = Some(1.0 / s as f64);
+        return Ok(x.f_upsample_nearest2d([oh, ow], scale, scale)?);
     }
-    Ok(sub)
+    Ok(x.f_slice(2, 0, None, s)?.f_slice(3, 0, None, s)?)
 }
 
 /// How a "same"-padded depthwise convolution (odd square kernel, padding dilation x radius) runs
@@ -408,12 +430,13 @@ mod tests {
                         );
                         assert_eq!(y.size(), reference.size(), "{what}");
                         assert!(y.allclose(&reference, 1e-12, 1e-12, false), "{what}");
-                        if layout_cl && h > 1 && w > 1 {
-                            // Channels innermost (a cropped result is a view, so not dense).
-                            assert_eq!(y.stride()[1], 1, "layout lost: {what}");
+                        let dense_cl = layout_cl && h > 1 && w > 1;
+                        if dense_cl {
+                            assert!(is_channels_last(&y), "layout lost: {what}");
                         }
                         // A loss that weighs every output differently, so misplaced pixels show.
                         let g = seeded::normal(&reference.size(), 12).to_kind(Kind::Double);
+                        let g = if layout_cl { channels_last(&g) } else { g };
                         let got = Tensor::run_backward(&[(&y * &g).sum(Kind::Double)], &[&x, &c.weight], false, false);
                         let want = Tensor::run_backward(
                             &[(&reference * &g).sum(Kind::Double)],
@@ -422,6 +445,11 @@ mod tests {
                             false,
                         );
                         assert!(got[0].allclose(&want[0], 1e-12, 1e-12, false), "input gradient, {what}");
+                        // A channels-last gradient comes back dense channels-last: the batch norm
+                        // before a convolution takes its serial slow path otherwise (dense_crop).
+                        if dense_cl {
+                            assert!(is_channels_last(&got[0]), "input gradient layout lost: {what}");
+                        }
                         assert!(got[1].allclose(&want[1], 1e-12, 1e-12, false), "weight gradient, {what}");
                     }
                 }
@@ -445,6 +473,49 @@ mod tests {
         let mut unpadded = conv(6, 6, 3, 1, 2);
         unpadded.pad = 0;
         assert_eq!(unpadded.same_depthwise_plan(&x), None);
+    }
+
+    /// A factorized reduction reads its second grid from `x` moved by one pixel with zeros coming
+    /// in (not a slice): the same as the sliced grid padded after the convolution, on odd and
+    /// even sizes, and a channels-last gradient comes back dense channels-last (the slice's did
+    /// not, and the batch norm before it then ran its serial backward kernel).
+    #[test]
+    fn factorized_reduction_equals_the_sliced_grid_and_keeps_the_gradient_layout() {
+        let channels_last = |t: &Tensor| t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        let f64s = (Kind::Double, Device::Cpu);
+        for n in [7i64, 8, 9, 14] {
+            let pointwise = |seed| Conv {
+                weight: seeded::normal(&[4, 6, 1, 1], seed).to_kind(Kind::Double),
+                stride: 2,
+                pad: 0,
+                dil: 1,
+                groups: 1,
+            };
+            let bn = BatchNorm {
+                weight: None,
+                bias: None,
+                running_mean: Tensor::zeros([8], f64s),
+                running_var: Tensor::ones([8], f64s),
+            };
+            let reduce = crate::FactorizedReduce { conv1: pointwise(1), conv2: pointwise(2), bn };
+            let x = channels_last(&seeded::normal(&[3, 6, n, n], 5).to_kind(Kind::Double)).set_requires_grad(true);
+            let y = reduce.forward(&x, true).unwrap();
+            let r = x.relu();
+            let conv = |x: &Tensor, c: &Conv| x.conv2d(&c.weight, None::<Tensor>, [2, 2], [0, 0], [1, 1], 1);
+            let a = conv(&r, &reduce.conv1);
+            let b = conv(&r.slice(2, 1, None, 1).slice(3, 1, None, 1), &reduce.conv2);
+            let b = b.constant_pad_nd([0, a.size()[3] - b.size()[3], 0, a.size()[2] - b.size()[2]]);
+            let none = || None::<Tensor>;
+            let want = Tensor::cat(&[a, b], 1).batch_norm(none(), none(), none(), none(), true, 0.1, 1e-5, false);
+            assert_eq!(y.size(), want.size(), "size {n}");
+            assert!(y.allclose(&want, 1e-12, 1e-12, false), "size {n}");
+            assert!(is_channels_last(&y), "output layout, size {n}");
+            let g = channels_last(&seeded::normal(&want.size(), 6).to_kind(Kind::Double));
+            let got = Tensor::run_backward(&[(&y * &g).sum(Kind::Double)], &[&x], false, false);
+            let expected = Tensor::run_backward(&[(&want * &g).sum(Kind::Double)], &[&x], false, false);
+            assert!(got[0].allclose(&expected[0], 1e-12, 1e-12, false), "input gradient, size {n}");
+            assert!(is_channels_last(&got[0]), "input gradient layout, size {n}");
+        }
     }
 
     /// A strided 1x1 convolution of an odd-sized channels-last image stays channels-last (the

@@ -217,15 +217,13 @@ impl FactorizedReduce {
     pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
         // The ReLU runs on the pixels each convolution reads (a quarter each).
         let a = self.conv1.relu_forward(x)?;
-        let shifted = x.f_slice(2, 1, None, 1)?.f_slice(3, 1, None, 1)?;
+        // The grid offset by one pixel: `x` moved up and left by one, a zero row and column
+        // coming in below and right. On odd sizes its last row and column are those zeros, where
+        // the halves must line up (a 1x1 convolution without bias maps zeros to zeros). Not a
+        // slice: `constant_pad_nd` keeps the memory format of the gradient too (see
+        // layers::dense_crop).
+        let shifted = x.f_constant_pad_nd([-1, 1, -1, 1])?;
         let b = self.conv2.relu_forward(&shifted)?;
-        // Odd sizes: the shifted grid is one smaller; pad it so the halves line up.
-        let b = if b.size() != a.size() {
-            let (dh, dw) = (a.size()[2] - b.size()[2], a.size()[3] - b.size()[3]);
-            b.f_constant_pad_nd([0, dw, 0, dh])?
-        } else {
-            b
-        };
         self.bn.forward(&Tensor::f_cat(&[a, b], 1)?, train)
     }
 }
