@@ -159,8 +159,6 @@ impl Conv {
         };
         let (kh, kw) = (w.size()[2], w.size()[3]);
         let (rows, cols) = (runs(kh), runs(kw));
-        // Padding that holds every run's window: from the first centre - 1 to the last + 1.
-        let (top, left) = (1 - rows[0].1, 1 - cols[0].1);
         let mut sum: Option<Tensor> = None;
         for &(row, cy) in &rows {
             for &(col, cx) in &cols {
@@ -168,10 +166,10 @@ impl Conv {
                     w.f_slice(2, row, Some((row + 3).min(kh)), 1)?.f_slice(3, col, Some((col + 3).min(kw)), 1)?;
                 let (bh, bw) = (block.size()[2], block.size()[3]);
                 let block = if bh < 3 || bw < 3 { block.f_constant_pad_nd([0, 3 - bw, 0, 3 - bh])? } else { block };
-                // The window of the zero-padded image that this block reads, padded (and, where a
-                // pad is negative, cropped) in one step: see [`dense_crop`] for why not a view.
-                let (y0, x0) = (cy - 1 + top, cx - 1 + left);
-                let window = x.f_constant_pad_nd([left - x0, x0 + 2 - left, top - y0, y0 + 2 - top])?;
+                // The window this block reads: the image's rows cy - 1 ..= h + cy and columns
+                // cx - 1 ..= w + cx, zeros outside it, padded (and, where a pad is negative,
+                // cropped) in one step: see [`dense_crop`] for why not a view.
+                let window = x.f_constant_pad_nd([1 - cx, cx + 1, 1 - cy, cy + 1])?;
                 let y = self.convolve(&window, &block, 1, [0, 0], 1, c)?;
                 sum = Some(match sum {
                     Some(s) => s.f_add(&y)?,
@@ -351,7 +349,6 @@ mod tests {
     /// kernel). With AVX-512 the old code passed too; on AVX2 it aborted or hung here.
     #[test]
     fn strided_pointwise_convs_subsample_first_and_equal_the_strided_convolution() {
-        let channels_last = |t: &Tensor| t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
         for c_in in [2i64, 4, 7, 8, 16] {
             for size in [28i64, 27, 14] {
                 let w = seeded::normal(&[8, c_in, 1, 1], 5);
@@ -398,6 +395,11 @@ mod tests {
         t.permute([0, 2, 3, 1]).is_contiguous()
     }
 
+    /// `t` with NCHW shape and NHWC strides.
+    fn channels_last(t: &Tensor) -> Tensor {
+        t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    }
+
     /// "Same"-padded depthwise convolutions computed with other kernels (subsampled when the
     /// stride equals the dilation, dilated ones on phases as channels, taps that cannot reach
     /// the image cut off, wide kernels on small images as 3x3 blocks) equal libtorch's direct
@@ -405,7 +407,6 @@ mod tests {
     /// sizes, sizes below the kernel's reach, and both memory layouts, which they keep.
     #[test]
     fn same_depthwise_convs_rewritten_equal_the_direct_convolution() {
-        let channels_last = |t: &Tensor| t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
         let configs =
             [(3, 1, 1), (5, 1, 1), (7, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 2), (5, 2, 2), (3, 1, 3), (3, 3, 3)];
         for (k, stride, dil) in configs {
@@ -481,7 +482,6 @@ mod tests {
     /// not, and the batch norm before it then ran its serial backward kernel).
     #[test]
     fn factorized_reduction_equals_the_sliced_grid_and_keeps_the_gradient_layout() {
-        let channels_last = |t: &Tensor| t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
         let f64s = (Kind::Double, Device::Cpu);
         for n in [7i64, 8, 9, 14] {
             let pointwise = |seed| Conv {
@@ -522,7 +522,7 @@ mod tests {
     /// subsampled view was taken for NCHW and every op after it ran in NCHW).
     #[test]
     fn strided_pointwise_convs_keep_channels_last_on_odd_sizes() {
-        let x = seeded::normal(&[4, 16, 7, 7], 2).permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        let x = channels_last(&seeded::normal(&[4, 16, 7, 7], 2));
         let c = Conv { weight: seeded::normal(&[8, 16, 1, 1], 3), stride: 2, pad: 0, dil: 1, groups: 1 };
         let y = c.forward(&x).unwrap();
         assert_eq!(y.size(), [4, 8, 4, 4]);
