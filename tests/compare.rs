@@ -421,3 +421,55 @@ fn a_comparison_whose_rank_died_stops_with_an_error_naming_it() {
     assert!(text.contains("rank 1 stopped answering") && text.contains("common.dist_timeout_s"), "{text}");
     assert!(!out.join("report.html").exists(), "a report without rank 1's runs");
 }
+
+/// Every comparison shipped in confs/compare resolves, and its experiments train at one budget:
+/// the searches (those that train a supernet) the same epochs, batch and batches per epoch, every
+/// evaluation the same. A comparison file that drifts from its experiments' files fails here
+/// instead of hours into a run (the report would only warn).
+#[test]
+fn the_shipped_comparisons_resolve_at_equal_budgets() {
+    let dir = repo_root().join("confs/compare");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.iter().any(|f| f.ends_with("fmnist_small_all.yaml")), "{files:?}");
+    let budget = |t: &yaml_serde::Value| {
+        ["epochs", "batch_size", "max_batches"].map(|k| yaml_serde::to_string(&t[k]).unwrap().trim().to_string())
+    };
+    for file in files {
+        let compare = &yaml(&file)["compare"];
+        let sets: Vec<String> = compare["set"]
+            .as_sequence()
+            .map(|s| s.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        let (mut searches, mut evals) = (Vec::new(), Vec::new());
+        for (name, conf) in compare["experiments"].as_mapping().unwrap() {
+            let (name, conf) = (name.as_str().unwrap(), conf.as_str().unwrap());
+            let mut args = vec!["config", conf];
+            for s in &sets {
+                args.extend(["--set", s.as_str()]);
+            }
+            let o = archai(&args);
+            assert!(
+                o.status.success(),
+                "{}: experiment {name} ({conf}) does not resolve: {}",
+                file.display(),
+                output_text(&o)
+            );
+            let resolved: yaml_serde::Value = yaml_serde::from_slice(&o.stdout).unwrap();
+            let search = &resolved["nas"]["search"]["trainer"];
+            if search["epochs"].as_u64().unwrap_or(0) > 0 {
+                searches.push((name.to_string(), budget(search)));
+            }
+            evals.push((name.to_string(), budget(&resolved["nas"]["eval"]["trainer"])));
+        }
+        for (what, runs) in [("search", &searches), ("eval", &evals)] {
+            for (name, b) in runs.iter() {
+                assert_eq!(b, &runs[0].1, "{}: {what} budget of {name} differs from {}'s", file.display(), runs[0].0);
+            }
+        }
+    }
+}
