@@ -99,6 +99,33 @@ fn gdas_computes_one_candidate_per_edge_and_every_alpha_of_the_edge_learns() {
     assert_eq!(net.candidate_forwards() - before, edges);
 }
 
+/// The reference samples once per forward and cell type: every cell of a type runs the same
+/// candidate on an edge. Here the edges of one alpha row read one row of a shared noise table.
+#[test]
+fn gdas_cells_of_a_type_share_one_draw() {
+    let reg = registry();
+    let (_, desc) = search_space(&reg, "gdas", json!({"macro": small_macro(4)}));
+    let (store, net) = compile(&reg, &desc);
+    let candidates = &desc.cells[0].nodes[0].edges[0].candidates;
+    let col = candidates.iter().position(|c| c == "sep_conv_3x3").unwrap() as i64;
+    // Noise that outweighs every alpha picks sep_conv_3x3 on every edge of every cell.
+    for name in ["gdas.gumbel.alphas.normal", "gdas.gumbel.alphas.reduce"] {
+        let mut g = arch(&store, name);
+        let _guard = tch::no_grad_guard();
+        let _ = g.fill_(0.0);
+        let _ = g.narrow(1, col, 1).fill_(100.0);
+    }
+    loss_backward(&net);
+    let mut sampled = 0;
+    for (name, w) in store.named_weights().iter().filter(|(n, _)| n.starts_with("cells.") && n.contains(".e")) {
+        let got = w.grad().defined() && w.grad().ne(0.0).any().int64_value(&[]) == 1;
+        let want = name.contains(".sep_conv_3x3.");
+        assert_eq!(got, want, "{name}: gradient {got}, sampled {want}");
+        sampled += want as usize;
+    }
+    assert!(sampled > 0);
+}
+
 #[test]
 fn darts_computes_every_candidate_but_none() {
     let reg = registry();

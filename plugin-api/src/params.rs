@@ -34,7 +34,8 @@ pub enum Init {
         mean: f64,
         std: f64,
     },
-    /// PyTorch's default for conv and linear weights: U(-b, b), b = 1/sqrt(fan_in).
+    /// PyTorch's default for conv and linear weights (`kaiming_uniform_` with a = sqrt(5)): U(-b, b),
+    /// b = 1/sqrt(fan_in).
     KaimingUniform,
 }
 

@@ -3,20 +3,27 @@
 //!
 //! # Mixer `gdas`
 //!
-//! Each forward in training, per edge: Gumbel noise g is drawn, p = softmax((log_softmax(α) +
-//! g) / τ), k = argmax p, and the straight-through weights w = onehot(k) − sg(p) + p. The edge
+//! Each forward in training, per edge: with Gumbel noise g, p = softmax((log_softmax(α) + g) /
+//! τ), k = argmax p, and the straight-through weights w = onehot(k) − sg(p) + p. The edge
 //! outputs w_k · o_k(x) + Σ_{j≠k} w_j: **only the sampled candidate is computed** (`none`
 //! included, which is a zero tensor), while the zero-valued w_j keep every p_j, hence every α of
-//! the edge, in the graph. A sample that is not finite is drawn again. In evaluation the edge
-//! computes only argmax α. Mixer params: `alpha`, `row` (the edge's alpha row), `tau` (the name
-//! of a scalar architecture parameter holding τ).
+//! the edge, in the graph. In evaluation the edge computes only argmax α. Mixer params: `alpha`,
+//! `row` (the edge's alpha row), `tau` (the name of a scalar architecture parameter holding τ)
+//! and, optionally, `noise`: the name of an architecture parameter shaped like `alpha` whose row
+//! `row` is g. Every edge that reads one alpha row then reads one draw, so all cells of a type
+//! run the same sampled cell in a forward, as the reference does (it samples once per forward,
+//! per cell type). Without `noise` each edge draws its own g (again when the sample is not
+//! finite).
 //!
 //! # Algorithm `gdas`
 //!
-//! The DARTS cell space with `gdas` mixers, plus the scalar `gdas.tau` (not trained by autograd).
+//! The DARTS cell space with `gdas` mixers, plus the scalar `gdas.tau` and, per alpha table
+//! `alphas.X`, the noise table `gdas.gumbel.alphas.X` (neither trained by autograd). The
+//! algorithm draws fresh noise before the architecture step's forward and again before the
+//! weight step's, so each of the two updates sees its own sampled cells.
 //! Before each epoch e of E, τ_e = τ_max − (τ_max − τ_min) · e / (E − 1) (logged as `tau`).
-//! Bilevel, first order: before each weight step, the gradient of the validation loss (with a
-//! fresh sample) with respect to the alphas, applied by Adam. Finalize with `darts-topk` (the
+//! Bilevel, first order: before each weight step, the gradient of the validation loss with
+//! respect to the alphas, applied by Adam. Finalize with `darts-topk` (the
 //! DARTS rule on softmax(α)). After each epoch it logs DARTS' alpha report (softmax rows,
 //! entropies, the current top-2 genotype) and τ. Configuration (every key optional):
 //!
@@ -35,7 +42,7 @@ use archai_plugin_api::kit::adam::Adam;
 use archai_plugin_api::kit::arch::first_order_step;
 use archai_plugin_api::kit::config::{check_candidates, check_range, darts_primitives, parse};
 use archai_plugin_api::kit::genotype::alpha_report;
-use archai_plugin_api::kit::gumbel::hard_sample;
+use archai_plugin_api::kit::gumbel::{hard_sample, hard_sample_with, noise};
 use archai_plugin_api::kit::mixer::{alpha_row, candidates, scalar_param};
 use archai_plugin_api::model_desc::{ArchParamDesc, CellFill, DartsMacro, MixerDesc, ModelDesc, ParamInit};
 use archai_plugin_api::tch::{no_grad_guard, Kind, Tensor};
@@ -51,11 +58,18 @@ export_plugin!();
 /// The name of the temperature parameter the algorithm declares.
 pub const TAU: &str = "gdas.tau";
 
+/// The name of the noise table the algorithm declares for the alpha table `alpha`.
+pub fn noise_name(alpha: &str) -> String {
+    format!("gdas.gumbel.{alpha}")
+}
+
 /// The `gdas` mixer: one sampled candidate per forward.
 pub struct GdasMixer {
     alpha: Tensor,
     row: i64,
     tau: Tensor,
+    /// The shared Gumbel draw, when the description names one.
+    noise: Option<Tensor>,
     ops: Vec<HostOp>,
 }
 
@@ -63,10 +77,23 @@ impl GdasMixer {
     pub fn new(config: &MixerConfig, p: &mut ParamBuilder) -> anyhow::Result<Self> {
         let (alpha, row) = alpha_row("gdas", config, p)?;
         let tau = scalar_param("gdas", config, p, "tau")?;
+        let noise = match config.param_or::<Option<String>>("gdas", "noise", None)? {
+            Some(name) => {
+                let g = p.arch_param(&name)?;
+                anyhow::ensure!(
+                    g.size() == alpha.size(),
+                    "mixer `gdas`: the noise `{name}` has shape {:?}, the alphas {:?}: they must match",
+                    g.size(),
+                    alpha.size()
+                );
+                Some(g)
+            }
+            None => None,
+        };
         let params = Value::Object(config.candidate_params.clone());
         // Every candidate, `none` too: the sampled one is computed, whichever it is.
         let ops = candidates("gdas", config, p, &params, false)?.into_iter().map(|(_, op)| op).collect();
-        Ok(Self { alpha, row, tau, ops })
+        Ok(Self { alpha, row, tau, noise, ops })
     }
 }
 
@@ -78,7 +105,10 @@ impl Op for GdasMixer {
             let k = logits.f_argmax(-1, false)?.f_int64_value(&[])? as usize;
             return self.ops[k].forward(&[x], false);
         }
-        let (k, w) = hard_sample(&logits, &self.tau)?;
+        let (k, w) = match &self.noise {
+            Some(g) => hard_sample_with(&logits, &g.f_get(self.row)?, &self.tau)?,
+            None => hard_sample(&logits, &self.tau)?,
+        };
         let y = self.ops[k].forward(&[x], true)?.f_mul(&w.f_get(k as i64)?)?;
         // The other weights are exactly 0 in value; adding them keeps their gradient path.
         let rest = w.f_sum(Kind::Float)?.f_sub(&w.f_get(k as i64)?)?;
@@ -144,7 +174,8 @@ impl GdasConfig {
         self.tau_max - (self.tau_max - self.tau_min) * epoch as f64 / (epochs - 1) as f64
     }
 
-    /// The search description: the DARTS cell space with `gdas` mixers and the `gdas.tau` scalar.
+    /// The search description: the DARTS cell space with `gdas` mixers, the `gdas.tau` scalar
+    /// and a noise table per alpha table, which every edge reading that table shares.
     pub fn build(&self, ctx: &SearchContext) -> anyhow::Result<ModelDesc> {
         let mut params = serde_json::Map::new();
         params.insert("tau".into(), TAU.into());
@@ -166,8 +197,42 @@ impl GdasConfig {
             joint: false,
             l1: 0.0,
         });
+        for cell in &mut desc.cells {
+            for edge in cell.nodes.iter_mut().flat_map(|n| n.edges.iter_mut()) {
+                if let Some(m) = edge.mixer.as_mut() {
+                    if let Some(alpha) = m.params.get("alpha").and_then(Value::as_str).map(noise_name) {
+                        m.params.insert("noise".into(), alpha.into());
+                    }
+                }
+            }
+        }
+        let noise: Vec<ArchParamDesc> = desc
+            .arch_params
+            .iter()
+            .filter(|a| a.trainable && a.name.starts_with("alphas."))
+            .map(|a| ArchParamDesc {
+                name: noise_name(&a.name),
+                shape: a.shape.clone(),
+                init: ParamInit::Const(0.0),
+                trainable: false,
+                joint: false,
+                l1: 0.0,
+            })
+            .collect();
+        desc.arch_params.extend(noise);
         Ok(desc)
     }
+}
+
+/// Fills every noise table of the description with a fresh Gumbel(0, 1) draw.
+fn draw_noise(model: &mut Model<'_, '_>, names: &[String]) -> anyhow::Result<()> {
+    let _guard = no_grad_guard();
+    for name in names {
+        let mut g = model.arch_param(name)?;
+        let fresh = noise(&g)?;
+        g.f_copy_(&fresh)?;
+    }
+    Ok(())
 }
 
 /// The `gdas` algorithm.
@@ -176,6 +241,8 @@ pub struct Gdas {
     epochs: u32,
     adam: Adam,
     layout: Option<ModelDesc>,
+    /// The noise tables the description declares.
+    noise: Vec<String>,
 }
 
 impl Algorithm for Gdas {
@@ -183,6 +250,8 @@ impl Algorithm for Gdas {
         self.epochs = ctx.epochs;
         let desc = self.config.build(ctx)?;
         self.layout = Some(desc.clone());
+        self.noise =
+            desc.arch_params.iter().filter(|a| a.name.starts_with("gdas.gumbel.")).map(|a| a.name.clone()).collect();
         Ok(SearchPlan { desc, arch_training: ArchTraining::Bilevel })
     }
 
@@ -194,7 +263,10 @@ impl Algorithm for Gdas {
     }
 
     fn before_step(&mut self, model: &mut Model<'_, '_>, batch: &StepData) -> anyhow::Result<Value> {
+        // One draw for the architecture step's forward, a fresh one for the weight step's.
+        draw_noise(model, &self.noise)?;
         let loss = first_order_step(model, batch, &mut self.adam)?;
+        draw_noise(model, &self.noise)?;
         Ok(json!({ "arch_loss": loss }))
     }
 
@@ -216,7 +288,7 @@ impl Algorithm for Gdas {
 fn create_gdas(config: &Value) -> anyhow::Result<Box<dyn Algorithm>> {
     let config = GdasConfig::from_json(config)?;
     let adam = Adam::new(config.arch_lr, config.arch_betas, 1e-8, config.arch_weight_decay);
-    Ok(Box::new(Gdas { config, epochs: 1, adam, layout: None }))
+    Ok(Box::new(Gdas { config, epochs: 1, adam, layout: None, noise: Vec::new() }))
 }
 
 register_mixer!(
@@ -270,5 +342,15 @@ mod tests {
         let e = &d.cells[0].nodes[0].edges[0];
         assert_eq!(e.mixer.as_ref().unwrap().name, "gdas");
         assert_eq!(e.alpha_row(), Some(("alphas.normal", 0)));
+        // Every edge reads the noise table of its alpha table, which matches it in shape.
+        for cell in &d.cells {
+            for e in cell.nodes.iter().flat_map(|n| &n.edges) {
+                let (alpha, _) = e.alpha_row().unwrap();
+                let noise = e.mixer.as_ref().unwrap().params["noise"].as_str().unwrap();
+                assert_eq!(noise, noise_name(alpha));
+                let (a, g) = (d.arch_param(alpha).unwrap(), d.arch_param(noise).unwrap());
+                assert!(!g.trainable && g.shape == a.shape && g.init == ParamInit::Const(0.0));
+            }
+        }
     }
 }
