@@ -212,6 +212,42 @@ fn an_experiment_that_does_not_load_stops_the_comparison_before_it_writes_anythi
     assert!(!out.exists(), "{} was written", out.display());
 }
 
+/// Unequal configured budgets are named when the comparison starts (here it then stops at an
+/// experiment that does not load, so nothing runs).
+#[test]
+fn a_comparison_warns_of_unequal_budgets_before_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    let longer = tmp.path().join("darts3.yaml");
+    let include = root.join("confs/algos/darts.yaml");
+    std::fs::write(
+        &longer,
+        format!("__include__: {}\nnas: {{search: {{trainer: {{epochs: 3}}}}}}\n", include.display()),
+    )
+    .unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    let include = root.join("confs/algos/random.yaml");
+    std::fs::write(&bad, format!("__include__: {}\nnas: {{eval: {{trainer: {{not_a_key: 1}}}}}}\n", include.display()))
+        .unwrap();
+    let file = tmp.path().join("c.yaml");
+    let text = format!(
+        "compare:\n  name: u\n  experiments:\n    darts: {}\n    darts3: {}\n    bad: {}\n  seeds: [0]\n",
+        root.join("confs/algos/darts.yaml").display(),
+        longer.display(),
+        bad.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = tmp.path().join("cmp");
+    let o = archai(&["compare", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let t = output_text(&o);
+    assert!(!o.status.success() && t.contains("not_a_key"), "{t}");
+    assert!(
+        t.contains("unequal budget: the search budgets differ (darts 50 epochs x all batches of 64, darts3 3 epochs x all batches of 64)"),
+        "{t}"
+    );
+    assert!(!out.exists(), "{} was written", out.display());
+}
+
 #[test]
 fn a_failed_run_fails_the_comparison_after_the_report() {
     let tmp = tempfile::tempdir().unwrap();

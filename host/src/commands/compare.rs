@@ -100,6 +100,46 @@ impl CompareSpec {
     }
 }
 
+/// A phase's budget as configured: epochs, batches per epoch (None: the whole split), batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConfiguredBudget {
+    epochs: usize,
+    max_batches: Option<usize>,
+    batch_size: usize,
+}
+
+impl ConfiguredBudget {
+    fn of(t: &crate::train::TrainerConfig) -> Self {
+        Self { epochs: t.epochs, max_batches: t.max_batches, batch_size: t.batch_size }
+    }
+}
+
+impl std::fmt::Display for ConfiguredBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let batches = self.max_batches.map_or("all".to_string(), |b| b.to_string());
+        write!(f, "{} epochs x {batches} batches of {}", self.epochs, self.batch_size)
+    }
+}
+
+/// One line per phase whose configured budget differs between experiments. Experiments that
+/// train no supernet (search off or 0 epochs, as random search) and those without an eval phase
+/// have no budget in that phase to compare.
+fn budget_warnings(configs: &BTreeMap<&str, &crate::config::ExperimentConfig>) -> Vec<String> {
+    let search = configs.iter().filter_map(|(n, c)| {
+        let t = &c.nas.search.trainer;
+        (c.nas.search.enabled && t.epochs > 0).then(|| (*n, ConfiguredBudget::of(t)))
+    });
+    let eval = configs.iter().filter_map(|(n, c)| c.nas.eval.trainer.as_ref().map(|t| (*n, ConfiguredBudget::of(t))));
+    let mut out = Vec::new();
+    for (phase, budgets) in [("search", search.collect::<Vec<_>>()), ("eval", eval.collect())] {
+        if budgets.windows(2).any(|w| w[0].1 != w[1].1) {
+            let parts: Vec<String> = budgets.iter().map(|(n, b)| format!("{n} {b}")).collect();
+            out.push(format!("unequal budget: the {phase} budgets differ ({})", parts.join(", ")));
+        }
+    }
+    out
+}
+
 /// One run of the comparison.
 #[derive(Debug, Clone)]
 struct Job {
@@ -142,6 +182,13 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
         let loaded =
             o.load(conf).map(|(_, cfg)| cfg).with_context(|| format!("experiment `{name}` ({})", conf.display()));
         sources.insert(name.clone(), loaded);
+    }
+    // Equal budget is the point of a comparison: say so before hours of runs, not only in the
+    // report after them.
+    let loaded: BTreeMap<&str, &crate::config::ExperimentConfig> =
+        sources.iter().filter_map(|(n, c)| c.as_ref().ok().map(|c| (n.as_str(), c))).collect();
+    for w in budget_warnings(&loaded) {
+        tracing::warn!("{w}");
     }
     let first_loaded = sources.values().find_map(|c| c.as_ref().ok());
     let out = match (&args.out, first_loaded) {
@@ -493,6 +540,35 @@ mod tests {
         let p = dir.path().join("c.yaml");
         std::fs::write(&p, text).unwrap();
         CompareSpec::read(&p)
+    }
+
+    #[test]
+    fn unequal_configured_budgets_are_named_before_the_runs() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let load = |conf: &str, sets: &[&str]| {
+            let sets = sets.iter().map(|s| s.to_string()).collect();
+            super::super::common::Overrides { toy: false, sets, seed: None }.load(&root.join(conf)).unwrap().1
+        };
+        let darts = load("confs/algos/darts_small_real.yaml", &[]);
+        let gdas = load("confs/compare/small_real/gdas.yaml", &[]);
+        let random = load("confs/algos/random_small_real.yaml", &[]);
+        let equal = BTreeMap::from([("darts", &darts), ("gdas", &gdas), ("random", &random)]);
+        assert_eq!(budget_warnings(&equal), Vec::<String>::new());
+        // Random search trains no supernet: its search has no budget to differ; a missing eval
+        // phase neither.
+        let short =
+            load("confs/compare/small_real/gdas.yaml", &["nas.search.trainer.epochs=5", "nas.eval.trainer=null"]);
+        let unequal = BTreeMap::from([("darts", &darts), ("gdas", &short), ("random", &random)]);
+        assert_eq!(
+            budget_warnings(&unequal),
+            vec!["unequal budget: the search budgets differ (darts 6 epochs x 50 batches of 64, gdas 5 epochs x 50 batches of 64)"]
+        );
+        let wide = load("confs/algos/random_small_real.yaml", &["nas.eval.trainer.batch_size=128"]);
+        let unequal = BTreeMap::from([("darts", &darts), ("random", &wide)]);
+        let w = budget_warnings(&unequal);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("unequal budget: the eval budgets differ (darts 10 epochs x "), "{w:?}");
+        assert!(w[0].ends_with(" batches of 128)"), "{w:?}");
     }
 
     #[test]
