@@ -200,8 +200,8 @@ impl GdasConfig {
         for cell in &mut desc.cells {
             for edge in cell.nodes.iter_mut().flat_map(|n| n.edges.iter_mut()) {
                 if let Some(m) = edge.mixer.as_mut() {
-                    if let Some(alpha) = m.params.get("alpha").and_then(Value::as_str).map(noise_name) {
-                        m.params.insert("noise".into(), alpha.into());
+                    if let Some(noise) = m.params.get("alpha").and_then(Value::as_str).map(noise_name) {
+                        m.params.insert("noise".into(), noise.into());
                     }
                 }
             }
