@@ -182,6 +182,23 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
     let t = output_text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("diverged at eval epoch 1, train/loss: 123.5 (original) vs "), "{t}");
+    assert!(!t.contains("the environments differ"), "{t}");
+    // Recorded as run on a machine with other vector extensions: the divergence names it.
+    let features = yaml(&run.join("log.yaml"))["run"]["environment"]["cpu_features"].clone();
+    assert!(features.as_str().is_some_and(|f| !f.is_empty()), "{features:?}");
+    tree["run"]["environment"]["cpu_features"] = yaml_serde::Value::from("avx2 fma (another machine)");
+    std::fs::write(&log, yaml_serde::to_string(&tree).unwrap()).unwrap();
+    let o = archai(&["reproduce", altered.to_str().unwrap(), "--against", again.to_str().unwrap()]);
+    let t = output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!(
+            "the environments differ: CPU vector extensions: `avx2 fma (another machine)` vs `{}`",
+            features.as_str().unwrap()
+        )),
+        "{t}"
+    );
+    tree["run"]["environment"]["cpu_features"] = features;
 
     tree["eval"]["epochs"][0]["train"]["loss"] =
         yaml(&run.join("log.yaml"))["eval"]["epochs"][0]["train"]["loss"].clone();
@@ -242,7 +259,7 @@ fn a_comparison_warns_of_unequal_budgets_before_it_runs() {
     let t = output_text(&o);
     assert!(!o.status.success() && t.contains("not_a_key"), "{t}");
     assert!(
-        t.contains("unequal budget: the search budgets differ (darts 50 epochs x all batches of 64, darts3 3 epochs x all batches of 64)"),
+        t.contains("unequal budget: the search budgets differ (darts3 3 epochs x all batches of 64 vs darts 50 epochs x all batches of 64)"),
         "{t}"
     );
     assert!(!out.exists(), "{} was written", out.display());

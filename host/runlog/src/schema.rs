@@ -154,6 +154,12 @@ pub struct Environment {
     pub threads: i64,
     /// CPU model name.
     pub cpu_model: String,
+    /// The CPU's vector extensions that libtorch's and oneDNN's kernels choose their code by
+    /// (`avx2 fma avx512f ...`): one model name can hide machines that differ here, and then
+    /// compute with other kernels (other rounding, other speed). Absent in logs written before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_features: Option<String>,
     /// Logical CPUs of the machine.
     pub cpus: usize,
     /// The device used (`Cpu`, `Cuda(0)`).

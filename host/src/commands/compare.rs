@@ -101,7 +101,7 @@ impl CompareSpec {
 }
 
 /// A phase's budget as configured: epochs, batches per epoch (None: the whole split), batch size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct ConfiguredBudget {
     epochs: usize,
     max_batches: Option<usize>,
@@ -130,14 +130,8 @@ fn budget_warnings(configs: &BTreeMap<&str, &crate::config::ExperimentConfig>) -
         (c.nas.search.enabled && t.epochs > 0).then(|| (*n, ConfiguredBudget::of(t)))
     });
     let eval = configs.iter().filter_map(|(n, c)| c.nas.eval.trainer.as_ref().map(|t| (*n, ConfiguredBudget::of(t))));
-    let mut out = Vec::new();
-    for (phase, budgets) in [("search", search.collect::<Vec<_>>()), ("eval", eval.collect())] {
-        if budgets.windows(2).any(|w| w[0].1 != w[1].1) {
-            let parts: Vec<String> = budgets.iter().map(|(n, b)| format!("{n} {b}")).collect();
-            out.push(format!("unequal budget: the {phase} budgets differ ({})", parts.join(", ")));
-        }
-    }
-    out
+    let search = crate::report::unequal_budget("the search budgets", search);
+    search.into_iter().chain(crate::report::unequal_budget("the eval budgets", eval)).collect()
 }
 
 /// One run of the comparison.
@@ -558,10 +552,12 @@ mod tests {
         // phase neither.
         let short =
             load("confs/compare/small_real/gdas.yaml", &["nas.search.trainer.epochs=5", "nas.eval.trainer=null"]);
-        let unequal = BTreeMap::from([("darts", &darts), ("gdas", &short), ("random", &random)]);
+        let pc_darts = load("confs/compare/small_real/pc-darts.yaml", &[]);
+        let unequal =
+            BTreeMap::from([("darts", &darts), ("gdas", &short), ("pc-darts", &pc_darts), ("random", &random)]);
         assert_eq!(
             budget_warnings(&unequal),
-            vec!["unequal budget: the search budgets differ (darts 6 epochs x 50 batches of 64, gdas 5 epochs x 50 batches of 64)"]
+            vec!["unequal budget: the search budgets differ (gdas 5 epochs x 50 batches of 64 vs darts, pc-darts 6 epochs x 50 batches of 64)"]
         );
         let wide = load("confs/algos/random_small_real.yaml", &["nas.eval.trainer.batch_size=128"]);
         let unequal = BTreeMap::from([("darts", &darts), ("random", &wide)]);

@@ -202,6 +202,13 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<ExitCode> {
         }
         Err(d) => {
             println!("{d}");
+            // A divergence between different machines or builds is expected; name them.
+            let env = |dir: &Path| RunRecord::read(&dir.join("log.yaml")).ok()?.run?.environment;
+            if let (Some(a), Some(b)) = (env(original), env(&other)) {
+                for diff in crate::report::environment_differences(&a, &b) {
+                    println!("  the environments differ: {diff}");
+                }
+            }
             Ok(ExitCode::from(1))
         }
     }

@@ -204,51 +204,89 @@ fn budget_warnings(exps: &[ExperimentSummary]) -> Vec<String> {
     for (what, f) in checks {
         // An experiment without a finished run has no budget yet (not a budget of 0).
         let finished = exps.iter().filter(|e| !e.test_top1.is_empty() || e.untested > 0);
-        let values: BTreeMap<u64, Vec<&str>> = finished.fold(BTreeMap::new(), |mut m, e| {
-            m.entry(f(e)).or_default().push(e.name.as_str());
-            m
-        });
-        if values.len() > 1 {
-            let parts: Vec<String> = values.iter().map(|(v, names)| format!("{} {v}", names.join(", "))).collect();
-            out.push(format!("unequal budget: {what} differ ({})", parts.join(" vs ")));
-        }
+        out.extend(unequal_budget(what, finished.map(|e| (e.name.as_str(), f(e)))));
     }
     out
 }
 
-/// Fields of the environment that make runs incomparable when they differ.
-fn environment_warnings(runs: &[Run]) -> Vec<String> {
-    type Field = fn(&archai_runlog::schema::Environment) -> String;
-    let fields: [(&str, Field); 6] = [
-        ("libtorch", |e| e.libtorch_version.clone()),
-        ("threads", |e| e.threads.to_string()),
-        ("precision", |e| format!("{:?}", e.precision)),
-        ("device", |e| e.device.clone()),
-        ("CPU", |e| e.cpu_model.clone()),
-        ("plugins", |e| {
+/// "unequal budget: WHAT differ (a, b 6 vs c 5)" when the experiments' budgets are not all the
+/// same, the experiments grouped by budget. `archai compare` (configured budgets, before the runs)
+/// and the report (logged budgets, after them) both say it this way.
+pub fn unequal_budget<'a, B: Ord + std::fmt::Display>(
+    what: &str,
+    budgets: impl IntoIterator<Item = (&'a str, B)>,
+) -> Option<String> {
+    let groups: BTreeMap<B, Vec<&str>> = budgets.into_iter().fold(BTreeMap::new(), |mut m, (name, b)| {
+        m.entry(b).or_default().push(name);
+        m
+    });
+    (groups.len() > 1).then(|| {
+        let parts: Vec<String> = groups.iter().map(|(b, names)| format!("{} {b}", names.join(", "))).collect();
+        format!("unequal budget: {what} differ ({})", parts.join(" vs "))
+    })
+}
+
+type EnvField = fn(&archai_runlog::schema::Environment) -> Option<String>;
+
+/// Fields of the environment that make runs incomparable when they differ (None: not recorded
+/// by the archai that wrote the log).
+const ENVIRONMENT_FIELDS: [(&str, EnvField); 7] = [
+    ("libtorch", |e| Some(e.libtorch_version.clone())),
+    ("threads", |e| Some(e.threads.to_string())),
+    ("precision", |e| Some(format!("{:?}", e.precision))),
+    ("device", |e| Some(e.device.clone())),
+    ("CPU", |e| Some(e.cpu_model.clone())),
+    ("CPU vector extensions", |e| e.cpu_features.clone()),
+    ("plugins", |e| {
+        Some(
             e.plugins
                 .iter()
                 .map(|p| format!("{} {} {}", p.name, p.version, &p.sha256[..12.min(p.sha256.len())]))
                 .collect::<Vec<_>>()
-                .join(", ")
-        }),
-    ];
+                .join(", "),
+        )
+    }),
+];
+
+/// Where two runs' environments differ ("CPU vector extensions: `avx2 fma` vs `avx2 fma
+/// avx512f`"): what `archai reproduce` names beside a divergence.
+pub fn environment_differences(
+    a: &archai_runlog::schema::Environment,
+    b: &archai_runlog::schema::Environment,
+) -> Vec<String> {
+    let show = |v: Option<String>| v.unwrap_or_else(|| "not recorded".into());
+    ENVIRONMENT_FIELDS
+        .iter()
+        .filter(|(_, f)| f(a) != f(b))
+        .map(|(what, f)| format!("{what}: `{}` vs `{}`", show(f(a)), show(f(b))))
+        .collect()
+}
+
+fn environment_warnings(runs: &[Run]) -> Vec<String> {
     let mut out = Vec::new();
     let missing: Vec<String> =
         runs.iter().filter(|r| r.environment().is_none()).map(|r| r.dir.display().to_string()).collect();
     if !missing.is_empty() {
         out.push(format!("no environment recorded (older archai) for: {}", missing.join(", ")));
     }
-    for (what, f) in fields {
+    for (what, f) in ENVIRONMENT_FIELDS {
+        let mut unrecorded = Vec::new();
         let values: BTreeMap<String, Vec<String>> = runs.iter().fold(BTreeMap::new(), |mut m, r| {
             if let Some(e) = r.environment() {
-                m.entry(f(e)).or_default().push(format!("{}/seed {}", r.experiment, r.seed));
+                let who = format!("{}/seed {}", r.experiment, r.seed);
+                match f(e) {
+                    Some(v) => m.entry(v).or_default().push(who),
+                    None => unrecorded.push(who),
+                }
             }
             m
         });
         if values.len() > 1 {
             let parts: Vec<String> = values.iter().map(|(v, who)| format!("`{v}` in {}", who.join(", "))).collect();
             out.push(format!("runs not comparable: {what} differs: {}", parts.join("; ")));
+        }
+        if !unrecorded.is_empty() {
+            out.push(format!("{what} not recorded (older archai) for: {}", unrecorded.join(", ")));
         }
     }
     out
@@ -287,7 +325,7 @@ mod tests {
             .collect();
         let text = format!(
             "status: ok
-run: {{experiment: {exp}, seed: {seed}, device: cpu, device_used: Cpu, threads: {threads}, environment: {{archai_version: 0.1.0, git_commit: abc, libtorch_version: 2.11.0, libtorch_library: /x, threads: {threads}, cpu_model: X, cpus: 2, device: Cpu, precision: {{eval: fp32}}, plugins: []}}}}
+run: {{experiment: {exp}, seed: {seed}, device: cpu, device_used: Cpu, threads: {threads}, environment: {{archai_version: 0.1.0, git_commit: abc, libtorch_version: 2.11.0, libtorch_library: /x, threads: {threads}, cpu_model: X, cpu_features: avx2 fma, cpus: 2, device: Cpu, precision: {{eval: fp32}}, plugins: []}}}}
 eval:
   epochs:
 {epochs}  summary: {{train: {{loss: 1, top1: 0.5, top5: 0.9, samples: 100}}, val: null, test: {{loss: 1, top1: {top1}, top5: 0.9, samples: 100}}, params: 10, aux_params: 0, epochs: {eval_epochs}, duration_s: 1, weights_sha256: x}}
@@ -318,6 +356,7 @@ duration_s: 2
         let w = a.warnings.join("\n");
         assert!(w.contains("unequal budget: eval epochs differ (a 2 vs b 3)"), "{w}");
         assert!(w.contains("threads differs"), "{w}");
+        assert!(!w.contains("CPU vector extensions"), "{w}");
         let md = render::markdown(&a);
         assert!(md.contains("| a | 3 | 82.00 ± 2.00 |"), "{md}");
         let csv = render::csv(&a);
@@ -330,6 +369,30 @@ duration_s: 2
         let c = Collection { runs: vec![run("a", 0, 0.8, 1, 2)], baseline: None, title: "t".into() };
         let e = analyse(c, Some("z".into())).unwrap_err().to_string();
         assert!(e.contains("baseline `z` has no runs; experiments: a"), "{e}");
+    }
+
+    #[test]
+    fn machines_with_other_vector_extensions_are_named_and_unrecorded_ones_said_so() {
+        let env = |r: &mut Run| r.record.run.as_mut().unwrap().environment.as_mut().unwrap().clone();
+        let mut runs = vec![run("a", 0, 0.8, 2, 2), run("a", 1, 0.8, 2, 2), run("b", 0, 0.7, 2, 2)];
+        let set = |r: &mut Run, f: Option<&str>| {
+            r.record.run.as_mut().unwrap().environment.as_mut().unwrap().cpu_features = f.map(str::to_string)
+        };
+        set(&mut runs[1], Some("avx2 fma avx512f"));
+        set(&mut runs[2], None);
+        let (e0, e1, e2) = (env(&mut runs[0]), env(&mut runs[1]), env(&mut runs[2]));
+        let w = analyse(Collection { runs, baseline: None, title: "t".into() }, None).unwrap().warnings.join("\n");
+        assert!(
+            w.contains("runs not comparable: CPU vector extensions differs: `avx2 fma` in a/seed 0; `avx2 fma avx512f` in a/seed 1"),
+            "{w}"
+        );
+        assert!(w.contains("CPU vector extensions not recorded (older archai) for: b/seed 0"), "{w}");
+        assert_eq!(environment_differences(&e0, &e0), Vec::<String>::new());
+        assert_eq!(environment_differences(&e0, &e1), vec!["CPU vector extensions: `avx2 fma` vs `avx2 fma avx512f`"]);
+        assert_eq!(
+            environment_differences(&e1, &e2),
+            vec!["CPU vector extensions: `avx2 fma avx512f` vs `not recorded`"]
+        );
     }
 
     fn choices(v: &[(bool, usize, usize, &str)]) -> collect::CellChoices {
