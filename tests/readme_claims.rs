@@ -1,6 +1,6 @@
 //! README claims that no other test checked: refusals of a search phase in one line, a forward
 //! overflow stopping an fp16 run, where plugins are looked for, `archai config` printing what a
-//! run records.
+//! run records, the measured comparison's tables (the report of the committed runs).
 mod common;
 use common::*;
 use std::path::Path;
@@ -188,4 +188,33 @@ fn a_batch_whose_activations_cannot_fit_is_refused_before_the_search_starts() {
     );
     assert!(!output_text(&o).contains("search: darts_search with"), "the network was built: {}", output_text(&o));
     assert!(!run.join("search/checkpoint.pt").exists());
+}
+
+/// The lines between `<!-- BEGIN name -->` and `<!-- END name -->` in the README.
+fn readme_block(name: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let (begin, end) = (format!("<!-- BEGIN {name} -->"), format!("<!-- END {name} -->"));
+    let start = readme.find(&begin).unwrap_or_else(|| panic!("README has no `{begin}`"));
+    let stop = readme[start..].find(&end).unwrap_or_else(|| panic!("README has no `{end}`")) + start;
+    readme[start + begin.len()..stop].lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+#[test]
+fn the_readmes_comparison_tables_are_the_report_of_the_committed_runs() {
+    // results/compare-fmnist-small-all holds the finished runs of the multi-algorithm comparison
+    // (logs, configurations, searched cells; no weights); the README quotes their report.
+    let dir = "results/compare-fmnist-small-all";
+    assert!(repo_root().join(dir).join("comparison.yaml").is_file(), "{dir} is missing");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = archai(&["report", dir, "--out", tmp.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let report = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+    let quoted = readme_block("compare-fmnist-small-all");
+    assert!(quoted.iter().filter(|l| l.starts_with("| ") && !l.starts_with("|---")).count() >= 4, "{quoted:?}");
+    for line in &quoted {
+        assert!(
+            report.contains(line.as_str()),
+            "the README says\n{line}\nwhich `archai report {dir}` does not:\n{report}"
+        );
+    }
 }

@@ -109,19 +109,25 @@ fn mean_budget(bs: &[PhaseBudget]) -> PhaseBudget {
 
 /// Aggregates, compares with the baseline and checks comparability.
 pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analysis> {
-    let baseline = baseline.or(c.baseline.clone());
     let mut by_exp: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
     for r in &c.runs {
         by_exp.entry(r.experiment.clone()).or_default().push(r);
     }
-    if let Some(b) = &baseline {
-        if !by_exp.contains_key(b) {
-            anyhow::bail!(
-                "baseline `{b}` has no runs; experiments: {}",
-                by_exp.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+    let mut warnings = Vec::new();
+    // A baseline asked for by name must exist; the comparison's own may simply not have started
+    // yet (a report on a comparison in progress).
+    let baseline = match (baseline, c.baseline.clone()) {
+        (Some(b), _) if !by_exp.contains_key(&b) => anyhow::bail!(
+            "baseline `{b}` has no runs; experiments: {}",
+            by_exp.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        (Some(b), _) => Some(b),
+        (None, Some(b)) if !by_exp.contains_key(&b) => {
+            warnings.push(format!("baseline `{b}` has no run yet: no experiment is compared with it"));
+            None
         }
-    }
+        (None, b) => b,
+    };
     let mut experiments = Vec::new();
     for (name, runs) in &by_exp {
         let done: Vec<&&Run> = runs.iter().filter(|r| r.ok() && r.test_top1().is_some()).collect();
@@ -171,7 +177,7 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
             });
         }
     }
-    let mut warnings = budget_warnings(&experiments);
+    warnings.extend(budget_warnings(&experiments));
     warnings.extend(environment_warnings(&c.runs));
     for r in c.runs.iter().filter(|r| r.ok()) {
         if let Some(d) = r.decisiveness().filter(|d| !d.decided) {
@@ -483,5 +489,16 @@ duration_s: 2
         assert!(md.contains("| b | 0 (1 unfinished) |"), "{md}");
         assert!(md.contains("| a | - |"), "{md}");
         assert!(md.contains("cannot be compared yet at n = 2 vs 0: b has no finished run"), "{md}");
+        // A comparison whose baseline has not started: reported without the comparisons, said so.
+        let runs = vec![run("a", 0, 0.8, 1, 2), run("a", 1, 0.82, 1, 2)];
+        let a = analyse(Collection { runs, baseline: Some("b".into()), title: "t".into() }, None).unwrap();
+        assert!(a.vs_baseline.is_empty() && a.baseline.is_none());
+        assert!(
+            a.warnings.iter().any(|w| w == "baseline `b` has no run yet: no experiment is compared with it"),
+            "{:?}",
+            a.warnings
+        );
+        let md = render::markdown(&a);
+        assert!(md.contains("| a | 2 | 81.00 ± 1.41 |"), "{md}");
     }
 }
