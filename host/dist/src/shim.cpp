@@ -229,6 +229,14 @@ extern "C" {
 // the address this rank's Gloo transport binds to; empty lets Gloo resolve the hostname.
 int archai_dist_init(const char* host, int port, int listen_fd, int rank, int size, long long timeout_ms,
                      const char* gloo_host, void** out, char* err, size_t err_len) {
+  // libtorch 2.11's flight recorder (one per process, on by default) inserts each group into a
+  // std::map before taking its lock (FlightRecorderDetail.hpp, recordWithResetEnabled), so two
+  // groups of one process that issue collectives at once corrupt the map: the two in-process
+  // ranks of the unit tests crashed with SIGSEGV in _Rb_tree_insert_and_rebalance about one run
+  // in three. archai never dumps its trace, so it is switched off before the recorder is first
+  // built (it reads the variable then); a value the user set is kept.
+  static std::once_flag recorder_off;
+  std::call_once(recorder_off, [] { setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/0); });
   return guarded(err, err_len, [&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
