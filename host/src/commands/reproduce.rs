@@ -11,7 +11,7 @@ use yaml_serde::Value;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     pub run_dir: PathBuf,
-    /// Directory of the new run (default: RUN_DIR-reproduce-<time>).
+    /// Directory of the new run (default: RUN_DIR-reproduce-<YYYYmmdd-HHMMSS> beside RUN_DIR).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Compare with this existing run instead of re-running.
@@ -95,11 +95,23 @@ fn to_value<T: serde::Serialize>(t: &T) -> Value {
     yaml_serde::to_value(t).unwrap_or(Value::Null)
 }
 
+fn read_record(dir: &Path) -> Result<RunRecord> {
+    RunRecord::read(&dir.join("log.yaml")).with_context(|| format!("run {}", dir.display()))
+}
+
 /// Compares two runs: status, dataset, then each phase epoch by epoch and its summary (weight
 /// hashes included), then the searched architecture file. Timing fields are not compared.
 pub fn compare_runs(original: &Path, reproduced: &Path) -> Result<std::result::Result<usize, Divergence>> {
-    let a = RunRecord::read(&original.join("log.yaml")).with_context(|| format!("run {}", original.display()))?;
-    let b = RunRecord::read(&reproduced.join("log.yaml")).with_context(|| format!("run {}", reproduced.display()))?;
+    Ok(compare_records(original, &read_record(original)?, reproduced, &read_record(reproduced)?))
+}
+
+/// `compare_runs` on log.yaml records already read (`a` from `original`, `b` from `reproduced`).
+fn compare_records(
+    original: &Path,
+    a: &RunRecord,
+    reproduced: &Path,
+    b: &RunRecord,
+) -> std::result::Result<usize, Divergence> {
     let mut compared = 0usize;
     let diverge = |phase: &str, epoch: Option<u64>, (metric, x, y): (String, String, String)| Divergence {
         phase: phase.into(),
@@ -109,16 +121,16 @@ pub fn compare_runs(original: &Path, reproduced: &Path) -> Result<std::result::R
         reproduced: y,
     };
     if a.status != b.status {
-        return Ok(Err(Divergence {
+        return Err(Divergence {
             phase: "status".into(),
             epoch: None,
             metric: "status".into(),
             original: format!("{:?}", a.status),
             reproduced: format!("{:?}", b.status),
-        }));
+        });
     }
     if let Some(d) = first_difference(&to_value(&a.dataset), &to_value(&b.dataset)) {
-        return Ok(Err(diverge("dataset", None, d)));
+        return Err(diverge("dataset", None, d));
     }
     let phases = [
         ("search", a.search.as_ref().map(to_value), b.search.as_ref().map(to_value)),
@@ -136,7 +148,7 @@ pub fn compare_runs(original: &Path, reproduced: &Path) -> Result<std::result::R
             let get = |p: &Value| p.get("epochs").and_then(|m| m.get(*e as usize)).cloned().unwrap_or(Value::Null);
             let (xa, xb) = (get(&pa), get(&pb));
             if let Some(d) = first_difference(&xa, &xb) {
-                return Ok(Err(diverge(phase, Some(e + 1), d)));
+                return Err(diverge(phase, Some(e + 1), d));
             }
             let mut l = Vec::new();
             leaves("", &xa, &mut l);
@@ -144,23 +156,24 @@ pub fn compare_runs(original: &Path, reproduced: &Path) -> Result<std::result::R
         }
         let summary = |p: &Value| p.get("summary").cloned().unwrap_or(Value::Null);
         if let Some((metric, x, y)) = first_difference(&summary(&pa), &summary(&pb)) {
-            return Ok(Err(diverge(phase, None, (format!("summary/{metric}"), x, y))));
+            return Err(diverge(phase, None, (format!("summary/{metric}"), x, y)));
         }
         let mut l = Vec::new();
         leaves("", &summary(&pa), &mut l);
         compared += l.len();
     }
     let arch = |dir: &Path| std::fs::read_to_string(dir.join("search/final_model_desc.yaml")).ok();
-    if arch(original) != arch(reproduced) {
-        return Ok(Err(Divergence {
+    let (arch_a, arch_b) = (arch(original), arch(reproduced));
+    if arch_a != arch_b {
+        return Err(Divergence {
             phase: "architecture".into(),
             epoch: None,
             metric: "search/final_model_desc.yaml".into(),
-            original: if arch(original).is_some() { "one architecture".into() } else { "(absent)".into() },
-            reproduced: if arch(reproduced).is_some() { "a different one".into() } else { "(absent)".into() },
-        }));
+            original: if arch_a.is_some() { "one architecture".into() } else { "(absent)".into() },
+            reproduced: if arch_b.is_some() { "a different one".into() } else { "(absent)".into() },
+        });
     }
-    Ok(Ok(compared))
+    Ok(compared)
 }
 
 pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<ExitCode> {
@@ -175,10 +188,10 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<ExitCode> {
             if !conf.is_file() {
                 bail!("{}: no config_used.yaml to re-run from", original.display());
             }
-            let out = args.out.clone().unwrap_or_else(|| {
-                let stamp = chrono_free_stamp();
-                PathBuf::from(format!("{}-reproduce-{stamp}", original.display()))
-            });
+            let out = match &args.out {
+                Some(out) => out.clone(),
+                None => default_out(original)?,
+            };
             eprintln!("reproducing {} into {}", original.display(), out.display());
             // config_used.yaml is complete (every default written out), so no --toy or --set.
             super::run::run_experiment(
@@ -191,7 +204,8 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<ExitCode> {
             out
         }
     };
-    match compare_runs(original, &other)? {
+    let (a, b) = (read_record(original)?, read_record(&other)?);
+    match compare_records(original, &a, &other, &b) {
         Ok(n) => {
             println!(
                 "identical: {} and {} agree on {n} logged values, the final weights' SHA-256 and the architecture",
@@ -203,8 +217,8 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<ExitCode> {
         Err(d) => {
             println!("{d}");
             // A divergence between different machines or builds is expected; name them.
-            let env = |dir: &Path| RunRecord::read(&dir.join("log.yaml")).ok()?.run?.environment;
-            if let (Some(a), Some(b)) = (env(original), env(&other)) {
+            let env = |r: &RunRecord| r.run.as_ref()?.environment.clone();
+            if let (Some(a), Some(b)) = (env(&a), env(&b)) {
                 for diff in crate::report::environment_differences(&a, &b) {
                     println!("  the environments differ: {diff}");
                 }
@@ -214,7 +228,33 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<ExitCode> {
     }
 }
 
-/// Seconds since the epoch: unique enough for a directory name, and needs no clock crate here.
-fn chrono_free_stamp() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// `RUN_DIR-reproduce-<YYYYmmdd-HHMMSS>` beside RUN_DIR (numbered when that exists), created
+/// empty so that the run uses it.
+fn default_out(original: &Path) -> Result<PathBuf> {
+    let parent = original.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = original
+        .file_name()
+        .map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
+    let dir = archai_runlog::RunDir::create(parent, &format!("{name}-reproduce"), None, false)?;
+    Ok(dir.path().to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_directory_is_beside_the_run_and_never_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("darts-20261207-090042");
+        std::fs::create_dir(&run).unwrap();
+        let first = default_out(&run).unwrap();
+        let second = default_out(&run).unwrap();
+        assert_eq!(first.parent(), Some(tmp.path()));
+        let leaf = first.file_name().unwrap().to_string_lossy().into_owned();
+        let stamp = leaf.strip_prefix("darts-20261207-090042-reproduce-").unwrap_or_else(|| panic!("{leaf}"));
+        assert!(stamp.len() >= 15 && stamp.as_bytes()[8] == b'-', "YYYYmmdd-HHMMSS, got {stamp}");
+        assert_ne!(first, second, "a second reproduce gets its own directory");
+        assert!(first.is_dir() && std::fs::read_dir(&first).unwrap().next().is_none());
+    }
 }
