@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Times one DARTS search step in archai and in the PyTorch reference (shared/bench/darts_ref.py,
+# Times one DARTS search step in archai and in the PyTorch reference (scripts/bench/darts_ref.py,
 # or $DARTS_REF) with the same libtorch 2.11, threads and batch, one after the other, and prints
 # the ratios of time and peak memory. Usage: scripts/bench-darts.sh [ORDER] [BATCH] [THREADS] [STEPS]
 # RECOMPUTE_CELLS=true measures archai with nas.search.trainer.recompute_cells (the reference
@@ -8,7 +8,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 order="${1:-1}" batch="${2:-32}" threads="${3:-2}" steps="${4:-5}"
-ref="${DARTS_REF:-$repo/../shared/bench/darts_ref.py}"
+ref="${DARTS_REF:-$repo/scripts/bench/darts_ref.py}"
 py="${ARCHAI_TORCH_PYTHON:-${ARCHAI_TORCH_HOME:-$HOME/.cache/archai-rs/torch-2.11.0}/bin/python}"
 [ -f "$ref" ] || { echo "reference script not found: $ref (set DARTS_REF)" >&2; exit 1; }
 recompute="${RECOMPUTE_CELLS:-false}"

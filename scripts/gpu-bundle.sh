@@ -25,8 +25,8 @@ strip "$out"/stage/release/* "$out"/stage/plugins/*
 tar -C "$out/stage" -cJf "$out/binaries.tar.xz" .
 rm -rf "$out/stage"
 cp /usr/share/datasets/fashion-mnist/*.gz "$out/fashion-mnist/"
-# The PyTorch reference of `bench darts-step`, when the shared folder has it.
-ref="${DARTS_REF:-$repo/../shared/bench/darts_ref.py}"
+# The PyTorch reference of `bench search-step` (in the repository; DARTS_REF overrides).
+ref="${DARTS_REF:-$repo/scripts/bench/darts_ref.py}"
 [ -f "$ref" ] && cp "$ref" "$out/darts_ref.py"
 # Test binaries hold the paths of the checkout they were built in (CARGO_MANIFEST_DIR).
 printf '%s\n' "$repo" >"$out/built_at"

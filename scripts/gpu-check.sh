@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a GPU machine: prints the device, runs the CUDA tests (tests/cuda.rs, the
 # `cuda_*` ones are ignored on CPU machines), a toy DARTS search + eval on CUDA in fp32 and in
-# mixed precision (search bf16, eval fp16 with loss scaling), and `bench darts-step` at batch 64
+# mixed precision (search bf16, eval fp16 with loss scaling), and `bench search-step` at batch 64
 # for DARTS orders 1 and 2. About 3 minutes on an H200 once built.
 #
 #   scripts/gpu-check.sh                                  # builds with scripts/setup.sh first
@@ -48,7 +48,7 @@ else
   archai=target/release/archai
   run_tests() { cargo test --release -p archai-tests --test cuda -- --include-ignored --test-threads 1 2>&1; }
   py="${ARCHAI_TORCH_PYTHON:-$HOME/.cache/archai-rs/torch-2.11.0/bin/python}"
-  ref="${DARTS_REF:-$repo/../shared/bench/darts_ref.py}"
+  ref="${DARTS_REF:-$repo/scripts/bench/darts_ref.py}"
 fi
 
 say "device"
@@ -76,8 +76,8 @@ for variant in fp32 mixed; do
 done
 
 for order in 1 2; do
-  say "bench darts-step, order $order, batch 64 (paper network: 8 cells, C = 16)"
-  "$archai" bench darts-step --device cuda --batch 64 --steps 10 --warmup 3 \
+  say "bench search-step, order $order, batch 64 (paper network: 8 cells, C = 16)"
+  "$archai" bench search-step --device cuda --batch 64 --steps 10 --warmup 3 \
     --set "nas.search.algorithm.config.order=$order" 2>"$out/bench-order$order.log" ||
     { grep -v " INFO " "$out/bench-order$order.log" | tail -5; fail=1; }
   # The same step in the PyTorch reference on the same GPU, when its script is at hand.

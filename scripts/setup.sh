@@ -13,11 +13,16 @@ TORCH_VERSION=2.11.0
 ARCHAI_TORCH_HOME="${ARCHAI_TORCH_HOME:-$HOME/.cache/archai-rs/torch-$TORCH_VERSION}"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+command -v cargo >/dev/null || {
+  log "no cargo on PATH: install the stable Rust toolchain (https://rustup.rs), then run this again"
+  exit 1
+}
+
 # --- Debian packages -------------------------------------------------------------------------
 # dataset-fashion-mnist: the default real dataset; libgloo-dev: gloo headers for the c10d shim;
-# python3-venv: the torch venv; chromium: headless screenshots of the HTML reports in the tests;
-# fonts-dejavu-core: the text of the PNG plots.
-apt_pkgs=(dataset-fashion-mnist libgloo-dev chromium fonts-dejavu-core)
+# python3-venv: the torch venv; g++: the C++ shims (c10d, CUDA loading); chromium: headless
+# screenshots of the HTML reports in the tests; fonts-dejavu-core: the text of the PNG plots.
+apt_pkgs=(dataset-fashion-mnist libgloo-dev python3-venv g++ chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,5 @@
 //! `archai search` through the real binary and the real plugins (spaces, discrete-search): the
-//! sweep finds exactly the front of the whole space, every searcher repeats itself and resumes
+//! sweep finds exactly the front of the whole space (and `archai config` prints its record), every searcher repeats itself and resumes
 //! after SIGKILL without evaluating anything twice, unsatisfiable constraints and unknown names
 //! are errors that say what to fix.
 mod common;
@@ -45,6 +45,19 @@ fn the_sweep_finds_exactly_the_front_of_the_whole_space() {
         ],
     );
     assert!(o.status.success(), "{}", output_text(&o));
+    // `archai config` prints what the search recorded (its toy file is confs/search/toy.yaml).
+    let printed = archai(&[
+        "config",
+        "confs/search/pareto_sweep.yaml",
+        "--toy",
+        "--set",
+        "search.objectives=[{name: macs}, {name: params}]",
+        "--set",
+        "search.space.config={cells: [3, 4, 5], nodes: [1, 2, 3], channels: [4, 8], reductions: [1, 2]}",
+    ]);
+    assert!(printed.status.success(), "{}", output_text(&printed));
+    let recorded = std::fs::read_to_string(out.join("config_used.yaml")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim_end(), recorded.trim_end());
     let (h, rows) = final_state(&out);
     let col = |name: &str| h.iter().position(|c| c == name).unwrap();
     // Every architecture of the space, once.

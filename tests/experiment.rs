@@ -181,6 +181,15 @@ fn unknown_override_is_an_error_with_a_suggestion() {
 }
 
 #[test]
+fn a_missing_config_file_is_named_once_with_its_cause_once() {
+    let out = archai(&["config", "no-such-experiment.yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read config file `no-such-experiment.yaml`"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "the cause repeated: {err}");
+}
+
+#[test]
 fn a_nan_loss_stops_the_run_with_a_clear_message() {
     assert!(fashion_mnist_present());
     let tmp = tempfile::tempdir().unwrap();

@@ -144,7 +144,7 @@ pub struct SearchStepOptions {
 /// Median seconds per search step of `search`'s algorithm on synthetic (B, 3, 32, 32) data with
 /// 10 classes: the algorithm's `before_step` (its architecture step, on a validation batch for
 /// bilevel algorithms), the weight step (SGD 0.025, momentum 0.9, wd 3e-4, clip 5, as
-/// `shared/bench/darts_ref.py`) and `after_step`. The network is whatever the algorithm's
+/// `scripts/bench/darts_ref.py`) and `after_step`. The network is whatever the algorithm's
 /// config builds (the paper's 8 cells, C = 16 with the confs/algos defaults).
 pub fn search_step(
     registry: &PluginRegistry,

@@ -7,6 +7,7 @@ pub mod cuda;
 pub mod discrete;
 pub mod elf;
 pub mod environment;
+pub mod error_text;
 pub mod experiment;
 pub mod heartbeat;
 pub mod interrupt;

@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", archai::error_text::ErrorText(&e));
             if let Some(code) = archai::interrupt::exit_code() {
                 return ExitCode::from(code);
             }

@@ -48,7 +48,7 @@ impl RunLog {
         match result {
             Ok(_) => self.tree.set("status", RunStatus::Ok)?,
             Err(e) => {
-                let error = format!("{e:#}");
+                let error = crate::error_text::ErrorText(e).to_string();
                 let (status, level, verb) = match crate::interrupt::requested() {
                     Some(_) => (RunStatus::Interrupted, "WARN", "stopped"),
                     None => (RunStatus::Failed, "ERROR", "failed"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times the PyTorch DARTS reference step (shared/bench/darts_ref.py) on any torch device.
+"""Times the PyTorch DARTS reference step (scripts/bench/darts_ref.py) on any torch device.
 
 The reference itself runs on the CPU only; this moves its network, alphas and synthetic batches
 to --device and waits for the device at each timing point (torch.cuda.synchronize), so the

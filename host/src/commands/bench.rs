@@ -48,7 +48,7 @@ pub enum Command {
     },
     /// Median seconds and peak memory per search step of an algorithm (its hooks + the weight
     /// step) on synthetic 32x32x3 data; the network is what confs/algos/NAME.yaml builds (paper
-    /// size: 8 cells, C = 16). scripts/bench-darts.sh compares DARTS with shared/bench/darts_ref.py.
+    /// size: 8 cells, C = 16). scripts/bench-darts.sh compares DARTS with scripts/bench/darts_ref.py.
     #[command(alias = "darts-step")]
     SearchStep {
         /// Device: cpu, cuda, cuda:N or auto.

@@ -12,7 +12,8 @@ pub fn registry(plugin_dirs: &[PathBuf]) -> anyhow::Result<PluginRegistry> {
 /// `--toy`, `--set` and `--seed`, as every command that reads an experiment takes them.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Overrides {
-    /// Merge confs/toy.yaml: tiny budgets, same code path.
+    /// Merge the toy file (confs/toy.yaml; confs/search/toy.yaml for outer-loop searches): tiny
+    /// budgets, same code path.
     #[arg(long)]
     pub toy: bool,
     /// Override a key: --set nas.search.trainer.epochs=3 (value parsed as YAML). Repeatable.

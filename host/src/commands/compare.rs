@@ -5,6 +5,7 @@
 //! spread over the N ranks: each rank takes every N-th unfinished run, rank 0 then waits for the
 //! others' reports in `<out>/ranks/` and writes the comparison's report. The ranks must see the
 //! same comparison directory (one machine, or a shared file system).
+use crate::error_text::ErrorText;
 use crate::report::collect::{Manifest, MANIFEST};
 use anyhow::{bail, Context, Result};
 use archai_runlog::schema::{RunRecord, RunStatus};
@@ -195,7 +196,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     for (name, source) in &sources {
         if let Err(e) = source {
             if !frozen_config_path(&out, name).is_file() {
-                bail!("{e:#}");
+                bail!("{}", ErrorText(e));
             }
         }
     }
@@ -279,8 +280,13 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
                         t0.elapsed().as_secs_f64()
                     ),
                     Err(e) => {
-                        println!("[{n}/{total}] {} seed {}: FAILED: {e:#}", job.experiment, job.seed);
-                        failures.lock().expect("failures").push(format!("{} seed {}: {e:#}", job.experiment, job.seed));
+                        println!("[{n}/{total}] {} seed {}: FAILED: {}", job.experiment, job.seed, ErrorText(&e));
+                        failures.lock().expect("failures").push(format!(
+                            "{} seed {}: {}",
+                            job.experiment,
+                            job.seed,
+                            ErrorText(&e)
+                        ));
                     }
                 }
             });
@@ -301,7 +307,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
             super::report::print_summary(&analysis);
             println!("report: {}", out.join("report.html").display());
         }
-        Err(e) => println!("report: not written: {e:#}"),
+        Err(e) => println!("report: not written: {}", ErrorText(&e)),
     }
     if !failures.is_empty() {
         bail!(
@@ -450,7 +456,8 @@ fn frozen_configs(
                     path.display()
                 ),
                 Err(e) => println!(
-                    "warning: {e:#}; the comparison's runs keep the configuration it started with ({})",
+                    "warning: {}; the comparison's runs keep the configuration it started with ({})",
+                    ErrorText(e),
                     path.display()
                 ),
                 _ => {}

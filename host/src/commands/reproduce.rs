@@ -232,9 +232,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<ExitCode> {
 /// empty so that the run uses it.
 fn default_out(original: &Path) -> Result<PathBuf> {
     let parent = original.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = original
-        .file_name()
-        .map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
+    let name = original.file_name().map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
     let dir = archai_runlog::RunDir::create(parent, &format!("{name}-reproduce"), None, false)?;
     Ok(dir.path().to_path_buf())
 }

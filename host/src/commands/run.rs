@@ -18,7 +18,8 @@ pub struct Args {
     /// Run directory (default: <common.runs_dir>/<experiment_name>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint.
+    /// Continue the run in --out from its last checkpoint (give the same flags as the first time,
+    /// `--toy` included: only epochs, threads and runs_dir may change).
     #[arg(long)]
     pub resume: bool,
 }

@@ -16,8 +16,10 @@ pub struct Args {
     pub conf: PathBuf,
     #[command(flatten)]
     pub overrides: Overrides,
+    /// Run directory (default: <common.runs_dir>/<experiment_name>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint (give the same flags as the first time).
     #[arg(long)]
     pub resume: bool,
 }

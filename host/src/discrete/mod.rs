@@ -316,7 +316,7 @@ impl SpaceServices for HostSpace<'_, '_> {
     }
     fn check(&mut self, arch_json: RStr<'_>) -> RResult<RString, RString> {
         crate::plugins::host_service("check", || {
-            let c = self.check_arch(arch_json.as_str()).map_err(|e| format!("{e:#}"))?;
+            let c = self.check_arch(arch_json.as_str()).map_err(|e| crate::error_text::ErrorText(&e).to_string())?;
             serde_json::to_string(&c).map(RString::from).map_err(|e| e.to_string())
         })
     }
