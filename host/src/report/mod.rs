@@ -486,7 +486,10 @@ duration_s: 2
         let a = analyse(Collection { runs, baseline: Some("b".into()), title: "t".into() }, None).unwrap();
         let md = render::markdown(&a);
         assert!(!md.contains("NaN") && !md.contains("-0.0") && !md.contains("unequal budget"), "{md}");
-        assert!(md.contains("| b | 0 (1 unfinished) |"), "{md}");
+        assert!(
+            md.contains("| b | 0 (1 unfinished) | - | - | - | - | - | - | - | - | - | - | - | - | - | - |"),
+            "{md}"
+        );
         assert!(md.contains("| a | - |"), "{md}");
         assert!(md.contains("cannot be compared yet at n = 2 vs 0: b has no finished run"), "{md}");
         // A comparison whose baseline has not started: reported without the comparisons, said so.

@@ -52,6 +52,9 @@ fn experiment_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
         .experiments
         .iter()
         .map(|e: &ExperimentSummary| {
+            // Nothing finished yet: no figure to show, rather than "- ± 0.00" and zero budgets.
+            let nothing = e.runs == e.failed;
+            let figure = |s: String| if nothing { "-".to_string() } else { s };
             vec![
                 e.name.clone(),
                 match (e.failed, e.untested) {
@@ -60,19 +63,19 @@ fn experiment_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
                     (0, u) => format!("{} ({u} without eval)", e.runs - u),
                     (f, u) => format!("{} ({f} unfinished, {u} without eval)", e.runs - f - u),
                 },
-                format!("{} ± {}", pct(e.mean), pct(e.std)),
+                figure(format!("{} ± {}", pct(e.mean), pct(e.std))),
                 ci(e.ci95),
                 pct(e.min),
                 pct(e.max),
                 opt(e.params),
                 opt(e.macs),
-                e.search.epochs.to_string(),
-                e.search.samples.to_string(),
-                format!("{:.1}", e.search.seconds),
-                e.eval.epochs.to_string(),
-                e.eval.samples.to_string(),
-                format!("{:.1}", e.eval.seconds),
-                format!("{:.1}", e.wall_s),
+                figure(e.search.epochs.to_string()),
+                figure(e.search.samples.to_string()),
+                figure(format!("{:.1}", e.search.seconds)),
+                figure(e.eval.epochs.to_string()),
+                figure(e.eval.samples.to_string()),
+                figure(format!("{:.1}", e.eval.seconds)),
+                figure(format!("{:.1}", e.wall_s)),
                 e.cell_agreement.as_ref().map_or("-".into(), |g| {
                     format!("{} ({}..{}, {} pairs)", pct(g.mean), pct(g.min), pct(g.max), g.pairs)
                 }),
