@@ -12,7 +12,7 @@ use archai_runlog::schema::{RunRecord, RunStatus};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Run every (experiment × seed) of COMPARE.yaml at equal budget, then write the report.
 /// Running the same command again resumes: finished runs are kept, unfinished ones continue from
@@ -260,6 +260,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
     let queue = Mutex::new(queue);
     let failures = Mutex::new(Vec::new());
     let done = Mutex::new(0usize);
+    let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..args.jobs.min(total.max(1)) {
             s.spawn(|| loop {
@@ -271,16 +272,22 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
                     *d += 1;
                     *d
                 };
+                let left = time_left(started.elapsed(), n, total).map_or(String::new(), |d| format!("; {d}"));
                 match result {
                     Ok(top1) => println!(
-                        "[{n}/{total}] {} seed {}: ok, test top-1 {} ({:.0} s)",
+                        "[{n}/{total}] {} seed {}: ok, test top-1 {} ({:.0} s{left})",
                         job.experiment,
                         job.seed,
                         top1.map_or("-".into(), |t| format!("{:.4}", t)),
                         t0.elapsed().as_secs_f64()
                     ),
                     Err(e) => {
-                        println!("[{n}/{total}] {} seed {}: FAILED: {}", job.experiment, job.seed, ErrorText(&e));
+                        println!(
+                            "[{n}/{total}] {} seed {}: FAILED{left}: {}",
+                            job.experiment,
+                            job.seed,
+                            ErrorText(&e)
+                        );
                         failures.lock().expect("failures").push(format!(
                             "{} seed {}: {}",
                             job.experiment,
@@ -532,9 +539,33 @@ pub fn kill_with_parent(cmd: &mut std::process::Command) {
     }
 }
 
+/// "about 2 h 10 min left" for the runs not done yet, at the pace of this invocation so far
+/// (wall time per finished run, so parallel jobs count); `None` when all are done.
+fn time_left(elapsed: Duration, done: usize, total: usize) -> Option<String> {
+    if done == 0 || done >= total {
+        return None;
+    }
+    let minutes = (elapsed.as_secs_f64() / done as f64 * (total - done) as f64 / 60.0).round() as u64;
+    Some(match minutes {
+        0 => "under a minute left".to_string(),
+        m if m < 60 => format!("about {m} min left"),
+        m => format!("about {} h {} min left", m / 60, m % 60),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_left_follows_the_pace_so_far() {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(time_left(min(40), 2, 17).as_deref(), Some("about 5 h 0 min left"));
+        assert_eq!(time_left(min(20), 1, 3).as_deref(), Some("about 40 min left"));
+        assert_eq!(time_left(Duration::from_secs(10), 1, 2).as_deref(), Some("under a minute left"));
+        assert_eq!(time_left(min(20), 3, 3), None);
+        assert_eq!(time_left(min(0), 0, 3), None);
+    }
 
     fn spec(text: &str) -> Result<CompareSpec> {
         let dir = tempfile::tempdir().unwrap();
