@@ -282,12 +282,7 @@ pub fn run(plugin_dirs: &[PathBuf], args: &Args) -> Result<()> {
                         t0.elapsed().as_secs_f64()
                     ),
                     Err(e) => {
-                        println!(
-                            "[{n}/{total}] {} seed {}: FAILED{left}: {}",
-                            job.experiment,
-                            job.seed,
-                            ErrorText(&e)
-                        );
+                        println!("[{n}/{total}] {} seed {}: FAILED{left}: {}", job.experiment, job.seed, ErrorText(&e));
                         failures.lock().expect("failures").push(format!(
                             "{} seed {}: {}",
                             job.experiment,

@@ -491,7 +491,13 @@ duration_s: 2
             "{md}"
         );
         assert!(md.contains("| a | - |"), "{md}");
+        assert!(md.contains("| a | 2 | 81.00 ± 1.41 |"), "{md}");
         assert!(md.contains("cannot be compared yet at n = 2 vs 0: b has no finished run"), "{md}");
+        // One finished run: its value, no "± 0.00".
+        let mut one = vec![run("a", 0, 0.8, 1, 2), run("a", 1, 0.82, 1, 2)];
+        one[1].record.status = archai_runlog::schema::RunStatus::Running;
+        let md = render::markdown(&analyse(Collection { runs: one, baseline: None, title: "t".into() }, None).unwrap());
+        assert!(md.contains("| a | 1 (1 unfinished) | 80.00 | - |"), "{md}");
         // A comparison whose baseline has not started: reported without the comparisons, said so.
         let runs = vec![run("a", 0, 0.8, 1, 2), run("a", 1, 0.82, 1, 2)];
         let a = analyse(Collection { runs, baseline: Some("b".into()), title: "t".into() }, None).unwrap();

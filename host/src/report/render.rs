@@ -63,7 +63,11 @@ fn experiment_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
                     (0, u) => format!("{} ({u} without eval)", e.runs - u),
                     (f, u) => format!("{} ({f} unfinished, {u} without eval)", e.runs - f - u),
                 },
-                figure(format!("{} ± {}", pct(e.mean), pct(e.std))),
+                // One finished run has no spread to show ("± 0.00" would claim one).
+                figure(match e.runs - e.failed - e.untested {
+                    1 => pct(e.mean),
+                    _ => format!("{} ± {}", pct(e.mean), pct(e.std)),
+                }),
                 ci(e.ci95),
                 pct(e.min),
                 pct(e.max),

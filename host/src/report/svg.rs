@@ -51,15 +51,15 @@ fn frame(out: &mut String, title: &str, xlabel: &str, s: &Scale, xticks: &[(f64,
     let _ = write!(out, r#"<text x="{LEFT}" y="18" font-size="13" font-weight="bold">{}</text>"#, esc(title));
     let (xa, xb, ya, yb) = (LEFT, W - RIGHT, TOP, H - BOTTOM);
     let _ = write!(out, r##"<path d="M{xa},{ya} V{yb} H{xb}" fill="none" stroke="#444"/>"##);
-    for i in 0..=4 {
-        let v = s.y0 + (s.y1 - s.y0) * i as f64 / 4.0;
+    let (values, step) = nice_ticks(s.y0, s.y1);
+    for v in values {
         let y = s.y(v);
         let _ = write!(
             out,
             r##"<line x1="{xa}" x2="{xb}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             xa - 4.0,
             y + 4.0,
-            fmt_tick(v, s.y1 - s.y0)
+            fmt_tick(v, step)
         );
     }
     for (v, label) in xticks {
@@ -69,11 +69,34 @@ fn frame(out: &mut String, title: &str, xlabel: &str, s: &Scale, xticks: &[(f64,
         write!(out, r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, (xa + xb) / 2.0, H - 6.0, esc(xlabel));
 }
 
-/// A tick label with as many decimals as the axis span needs to tell ticks apart.
-fn fmt_tick(v: f64, span: f64) -> String {
-    let step = (span / 4.0).abs().max(1e-12);
-    let decimals = (-step.log10().floor()).clamp(0.0, 8.0) as usize;
-    format!("{v:.decimals$}")
+/// Round tick values inside `[lo, hi]`, 3 to 7 of them, a step of 1, 2 or 5 times a power of
+/// ten (so each label is exactly where its grid line is), and that step.
+fn nice_ticks(lo: f64, hi: f64) -> (Vec<f64>, f64) {
+    let raw = ((hi - lo) / 4.0).abs().max(1e-12);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = magnitude
+        * match raw / magnitude {
+            r if r < 1.5 => 1.0,
+            r if r < 3.0 => 2.0,
+            r if r < 7.0 => 5.0,
+            _ => 10.0,
+        };
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    // Multiples of the step computed from integers: no 0.30000000000000004 and no -0.
+    ((first..=last).map(|k| k as f64 * step + 0.0).collect(), step)
+}
+
+/// A tick label with the decimals the step between ticks needs.
+fn fmt_tick(v: f64, step: f64) -> String {
+    let decimals = (-step.abs().max(1e-12).log10().floor()).clamp(0.0, 8.0) as usize;
+    let text = format!("{v:.decimals$}");
+    // Formatting rounds tiny negatives to "-0".
+    if text.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
+        text.trim_start_matches('-').to_string()
+    } else {
+        text
+    }
 }
 
 fn legend(out: &mut String, names: &[&str]) {
@@ -220,9 +243,30 @@ mod tests {
 
     #[test]
     fn tick_labels_tell_close_values_apart() {
-        assert_eq!(fmt_tick(2.07944, 0.0001), "2.07944");
-        assert_eq!(fmt_tick(0.45, 0.2), "0.45");
-        assert_eq!(fmt_tick(120.0, 400.0), "120");
+        assert_eq!(fmt_tick(2.07944, 0.00001), "2.07944");
+        assert_eq!(fmt_tick(0.45, 0.05), "0.45");
+        assert_eq!(fmt_tick(120.0, 100.0), "120");
+        assert_eq!(fmt_tick(-1e-17, 2.0), "0");
+    }
+
+    #[test]
+    fn ticks_are_round_numbers_inside_the_axis() {
+        // GDAS' temperature axis, 10 down to 0.1, padded by 5%: was labelled 10, 8, 5, 2, -0 at
+        // grid lines 10.5, 7.8, 5.0, 2.3, -0.4.
+        let (ticks, step) = nice_ticks(-0.395, 10.495);
+        assert_eq!((ticks.clone(), step), (vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0], 2.0));
+        let labels: Vec<String> = ticks.iter().map(|&v| fmt_tick(v, step)).collect();
+        assert_eq!(labels, ["0", "2", "4", "6", "8", "10"]);
+        let (ticks, step) = nice_ticks(0.9205, 0.9305);
+        assert_eq!(step, 0.002);
+        let labels: Vec<String> = ticks.iter().map(|&v| fmt_tick(v, step)).collect();
+        assert_eq!(labels, ["0.922", "0.924", "0.926", "0.928", "0.930"]);
+        let (ticks, _) = nice_ticks(-0.3, 0.3);
+        assert!(ticks.contains(&0.0) && ticks.iter().all(|t| (-0.3..=0.3).contains(t)), "{ticks:?}");
+        for (lo, hi) in [(0.0, 1.0), (1.3, 2.1), (0.76, 0.94), (-5.0, 1e4), (1.0, 1.0 + 1e-9)] {
+            let n = nice_ticks(lo, hi).0.len();
+            assert!((3..=7).contains(&n), "{lo}..{hi}: {n} ticks");
+        }
     }
 
     #[test]
