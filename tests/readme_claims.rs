@@ -1,6 +1,7 @@
 //! README claims that no other test checked: refusals of a search phase in one line, a forward
 //! overflow stopping an fp16 run, where plugins are looked for, `archai config` printing what a
-//! run records, the measured comparison's tables (the report of the committed runs).
+//! run records, the measured comparison's tables (the report of the committed runs), the links
+//! inside the README and the Tour's files and experiments.
 mod common;
 use archai_runlog::schema::RunStatus;
 use common::*;
@@ -281,4 +282,29 @@ fn every_link_inside_the_readme_leads_to_a_heading() {
     for link in links {
         assert!(anchors.contains(link), "README links to #{link}, which is no heading; headings: {anchors:?}");
     }
+}
+
+#[test]
+fn the_tours_files_exist_and_its_experiments_resolve() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let tour = readme.split("## Tour").nth(1).unwrap().split("```bash").nth(1).unwrap().split("```").next().unwrap();
+    let mut experiments = 0;
+    for line in tour.lines().filter(|l| l.starts_with("archai ")) {
+        let command = line.split('#').next().unwrap();
+        let words: Vec<&str> = command.split_whitespace().collect();
+        for file in words.iter().filter(|w| w.ends_with(".yaml")) {
+            assert!(repo_root().join(file).is_file(), "the Tour names {file}, which does not exist: {line}");
+            // Experiments of `run` and `search` resolve with the Tour's flags (config only).
+            if matches!(words[1], "run" | "search") {
+                let mut args = vec!["config", file];
+                if words.contains(&"--toy") {
+                    args.push("--toy");
+                }
+                let o = archai(&args);
+                assert!(o.status.success(), "{line}: {}", output_text(&o));
+                experiments += 1;
+            }
+        }
+    }
+    assert!(experiments >= 10, "the Tour runs the algorithms: {experiments} experiments found");
 }
