@@ -74,6 +74,8 @@ pub struct VsBaseline {
     pub diff: f64,
     pub ci95: Option<(f64, f64)>,
     pub welch: Option<stats::Welch>,
+    /// Welch's p adjusted by Holm over the experiments compared with the baseline.
+    pub p_holm: Option<f64>,
     pub verdict: String,
 }
 
@@ -165,15 +167,20 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
     let mut vs_baseline = Vec::new();
     if let Some(b) = &baseline {
         let base = experiments.iter().find(|e| &e.name == b).expect("checked above").test_top1.clone();
-        for e in experiments.iter().filter(|e| &e.name != b) {
+        let others: Vec<&ExperimentSummary> = experiments.iter().filter(|e| &e.name != b).collect();
+        let welches: Vec<Option<stats::Welch>> = others.iter().map(|e| stats::welch(&e.test_top1, &base)).collect();
+        let adjusted = stats::holm(&welches.iter().map(|w| w.map(|w| w.p)).collect::<Vec<_>>());
+        let m = adjusted.iter().flatten().count();
+        for ((e, welch), p_holm) in others.into_iter().zip(welches).zip(adjusted) {
             let ci = stats::bootstrap_diff_ci95(&e.test_top1, &base, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED);
-            let welch = stats::welch(&e.test_top1, &base);
+            let tested = welch.zip(p_holm).map(|(welch, p_holm)| stats::Tested { welch, p_holm, m });
             vs_baseline.push(VsBaseline {
                 name: e.name.clone(),
                 diff: stats::mean(&e.test_top1) - stats::mean(&base),
                 ci95: ci,
                 welch,
-                verdict: stats::verdict(&e.name, b, &e.test_top1, &base, ci, welch),
+                p_holm,
+                verdict: stats::verdict(&e.name, b, &e.test_top1, &base, ci, tested),
             });
         }
     }
@@ -340,6 +347,33 @@ duration_s: 2
         );
         let record = RunRecord::from_yaml(&text, std::path::Path::new("t")).unwrap();
         Run { experiment: exp.into(), seed, dir: format!("/runs/{exp}/{seed}").into(), record, cells: None }
+    }
+
+    #[test]
+    fn several_experiments_against_one_baseline_are_judged_by_holm_adjusted_p_values() {
+        // a alone against b: Welch p = 0.0072 (stats.rs), so "better"; c is b shifted by 1 point
+        // (p = 0.81); d has one run, no test. Two defined p-values: a's is doubled.
+        let mut runs = vec![];
+        for (seed, (a, b, c)) in [(0.80, 0.70, 0.72), (0.82, 0.75, 0.76), (0.84, 0.77, 0.78)].into_iter().enumerate() {
+            runs.extend([
+                run("a", seed as u64, a, 2, 2),
+                run("b", seed as u64, b, 2, 2),
+                run("c", seed as u64, c, 2, 2),
+            ]);
+        }
+        runs.push(run("d", 0, 0.9, 2, 2));
+        let a = analyse(Collection { runs, baseline: Some("b".into()), title: "t".into() }, None).unwrap();
+        let names: Vec<&str> = a.vs_baseline.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "d"]);
+        let (va, vc, vd) = (&a.vs_baseline[0], &a.vs_baseline[1], &a.vs_baseline[2]);
+        let pa = va.welch.unwrap().p;
+        assert!((va.p_holm.unwrap() - 2.0 * pa).abs() < 1e-12, "{va:?}");
+        assert_eq!(vc.p_holm, vc.welch.map(|w| w.p.max(2.0 * pa)));
+        assert_eq!(vd.p_holm, None);
+        assert!(va.verdict.contains("Holm-adjusted over 2 comparisons"), "{}", va.verdict);
+        let md = render::markdown(&a);
+        assert!(md.contains("| p | p (Holm) | verdict |"), "{md}");
+        assert!(md.contains(&format!("| {:.4} | {:.4} |", pa, 2.0 * pa)), "{md}");
     }
 
     #[test]

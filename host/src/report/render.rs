@@ -90,7 +90,7 @@ fn experiment_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
 }
 
 fn baseline_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let header = vec!["experiment", "difference (points)", "bootstrap 95% CI", "Welch t", "p", "verdict"];
+    let header = vec!["experiment", "difference (points)", "bootstrap 95% CI", "Welch t", "p", "p (Holm)", "verdict"];
     let rows = a
         .vs_baseline
         .iter()
@@ -101,6 +101,7 @@ fn baseline_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 ci(v.ci95),
                 v.welch.map_or("-".into(), |w| format!("{:.3}", w.t)),
                 v.welch.map_or("-".into(), |w| format!("{:.4}", w.p)),
+                v.p_holm.map_or("-".into(), |p| format!("{p:.4}")),
                 v.verdict.clone(),
             ]
         })

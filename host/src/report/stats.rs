@@ -1,5 +1,6 @@
 //! The statistics of a comparison: mean, sample standard deviation, the t interval of a mean,
-//! a percentile-bootstrap interval for a difference of means, and Welch's t-test.
+//! a percentile-bootstrap interval for a difference of means, Welch's t-test, and Holm's
+//! adjustment of p-values for testing several experiments against one baseline.
 use archai_plugin_api::kit::seeded::SplitMix64;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -79,9 +80,54 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     Some(Welch { t, df, p })
 }
 
+/// Holm–Bonferroni adjusted p-values, in the order given: the `m` defined p-values sorted
+/// ascending, the k-th (from 0) multiplied by `m - k`, made non-decreasing along that order and
+/// capped at 1. Rejecting where the adjusted p < α keeps the chance of any false "better" among
+/// the `m` comparisons at most α, whatever their dependence. `None` stays `None` and does not
+/// count in `m`.
+pub fn holm(ps: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].is_some()).collect();
+    order.sort_by(|&i, &j| ps[i].unwrap().total_cmp(&ps[j].unwrap()));
+    let m = order.len();
+    let mut adjusted = vec![None; ps.len()];
+    let mut running_max: f64 = 0.0;
+    for (k, &i) in order.iter().enumerate() {
+        running_max = running_max.max(((m - k) as f64 * ps[i].unwrap()).min(1.0));
+        adjusted[i] = Some(running_max);
+    }
+    adjusted
+}
+
+/// The p-value a verdict rests on: Welch's own for a single comparison, Holm's adjusted one
+/// (`p_holm`) when the report tests `m` > 1 experiments against the baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tested {
+    pub welch: Welch,
+    pub p_holm: f64,
+    pub m: usize,
+}
+
+impl Tested {
+    fn p(&self) -> f64 {
+        if self.m > 1 {
+            self.p_holm
+        } else {
+            self.welch.p
+        }
+    }
+
+    fn say_p(&self) -> String {
+        if self.m > 1 {
+            format!("p = {:.3} Holm-adjusted over {} comparisons", self.p_holm, self.m)
+        } else {
+            format!("p = {:.3}", self.welch.p)
+        }
+    }
+}
+
 /// One sentence on `name` against `baseline`, from the difference of means, its bootstrap
 /// interval and Welch's p-value (percent points of accuracy).
-pub fn verdict(name: &str, baseline: &str, a: &[f64], b: &[f64], ci: Option<(f64, f64)>, w: Option<Welch>) -> String {
+pub fn verdict(name: &str, baseline: &str, a: &[f64], b: &[f64], ci: Option<(f64, f64)>, w: Option<Tested>) -> String {
     let n = format!("n = {} vs {}", a.len(), b.len());
     if a.is_empty() || b.is_empty() {
         let missing = if a.is_empty() { name } else { baseline };
@@ -89,13 +135,13 @@ pub fn verdict(name: &str, baseline: &str, a: &[f64], b: &[f64], ci: Option<(f64
     }
     let d = 100.0 * (mean(a) - mean(b));
     match (w, ci) {
-        (Some(w), Some((lo, hi))) if w.p < 0.05 && (lo > 0.0 || hi < 0.0) => {
+        (Some(w), Some((lo, hi))) if w.p() < 0.05 && (lo > 0.0 || hi < 0.0) => {
             let word = if d > 0.0 { "better" } else { "worse" };
-            format!("{name} is {word} than {baseline} by {:.2} points (p = {:.3}, {n})", d.abs(), w.p)
+            format!("{name} is {word} than {baseline} by {:.2} points ({}, {n})", d.abs(), w.say_p())
         }
         (Some(w), _) => format!(
-            "{name} and {baseline} are not distinguishable at {n}: difference {d:+.2} points, p = {:.3}",
-            w.p
+            "{name} and {baseline} are not distinguishable at {n}: difference {d:+.2} points, {}",
+            w.say_p()
         ),
         (None, _) => format!(
             "{name} and {baseline} cannot be compared statistically at {n} (need two runs each with some spread): difference {d:+.2} points"
@@ -149,13 +195,43 @@ mod tests {
         assert!((percentile(&[0.0, 1.0, 2.0, 3.0], 0.025) - 0.075).abs() < 1e-12);
     }
 
+    fn alone(w: Option<Welch>) -> Option<Tested> {
+        w.map(|welch| Tested { welch, p_holm: welch.p, m: 1 })
+    }
+
+    #[test]
+    fn holm_adjusts_like_statsmodels() {
+        // statsmodels.stats.multitest.multipletests([.01, .04, .03, .005], method="holm"):
+        // sorted .005, .01, .03, .04 times 4, 3, 2, 1 = .02, .03, .06, .04 -> monotone .06.
+        let adj = holm(&[Some(0.01), Some(0.04), Some(0.03), Some(0.005)]);
+        let want = [0.03, 0.06, 0.06, 0.02];
+        for (a, w) in adj.iter().zip(want) {
+            assert!((a.unwrap() - w).abs() < 1e-12, "{adj:?}");
+        }
+        // Capped at 1; undefined p-values neither adjusted nor counted (m = 2 here).
+        assert_eq!(holm(&[Some(0.7), None, Some(0.2)]), vec![Some(0.7), None, Some(0.4)]);
+        assert_eq!(holm(&[Some(0.7), None, Some(0.6)]), vec![Some(1.0), None, Some(1.0)]);
+        assert_eq!(holm(&[Some(0.3)]), vec![Some(0.3)]);
+        assert!(holm(&[]).is_empty());
+    }
+
     #[test]
     fn verdicts_say_plainly_what_the_numbers_allow() {
         let (a, b) = ([0.80, 0.82, 0.84], [0.70, 0.75, 0.77, 0.72]);
-        let v = verdict("darts", "random", &a, &b, bootstrap_diff_ci95(&a, &b, 2000, 0), welch(&a, &b));
-        assert!(v.starts_with("darts is better than random by 8.50 points"), "{v}");
+        let ci = bootstrap_diff_ci95(&a, &b, 2000, 0);
+        let v = verdict("darts", "random", &a, &b, ci, alone(welch(&a, &b)));
+        assert!(v.starts_with("darts is better than random by 8.50 points (p = 0.007, n = 3 vs 4)"), "{v}");
+        // The same difference among 8 comparisons: Holm's p (0.058 for the smallest of 8) is
+        // above 0.05, so it is no longer called better.
+        let w = welch(&a, &b).unwrap();
+        let many = Some(Tested { welch: w, p_holm: 8.0 * w.p, m: 8 });
+        let v = verdict("darts", "random", &a, &b, ci, many);
+        assert!(
+            v.starts_with("darts and random are not distinguishable at n = 3 vs 4: difference +8.50 points, p = 0.058 Holm-adjusted over 8 comparisons"),
+            "{v}"
+        );
         let (c, d) = ([0.80, 0.82, 0.84], [0.79, 0.83, 0.85]);
-        let v = verdict("darts", "random", &c, &d, bootstrap_diff_ci95(&c, &d, 2000, 0), welch(&c, &d));
+        let v = verdict("darts", "random", &c, &d, bootstrap_diff_ci95(&c, &d, 2000, 0), alone(welch(&c, &d)));
         assert!(v.contains("not distinguishable at n = 3 vs 3"), "{v}");
         // A baseline whose runs are still going: said so, no NaN.
         let v = verdict("darts", "random", &c, &[], None, None);
