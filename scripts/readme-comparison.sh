@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rewrites the README block `compare-fmnist-small-all` (between its BEGIN/END comments) with the
-# two tables of `archai report` over the runs committed at HEAD in results/compare-fmnist-small-all
-# (a comparison still running in this checkout adds runs that are not committed yet).
+# tables of `archai report` (per experiment, against the baseline, per run) over the runs
+# committed at HEAD in results/compare-fmnist-small-all (a comparison still running in this
+# checkout adds runs that are not committed yet).
 # tests/readme_claims.rs checks the block against the report of the committed runs.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +25,11 @@ def table(title):
         j += 1
     return report[i:j]
 
-block = table("## Test accuracy per experiment") + [""] + table("## Runs")
+block = table("## Test accuracy per experiment") + [""]
+baseline = next((l for l in report if l.startswith("## Against the baseline")), None)
+if baseline:
+    block += table(baseline) + [""]
+block += table("## Runs")
 text = open(readme).read()
 begin, end = "<!-- BEGIN compare-fmnist-small-all -->", "<!-- END compare-fmnist-small-all -->"
 i, j = text.index(begin) + len(begin), text.index(end)

@@ -244,6 +244,13 @@ fn the_readmes_comparison_tables_are_the_report_of_the_committed_runs() {
     }
     // A table the README quotes is quoted whole: a finished run missing from it fails too.
     let report_lines: Vec<&str> = report.lines().map(str::trim).collect();
+    // The three tables are quoted: per experiment, against the baseline once it has runs, per run.
+    let tables = ["## Test accuracy per experiment", "## Against the baseline", "## Runs"];
+    for title in tables.into_iter().filter(|t| report_lines.iter().any(|l| l.starts_with(t))) {
+        let at = report_lines.iter().position(|l| l.starts_with(title)).unwrap();
+        let header = report_lines[at + 1..].iter().find(|l| l.starts_with('|')).unwrap();
+        assert!(quoted.iter().any(|q| q == header), "the README does not quote the report's table `{title}`");
+    }
     for header in quoted.iter().filter(|l| l.starts_with("| ")) {
         let Some(at) = report_lines.iter().position(|l| l == header) else { continue };
         let is_header = at + 1 < report_lines.len() && report_lines[at + 1].starts_with("|---");

@@ -32,9 +32,10 @@ pub fn mean_ci95(xs: &[f64]) -> Option<(f64, f64)> {
 
 /// Percentile-bootstrap 95% interval of mean(a) - mean(b): each group resampled with
 /// replacement `resamples` times from a generator seeded with `seed`, so a report is the same
-/// every time it is made.
+/// every time it is made. `None` when a group has fewer than two values: resampling one value
+/// gives it no spread, and the interval would look far surer than the data are.
 pub fn bootstrap_diff_ci95(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Option<(f64, f64)> {
-    if a.is_empty() || b.is_empty() || resamples == 0 {
+    if a.len() < 2 || b.len() < 2 || resamples == 0 {
         return None;
     }
     let mut rng = SplitMix64::new(seed);
@@ -191,6 +192,8 @@ mod tests {
         assert!(ci.0 >= 0.80 - 0.77 && ci.1 <= 0.84 - 0.70, "{ci:?}");
         // Identical constant groups: the interval is the point 0.
         assert_eq!(bootstrap_diff_ci95(&[0.5, 0.5], &[0.5, 0.5], 100, 1), Some((0.0, 0.0)));
+        // One run in a group: no interval (it would be a's spread alone).
+        assert_eq!(bootstrap_diff_ci95(&a, &[0.7], 100, 1), None);
         // Percentiles interpolate like numpy: percentile([0, 1, 2, 3], 2.5%) = 0.075.
         assert!((percentile(&[0.0, 1.0, 2.0, 3.0], 0.025) - 0.075).abs() < 1e-12);
     }
