@@ -215,9 +215,12 @@ fn budget_warnings(exps: &[ExperimentSummary]) -> Vec<String> {
         ("eval samples", |e| e.eval.samples),
     ];
     for (what, f) in checks {
-        // An experiment without a finished run has no budget yet (not a budget of 0).
+        // An experiment without a finished run has no budget yet (not a budget of 0), and one
+        // that trains no supernet (random sampling: 0 search epochs) has no search budget to
+        // compare, as `archai compare` says before the runs; its 0 stays in the table.
         let finished = exps.iter().filter(|e| !e.test_top1.is_empty() || e.untested > 0);
-        out.extend(unequal_budget(what, finished.map(|e| (e.name.as_str(), f(e)))));
+        let compared = finished.filter(|e| !what.starts_with("search") || e.search.epochs > 0);
+        out.extend(unequal_budget(what, compared.map(|e| (e.name.as_str(), f(e)))));
     }
     out
 }
@@ -347,6 +350,42 @@ duration_s: 2
         );
         let record = RunRecord::from_yaml(&text, std::path::Path::new("t")).unwrap();
         Run { experiment: exp.into(), seed, dir: format!("/runs/{exp}/{seed}").into(), record, cells: None }
+    }
+
+    #[test]
+    fn a_baseline_that_trains_no_supernet_has_no_search_budget_to_differ() {
+        let exp = |name: &str, search_epochs: u64, eval_samples: u64| ExperimentSummary {
+            name: name.into(),
+            runs: 1,
+            failed: 0,
+            untested: 0,
+            test_top1: vec![0.9],
+            seeds: vec![0],
+            mean: 0.9,
+            std: 0.0,
+            ci95: None,
+            min: 0.9,
+            max: 0.9,
+            params: None,
+            macs: None,
+            search: PhaseBudget { epochs: search_epochs, samples: 3200 * search_epochs, seconds: 1.0 },
+            eval: PhaseBudget { epochs: 10, samples: eval_samples, seconds: 1.0 },
+            wall_s: 1.0,
+            cell_agreement: None,
+        };
+        // random samples its cells without training (0 search epochs): only its eval budget is
+        // compared, and the searches that do train agree.
+        let same = [exp("darts", 6, 600), exp("gdas", 6, 600), exp("random", 0, 600)];
+        assert_eq!(budget_warnings(&same), Vec::<String>::new());
+        let differ = [exp("darts", 6, 600), exp("gdas", 5, 600), exp("random", 0, 500)];
+        assert_eq!(
+            budget_warnings(&differ),
+            [
+                "unequal budget: search epochs differ (gdas 5 vs darts 6)",
+                "unequal budget: search samples differ (gdas 16000 vs darts 19200)",
+                "unequal budget: eval samples differ (random 500 vs darts, gdas 600)",
+            ]
+        );
     }
 
     #[test]
