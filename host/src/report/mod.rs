@@ -76,6 +76,8 @@ pub struct VsBaseline {
     pub welch: Option<stats::Welch>,
     /// Welch's p adjusted by Holm over the experiments compared with the baseline.
     pub p_holm: Option<f64>,
+    /// The difference of means this comparison detects with 80% power (`stats::detectable_difference`).
+    pub detectable: Option<f64>,
     pub verdict: String,
 }
 
@@ -180,6 +182,7 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
                 ci95: ci,
                 welch,
                 p_holm,
+                detectable: stats::detectable_difference(&e.test_top1, &base),
                 verdict: stats::verdict(&e.name, b, &e.test_top1, &base, ci, tested),
             });
         }
@@ -409,10 +412,13 @@ duration_s: 2
         assert!((va.p_holm.unwrap() - 2.0 * pa).abs() < 1e-12, "{va:?}");
         assert_eq!(vc.p_holm, vc.welch.map(|w| w.p.max(2.0 * pa)));
         assert_eq!(vd.p_holm, None);
+        assert_eq!((vd.detectable, vd.ci95), (None, None));
+        assert_eq!(va.detectable, stats::detectable_difference(&[0.80, 0.82, 0.84], &[0.70, 0.75, 0.77]));
         assert!(va.verdict.contains("Holm-adjusted over 2 comparisons"), "{}", va.verdict);
         let md = render::markdown(&a);
-        assert!(md.contains("| p | p (Holm) | verdict |"), "{md}");
-        assert!(md.contains(&format!("| {:.4} | {:.4} |", pa, 2.0 * pa)), "{md}");
+        assert!(md.contains("| p | p (Holm) | detectable at 80% power (points) | verdict |"), "{md}");
+        let d = 100.0 * va.detectable.unwrap();
+        assert!(md.contains(&format!("| {:.4} | {:.4} | {d:.2} |", pa, 2.0 * pa)), "{md}");
     }
 
     #[test]

@@ -90,7 +90,16 @@ fn experiment_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
 }
 
 fn baseline_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let header = vec!["experiment", "difference (points)", "bootstrap 95% CI", "Welch t", "p", "p (Holm)", "verdict"];
+    let header = vec![
+        "experiment",
+        "difference (points)",
+        "bootstrap 95% CI",
+        "Welch t",
+        "p",
+        "p (Holm)",
+        "detectable at 80% power (points)",
+        "verdict",
+    ];
     let rows = a
         .vs_baseline
         .iter()
@@ -102,6 +111,7 @@ fn baseline_rows(a: &Analysis) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 v.welch.map_or("-".into(), |w| format!("{:.3}", w.t)),
                 v.welch.map_or("-".into(), |w| format!("{:.4}", w.p)),
                 v.p_holm.map_or("-".into(), |p| format!("{p:.4}")),
+                v.detectable.map_or("-".into(), |d| format!("{:.2}", 100.0 * d)),
                 v.verdict.clone(),
             ]
         })

@@ -1,6 +1,7 @@
 //! The statistics of a comparison: mean, sample standard deviation, the t interval of a mean,
 //! a percentile-bootstrap interval for a difference of means, Welch's t-test, and Holm's
-//! adjustment of p-values for testing several experiments against one baseline.
+//! adjustment of p-values for testing several experiments against one baseline, and the
+//! smallest difference a comparison of this size could detect.
 use archai_plugin_api::kit::seeded::SplitMix64;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -81,6 +82,18 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     Some(Welch { t, df, p })
 }
 
+/// The difference of means that Welch's test at two-sided level 0.05 would detect with 80%
+/// power, given the groups' spread and sizes: (t(0.975, df) + t(0.80, df)) · √(s_a²/n_a +
+/// s_b²/n_b), the usual normal-shift approximation of the noncentral t with Welch's df. A
+/// "not distinguishable" next to a detectable difference of 0.9 points says the comparison could
+/// not have seen a 0.5-point gain, not that there is none. `None` where Welch's test is.
+pub fn detectable_difference(a: &[f64], b: &[f64]) -> Option<f64> {
+    let w = welch(a, b)?;
+    let t = StudentsT::new(0.0, 1.0, w.df).ok()?;
+    let se = (std(a).powi(2) / a.len() as f64 + std(b).powi(2) / b.len() as f64).sqrt();
+    Some((t.inverse_cdf(0.975) + t.inverse_cdf(0.80)) * se)
+}
+
 /// Holm–Bonferroni adjusted p-values, in the order given: the `m` defined p-values sorted
 /// ascending, the k-th (from 0) multiplied by `m - k`, made non-decreasing along that order and
 /// capped at 1. Rejecting where the adjusted p < α keeps the chance of any false "better" among
@@ -140,10 +153,15 @@ pub fn verdict(name: &str, baseline: &str, a: &[f64], b: &[f64], ci: Option<(f64
             let word = if d > 0.0 { "better" } else { "worse" };
             format!("{name} is {word} than {baseline} by {:.2} points ({}, {n})", d.abs(), w.say_p())
         }
-        (Some(w), _) => format!(
-            "{name} and {baseline} are not distinguishable at {n}: difference {d:+.2} points, {}",
-            w.say_p()
-        ),
+        (Some(w), _) => {
+            let detectable = detectable_difference(a, b)
+                .map(|m| format!("; a true difference of {:.2} points would be found 4 times in 5 at this n", 100.0 * m))
+                .unwrap_or_default();
+            format!(
+                "{name} and {baseline} are not distinguishable at {n}: difference {d:+.2} points, {}{detectable}",
+                w.say_p()
+            )
+        }
         (None, _) => format!(
             "{name} and {baseline} cannot be compared statistically at {n} (need two runs each with some spread): difference {d:+.2} points"
         ),
@@ -203,6 +221,20 @@ mod tests {
     }
 
     #[test]
+    fn detectable_difference_matches_t_tables() {
+        // Equal spreads and sizes: Welch's df = 2(n - 1) = 4; t(0.975, 4) = 2.776445 and
+        // t(0.80, 4) = 0.940965 (tables); se = sqrt(2 * 0.0004 / 3) = 0.0163299;
+        // 3.717410 * 0.0163299 = 0.0607054.
+        let (a, b) = ([0.80, 0.82, 0.84], [0.79, 0.81, 0.83]);
+        let d = detectable_difference(&a, &b).unwrap();
+        assert!((d - 0.060_705_4).abs() < 1e-6, "{d}");
+        // Twice the spread, twice the detectable difference.
+        let (c, e) = ([0.78, 0.82, 0.86], [0.77, 0.81, 0.85]);
+        assert!((detectable_difference(&c, &e).unwrap() - 2.0 * d).abs() < 1e-9);
+        assert_eq!(detectable_difference(&a, &[0.8]), None);
+    }
+
+    #[test]
     fn holm_adjusts_like_statsmodels() {
         // statsmodels.stats.multitest.multipletests([.01, .04, .03, .005], method="holm"):
         // sorted .005, .01, .03, .04 times 4, 3, 2, 1 = .02, .03, .06, .04 -> monotone .06.
@@ -236,6 +268,11 @@ mod tests {
         let (c, d) = ([0.80, 0.82, 0.84], [0.79, 0.83, 0.85]);
         let v = verdict("darts", "random", &c, &d, bootstrap_diff_ci95(&c, &d, 2000, 0), alone(welch(&c, &d)));
         assert!(v.contains("not distinguishable at n = 3 vs 3"), "{v}");
+        let m = 100.0 * detectable_difference(&c, &d).unwrap();
+        assert!(
+            v.ends_with(&format!("; a true difference of {m:.2} points would be found 4 times in 5 at this n")),
+            "{v}"
+        );
         // A baseline whose runs are still going: said so, no NaN.
         let v = verdict("darts", "random", &c, &[], None, None);
         assert_eq!(v, "darts and random cannot be compared yet at n = 3 vs 0: random has no finished run");
