@@ -76,7 +76,7 @@ pub struct VsBaseline {
     pub welch: Option<stats::Welch>,
     /// Welch's p adjusted by Holm over the experiments compared with the baseline.
     pub p_holm: Option<f64>,
-    /// The difference of means this comparison detects with 80% power (`stats::detectable_difference`).
+    /// The difference of means this comparison detects with 80% power (`Welch::detectable_difference`).
     pub detectable: Option<f64>,
     pub verdict: String,
 }
@@ -182,7 +182,7 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
                 ci95: ci,
                 welch,
                 p_holm,
-                detectable: stats::detectable_difference(&e.test_top1, &base),
+                detectable: welch.and_then(|w| w.detectable_difference()),
                 verdict: stats::verdict(&e.name, b, &e.test_top1, &base, ci, tested),
             });
         }
@@ -211,18 +211,19 @@ pub fn analyse(c: Collection, baseline: Option<String>) -> anyhow::Result<Analys
 fn budget_warnings(exps: &[ExperimentSummary]) -> Vec<String> {
     let mut out = Vec::new();
     type Budget = fn(&ExperimentSummary) -> u64;
-    let checks: [(&str, Budget); 4] = [
-        ("search epochs", |e| e.search.epochs),
-        ("search samples", |e| e.search.samples),
-        ("eval epochs", |e| e.eval.epochs),
-        ("eval samples", |e| e.eval.samples),
+    // (what, the budget, whether it is the search's): an experiment that trains no supernet
+    // (random sampling: 0 search epochs) has no search budget to compare, as `archai compare`
+    // says before the runs; its 0 stays in the table.
+    let checks: [(&str, Budget, bool); 4] = [
+        ("search epochs", |e| e.search.epochs, true),
+        ("search samples", |e| e.search.samples, true),
+        ("eval epochs", |e| e.eval.epochs, false),
+        ("eval samples", |e| e.eval.samples, false),
     ];
-    for (what, f) in checks {
-        // An experiment without a finished run has no budget yet (not a budget of 0), and one
-        // that trains no supernet (random sampling: 0 search epochs) has no search budget to
-        // compare, as `archai compare` says before the runs; its 0 stays in the table.
+    for (what, f, of_search) in checks {
+        // An experiment without a finished run has no budget yet (not a budget of 0).
         let finished = exps.iter().filter(|e| !e.test_top1.is_empty() || e.untested > 0);
-        let compared = finished.filter(|e| !what.starts_with("search") || e.search.epochs > 0);
+        let compared = finished.filter(|e| !of_search || e.search.epochs > 0);
         out.extend(unequal_budget(what, compared.map(|e| (e.name.as_str(), f(e)))));
     }
     out
@@ -413,7 +414,8 @@ duration_s: 2
         assert_eq!(vc.p_holm, vc.welch.map(|w| w.p.max(2.0 * pa)));
         assert_eq!(vd.p_holm, None);
         assert_eq!((vd.detectable, vd.ci95), (None, None));
-        assert_eq!(va.detectable, stats::detectable_difference(&[0.80, 0.82, 0.84], &[0.70, 0.75, 0.77]));
+        let by_hand = stats::welch(&[0.80, 0.82, 0.84], &[0.70, 0.75, 0.77]).unwrap().detectable_difference();
+        assert_eq!(va.detectable, by_hand);
         assert!(va.verdict.contains("Holm-adjusted over 2 comparisons"), "{}", va.verdict);
         let md = render::markdown(&a);
         assert!(md.contains("| p | p (Holm) | detectable at 80% power (points) | verdict |"), "{md}");

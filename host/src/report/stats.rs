@@ -64,6 +64,20 @@ pub struct Welch {
     pub df: f64,
     /// Two-sided p-value.
     pub p: f64,
+    /// Standard error of the difference of means, √(s_a²/n_a + s_b²/n_b).
+    pub se: f64,
+}
+
+impl Welch {
+    /// The difference of means that this test at two-sided level 0.05 would detect with 80%
+    /// power, given the groups' spread and sizes: (t(0.975, df) + t(0.80, df)) · se, the usual
+    /// normal-shift approximation of the noncentral t with Welch's df. A "not distinguishable"
+    /// next to a detectable difference of 0.9 points says the comparison could not have seen a
+    /// 0.5-point gain, not that there is none.
+    pub fn detectable_difference(&self) -> Option<f64> {
+        let t = StudentsT::new(0.0, 1.0, self.df).ok()?;
+        Some((t.inverse_cdf(0.975) + t.inverse_cdf(0.80)) * self.se)
+    }
 }
 
 /// Welch's t-test; `None` with fewer than two values in a group or when both groups have no
@@ -76,22 +90,11 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     if va + vb == 0.0 {
         return None;
     }
-    let t = (mean(a) - mean(b)) / (va + vb).sqrt();
+    let se = (va + vb).sqrt();
+    let t = (mean(a) - mean(b)) / se;
     let df = (va + vb).powi(2) / (va.powi(2) / (a.len() - 1) as f64 + vb.powi(2) / (b.len() - 1) as f64);
     let p = 2.0 * (1.0 - StudentsT::new(0.0, 1.0, df).ok()?.cdf(t.abs()));
-    Some(Welch { t, df, p })
-}
-
-/// The difference of means that Welch's test at two-sided level 0.05 would detect with 80%
-/// power, given the groups' spread and sizes: (t(0.975, df) + t(0.80, df)) · √(s_a²/n_a +
-/// s_b²/n_b), the usual normal-shift approximation of the noncentral t with Welch's df. A
-/// "not distinguishable" next to a detectable difference of 0.9 points says the comparison could
-/// not have seen a 0.5-point gain, not that there is none. `None` where Welch's test is.
-pub fn detectable_difference(a: &[f64], b: &[f64]) -> Option<f64> {
-    let w = welch(a, b)?;
-    let t = StudentsT::new(0.0, 1.0, w.df).ok()?;
-    let se = (std(a).powi(2) / a.len() as f64 + std(b).powi(2) / b.len() as f64).sqrt();
-    Some((t.inverse_cdf(0.975) + t.inverse_cdf(0.80)) * se)
+    Some(Welch { t, df, p, se })
 }
 
 /// Holm–Bonferroni adjusted p-values, in the order given: the `m` defined p-values sorted
@@ -154,7 +157,7 @@ pub fn verdict(name: &str, baseline: &str, a: &[f64], b: &[f64], ci: Option<(f64
             format!("{name} is {word} than {baseline} by {:.2} points ({}, {n})", d.abs(), w.say_p())
         }
         (Some(w), _) => {
-            let detectable = detectable_difference(a, b)
+            let detectable = w.welch.detectable_difference()
                 .map(|m| format!("; a true difference of {:.2} points would be found 4 times in 5 at this n", 100.0 * m))
                 .unwrap_or_default();
             format!(
@@ -226,12 +229,12 @@ mod tests {
         // t(0.80, 4) = 0.940965 (tables); se = sqrt(2 * 0.0004 / 3) = 0.0163299;
         // 3.717410 * 0.0163299 = 0.0607054.
         let (a, b) = ([0.80, 0.82, 0.84], [0.79, 0.81, 0.83]);
-        let d = detectable_difference(&a, &b).unwrap();
+        let d = welch(&a, &b).unwrap().detectable_difference().unwrap();
         assert!((d - 0.060_705_4).abs() < 1e-6, "{d}");
         // Twice the spread, twice the detectable difference.
         let (c, e) = ([0.78, 0.82, 0.86], [0.77, 0.81, 0.85]);
-        assert!((detectable_difference(&c, &e).unwrap() - 2.0 * d).abs() < 1e-9);
-        assert_eq!(detectable_difference(&a, &[0.8]), None);
+        assert!((welch(&c, &e).unwrap().detectable_difference().unwrap() - 2.0 * d).abs() < 1e-9);
+        assert_eq!(welch(&a, &[0.8]).and_then(|w| w.detectable_difference()), None);
     }
 
     #[test]
@@ -268,7 +271,7 @@ mod tests {
         let (c, d) = ([0.80, 0.82, 0.84], [0.79, 0.83, 0.85]);
         let v = verdict("darts", "random", &c, &d, bootstrap_diff_ci95(&c, &d, 2000, 0), alone(welch(&c, &d)));
         assert!(v.contains("not distinguishable at n = 3 vs 3"), "{v}");
-        let m = 100.0 * detectable_difference(&c, &d).unwrap();
+        let m = 100.0 * welch(&c, &d).unwrap().detectable_difference().unwrap();
         assert!(
             v.ends_with(&format!("; a true difference of {m:.2} points would be found 4 times in 5 at this n")),
             "{v}"
