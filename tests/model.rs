@@ -349,6 +349,161 @@ fn a_search_cell_computes_the_softmax_weighted_sum_of_its_candidates() {
     assert!(d < 1e-5 && g < 1e-5, "channels-last vs NCHW: logits {d}, alpha gradients {g}");
 }
 
+/// The convolutions of resnet_small, whose layers all sit in the stem, run on channels-last input
+/// after the one-channel first one, as oneDNN reports each executed primitive
+/// (`ONEDNN_VERBOSE=1`: `src:f32::blocked:acdb` is channels-last). The layout used to be set
+/// after the whole stem, so a one-channel image (NCHW and NHWC at once) kept resnet_small in NCHW
+/// up to its head (`aBcd16b`, oneDNN's blocked copy of NCHW, on this machine).
+#[test]
+fn resnet_small_convolves_in_channels_last() {
+    require_fashion_mnist();
+    let out = Command::new(archai_bin())
+        .current_dir(repo_root())
+        .env("ONEDNN_VERBOSE", "1")
+        .arg("--plugin-dir")
+        .arg(plugin_dir())
+        .args(["bench", "train", "--batch", "8", "--threads", "1", "--steps", "1", "--warmup", "0", "--json"])
+        .output()
+        .expect("run archai");
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let convs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("onednn_verbose") && l.contains(",exec,") && l.contains(",convolution,"))
+        .filter(|l| l.contains(",forward_training,"))
+        .collect();
+    // The stem convolution and two per basic block (the shortcuts' 1x1 convolutions, when
+    // oneDNN runs them rather than a matrix product, are checked too).
+    let three_by_three = convs.iter().filter(|l| l.contains("kh3")).count();
+    assert_eq!(three_by_three, 7, "{}", output_text(&out));
+    let field = |line: &str, key: &str| -> String {
+        let rest = &line[line.find(key).unwrap_or_else(|| panic!("no {key} in {line}")) + key.len()..];
+        rest.chars().take_while(|c| c.is_ascii_digit()).collect()
+    };
+    let mut checked = 0;
+    for line in convs {
+        if field(line, "_ic") == "1" {
+            continue;
+        }
+        let src = line.split(',').find_map(|f| f.strip_prefix("src:")).unwrap_or_else(|| panic!("no src in {line}"));
+        assert!(src.contains(":blocked:acdb:"), "not channels-last: {line}");
+        checked += line.contains("kh3") as usize;
+    }
+    assert_eq!(checked, 6);
+}
+
+/// A normal and a reduction search cell over all eight DARTS candidates (`sep_conv_5x5` and
+/// `dil_conv_5x5`, factorized reductions, strided pools and convolutions included).
+fn two_cell_search_desc() -> ModelDesc {
+    let edges = |stride: i64, key: &str| {
+        (0..2)
+            .map(|i| {
+                format!(
+                    "          - {{input: {i}, op: mixed, mixer: {{name: softmax, params: {{alpha: alphas.{key}, row: {i}}}}}, \
+                     candidates: [none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, sep_conv_5x5, \
+                     dil_conv_3x3, dil_conv_5x5], params: {{c_in: 4, stride: {stride}, affine: false}}}}\n"
+                )
+            })
+            .collect::<String>()
+    };
+    let text = format!(
+        r#"
+name: two_cells
+input: {{channels: 1, size: 8}}
+num_classes: 3
+stem:
+  - {{op: conv_bn, params: {{c_in: 1, c_out: 4, kernel_size: 3}}}}
+cells:
+  - reduction: false
+    reduction_prev: false
+    c_prev_prev: 4
+    c_prev: 4
+    c: 4
+    affine: false
+    nodes:
+      - edges:
+{}    concat: [2]
+  - reduction: true
+    reduction_prev: false
+    c_prev_prev: 4
+    c_prev: 4
+    c: 4
+    affine: false
+    nodes:
+      - edges:
+{}    concat: [2]
+head: {{c_in: 4}}
+arch_params:
+  - {{name: alphas.normal, shape: [2, 8], init: !normal {{mean: 0.0, std: 1.0}}}}
+  - {{name: alphas.reduce, shape: [2, 8], init: !normal {{mean: 0.0, std: 1.0}}}}
+"#,
+        edges(1, "normal"),
+        edges(2, "reduce")
+    );
+    ModelDesc::from_yaml(&text, "two_cells").unwrap()
+}
+
+/// Candidates ending in a batch norm fold the mixer's weight into the norm (`Op::forward_scaled`),
+/// so that the weighted output is never a tensor of its own; a captured forward computes each
+/// candidate's output and multiplies it, as before. Both give the same logits, weight and alpha
+/// gradients, batch-norm statistics and candidate counts, in training and evaluation mode,
+/// channels-last or not (in float64, to 1e-10: the same maths, only rounded differently).
+#[test]
+fn folding_the_mixers_weights_into_the_candidates_changes_no_result() {
+    let reg = registry();
+    let desc = two_cell_search_desc();
+    let x = archai_plugin_api::kit::seeded::normal(&[4, 1, 8, 8], 5).to_kind(tch::Kind::Double);
+    let y = tch::Tensor::from_slice(&[0i64, 1, 2, 1]);
+    let rel = |a: &tch::Tensor, b: &tch::Tensor| {
+        let scale = a.abs().max().double_value(&[]).max(1e-3);
+        (a - b).abs().max().double_value(&[]) / scale
+    };
+    for channels_last in [false, true] {
+        for train in [true, false] {
+            let mut runs = Vec::new();
+            for capture in [false, true] {
+                let (store, net) = fixed_network(&reg, &desc, channels_last);
+                {
+                    let _g = tch::no_grad_guard();
+                    for (_, mut t) in
+                        store.named_weights().into_iter().chain(store.named_arch()).chain(store.named_buffers())
+                    {
+                        let double = t.to_kind(tch::Kind::Double);
+                        t.set_data(&double);
+                    }
+                }
+                let logits = if capture {
+                    let (logits, captured) = net.forward_capturing(&x, train, "cells.").unwrap();
+                    assert_eq!(captured.len(), 28, "7 computed candidates on 4 edges");
+                    logits
+                } else {
+                    net.forward(&x, train).unwrap()
+                };
+                logits.cross_entropy_for_logits(&y).backward();
+                let grads = |named: Vec<(String, tch::Tensor)>| -> Vec<(String, tch::Tensor)> {
+                    named.into_iter().map(|(n, w)| (n, w.grad().contiguous())).collect()
+                };
+                let weights = grads(store.named_weights());
+                let alphas = grads(store.named_arch());
+                runs.push((logits.detach(), weights, alphas, store.named_buffers(), net.candidate_forwards()));
+            }
+            let what = format!("channels_last {channels_last}, train {train}");
+            let (folded, captured) = (&runs[0], &runs[1]);
+            assert!(rel(&folded.0, &captured.0) < 1e-10, "{what}: logits differ by {}", rel(&folded.0, &captured.0));
+            for ((name, a), (_, b)) in folded.1.iter().chain(&folded.2).zip(captured.1.iter().chain(&captured.2)) {
+                assert!(a.defined() && b.defined(), "{what}: {name} got no gradient");
+                assert!(rel(a, b) < 1e-10, "{what}: {name}: gradients differ by {} of their scale", rel(a, b));
+            }
+            assert_eq!(folded.2.len(), 2);
+            for ((name, a), (_, b)) in folded.3.iter().zip(&captured.3) {
+                assert!(rel(a, b) < 1e-10, "{what}: {name}: statistics differ");
+            }
+            assert_eq!(folded.4, captured.4, "{what}: candidate forwards");
+            assert_eq!(folded.4, 28);
+        }
+    }
+}
+
 /// Gradients of the evaluation network (DARTS-V2 cells, 8 cells, C = 8, one-channel 28x28
 /// input, train mode) in `kind`, channels-last or NCHW, with weights from `weights`.
 fn eval_net_gradients(

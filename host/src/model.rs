@@ -278,12 +278,13 @@ impl Network {
         };
         for op in &self.stem {
             s = op.forward(&[&s], train)?;
-        }
-        if self.channels_last {
-            // A one-channel image is NCHW and NHWC at once, so libtorch keeps the stem's output,
-            // and every op after it, in NCHW: every Fashion-MNIST network would run in NCHW. A
-            // no-op when the stem already returned channels-last.
-            s = s.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+            if self.channels_last {
+                // A one-channel image is NCHW and NHWC at once, so libtorch keeps the first op's
+                // output, and every op after it, in NCHW: every Fashion-MNIST network would run
+                // in NCHW (a network whose stem holds all its layers, like resnet_small, up to
+                // its head). A no-op (no copy) once the output is channels-last.
+                s = s.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+            }
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
         let recompute = self.recompute_cells && train && archai_recompute::grad_enabled();
@@ -314,10 +315,23 @@ impl Network {
     /// (the ops mixers built through the host) whose scope starts with `prefix`, in forward order.
     pub fn candidate_outputs(&self, x: &Tensor, prefix: &str) -> Result<Vec<(String, Tensor)>, ModelError> {
         let _guard = tch::no_grad_guard();
+        self.forward_capturing(x, false, prefix).map(|(_, captured)| captured)
+    }
+
+    /// `forward(x, train)` that also returns the output of every candidate op whose scope starts
+    /// with `prefix`, in forward order. Captured candidates compute their own output and the
+    /// mixer's weight multiplies it (the plain forward lets a candidate fold the weight into its
+    /// last layer instead): the same network up to float rounding.
+    pub fn forward_capturing(
+        &self,
+        x: &Tensor,
+        train: bool,
+        prefix: &str,
+    ) -> Result<(Tensor, Vec<(String, Tensor)>), ModelError> {
         self.taps.start_capture(prefix);
-        let result = self.forward(x, false);
+        let result = self.forward(x, train);
         let captured = self.taps.take_capture();
-        result.map(|_| captured)
+        result.map(|y| (y, captured))
     }
 
     /// Number of mixed edges in the network.

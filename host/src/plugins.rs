@@ -1,7 +1,7 @@
 //! Finding, checking and indexing plugin libraries; building their components by name.
 use crate::params::{ParamStore, ScopedParamHost};
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use abi_stable::std_types::{RResult, RStr};
+use abi_stable::std_types::{ROption, RResult, RStr};
 use archai_plugin_api::{
     param_host_box, AlgorithmBox, ArchTraining, ComponentInfo, ComponentKind, DatasetAdapterBox, FinalizerBox, OpBox,
     PluginInfo, PluginModuleRef, TensorOwned, TensorRef, API_VERSION, LIBTORCH_VERSION,
@@ -538,6 +538,21 @@ impl CandidateTaps {
         self.capture.lock().unwrap_or_else(|e| e.into_inner()).take().map(|(_, v)| v).unwrap_or_default()
     }
 
+    /// Whether a capture in progress records the candidate at `scope`.
+    fn captures(&self, scope: &str) -> bool {
+        self.capture
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|(p, _)| scope.starts_with(p.as_str()))
+    }
+
+    /// Counts a forward whose output is not observed (one computed already scaled, outside any
+    /// capture).
+    fn count(&self) {
+        self.forwards.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn observe(&self, scope: &str, output: &TensorOwned) {
         self.forwards.fetch_add(1, Ordering::Relaxed);
         if let Some((prefix, captured)) = self.capture.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -566,6 +581,29 @@ impl archai_plugin_api::OpObj for CountedOp {
         let out = self.op.forward(inputs, train);
         if let (Some(taps), RResult::ROk(t)) = (&self.taps, &out) {
             taps.observe(&self.scope, t);
+        }
+        out
+    }
+
+    fn forward_scaled(
+        &self,
+        inputs: abi_stable::std_types::RSlice<'_, TensorRef<'_>>,
+        scale: TensorRef<'_>,
+        train: bool,
+    ) -> RResult<ROption<TensorOwned>, abi_stable::std_types::RString> {
+        // A capture records the candidate's own output, so the scale is applied after it.
+        if self.taps.as_ref().is_some_and(|t| t.captures(&self.scope)) {
+            return match self.forward(inputs, train) {
+                RResult::ROk(y) => match y.as_ref().shallow_clone().f_mul(&scale.view()) {
+                    Ok(t) => RResult::ROk(ROption::RSome(TensorOwned::new(t))),
+                    Err(e) => RResult::RErr(format!("scaling the output of {}: {e}", self.scope).into()),
+                },
+                RResult::RErr(e) => RResult::RErr(e),
+            };
+        }
+        let out = self.op.forward_scaled(inputs, scale, train);
+        if let (Some(taps), RResult::ROk(ROption::RSome(_))) = (&self.taps, &out) {
+            taps.count();
         }
         out
     }

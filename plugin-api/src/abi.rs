@@ -5,7 +5,7 @@ use crate::tensor::{NamedTensor, TensorOwned, TensorRef};
 use abi_stable::library::RootModule;
 use abi_stable::package_version_strings;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::{declare_root_module_statics, sabi_trait, StableAbi};
 
 /// The kinds of components a plugin can provide.
@@ -79,6 +79,14 @@ pub struct PluginInfo {
 #[sabi_trait]
 pub trait OpObj: Send {
     fn forward(&self, inputs: RSlice<'_, TensorRef<'_>>, train: bool) -> RResult<TensorOwned, RString>;
+    /// `forward(inputs) * scale` for a 0-dim `scale`, computed by the op when it can fold the
+    /// scale into its last layer (`RNone` when it cannot: the caller multiplies).
+    fn forward_scaled(
+        &self,
+        inputs: RSlice<'_, TensorRef<'_>>,
+        scale: TensorRef<'_>,
+        train: bool,
+    ) -> RResult<ROption<TensorOwned>, RString>;
 }
 pub type OpBox = OpObj_TO<'static, RBox<()>>;
 

@@ -12,6 +12,17 @@ use tch::Tensor;
 /// A network operation. `inputs` are borrowed for the call.
 pub trait Op: Send + 'static {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor>;
+
+    /// `forward(inputs) * scale` (`scale` a 0-dim tensor, a mixer's weight for this candidate),
+    /// for ops that can fold the scale into their last layer, or `None` (the default) for the
+    /// caller to multiply. An op ending in a batch norm scales the norm's weight and bias: the
+    /// product is then never a tensor of its own, so the backward pass keeps one activation
+    /// fewer per candidate (the norm's input serves both gradients) and the forward and backward
+    /// passes skip a multiplication. Results equal `forward(inputs) * scale` up to float rounding,
+    /// the scale's gradient included.
+    fn forward_scaled(&self, _inputs: &[Tensor], _scale: &Tensor, _train: bool) -> Option<anyhow::Result<Tensor>> {
+        None
+    }
 }
 
 /// An op's cost formula: MACs per sample and the output shape `[C, H, W]` for an input of shape
@@ -510,6 +521,22 @@ impl OpObj for OpAdapter {
         guard(|| {
             let views = view_slice(inputs.as_slice());
             Ok(TensorOwned::new(self.0.forward(as_tensor_slice(&views), train)?))
+        })
+    }
+
+    fn forward_scaled(
+        &self,
+        inputs: RSlice<'_, TensorRef<'_>>,
+        scale: TensorRef<'_>,
+        train: bool,
+    ) -> RResult<ROption<TensorOwned>, RString> {
+        guard(|| {
+            let views = view_slice(inputs.as_slice());
+            let scale = scale.view();
+            match self.0.forward_scaled(as_tensor_slice(&views), &scale, train) {
+                Some(y) => Ok(ROption::RSome(TensorOwned::new(y?))),
+                None => Ok(ROption::RNone),
+            }
         })
     }
 }

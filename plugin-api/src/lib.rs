@@ -32,7 +32,8 @@
 //!         let w = self.alpha.get(self.row).softmax(-1, Kind::Float);
 //!         let mut out: Option<Tensor> = None;
 //!         for (i, op) in &self.ops {
-//!             let y = op.forward(&[&inputs[0]], train)? * w.get(*i);
+//!             // The candidate folds its weight into its last layer where it can.
+//!             let y = op.forward_scaled(&[&inputs[0]], &w.get(*i), train)?;
 //!             out = Some(match out { Some(o) => o + y, None => y });
 //!         }
 //!         out.ok_or_else(|| anyhow::anyhow!("only `none` candidates"))

@@ -3,7 +3,7 @@
 //! (like candle's `VarBuilder` or tch's `nn::Path`).
 use crate::abi::OpBox;
 use crate::tensor::{TensorOwned, TensorRef};
-use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{sabi_trait, sabi_trait::TD_Opaque, StableAbi};
 use tch::Tensor;
 
@@ -163,6 +163,17 @@ impl HostOp {
         let refs: Vec<TensorRef<'_>> = inputs.iter().map(|t| TensorRef::new(t)).collect();
         match self.op.forward(refs.as_slice().into(), train) {
             RResult::ROk(t) => Ok(t.into_tensor()),
+            RResult::RErr(e) => Err(anyhow::anyhow!("op `{}`: {e}", self.name)),
+        }
+    }
+
+    /// `forward(inputs) * scale` for a 0-dim `scale`: folded into the op's last layer where the
+    /// op can (see [`crate::Op::forward_scaled`]), multiplied here otherwise.
+    pub fn forward_scaled(&self, inputs: &[&Tensor], scale: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        let refs: Vec<TensorRef<'_>> = inputs.iter().map(|t| TensorRef::new(t)).collect();
+        match self.op.forward_scaled(refs.as_slice().into(), TensorRef::new(scale), train) {
+            RResult::ROk(ROption::RSome(t)) => Ok(t.into_tensor()),
+            RResult::ROk(ROption::RNone) => Ok(self.forward(inputs, train)?.f_mul(scale)?),
             RResult::RErr(e) => Err(anyhow::anyhow!("op `{}`: {e}", self.name)),
         }
     }

@@ -48,11 +48,12 @@ pub fn candidates(
     Ok(ops)
 }
 
-/// Σ w[i] · op_i(x) over `ops` (weights indexed by candidate column).
+/// Σ w[i] · op_i(x) over `ops` (weights indexed by candidate column); each candidate folds its
+/// weight into its last layer where it can ([`HostOp::forward_scaled`]).
 pub fn weighted_sum(ops: &[(i64, HostOp)], x: &Tensor, w: &Tensor, train: bool) -> anyhow::Result<Tensor> {
     let mut out: Option<Tensor> = None;
     for (i, op) in ops {
-        let y = op.forward(&[x], train)?.f_mul(&w.f_get(*i)?)?;
+        let y = op.forward_scaled(&[x], &w.f_get(*i)?, train)?;
         out = Some(match out {
             Some(o) => o.f_add(&y)?,
             None => y,

@@ -109,7 +109,7 @@ impl Op for GdasMixer {
             Some(g) => hard_sample_with(&logits, &g.f_get(self.row)?, &self.tau)?,
             None => hard_sample(&logits, &self.tau)?,
         };
-        let y = self.ops[k].forward(&[x], true)?.f_mul(&w.f_get(k as i64)?)?;
+        let y = self.ops[k].forward_scaled(&[x], &w.f_get(k as i64)?, true)?;
         // The other weights are exactly 0 in value; adding them keeps their gradient path.
         let rest = w.f_sum(Kind::Float)?.f_sub(&w.f_get(k as i64)?)?;
         Ok(y.f_add(&rest.f_to_kind(y.kind())?)?)

@@ -315,10 +315,30 @@ impl BatchNorm {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        self.forward_scaled(x, None, train)
+    }
+
+    /// `forward(x) * scale` for a 0-dim `scale` (a mixer's weight), folded into the norm's
+    /// weight and bias: the product is the norm's output, so autograd keeps only the norm's
+    /// input (which it keeps anyway) where a separate multiplication would keep the output too.
+    pub fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
+        let (weight, bias) = match scale {
+            None => (self.weight.as_ref().map(Tensor::shallow_clone), self.bias.as_ref().map(Tensor::shallow_clone)),
+            Some(s) => {
+                // The norm's parameters share the running statistics' type (float for a bf16
+                // input under autocast).
+                let s = s.f_to_kind(self.running_mean.kind())?;
+                let weight = match &self.weight {
+                    Some(g) => g.f_mul(&s)?,
+                    None => s.f_reshape([1])?.f_expand([self.running_mean.size()[0]], false)?.f_contiguous()?,
+                };
+                (Some(weight), self.bias.as_ref().map(|b| b.f_mul(&s)).transpose()?)
+            }
+        };
         Ok(Tensor::f_batch_norm(
             x,
-            self.weight.as_ref(),
-            self.bias.as_ref(),
+            weight.as_ref(),
+            bias.as_ref(),
             Some(&self.running_mean),
             Some(&self.running_var),
             train,

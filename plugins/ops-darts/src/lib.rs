@@ -53,6 +53,13 @@ impl CellOpConfig {
     }
 }
 
+/// ReLU in place on a batch norm's output (or a sum of such) that nothing else reads: the norm's
+/// backward reads its input, not its output, and ReLU's backward reads its own output, so the
+/// same memory serves both, without a fresh tensor (whose pages the kernel must first clear).
+fn relu_of_fresh(mut y: Tensor) -> anyhow::Result<Tensor> {
+    Ok(y.f_relu_()?)
+}
+
 fn single(inputs: &[Tensor]) -> anyhow::Result<&Tensor> {
     anyhow::ensure!(inputs.len() == 1, "expected 1 input tensor, got {}", inputs.len());
     Ok(&inputs[0])
@@ -80,19 +87,28 @@ pub struct Pool {
     bn: Option<BatchNorm>,
 }
 
-impl Op for Pool {
-    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
-        let x = single(inputs)?;
-        let y = if self.max {
+impl Pool {
+    fn pooled(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(if self.max {
             x.f_max_pool2d([3, 3], [self.stride, self.stride], [1, 1], [1, 1], false)?
         } else {
             // count_include_pad = false, as in DARTS.
             x.f_avg_pool2d([3, 3], [self.stride, self.stride], [1, 1], false, false, None)?
-        };
+        })
+    }
+}
+
+impl Op for Pool {
+    fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
+        let y = self.pooled(single(inputs)?)?;
         match &self.bn {
             Some(bn) => bn.forward(&y, train),
             None => Ok(y),
         }
+    }
+    fn forward_scaled(&self, inputs: &[Tensor], scale: &Tensor, train: bool) -> Option<anyhow::Result<Tensor>> {
+        let bn = self.bn.as_ref()?;
+        Some(single(inputs).and_then(|x| self.pooled(x)).and_then(|y| bn.forward_scaled(&y, Some(scale), train)))
     }
 }
 
@@ -118,13 +134,19 @@ impl ReluConvBn {
         })
     }
     pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        self.bn.forward(&self.conv.forward(&x.f_relu()?)?, train)
+        self.forward_scaled(x, None, train)
+    }
+    fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
+        self.bn.forward_scaled(&self.conv.forward(&x.f_relu()?)?, scale, train)
     }
 }
 
 impl Op for ReluConvBn {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
         ReluConvBn::forward(self, single(inputs)?, train)
+    }
+    fn forward_scaled(&self, inputs: &[Tensor], scale: &Tensor, train: bool) -> Option<anyhow::Result<Tensor>> {
+        Some(single(inputs).and_then(|x| ReluConvBn::forward_scaled(self, x, Some(scale), train)))
     }
 }
 
@@ -153,15 +175,18 @@ impl DilConv {
             bn: BatchNorm::new(&mut p.sub("bn"), c_out, affine)?,
         })
     }
-    /// The part after the leading ReLU, so callers that share ReLU(x) can skip recomputing it.
-    pub fn forward_after_relu(&self, relu_x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        self.bn.forward(&self.pw.forward(&self.dw.forward(relu_x)?)?, train)
+    /// The whole op, its output times `scale` when given.
+    fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
+        self.bn.forward_scaled(&self.pw.forward(&self.dw.relu_forward(x)?)?, scale, train)
     }
 }
 
 impl Op for DilConv {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
-        self.bn.forward(&self.pw.forward(&self.dw.relu_forward(single(inputs)?)?)?, train)
+        DilConv::forward_scaled(self, single(inputs)?, None, train)
+    }
+    fn forward_scaled(&self, inputs: &[Tensor], scale: &Tensor, train: bool) -> Option<anyhow::Result<Tensor>> {
+        Some(single(inputs).and_then(|x| DilConv::forward_scaled(self, x, Some(scale), train)))
     }
 }
 
@@ -186,15 +211,20 @@ impl SepConv {
             second: DilConv::new(&mut p.sub("op2"), c_in, c_out, k, 1, pad, 1, affine)?,
         })
     }
-    pub fn forward_after_relu(&self, relu_x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
-        let y = self.first.forward_after_relu(relu_x, train)?;
-        self.second.forward_after_relu(&y.f_relu()?, train)
+    /// Each half applies its ReLU after its convolution's rearrangements (see
+    /// `Conv::relu_forward`: a strided first half's ReLU runs on the pixels it reads).
+    fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
+        let y = self.first.forward_scaled(x, None, train)?;
+        self.second.forward_scaled(&y, scale, train)
     }
 }
 
 impl Op for SepConv {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
-        self.forward_after_relu(&single(inputs)?.f_relu()?, train)
+        SepConv::forward_scaled(self, single(inputs)?, None, train)
+    }
+    fn forward_scaled(&self, inputs: &[Tensor], scale: &Tensor, train: bool) -> Option<anyhow::Result<Tensor>> {
+        Some(single(inputs).and_then(|x| SepConv::forward_scaled(self, x, Some(scale), train)))
     }
 }
 
@@ -215,6 +245,9 @@ impl FactorizedReduce {
         })
     }
     pub fn forward(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        self.forward_scaled(x, None, train)
+    }
+    fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
         // The ReLU runs on the pixels each convolution reads (a quarter each).
         let a = self.conv1.relu_forward(x)?;
         // The grid offset by one pixel: `x` moved up and left by one, a zero row and column
@@ -224,13 +257,16 @@ impl FactorizedReduce {
         // layers::dense_crop).
         let shifted = x.f_constant_pad_nd([-1, 1, -1, 1])?;
         let b = self.conv2.relu_forward(&shifted)?;
-        self.bn.forward(&Tensor::f_cat(&[a, b], 1)?, train)
+        self.bn.forward_scaled(&Tensor::f_cat(&[a, b], 1)?, scale, train)
     }
 }
 
 impl Op for FactorizedReduce {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
         FactorizedReduce::forward(self, single(inputs)?, train)
+    }
+    fn forward_scaled(&self, inputs: &[Tensor], scale: &Tensor, train: bool) -> Option<anyhow::Result<Tensor>> {
+        Some(single(inputs).and_then(|x| FactorizedReduce::forward_scaled(self, x, Some(scale), train)))
     }
 }
 
@@ -246,6 +282,11 @@ impl Op for SkipConnect {
             Some(r) => r.forward(x, train),
             None => Ok(x.shallow_clone()),
         }
+    }
+    /// The identity is left to the caller's multiplication (which keeps only the input).
+    fn forward_scaled(&self, inputs: &[Tensor], scale: &Tensor, train: bool) -> Option<anyhow::Result<Tensor>> {
+        let r = self.reduce.as_ref()?;
+        Some(single(inputs).and_then(|x| r.forward_scaled(x, Some(scale), train)))
     }
 }
 
@@ -351,7 +392,7 @@ pub struct ConvBn {
 impl Op for ConvBn {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
         let y = self.bn.forward(&self.conv.forward(single(inputs)?)?, train)?;
-        Ok(if self.relu { y.f_relu()? } else { y })
+        Ok(if self.relu { relu_of_fresh(y)? } else { y })
     }
 }
 
@@ -386,13 +427,14 @@ pub struct BasicBlock {
 impl Op for BasicBlock {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
         let x = single(inputs)?;
-        let y = self.bn1.forward(&self.conv1.forward(x)?, train)?.f_relu()?;
-        let y = self.bn2.forward(&self.conv2.forward(&y)?, train)?;
+        let y = relu_of_fresh(self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+        let mut y = self.bn2.forward(&self.conv2.forward(&y)?, train)?;
         let s = match &self.shortcut {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
             None => x.shallow_clone(),
         };
-        Ok((y + s).f_relu()?)
+        // In place: a batch norm's backward reads its input, never its output.
+        relu_of_fresh(y.f_add_(&s)?)
     }
 }
 
