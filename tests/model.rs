@@ -392,6 +392,71 @@ fn resnet_small_convolves_in_channels_last() {
     assert_eq!(checked, 6);
 }
 
+/// Each DARTS op ending in a batch norm folds a scale into it (`forward_scaled` returns an output)
+/// and computes `forward(x) * scale`: output and the gradients of the input, every weight and the
+/// scale equal in float64, training and evaluation mode, affine or not (the affine branch scales
+/// the norm's weight and shift), both strides, pools with their batch norm. The identity and pools
+/// without a batch norm leave the multiplication to the caller.
+#[test]
+fn each_op_folds_a_scale_into_its_last_batch_norm_exactly() {
+    use serde_json::json;
+    let reg = registry();
+    let mut cases: Vec<(&str, serde_json::Value, bool)> = Vec::new();
+    for op in ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "skip_connect"] {
+        for stride in [1, 2] {
+            for affine in [false, true] {
+                let folds = op != "skip_connect" || stride == 2;
+                cases.push((op, json!({"c_in": 4, "stride": stride, "affine": affine}), folds));
+            }
+        }
+    }
+    for op in ["max_pool_3x3", "avg_pool_3x3"] {
+        for pool_bn in [false, true] {
+            cases.push((op, json!({"c_in": 4, "stride": 2, "pool_bn": pool_bn}), pool_bn));
+        }
+    }
+    cases.push(("relu_conv_bn", json!({"c_in": 4, "c_out": 6, "kernel_size": 1}), true));
+    cases.push(("factorized_reduce", json!({"c_in": 4, "c_out": 6, "affine": true}), true));
+    let double = tch::Kind::Double;
+    for (name, config, folds) in cases {
+        for train in [true, false] {
+            let what = format!("{name} {config} train {train}");
+            let store = ParamStore::new(Device::Cpu);
+            let op = reg.create_op(name, &config, &store, "op").unwrap();
+            let weights: Vec<tch::Tensor> = store.named_weights().into_iter().map(|(_, w)| w).collect();
+            {
+                let _g = tch::no_grad_guard();
+                for (k, w) in weights.iter().enumerate() {
+                    let v = archai_plugin_api::kit::seeded::normal(&w.size(), 40 + k as u64).to_kind(double);
+                    w.shallow_clone().set_data(&v);
+                }
+                for (_, b) in store.named_buffers() {
+                    let v = b.to_kind(double);
+                    b.shallow_clone().set_data(&v);
+                }
+            }
+            let x = archai_plugin_api::kit::seeded::normal(&[3, 4, 7, 7], 8).to_kind(double).set_requires_grad(true);
+            let scale = tch::Tensor::from(0.37f64).set_requires_grad(true);
+            let folded = op.forward_scaled(&[&x], &scale, train).unwrap();
+            assert_eq!(folded.is_some(), folds, "{what}: folds");
+            let Some(folded) = folded else { continue };
+            let multiplied = op.forward(&[&x], train).unwrap() * &scale;
+            let r = archai_plugin_api::kit::seeded::normal(&folded.size(), 9).to_kind(double);
+            let mut wrt: Vec<&tch::Tensor> = vec![&x, &scale];
+            wrt.extend(weights.iter());
+            let grads = |y: &tch::Tensor| tch::Tensor::run_backward(&[(y * &r).sum(double)], &wrt, false, false);
+            let (a, b) = (grads(&folded), grads(&multiplied));
+            let rel = |p: &tch::Tensor, q: &tch::Tensor| {
+                (p - q).abs().max().double_value(&[]) / p.abs().max().double_value(&[]).max(1e-12)
+            };
+            assert!(rel(&folded, &multiplied) < 1e-12, "{what}: outputs differ by {}", rel(&folded, &multiplied));
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert!(rel(p, q) < 1e-10, "{what}: gradient {i} (0 input, 1 scale) differs by {}", rel(p, q));
+            }
+        }
+    }
+}
+
 /// A normal and a reduction search cell over all eight DARTS candidates (`sep_conv_5x5` and
 /// `dil_conv_5x5`, factorized reductions, strided pools and convolutions included).
 fn two_cell_search_desc() -> ModelDesc {
@@ -447,7 +512,8 @@ arch_params:
 /// so that the weighted output is never a tensor of its own; a captured forward computes each
 /// candidate's output and multiplies it, as before. Both give the same logits, weight and alpha
 /// gradients, batch-norm statistics and candidate counts, in training and evaluation mode,
-/// channels-last or not (in float64, to 1e-10: the same maths, only rounded differently).
+/// channels-last or not (in float64, to 1e-10: the same maths, only rounded differently; the
+/// alphas' gradients to 1e-6, as the mixers' softmax is float32).
 #[test]
 fn folding_the_mixers_weights_into_the_candidates_changes_no_result() {
     let reg = registry();
@@ -490,9 +556,14 @@ fn folding_the_mixers_weights_into_the_candidates_changes_no_result() {
             let what = format!("channels_last {channels_last}, train {train}");
             let (folded, captured) = (&runs[0], &runs[1]);
             assert!(rel(&folded.0, &captured.0) < 1e-10, "{what}: logits differ by {}", rel(&folded.0, &captured.0));
-            for ((name, a), (_, b)) in folded.1.iter().chain(&folded.2).zip(captured.1.iter().chain(&captured.2)) {
+            for ((name, a), (_, b)) in folded.1.iter().zip(&captured.1) {
                 assert!(a.defined() && b.defined(), "{what}: {name} got no gradient");
                 assert!(rel(a, b) < 1e-10, "{what}: {name}: gradients differ by {} of their scale", rel(a, b));
+            }
+            // The mixers' weights are a float32 softmax, so the alphas' gradients are float32.
+            for ((name, a), (_, b)) in folded.2.iter().zip(&captured.2) {
+                assert!(a.defined() && b.defined(), "{what}: {name} got no gradient");
+                assert!(rel(a, b) < 1e-6, "{what}: {name}: gradients differ by {} of their scale", rel(a, b));
             }
             assert_eq!(folded.2.len(), 2);
             for ((name, a), (_, b)) in folded.3.iter().zip(&captured.3) {

@@ -321,7 +321,8 @@ impl Network {
     /// `forward(x, train)` that also returns the output of every candidate op whose scope starts
     /// with `prefix`, in forward order. Captured candidates compute their own output and the
     /// mixer's weight multiplies it (the plain forward lets a candidate fold the weight into its
-    /// last layer instead): the same network up to float rounding.
+    /// last layer instead): the same network up to float rounding. With `recompute_cells` the
+    /// backward pass recomputes the cells without the capture, so with the folded weights.
     pub fn forward_capturing(
         &self,
         x: &Tensor,

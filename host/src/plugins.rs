@@ -494,6 +494,20 @@ impl PluginOp {
             .map(TensorOwned::into_tensor)
     }
 
+    /// The op's output times the 0-dim `scale` when the op folds the scale into its last layer
+    /// (`Op::forward_scaled`), `None` when it leaves the multiplication to the caller.
+    pub fn forward_scaled(
+        &self,
+        inputs: &[&Tensor],
+        scale: &Tensor,
+        train: bool,
+    ) -> Result<Option<Tensor>, PluginError> {
+        let refs: Vec<TensorRef<'_>> = inputs.iter().map(|t| TensorRef::new(t)).collect();
+        let out = self.op.forward_scaled(refs.as_slice().into(), TensorRef::new(scale), train);
+        plugin_result(out, &self.plugin, ComponentKind::Op, &self.name)
+            .map(|t| t.into_option().map(TensorOwned::into_tensor))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -433,8 +433,13 @@ impl Op for BasicBlock {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
             None => x.shallow_clone(),
         };
-        // In place: a batch norm's backward reads its input, never its output.
-        relu_of_fresh(y.f_add_(&s)?)
+        // In place: a batch norm's backward reads its input, never its output. An in-place sum
+        // would round `s` to `y`'s type, so mixed types add out of place (promoting).
+        if y.kind() == s.kind() {
+            relu_of_fresh(y.f_add_(&s)?)
+        } else {
+            relu_of_fresh(y.f_add(&s)?)
+        }
     }
 }
 
