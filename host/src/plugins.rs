@@ -568,7 +568,7 @@ impl CandidateTaps {
     }
 
     fn observe(&self, scope: &str, output: &TensorOwned) {
-        self.forwards.fetch_add(1, Ordering::Relaxed);
+        self.count();
         if let Some((prefix, captured)) = self.capture.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             if scope.starts_with(prefix.as_str()) {
                 captured.push((scope.to_string(), output.as_ref().shallow_clone()));
@@ -605,15 +605,10 @@ impl archai_plugin_api::OpObj for CountedOp {
         scale: TensorRef<'_>,
         train: bool,
     ) -> RResult<ROption<TensorOwned>, abi_stable::std_types::RString> {
-        // A capture records the candidate's own output, so the scale is applied after it.
+        // A capture records the candidate's own output: left unfolded, the caller's fallback
+        // (`HostOp::forward_scaled`) runs `forward`, which records it, and multiplies.
         if self.taps.as_ref().is_some_and(|t| t.captures(&self.scope)) {
-            return match self.forward(inputs, train) {
-                RResult::ROk(y) => match y.as_ref().shallow_clone().f_mul(&scale.view()) {
-                    Ok(t) => RResult::ROk(ROption::RSome(TensorOwned::new(t))),
-                    Err(e) => RResult::RErr(format!("scaling the output of {}: {e}", self.scope).into()),
-                },
-                RResult::RErr(e) => RResult::RErr(e),
-            };
+            return RResult::ROk(ROption::RNone);
         }
         let out = self.op.forward_scaled(inputs, scale, train);
         if let (Some(taps), RResult::ROk(ROption::RSome(_))) = (&self.taps, &out) {
