@@ -3,7 +3,8 @@
 # or $DARTS_REF) with the same libtorch 2.11, threads and batch, one after the other, and prints
 # the ratios of time and peak memory. Usage: scripts/bench-darts.sh [ORDER] [BATCH] [THREADS] [STEPS]
 # RECOMPUTE_CELLS=true measures archai with nas.search.trainer.recompute_cells (the reference
-# keeps every activation, as DARTS' code does).
+# keeps every activation, as DARTS' code does). REF_MALLOC=tcmalloc runs the reference with
+# gperftools' tcmalloc preloaded (the allocator linked into archai) instead of glibc's malloc.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -15,8 +16,13 @@ recompute="${RECOMPUTE_CELLS:-false}"
 ours=$(./target/release/archai bench search-step --algorithm darts --set "nas.search.algorithm.config.order=$order" \
   --set "nas.search.trainer.recompute_cells=$recompute" \
   --batch "$batch" --threads "$threads" --steps "$steps" --json 2>/dev/null)
-theirs=$("$py" "$ref" --order "$order" --batch "$batch" --threads "$threads" --steps "$steps" 2>/dev/null | tail -n 1)
-"$py" - "$ours" "$theirs" <<'PY'
+preload=""
+if [ "${REF_MALLOC:-glibc}" = tcmalloc ]; then
+  preload="$(ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null | head -n1)"
+  [ -n "$preload" ] || { echo "REF_MALLOC=tcmalloc: libtcmalloc_minimal.so.4 not found (Debian: libtcmalloc-minimal4)" >&2; exit 1; }
+fi
+theirs=$(LD_PRELOAD="$preload" "$py" "$ref" --order "$order" --batch "$batch" --threads "$threads" --steps "$steps" 2>/dev/null | tail -n 1)
+"$py" - "$ours" "$theirs" "${REF_MALLOC:-glibc}" <<'PY'
 import json, sys
 ours, ref = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 r = ref.get("sec_per_step_median")
@@ -30,7 +36,8 @@ print(json.dumps({"cpu": field("model name"), "isa": isa[0] if isa else "none",
                   "order": ours["config"]["order"], "batch": ours["batch"], "threads": ours["threads"],
                   "archai_recompute_cells": ours["recompute_cells"],
                   "archai_sec_per_step": ours["sec_per_step"], "archai_arch_s": ours["arch_sec"], "archai_weight_s": ours["weight_sec"],
-                  "archai_peak_rss_mb": ours["peak_rss_mb"],
+                  "archai_peak_rss_mb": ours["peak_rss_mb"], "archai_allocator": ours.get("allocator"),
+                  "pytorch_malloc": sys.argv[3],
                   "pytorch_sec_per_step": r, "pytorch_peak_rss_mib": ref.get("peak_rss_mib"),
                   "ratio_archai_over_pytorch": ours["sec_per_step"] / r,
                   "peak_memory_ratio": ours["peak_rss_mb"] / ref["peak_rss_mib"] if ref.get("peak_rss_mib") else None}))

@@ -20,9 +20,10 @@ command -v cargo >/dev/null || {
 
 # --- Debian packages -------------------------------------------------------------------------
 # dataset-fashion-mnist: the default real dataset; libgloo-dev: gloo headers for the c10d shim;
+# libgoogle-perftools-dev: tcmalloc, linked into the archai binary (host/build.rs);
 # python3-venv: the torch venv; g++: the C++ shims (c10d, CUDA loading); chromium: headless
 # screenshots of the HTML reports in the tests; fonts-dejavu-core: the text of the PNG plots.
-apt_pkgs=(dataset-fashion-mnist libgloo-dev python3-venv g++ chromium fonts-dejavu-core)
+apt_pkgs=(dataset-fashion-mnist libgloo-dev libgoogle-perftools-dev python3-venv g++ chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

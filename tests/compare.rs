@@ -186,6 +186,9 @@ fn reproduce_says_identical_and_names_the_first_divergence() {
     // Recorded as run on a machine with other vector extensions: the divergence names it.
     let features = yaml(&run.join("log.yaml"))["run"]["environment"]["cpu_features"].clone();
     assert!(features.as_str().is_some_and(|f| !f.is_empty()), "{features:?}");
+    // tcmalloc serves the binary's allocations (host/build.rs; README, "Memory allocator").
+    let allocator = yaml(&run.join("log.yaml"))["run"]["environment"]["allocator"].clone();
+    assert_eq!(allocator.as_str(), Some("tcmalloc (linked into archai)"), "{allocator:?}");
     tree["run"]["environment"]["cpu_features"] = yaml_serde::Value::from("avx2 fma (another machine)");
     std::fs::write(&log, yaml_serde::to_string(&tree).unwrap()).unwrap();
     let o = archai(&["reproduce", altered.to_str().unwrap(), "--against", again.to_str().unwrap()]);

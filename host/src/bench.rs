@@ -115,6 +115,8 @@ pub struct SearchStepReport {
     /// Candidate-op forwards per weight step (all candidates for DARTS, one per edge for GDAS).
     pub candidate_forwards_per_step: f64,
     pub peak_rss_mb: f64,
+    /// The `malloc` serving the process (peak memory depends on it; see host/build.rs).
+    pub allocator: String,
     /// Where the steps ran (`cpu`, `cuda:0 NVIDIA H200 (...)`).
     pub device: String,
 }
@@ -263,6 +265,7 @@ pub fn search_step(
         mixed_edges: net.mixed_edges(),
         candidate_forwards_per_step: forwards as f64 / steps.max(1) as f64,
         peak_rss_mb: peak_rss_mb(),
+        allocator: crate::environment::allocator(),
         device: crate::cuda::describe(device, &crate::cuda::environment()),
     })
 }

@@ -171,6 +171,11 @@ pub struct Environment {
     /// What the process saw of CUDA (absent in logs written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda: Option<CudaEnvironment>,
+    /// The `malloc` serving the process (libtorch's CPU tensors included): `tcmalloc (linked
+    /// into archai)` or `glibc (libc.so.6)`. Peak memory differs by about a fifth between them.
+    /// Absent in logs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator: Option<String>,
 }
 
 /// CUDA as the process saw it: whether libtorch's CUDA backend was loaded, the versions of the
