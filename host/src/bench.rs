@@ -285,6 +285,8 @@ pub struct TrainThroughputReport {
     pub precision: Precision,
     pub sec_per_step: f64,
     pub samples_per_s: f64,
+    /// The `malloc` serving the process (see host/build.rs).
+    pub allocator: String,
     /// Where the steps ran.
     pub device: String,
 }
@@ -353,6 +355,7 @@ pub fn train_throughput(
         precision,
         sec_per_step,
         samples_per_s: batch as f64 / sec_per_step,
+        allocator: crate::environment::allocator(),
         device: crate::cuda::describe(device, &crate::cuda::environment()),
     })
 }
