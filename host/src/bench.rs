@@ -265,7 +265,7 @@ pub fn search_step(
         mixed_edges: net.mixed_edges(),
         candidate_forwards_per_step: forwards as f64 / steps.max(1) as f64,
         peak_rss_mb: peak_rss_mb(),
-        allocator: crate::environment::allocator(),
+        allocator: crate::allocator::name(),
         device: crate::cuda::describe(device, &crate::cuda::environment()),
     })
 }
@@ -355,7 +355,7 @@ pub fn train_throughput(
         precision,
         sec_per_step,
         samples_per_s: batch as f64 / sec_per_step,
-        allocator: crate::environment::allocator(),
+        allocator: crate::allocator::name(),
         device: crate::cuda::describe(device, &crate::cuda::environment()),
     })
 }

@@ -41,33 +41,8 @@ pub fn collect(
         precision,
         plugins,
         cuda: Some(crate::cuda::environment()),
-        allocator: Some(allocator()),
+        allocator: Some(crate::allocator::name()),
     })
-}
-
-/// Which `malloc` serves this process, libtorch's allocations included: the object file that
-/// defines the `malloc` the dynamic linker resolves (the executable itself when build.rs linked
-/// tcmalloc into it; see host/build.rs).
-pub fn allocator() -> String {
-    // SAFETY: dlsym and dladdr only read the loader's tables; `info` is written by dladdr.
-    let file = unsafe {
-        let malloc = libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr());
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        if malloc.is_null() || libc::dladdr(malloc, &mut info) == 0 || info.dli_fname.is_null() {
-            return "unknown".into();
-        }
-        std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned()
-    };
-    let exe = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
-    let same_as_exe = std::path::Path::new(&file).canonicalize().ok().is_some_and(|f| Some(f) == exe);
-    let name = Path::new(&file).file_name().and_then(|f| f.to_str()).unwrap_or(&file).to_string();
-    if same_as_exe && env!("ARCHAI_ALLOCATOR_LINKED") == "tcmalloc" {
-        "tcmalloc (linked into archai)".into()
-    } else if name.starts_with("libc.so") {
-        format!("glibc ({name})")
-    } else {
-        name
-    }
 }
 
 /// SHA-256 of a file, hex.
@@ -158,12 +133,5 @@ mod tests {
         let lib = super::loaded_library("libtorch_cpu.so").expect("libtorch_cpu.so is mapped");
         assert!(std::path::Path::new(&lib).is_file(), "{lib}");
         assert!(!super::cpu_model().unwrap().is_empty());
-    }
-
-    /// Test binaries are not linked with tcmalloc (build.rs links it into the `archai` binary
-    /// only; tests/ checks that one): their malloc is glibc's.
-    #[test]
-    fn the_allocator_is_named_by_the_library_that_defines_malloc() {
-        assert!(super::allocator().starts_with("glibc (libc.so"), "{}", super::allocator());
     }
 }

@@ -1,5 +1,6 @@
 //! archai-rs host runtime: plugin loading, parameter ownership, and (in later modules) config,
 //! data, models, the trainer and logging.
+pub mod allocator;
 pub mod bench;
 pub mod commands;
 pub mod config;

@@ -79,14 +79,9 @@ impl Evaluator<'_> {
             let kb: f64 = line.split_whitespace().nth(1).context("bad /proc/self/status")?.parse()?;
             Ok(kb / 1024.0)
         };
-        // glibc raises its mmap threshold as large blocks are freed, then keeps later ones in its
-        // heap: memory freed by the previous candidate would be reused unseen. A fixed threshold
-        // sends every tensor-sized block to mmap, returned to the system when freed.
-        // SAFETY: mallopt only changes allocator parameters.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-            libc::malloc_trim(0);
-        }
+        // Memory the allocator cached from the previous candidate would be reused unseen by the
+        // high-water mark: give it back first, again before the measured step.
+        crate::allocator::release_free_memory();
         // A first step pays one-time costs (kernel caches, libtorch's scratch buffers) that
         // belong to no architecture; the second one is measured.
         net.forward(&x, true)?.cross_entropy_for_logits(&y).backward();
@@ -96,6 +91,7 @@ impl Evaluator<'_> {
                 let _ = g.zero_();
             }
         });
+        crate::allocator::release_free_memory();
         let before = status("VmRSS:")?;
         std::fs::write("/proc/self/clear_refs", "5").context("resetting the memory high-water mark")?;
         let loss = net.forward(&x, true)?.cross_entropy_for_logits(&y);
