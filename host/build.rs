@@ -14,7 +14,7 @@ fn main() {
         }
         println!("cargo:rustc-env=ARCHAI_LIBTORCH_LIB={lib}");
     }
-    // Read by `environment::allocator`.
+    // Read by `allocator::LINKED`.
     let allocator = if link_tcmalloc() { "tcmalloc" } else { "glibc" };
     println!("cargo:rustc-env=ARCHAI_ALLOCATOR_LINKED={allocator}");
     // HEAD moves on checkout, the ref it names on commit.
@@ -51,7 +51,8 @@ fn link_tcmalloc() -> bool {
     else {
         println!(
             "cargo:warning=libtcmalloc_minimal.a not found (Debian: libgoogle-perftools-dev; scripts/setup.sh installs \
-             it): archai uses glibc's malloc, about a fifth more peak memory in a DARTS search step"
+             it): archai uses glibc's malloc, about a fifth more peak memory in a DARTS search step; after \
+             installing it, `touch host/build.rs` to link it"
         );
         return false;
     };

@@ -13,16 +13,21 @@ ref="${DARTS_REF:-$repo/scripts/bench/darts_ref.py}"
 py="${ARCHAI_TORCH_PYTHON:-${ARCHAI_TORCH_HOME:-$HOME/.cache/archai-rs/torch-2.11.0}/bin/python}"
 [ -f "$ref" ] || { echo "reference script not found: $ref (set DARTS_REF)" >&2; exit 1; }
 recompute="${RECOMPUTE_CELLS:-false}"
+ref_malloc="${REF_MALLOC:-glibc}"
+ref_env=()
+case "$ref_malloc" in
+  glibc) ;;
+  tcmalloc)
+    lib="$(compgen -G '/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4' | head -n1 || true)"
+    [ -n "$lib" ] || { echo "REF_MALLOC=tcmalloc: libtcmalloc_minimal.so.4 not found (Debian: libtcmalloc-minimal4)" >&2; exit 1; }
+    ref_env=("LD_PRELOAD=$lib${LD_PRELOAD:+:$LD_PRELOAD}") ;;
+  *) echo "REF_MALLOC must be glibc or tcmalloc, got $ref_malloc" >&2; exit 1 ;;
+esac
 ours=$(./target/release/archai bench search-step --algorithm darts --set "nas.search.algorithm.config.order=$order" \
   --set "nas.search.trainer.recompute_cells=$recompute" \
   --batch "$batch" --threads "$threads" --steps "$steps" --json 2>/dev/null)
-preload=""
-if [ "${REF_MALLOC:-glibc}" = tcmalloc ]; then
-  preload="$(ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null | head -n1)"
-  [ -n "$preload" ] || { echo "REF_MALLOC=tcmalloc: libtcmalloc_minimal.so.4 not found (Debian: libtcmalloc-minimal4)" >&2; exit 1; }
-fi
-theirs=$(LD_PRELOAD="$preload" "$py" "$ref" --order "$order" --batch "$batch" --threads "$threads" --steps "$steps" 2>/dev/null | tail -n 1)
-"$py" - "$ours" "$theirs" "${REF_MALLOC:-glibc}" <<'PY'
+theirs=$(env "${ref_env[@]}" "$py" "$ref" --order "$order" --batch "$batch" --threads "$threads" --steps "$steps" 2>/dev/null | tail -n 1)
+"$py" - "$ours" "$theirs" "$ref_malloc" <<'PY'
 import json, sys
 ours, ref = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 r = ref.get("sec_per_step_median")

@@ -12,23 +12,35 @@ fn resolved(name: &CStr) -> Option<*mut libc::c_void> {
     (!p.is_null()).then_some(p)
 }
 
-/// Which `malloc` serves this process, libtorch's allocations included: the object file that
-/// defines the `malloc` the dynamic linker resolves (the executable itself when build.rs linked
-/// tcmalloc into it).
-pub fn name() -> String {
-    let Some(malloc) = resolved(c"malloc") else { return "unknown".into() };
+/// What host/build.rs linked into the `archai` binary: `tcmalloc`, or `glibc` (built with
+/// `ARCHAI_TCMALLOC=off`, or without the archive). Test binaries get the same value but not the
+/// library (it is linked into the binary only).
+pub const LINKED: &str = env!("ARCHAI_ALLOCATOR_LINKED");
+
+/// The base address of the object file that defines `addr` (`dladdr`'s `dli_fbase`), and its
+/// file name.
+fn defining_object(addr: *const libc::c_void) -> Option<(usize, String)> {
     // SAFETY: dladdr writes `info` and reads the loader's tables; `dli_fname` points into them.
-    let file = unsafe {
+    unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(malloc, &mut info) == 0 || info.dli_fname.is_null() {
-            return "unknown".into();
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
         }
-        CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned()
+        Some((info.dli_fbase as usize, CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned()))
+    }
+}
+
+/// Which `malloc` serves this process, libtorch's allocations included: the object that defines
+/// the `malloc` the dynamic linker resolves. The executable itself (the same object as this
+/// function's code; compared by base address, since the executable's name is argv[0] as typed)
+/// when build.rs linked tcmalloc into it.
+pub fn name() -> String {
+    let Some((malloc_base, file)) = resolved(c"malloc").and_then(|m| defining_object(m)) else {
+        return "unknown".into();
     };
-    let exe = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
-    let same_as_exe = Path::new(&file).canonicalize().ok().is_some_and(|f| Some(f) == exe);
+    let own = defining_object(name as *const libc::c_void).map(|(base, _)| base);
     let base = Path::new(&file).file_name().and_then(|f| f.to_str()).unwrap_or(&file).to_string();
-    if same_as_exe && env!("ARCHAI_ALLOCATOR_LINKED") == "tcmalloc" {
+    if own == Some(malloc_base) && LINKED == "tcmalloc" {
         "tcmalloc (linked into archai)".into()
     } else if base.starts_with("libc.so") {
         format!("glibc ({base})")
@@ -59,11 +71,20 @@ pub fn release_free_memory() {
             idle();
             release();
         }
-        // SAFETY: mallopt and malloc_trim only change allocator parameters and return memory.
-        _ => unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-            libc::malloc_trim(0);
-        },
+        _ => {
+            if name().starts_with("tcmalloc") {
+                // glibc's knobs below do nothing under tcmalloc: peaks would miss reused memory.
+                tracing::warn!(
+                    "tcmalloc serves this process but its MallocExtension functions are not exported: cached \
+                     memory cannot be released, so train_peak_mb may read low"
+                );
+            }
+            // SAFETY: mallopt and malloc_trim only change allocator parameters and return memory.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+                libc::malloc_trim(0);
+            }
+        }
     }
 }
 
@@ -75,6 +96,5 @@ mod tests {
     fn the_allocator_is_named_by_the_library_that_defines_malloc() {
         assert!(super::name().starts_with("glibc (libc.so"), "{}", super::name());
         assert!(super::resolved(c"MallocExtension_ReleaseFreeMemory").is_none());
-        super::release_free_memory();
     }
 }

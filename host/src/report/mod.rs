@@ -250,8 +250,10 @@ type EnvField = fn(&archai_runlog::schema::Environment) -> Option<String>;
 
 /// Fields of the environment that make runs incomparable when they differ (None: not recorded
 /// by the archai that wrote the log).
-const ENVIRONMENT_FIELDS: [(&str, EnvField); 7] = [
+const ENVIRONMENT_FIELDS: [(&str, EnvField); 8] = [
     ("libtorch", |e| Some(e.libtorch_version.clone())),
+    // Memory and speed, not results, depend on it.
+    ("allocator", |e| e.allocator.clone()),
     ("threads", |e| Some(e.threads.to_string())),
     ("precision", |e| Some(format!("{:?}", e.precision))),
     ("device", |e| Some(e.device.clone())),
