@@ -248,9 +248,12 @@ fn training_step_memory_does_not_depend_on_what_was_measured_before() {
         m.sort_by(|a, b| a.0.cmp(&b.0));
         by_order.push(m);
     }
+    // tcmalloc's hooks count live bytes: exact up to the order threads free in. glibc's resident
+    // high-water mark leaves some of what its heaps kept.
+    let tolerance = if archai::allocator::LINKED == "tcmalloc" { 0.01 } else { 0.1 };
     for ((id, a), (_, b)) in by_order[0].iter().zip(&by_order[1]) {
         assert!(*a > 1.0, "{id}: {a} MiB");
-        assert!((a - b).abs() <= 0.1 * a.max(*b), "{id}: {a} vs {b} MiB");
+        assert!((a - b).abs() <= tolerance * a.max(*b), "{id}: {a} vs {b} MiB");
     }
 }
 

@@ -64,8 +64,10 @@ impl Evaluator<'_> {
         Ok(out)
     }
 
-    /// Growth of the resident high-water mark (VmHWM, reset through /proc/self/clear_refs) over
-    /// one forward and backward pass at `memory_batch`, MiB.
+    /// The memory one forward and backward pass at `memory_batch` needs above what was in use
+    /// before it, MiB: the peak of live heap bytes counted by tcmalloc's hooks
+    /// ([`crate::allocator::LivePeak`]), else (glibc) the growth of the resident high-water mark
+    /// (VmHWM, reset through /proc/self/clear_refs).
     pub fn train_peak_mb(&self, desc: &ModelDesc) -> Result<f64> {
         let store = ParamStore::new(Device::Cpu);
         let mut net = Network::compile(desc, self.reg, &store)?;
@@ -79,8 +81,8 @@ impl Evaluator<'_> {
             let kb: f64 = line.split_whitespace().nth(1).context("bad /proc/self/status")?.parse()?;
             Ok(kb / 1024.0)
         };
-        // Memory the allocator cached from the previous candidate would be reused unseen by the
-        // high-water mark: give it back first, again before the measured step.
+        // Memory the allocator cached from the previous candidate would be reused unseen by a
+        // high-water mark: give it back first, again before a step measured that way.
         crate::allocator::release_free_memory();
         // A first step pays one-time costs (kernel caches, libtorch's scratch buffers) that
         // belong to no architecture; the second one is measured.
@@ -91,13 +93,21 @@ impl Evaluator<'_> {
                 let _ = g.zero_();
             }
         });
+        let step = || -> Result<()> {
+            let loss = net.forward(&x, true)?.cross_entropy_for_logits(&y);
+            loss.backward();
+            Ok(())
+        };
+        // tcmalloc counts live bytes exactly; glibc leaves the resident high-water mark.
+        if let Some(live) = crate::allocator::LivePeak::start() {
+            step()?;
+            return Ok(live.bytes() as f64 / (1024.0 * 1024.0));
+        }
         crate::allocator::release_free_memory();
         let before = status("VmRSS:")?;
         std::fs::write("/proc/self/clear_refs", "5").context("resetting the memory high-water mark")?;
-        let loss = net.forward(&x, true)?.cross_entropy_for_logits(&y);
-        loss.backward();
+        step()?;
         let peak = status("VmHWM:")?;
-        drop(loss);
         Ok((peak - before).max(0.0))
     }
 
