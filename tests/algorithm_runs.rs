@@ -269,11 +269,11 @@ fn a_third_party_mixer_runs_a_toy_search() {
     assert!(log["eval"]["summary"]["test"]["top1"].as_f64().is_some());
 }
 
-/// `nas.search.trainer.recompute_cells` through the real binary: DARTS (second order), GDAS (whose
-/// mixers draw Gumbel samples inside the forward pass: the recomputation must draw the same) and
-/// PC-DARTS search the same architecture with the same losses as without it.
+/// `nas.search.trainer.recompute_cells` and `recompute_ops` through the real binary: DARTS (second
+/// order), GDAS (whose mixers draw Gumbel samples inside the forward pass: the recomputation must
+/// draw the same) and PC-DARTS search the same architecture with the same losses as without them.
 #[test]
-fn recomputed_cells_search_the_same_architecture() {
+fn recomputed_cells_and_ops_search_the_same_architecture() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, extra) in [
         ("darts", Some("nas.search.algorithm.config.order=2")),
@@ -281,28 +281,32 @@ fn recomputed_cells_search_the_same_architecture() {
         ("pc-darts", Some("nas.search.algorithm.config.warmup_epochs=0")),
     ] {
         let mut runs = Vec::new();
-        for recompute in ["false", "true"] {
-            let set = format!("nas.search.trainer.recompute_cells={recompute}");
-            let dir = tmp.path().join(format!("{name}-{}-{recompute}", extra.is_some()));
+        let settings = ["recompute_cells=false", "recompute_cells=true", "recompute_ops=true"];
+        for (k, setting) in settings.iter().enumerate() {
+            let set = format!("nas.search.trainer.{setting}");
+            let dir = tmp.path().join(format!("{name}-{}-{k}", extra.is_some()));
             let mut sets = vec![set.as_str(), "nas.search.trainer.max_batches=3"];
             sets.extend(extra);
             runs.push(toy_run(&dir, name, &sets));
         }
-        let [(a_dir, a), (b_dir, b)] = [&runs[0], &runs[1]];
-        let read = |d: &PathBuf| std::fs::read_to_string(d.join("search/final_model_desc.yaml")).unwrap();
-        assert_eq!(read(a_dir), read(b_dir), "{name} {extra:?}: another architecture");
-        // Gradients are summed in another order (per cell), so weights differ in the last bits;
-        // the eval-mode validation loss after the epoch's SGD steps amplifies that (measured:
-        // 1.2e-4 relative for GDAS, 2e-7 for the training loss).
-        for (key, tolerance) in [("train", 1e-5), ("val", 1e-3)] {
-            let (x, y) = (epoch(a, 0)[key]["loss"].as_f64().unwrap(), epoch(b, 0)[key]["loss"].as_f64().unwrap());
-            assert!((x - y).abs() <= tolerance * x.abs(), "{name} {extra:?}: {key} loss {x} vs {y}");
+        for ((b_dir, b), setting) in runs.iter().zip(settings).skip(1) {
+            let (a_dir, a) = &runs[0];
+            let name = format!("{name} {setting}");
+            let read = |d: &PathBuf| std::fs::read_to_string(d.join("search/final_model_desc.yaml")).unwrap();
+            assert_eq!(read(a_dir), read(b_dir), "{name} {extra:?}: another architecture");
+            // Gradients are summed in another order (per cell), so weights differ in the last bits;
+            // the eval-mode validation loss after the epoch's SGD steps amplifies that (measured:
+            // 1.2e-4 relative for GDAS, 2e-7 for the training loss).
+            for (key, tolerance) in [("train", 1e-5), ("val", 1e-3)] {
+                let (x, y) = (epoch(a, 0)[key]["loss"].as_f64().unwrap(), epoch(b, 0)[key]["loss"].as_f64().unwrap());
+                assert!((x - y).abs() <= tolerance * x.abs(), "{name} {extra:?}: {key} loss {x} vs {y}");
+            }
+            let entropy = |l: &yaml_serde::Value| epoch(l, 0)["algorithm_end"]["alpha_entropy"].as_f64().unwrap();
+            assert!((entropy(a) - entropy(b)).abs() < 1e-6, "{name}: alpha entropy {} vs {}", entropy(a), entropy(b));
+            assert_eq!(
+                epoch(a, 0)["train"]["candidate_forwards_per_step"],
+                epoch(b, 0)["train"]["candidate_forwards_per_step"]
+            );
         }
-        let entropy = |l: &yaml_serde::Value| epoch(l, 0)["algorithm_end"]["alpha_entropy"].as_f64().unwrap();
-        assert!((entropy(a) - entropy(b)).abs() < 1e-6, "{name}: alpha entropy {} vs {}", entropy(a), entropy(b));
-        assert_eq!(
-            epoch(a, 0)["train"]["candidate_forwards_per_step"],
-            epoch(b, 0)["train"]["candidate_forwards_per_step"]
-        );
     }
 }

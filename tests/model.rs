@@ -741,13 +741,15 @@ fn the_cells_picture_has_one_box_per_op_none_overlapping_and_renders() {
     assert!(blue(top) > 500 && blue(bottom) > 500, "{} / {}", blue(top), blue(bottom));
 }
 
-/// `trainer.recompute_cells`: a network that keeps only its cells' inputs and recomputes each
-/// cell in the backward pass gives the logits, weight gradients (through `backward()`),
-/// architecture gradients (through `grad(loss, alphas)`, what architecture steps use), batch-norm
-/// statistics and candidate-forward counts of the plain network. Search cells sharing one alpha
-/// tensor over three cells, and the evaluation network (DARTS-V2 cells) with its auxiliary head.
+/// `trainer.recompute_cells` and `trainer.recompute_ops`: a network that keeps only its cells'
+/// inputs and recomputes each cell in the backward pass, one whose ops recompute their cheap parts
+/// (pooling, norms, pointwise convolutions), and one doing both, give the logits, weight gradients
+/// (through `backward()`), architecture gradients (through `grad(loss, alphas)`, what
+/// architecture steps use), batch-norm statistics and candidate-forward counts of the plain
+/// network. Search cells sharing one alpha tensor over three cells, and the evaluation network
+/// (DARTS-V2 cells) with its auxiliary head.
 #[test]
-fn recomputed_cells_give_the_gradients_statistics_and_counts_of_plain_cells() {
+fn recomputed_cells_and_ops_give_the_gradients_statistics_and_counts_of_plain_cells() {
     let reg = registry();
     let mut search = one_cell_search_desc();
     search.cells = vec![search.cells[0].clone(); 3];
@@ -762,9 +764,11 @@ fn recomputed_cells_give_the_gradients_statistics_and_counts_of_plain_cells() {
     for (what, desc, size) in [("search", &search, 8), ("eval", &eval, 28)] {
         let x = archai_plugin_api::kit::seeded::normal(&[4, 1, size, size], 11);
         let mut runs = Vec::new();
-        for recompute in [false, true] {
+        let modes = [(false, false), (true, false), (false, true), (true, true)];
+        for (cells, ops) in modes {
             let (store, mut net) = fixed_network(&reg, desc, true);
-            net.recompute_cells = recompute;
+            net.recompute_cells = cells;
+            store.set_recompute_ops(ops);
             let (logits, aux) = net.forward_with_aux(&x, true, desc.aux.is_some()).unwrap();
             let mut loss = logits.cross_entropy_for_logits(&y);
             if let Some(aux) = aux {
@@ -783,21 +787,24 @@ fn recomputed_cells_give_the_gradients_statistics_and_counts_of_plain_cells() {
             let buffers: Vec<(String, tch::Tensor)> = store.named_buffers();
             runs.push((logits.detach(), weights, arch_grads, buffers, net.candidate_forwards()));
         }
-        let (plain, recomputed) = (&runs[0], &runs[1]);
-        assert!(rel(&plain.0, &recomputed.0) < 1e-6, "{what}: logits differ");
-        assert!(!plain.1.is_empty());
-        for ((name, a), (_, b)) in plain.1.iter().zip(&recomputed.1) {
-            assert!(a.defined() && b.defined(), "{what}: {name} got no gradient");
-            assert!(rel(a, b) < 1e-5, "{what}: {name}: gradients differ by {} of their scale", rel(a, b));
+        let plain = &runs[0];
+        for (recomputed, (cells, ops)) in runs.iter().zip(modes).skip(1) {
+            let what = format!("{what}, recompute_cells {cells}, recompute_ops {ops}");
+            assert!(rel(&plain.0, &recomputed.0) < 1e-6, "{what}: logits differ");
+            assert!(!plain.1.is_empty());
+            for ((name, a), (_, b)) in plain.1.iter().zip(&recomputed.1) {
+                assert!(a.defined() && b.defined(), "{what}: {name} got no gradient");
+                assert!(rel(a, b) < 1e-5, "{what}: {name}: gradients differ by {} of their scale", rel(a, b));
+            }
+            assert_eq!(plain.2.len(), if what.starts_with("search") { 1 } else { 0 });
+            for (a, b) in plain.2.iter().zip(&recomputed.2) {
+                assert!(rel(a, b) < 1e-5, "{what}: alpha gradients differ by {}", rel(a, b));
+            }
+            assert!(!plain.3.is_empty(), "{what}: batch norm keeps statistics");
+            for ((name, a), (_, b)) in plain.3.iter().zip(&recomputed.3) {
+                assert!(rel(a, b) < 1e-6, "{what}: {name}: the recomputation moved the statistics again");
+            }
+            assert_eq!(plain.4, recomputed.4, "{what}: candidate forwards counted twice");
         }
-        assert_eq!(plain.2.len(), if what == "search" { 1 } else { 0 });
-        for (a, b) in plain.2.iter().zip(&recomputed.2) {
-            assert!(rel(a, b) < 1e-5, "{what}: alpha gradients differ by {}", rel(a, b));
-        }
-        assert!(!plain.3.is_empty(), "{what}: batch norm keeps statistics");
-        for ((name, a), (_, b)) in plain.3.iter().zip(&recomputed.3) {
-            assert!(rel(a, b) < 1e-6, "{what}: {name}: the recomputation moved the statistics again");
-        }
-        assert_eq!(plain.4, recomputed.4, "{what}: candidate forwards counted twice");
     }
 }

@@ -1,8 +1,9 @@
 //! Compiles the c10d shim against the headers of the libtorch that torch-sys linked and against
 //! Debian's gloo headers, which the wheel lacks.
-include!("../libtorch_shim_build.rs");
+include!("../../plugin-api/recompute/libtorch_shim_build.rs");
 
 fn main() {
+    println!("cargo:rerun-if-changed=../../plugin-api/recompute/libtorch_shim_build.rs");
     let lib = libtorch_lib();
     if !std::path::Path::new("/usr/include/gloo/config.h").is_file() {
         panic!(

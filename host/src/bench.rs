@@ -103,6 +103,8 @@ pub struct SearchStepReport {
     pub channels_last: bool,
     /// `nas.search.trainer.recompute_cells` of the experiment (set with `--set`).
     pub recompute_cells: bool,
+    /// `nas.search.trainer.recompute_ops` of the experiment.
+    pub recompute_ops: bool,
     pub precision: Precision,
     pub sec_per_step: f64,
     /// The algorithm's hooks (architecture step, and its update after the weight step).
@@ -184,6 +186,7 @@ pub fn search_step(
     let mut net = Network::compile(&desc, registry, &store)?;
     net.channels_last = channels_last;
     net.recompute_cells = search.trainer.recompute_cells;
+    store.set_recompute_ops(search.trainer.recompute_ops);
     let trainer = TrainerConfig { precision, ..TrainerConfig::sgd(batch as usize, 0.025, 3e-4, Some(5.0)) };
     let mut opt = Optimizer::new(trainer.optimizer.clone(), store.named_weights());
     let data = |_: usize| {
@@ -255,6 +258,7 @@ pub fn search_step(
         warmup,
         channels_last,
         recompute_cells: net.recompute_cells,
+        recompute_ops: store.recompute_ops(),
         precision,
         sec_per_step,
         arch_sec: median(arch),

@@ -16,11 +16,28 @@ pub struct ParamStore {
     pub arch: VarStore,
     /// Names of the non-trainable buffers in `weights`.
     buffers: RefCell<Vec<String>>,
+    /// Handed to every op built on this store (`trainer.recompute_ops`).
+    recompute_ops: archai_plugin_api::RecomputeSwitch,
 }
 
 impl ParamStore {
     pub fn new(device: Device) -> Self {
-        Self { weights: VarStore::new(device), arch: VarStore::new(device), buffers: RefCell::new(Vec::new()) }
+        Self {
+            weights: VarStore::new(device),
+            arch: VarStore::new(device),
+            buffers: RefCell::new(Vec::new()),
+            recompute_ops: archai_plugin_api::RecomputeSwitch::new(false),
+        }
+    }
+
+    /// Whether the ops built on this store recompute the cheap parts of their forward pass in
+    /// the backward pass (`trainer.recompute_ops`); they read it at every forward pass.
+    pub fn set_recompute_ops(&self, on: bool) {
+        self.recompute_ops.set(on);
+    }
+
+    pub fn recompute_ops(&self) -> bool {
+        self.recompute_ops.is_on()
     }
 
     pub fn device(&self) -> Device {
@@ -209,6 +226,10 @@ impl ParamHost for ScopedParamHost<'_> {
             let op = registry.create_op(name.as_str(), &config, self.store, &full).map_err(|e| e.to_string())?;
             Ok(OpObj_TO::from_value(CountedOp { op: op.into_box(), scope: full, taps: self.taps.clone() }, TD_Opaque))
         })
+    }
+
+    fn recompute_switch(&self) -> archai_plugin_api::RecomputeSwitch {
+        self.store.recompute_ops.clone()
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 /// Keys whose change a resumed run accepts: more (or fewer) epochs continue from the checkpoint
 /// with the schedule of the new length; threads and where new runs go do not change results.
-/// Recomputing cells trades memory for time without changing what is computed.
+/// Recomputing cells or ops trades memory for time without changing what is computed.
 pub const SAFE_TO_CHANGE: &[&str] = &[
     "nas.search.trainer.epochs",
     "nas.eval.trainer.epochs",
@@ -17,6 +17,8 @@ pub const SAFE_TO_CHANGE: &[&str] = &[
     "common.runs_dir",
     "nas.search.trainer.recompute_cells",
     "nas.eval.trainer.recompute_cells",
+    "nas.search.trainer.recompute_ops",
+    "nas.eval.trainer.recompute_ops",
 ];
 
 /// One changed key.

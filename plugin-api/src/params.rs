@@ -3,8 +3,9 @@
 //! (like candle's `VarBuilder` or tch's `nn::Path`).
 use crate::abi::OpBox;
 use crate::tensor::{TensorOwned, TensorRef};
-use abi_stable::std_types::{RBox, ROption, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RArc, RBox, ROption, RResult, RStr, RString, RVec};
 use abi_stable::{sabi_trait, sabi_trait::TD_Opaque, StableAbi};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::Tensor;
 
 /// What a parameter is for; the host keeps the groups apart.
@@ -50,6 +51,31 @@ pub struct ParamSpec {
     pub role: ParamRole,
 }
 
+/// Whether the ops of a network recompute the cheap parts of their forward pass in the backward
+/// pass instead of keeping their activations (`trainer.recompute_ops`). The host owns it and sets
+/// it for each run phase; an op gets it at construction
+/// ([`ParamBuilder::recompute_switch`]) and reads it in each training forward pass. Which parts
+/// are cheap is the op's call (see [`crate::kit::recompute`]); results do not change, only memory
+/// and time.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct RecomputeSwitch {
+    on: RArc<AtomicBool>,
+}
+
+impl RecomputeSwitch {
+    pub fn new(on: bool) -> Self {
+        Self { on: RArc::new(AtomicBool::new(on)) }
+    }
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+    /// Host side: turns recomputation on or off for every op holding this switch.
+    pub fn set(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+}
+
 /// Host services for building a component: its parameters, the architecture parameters of the
 /// model, and (for mixers and other composite ops) other ops by name. Implemented by the host.
 #[sabi_trait]
@@ -63,6 +89,8 @@ pub trait ParamHost {
     /// Builds op `name` from any op plugin, its parameters scoped under this component's scope
     /// plus `scope`. The host counts the forward calls of ops built this way.
     fn create_op(&mut self, name: RStr<'_>, config_json: RStr<'_>, scope: RStr<'_>) -> RResult<OpBox, RString>;
+    /// The network's [`RecomputeSwitch`] (shared: the host flips it later).
+    fn recompute_switch(&self) -> RecomputeSwitch;
 }
 
 /// The boxed form of a [`ParamHost`] passed to constructors.
@@ -132,6 +160,12 @@ impl<'h, 'a> ParamBuilder<'h, 'a> {
             RResult::ROk(t) => Ok(t.into_tensor()),
             RResult::RErr(e) => Err(anyhow::anyhow!("{e}")),
         }
+    }
+
+    /// The switch that says, at each forward pass, whether this op should recompute the cheap
+    /// parts of its forward pass in the backward pass ([`crate::kit::recompute`]).
+    pub fn recompute_switch(&self) -> RecomputeSwitch {
+        self.host.recompute_switch()
     }
 
     /// Builds op `name` (from any op plugin) with `config`; its parameters live under this

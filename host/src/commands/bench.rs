@@ -151,8 +151,8 @@ pub fn run(plugin_dirs: &[PathBuf], command: &Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "{} search step ({} architecture training) on {}, batch {}, {} threads, channels_last {}, recompute_cells {}, {:?}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} architecture parameters, {:.1} candidate forwards per step over {} mixed edges, peak RSS {:.0} MB (median of {} after {} warm-up)",
-                    r.algorithm, r.arch_training, r.device, r.batch, r.threads, r.channels_last, r.recompute_cells, r.precision, r.sec_per_step, r.arch_sec, r.weight_sec,
+                    "{} search step ({} architecture training) on {}, batch {}, {} threads, channels_last {}, recompute_cells {}, recompute_ops {}, {:?}: {:.3} s/step (arch {:.3} + weight {:.3}), {:.1} images/s, {} weights + {} architecture parameters, {:.1} candidate forwards per step over {} mixed edges, peak RSS {:.0} MB (median of {} after {} warm-up)",
+                    r.algorithm, r.arch_training, r.device, r.batch, r.threads, r.channels_last, r.recompute_cells, r.recompute_ops, r.precision, r.sec_per_step, r.arch_sec, r.weight_sec,
                     r.images_per_sec, r.params_weights, r.params_arch, r.candidate_forwards_per_step, r.mixed_edges, r.peak_rss_mb, r.steps, r.warmup
                 );
             }

@@ -301,6 +301,7 @@ impl Trainer<'_> {
         tch::manual_seed((self.seed as i64).wrapping_mul(1000).wrapping_add(epoch as i64));
         fit.net.drop_path_prob = drop_path_at(c.drop_path_prob, epoch, c.epochs);
         fit.net.recompute_cells = c.recompute_cells;
+        fit.store.set_recompute_ops(c.recompute_ops);
         if let Some(algo) = fit.algorithm.as_deref_mut() {
             let lr0 = c.scheduler.lr_at(c.optimizer.lr, epoch * steps_per_epoch, steps_per_epoch, fit.total_steps);
             let mut services = Services::new(fit.net, fit.store, &fit.opt, lr0, &c).across(strategy);

@@ -78,6 +78,14 @@ pub struct TrainerConfig {
     /// (drop path, Gumbel samples) are replayed.
     #[serde(default)]
     pub recompute_cells: bool,
+    /// Ops recompute the cheap parts of their forward pass in the backward pass instead of
+    /// keeping their activations (the DARTS ops: pooling + batch norm, a dilated convolution's
+    /// pointwise convolution + norm, everything of a separable convolution after its first
+    /// pointwise convolution; depthwise convolutions of the edge's input, most of the time, are
+    /// kept). Same results up to float summation order; README "Memory" has the measured memory
+    /// and time. Independent of `recompute_cells` (both can be on).
+    #[serde(default)]
+    pub recompute_ops: bool,
 }
 
 fn one() -> usize {
@@ -168,6 +176,7 @@ impl TrainerConfig {
             precision: Precision::Fp32,
             loss_scale: LossScaleConfig::default(),
             recompute_cells: false,
+            recompute_ops: false,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - [`pareto`]: Pareto frontier, non-dominated sorting and hypervolume.
 //! - [`seeded`]: reproducible random tensors from an explicit seed (fixtures, tests), without
 //!   libtorch's process-wide generator.
+//! - [`recompute`]: run part of an op's forward pass again in the backward pass instead of
+//!   keeping its activations (gradient checkpointing with explicit parameters).
 //! - [`grad_of`]: gradients like `torch.autograd.grad` (nothing accumulated into `.grad`).
 pub mod adam;
 pub mod arch;
@@ -24,6 +26,7 @@ pub mod genotype;
 pub mod gumbel;
 pub mod mixer;
 pub mod pareto;
+pub mod recompute;
 pub mod seeded;
 pub mod sgd;
 

@@ -1,4 +1,5 @@
 //! Convolution and batch norm whose parameters live in the host.
+use archai_plugin_api::kit::recompute::Pass;
 use archai_plugin_api::tch::{Device, Kind, Tensor};
 use archai_plugin_api::{Init, ParamBuilder};
 
@@ -30,6 +31,17 @@ impl Conv {
 
     pub fn forward(&self, x: &Tensor) -> anyhow::Result<Tensor> {
         self.forward_with(x, false)
+    }
+
+    /// The same convolution, its weight shared (for a recomputed body).
+    pub fn share(&self) -> Conv {
+        Conv {
+            weight: self.weight.shallow_clone(),
+            stride: self.stride,
+            pad: self.pad,
+            dil: self.dil,
+            groups: self.groups,
+        }
     }
 
     /// `forward(relu(x))`, with the ReLU applied after the subsampling and rearranging the
@@ -318,10 +330,32 @@ impl BatchNorm {
         self.forward_scaled(x, None, train)
     }
 
+    /// The same norm, its parameters and statistics shared (for a recomputed body).
+    pub fn share(&self) -> BatchNorm {
+        BatchNorm {
+            weight: self.weight.as_ref().map(Tensor::shallow_clone),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+            running_mean: self.running_mean.shallow_clone(),
+            running_var: self.running_var.shallow_clone(),
+        }
+    }
+
+    /// Its trainable parameters (none when not affine).
+    pub fn params(&self) -> Vec<Tensor> {
+        self.weight.iter().chain(self.bias.iter()).map(Tensor::shallow_clone).collect()
+    }
+
     /// `forward(x) * scale` for a 0-dim `scale` (a mixer's weight), folded into the norm's
     /// weight and bias: the product is the norm's output, so autograd keeps only the norm's
     /// input (which it keeps anyway) where a separate multiplication would keep the output too.
     pub fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
+        self.forward_in(x, scale, train, Pass::First)
+    }
+
+    /// [`BatchNorm::forward_scaled`] in a run of a recomputed body: a training-mode norm updates
+    /// its running statistics in the first run only (the second normalizes with the same batch
+    /// statistics, computed again, and leaves the running ones as the forward pass left them).
+    pub fn forward_in(&self, x: &Tensor, scale: Option<&Tensor>, train: bool, pass: Pass) -> anyhow::Result<Tensor> {
         let (weight, bias) = match scale {
             None => (self.weight.as_ref().map(Tensor::shallow_clone), self.bias.as_ref().map(Tensor::shallow_clone)),
             Some(s) => {
@@ -335,17 +369,12 @@ impl BatchNorm {
                 (Some(weight), self.bias.as_ref().map(|b| b.f_mul(&s)).transpose()?)
             }
         };
-        Ok(Tensor::f_batch_norm(
-            x,
-            weight.as_ref(),
-            bias.as_ref(),
-            Some(&self.running_mean),
-            Some(&self.running_var),
-            train,
-            0.1,
-            1e-5,
-            true,
-        )?)
+        let (mean, var) = if train && pass == Pass::Again {
+            (None, None)
+        } else {
+            (Some(&self.running_mean), Some(&self.running_var))
+        };
+        Ok(Tensor::f_batch_norm(x, weight.as_ref(), bias.as_ref(), mean, var, train, 0.1, 1e-5, true)?)
     }
 }
 

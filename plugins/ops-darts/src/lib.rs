@@ -6,8 +6,9 @@
 //!
 //! Every op takes its configuration as JSON (from the model description's YAML) and creates its
 //! parameters through the host, so the host names, optimizes and checkpoints them.
+use archai_plugin_api::kit::recompute::recomputed;
 use archai_plugin_api::tch::Tensor;
-use archai_plugin_api::{export_plugin, register_op, Init, Op, ParamBuilder};
+use archai_plugin_api::{export_plugin, register_op, Init, Op, ParamBuilder, RecomputeSwitch};
 use serde::Deserialize;
 
 pub mod layers;
@@ -85,6 +86,7 @@ pub struct Pool {
     max: bool,
     stride: i64,
     bn: Option<BatchNorm>,
+    recompute: RecomputeSwitch,
 }
 
 impl Pool {
@@ -98,17 +100,45 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Pooling, then the norm (its output times `scale` when given). With recomputation on, in
+    /// training, only `x` is kept (which its edge keeps anyway): max pooling's indices (int64,
+    /// twice a float activation) and the norm's input are computed again in the backward pass.
+    fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
+        let bn = self.bn.as_ref();
+        if !(train && self.recompute.is_on()) {
+            let y = self.pooled(x)?;
+            return match bn {
+                Some(bn) => bn.forward_scaled(&y, scale, train),
+                None => Ok(y),
+            };
+        }
+        let pool = Pool {
+            max: self.max,
+            stride: self.stride,
+            bn: bn.map(BatchNorm::share),
+            recompute: self.recompute.clone(),
+        };
+        let scale = scale.map(Tensor::shallow_clone);
+        let mut params: Vec<Tensor> = bn.map(BatchNorm::params).unwrap_or_default();
+        params.extend(scale.iter().map(Tensor::shallow_clone));
+        recomputed(&[x], params, move |t, pass| {
+            let y = pool.pooled(&t[0])?;
+            match &pool.bn {
+                Some(bn) => bn.forward_in(&y, scale.as_ref(), train, pass),
+                None => Ok(y),
+            }
+        })
+    }
+}
+
 impl Op for Pool {
     fn forward(&self, inputs: &[Tensor], train: bool) -> anyhow::Result<Tensor> {
-        let y = self.pooled(single(inputs)?)?;
-        match &self.bn {
-            Some(bn) => bn.forward(&y, train),
-            None => Ok(y),
-        }
+        Pool::forward_scaled(self, single(inputs)?, None, train)
     }
     fn forward_scaled(&self, inputs: &[Tensor], scale: &Tensor, train: bool) -> Option<anyhow::Result<Tensor>> {
-        let bn = self.bn.as_ref()?;
-        Some(single(inputs).and_then(|x| self.pooled(x)).and_then(|y| bn.forward_scaled(&y, Some(scale), train)))
+        self.bn.as_ref()?;
+        Some(single(inputs).and_then(|x| Pool::forward_scaled(self, x, Some(scale), train)))
     }
 }
 
@@ -155,6 +185,7 @@ pub struct DilConv {
     dw: Conv,
     pw: Conv,
     bn: BatchNorm,
+    recompute: RecomputeSwitch,
 }
 
 impl DilConv {
@@ -173,11 +204,24 @@ impl DilConv {
             dw: Conv::new(&mut p.sub("dw"), c_in, c_in, k, stride, pad, dil, c_in)?,
             pw: Conv::new(&mut p.sub("pw"), c_in, c_out, 1, 1, 0, 1, 1)?,
             bn: BatchNorm::new(&mut p.sub("bn"), c_out, affine)?,
+            recompute: p.recompute_switch(),
         })
     }
-    /// The whole op, its output times `scale` when given.
+    /// The whole op, its output times `scale` when given. With recomputation on, in training,
+    /// the pointwise convolution and the norm run again in the backward pass from the depthwise
+    /// convolution's output (kept for the pointwise convolution anyway): the norm's input is not
+    /// kept. The depthwise convolution is not recomputed: on a CPU it is most of the op's time.
     fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
-        self.bn.forward_scaled(&self.pw.forward(&self.dw.relu_forward(x)?)?, scale, train)
+        let d = self.dw.relu_forward(x)?;
+        if !(train && self.recompute.is_on()) {
+            return self.bn.forward_scaled(&self.pw.forward(&d)?, scale, train);
+        }
+        let (pw, bn) = (self.pw.share(), self.bn.share());
+        let scale = scale.map(Tensor::shallow_clone);
+        let mut params = vec![pw.weight.shallow_clone()];
+        params.extend(bn.params());
+        params.extend(scale.iter().map(Tensor::shallow_clone));
+        recomputed(&[&d], params, move |t, pass| bn.forward_in(&pw.forward(&t[0])?, scale.as_ref(), train, pass))
     }
 }
 
@@ -212,10 +256,31 @@ impl SepConv {
         })
     }
     /// Each half applies its ReLU after its convolution's rearrangements (see
-    /// `Conv::relu_forward`: a strided first half's ReLU runs on the pixels it reads).
+    /// `Conv::relu_forward`: a strided first half's ReLU runs on the pixels it reads). With
+    /// recomputation on, in training, each half keeps only the inputs of its depthwise
+    /// convolutions: its pointwise convolution, norm (and the first half's ReLU) run again in the
+    /// backward pass. Of the six tensors the op would keep, four are kept, and no depthwise
+    /// convolution (most of the op's time on a CPU) runs twice.
     fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
-        let y = self.first.forward_scaled(x, None, train)?;
-        self.second.forward_scaled(&y, scale, train)
+        if !(train && self.first.recompute.is_on()) {
+            let y = self.first.forward_scaled(x, None, train)?;
+            return self.second.forward_scaled(&y, scale, train);
+        }
+        let d1 = self.first.dw.relu_forward(x)?;
+        let (pw1, bn1) = (self.first.pw.share(), self.first.bn.share());
+        let mut params = vec![pw1.weight.shallow_clone()];
+        params.extend(bn1.params());
+        let r2 = recomputed(&[&d1], params, move |t, pass| {
+            let y = bn1.forward_in(&pw1.forward(&t[0])?, None, train, pass)?;
+            Ok(y.f_relu()?)
+        })?;
+        let d2 = self.second.dw.forward(&r2)?;
+        let (pw2, bn2) = (self.second.pw.share(), self.second.bn.share());
+        let scale = scale.map(Tensor::shallow_clone);
+        let mut params = vec![pw2.weight.shallow_clone()];
+        params.extend(bn2.params());
+        params.extend(scale.iter().map(Tensor::shallow_clone));
+        recomputed(&[&d2], params, move |t, pass| bn2.forward_in(&pw2.forward(&t[0])?, scale.as_ref(), train, pass))
     }
 }
 
@@ -299,7 +364,7 @@ fn pool(v: &serde_json::Value, p: &mut ParamBuilder, max: bool) -> anyhow::Resul
     let c = CellOpConfig::parse(v)?;
     anyhow::ensure!(c.c_out() == c.c_in, "pooling keeps channels: c_out ({}) must equal c_in ({})", c.c_out(), c.c_in);
     let bn = if c.pool_bn { Some(BatchNorm::new(&mut p.sub("bn"), c.c_in, false)?) } else { None };
-    Ok(Box::new(Pool { max, stride: c.stride, bn }))
+    Ok(Box::new(Pool { max, stride: c.stride, bn, recompute: p.recompute_switch() }))
 }
 
 fn create_max_pool(v: &serde_json::Value, p: &mut ParamBuilder) -> anyhow::Result<Box<dyn Op>> {

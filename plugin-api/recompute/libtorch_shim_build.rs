@@ -1,11 +1,11 @@
-// Shared by the build scripts of the crates with a C++ shim (host/autocast, host/dist) through
-// `include!`: compiles `src/shim.cpp` against the headers of the libtorch that torch-sys linked,
+// Shared by the build scripts of the crates with a C++ shim (this crate, host/autocast, host/dist,
+// host/dense-grad) through `include!` (each also prints its own rerun-if-changed for this file):
+// compiles `src/shim.cpp` against the headers of the libtorch that torch-sys linked,
 // so the shim and tch always share one libtorch, and links libtorch.
 
 /// The libtorch lib directory torch-sys reported.
 fn libtorch_lib() -> std::path::PathBuf {
     println!("cargo:rerun-if-changed=src/shim.cpp");
-    println!("cargo:rerun-if-changed=../libtorch_shim_build.rs");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     std::path::PathBuf::from(

@@ -128,8 +128,8 @@ struct Recompute : torch::autograd::Function<Recompute> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     TORCH_CHECK(!at::GradMode::is_enabled(),
-                "a recomputed cell cannot be differentiated twice (backward with create_graph); turn "
-                "trainer.recompute_cells off for this computation");
+                "a recomputed cell or op cannot be differentiated twice (backward with create_graph); turn "
+                "trainer.recompute_cells and trainer.recompute_ops off for this computation");
     auto saved = ctx->get_saved_variables();
     auto n_act = static_cast<size_t>(ctx->saved_data["n_act"].toInt());
     auto body = c10::static_intrusive_pointer_cast<Body>(ctx->saved_data["body"].toCapsule());
