@@ -79,11 +79,11 @@ pub struct TrainerConfig {
     #[serde(default)]
     pub recompute_cells: bool,
     /// Ops recompute the cheap parts of their forward pass in the backward pass instead of
-    /// keeping their activations (the DARTS ops: pooling + batch norm, a dilated convolution's
-    /// pointwise convolution + norm, everything of a separable convolution after its first
-    /// pointwise convolution; depthwise convolutions of the edge's input, most of the time, are
-    /// kept). Same results up to float summation order; README "Memory" has the measured memory
-    /// and time. Independent of `recompute_cells` (both can be on).
+    /// keeping their activations. The DARTS ops keep only the inputs of their depthwise
+    /// convolutions (which never run twice: most of a cell's time on a CPU) and recompute pooling
+    /// + batch norm, pointwise convolutions, norms and the ReLU inside separable convolutions.
+    /// Same results up to float summation order; README "Memory: recompute ops" has the measured
+    /// memory and time. Independent of `recompute_cells` (both can be on).
     #[serde(default)]
     pub recompute_ops: bool,
 }

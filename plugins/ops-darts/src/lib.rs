@@ -257,9 +257,9 @@ impl SepConv {
     }
     /// Each half applies its ReLU after its convolution's rearrangements (see
     /// `Conv::relu_forward`: a strided first half's ReLU runs on the pixels it reads). With
-    /// recomputation on, in training, each half keeps only the inputs of its depthwise
-    /// convolutions: its pointwise convolution, norm (and the first half's ReLU) run again in the
-    /// backward pass. Of the six tensors the op would keep, four are kept, and no depthwise
+    /// recomputation on, in training, each half keeps only its depthwise convolution's input and
+    /// output: its pointwise convolution and norm (and the ReLU between the halves) run again in
+    /// the backward pass. Of the six tensors the op would keep, four are kept, and no depthwise
     /// convolution (most of the op's time on a CPU) runs twice.
     fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
         if !(train && self.first.recompute.is_on()) {
