@@ -80,8 +80,8 @@ pub struct TrainerConfig {
     pub recompute_cells: bool,
     /// Ops recompute the cheap parts of their forward pass in the backward pass instead of
     /// keeping their activations. The DARTS ops keep only the inputs of their depthwise
-    /// convolutions (which never run twice: most of a cell's time on a CPU) and recompute pooling
-    /// + batch norm, pointwise convolutions, norms and the ReLU inside separable convolutions.
+    /// convolutions (which never run twice: most of a cell's time on a CPU) and recompute pooling,
+    /// pointwise convolutions, batch norms and the ReLU inside separable convolutions.
     /// Same results up to float summation order; README "Memory: recompute ops" has the measured
     /// memory and time. Independent of `recompute_cells` (both can be on).
     #[serde(default)]
