@@ -278,12 +278,15 @@ impl Network {
         };
         for op in &self.stem {
             s = op.forward(&[&s], train)?;
-            if self.channels_last {
+            if self.channels_last && !is_channels_last(&s) {
                 // A one-channel image is NCHW and NHWC at once, so libtorch keeps the first op's
                 // output, and every op after it, in NCHW: every Fashion-MNIST network would run
                 // in NCHW (a network whose stem holds all its layers, like resnet_small, up to
-                // its head). A no-op (no copy) once the output is channels-last.
-                s = s.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+                // its head). The op's gradient comes back in NCHW too: its closing batch norm
+                // would otherwise get a channels-last gradient for an NCHW output and take
+                // libtorch's serial backward.
+                let x = archai_dense_grad::dense_grad(&s).map_err(|e| ModelError::Forward(e.to_string()))?;
+                s = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
             }
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
@@ -378,8 +381,9 @@ fn cell_forward(
         };
         states.push(out);
     }
-    // Each part's gradient is a channel slice of the output's: made dense before it reaches the
-    // nodes' batch norms, whose backward is serial for strided gradients (see archai-dense-grad).
+    // Each part's gradient is a channel slice of the output's (after the last cell, a broadcast
+    // from the average pool): made dense in the part's layout before it reaches the nodes' batch
+    // norms, whose backward is serial otherwise (see archai-dense-grad).
     let parts: Vec<Tensor> = cell
         .concat
         .iter()
@@ -424,4 +428,9 @@ fn sum_edges(edges: &[Edge], outs: Vec<Tensor>) -> Result<Tensor, String> {
         acc = acc.f_add(y).map_err(|e| format!("summing its edge outputs ({}): {e}", describe(&outs)))?;
     }
     Ok(acc)
+}
+
+/// NCHW shape with NHWC strides, dense (what `permute(0, 2, 3, 1).contiguous()` makes).
+fn is_channels_last(t: &Tensor) -> bool {
+    t.dim() == 4 && t.permute([0, 2, 3, 1]).is_contiguous()
 }

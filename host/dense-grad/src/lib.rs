@@ -1,11 +1,14 @@
 //! [`dense_grad`]: the identity in the forward pass whose backward makes the gradient dense in
-//! the memory format it suggests (channels-last stays channels-last).
+//! the memory format its input had (a channels-last output gets a channels-last gradient).
 //!
-//! Why: `cat`'s backward hands each part a channel slice of the output's gradient. For
-//! channels-last tensors that slice is neither NCHW- nor channels-last-contiguous, and libtorch's
-//! CPU batch-norm backward then takes a serial element-wise path (17% of a DARTS evaluation
-//! network's training time in a profile). Calling this on each part before `cat` costs one copy
-//! of the gradient and no work in the forward pass.
+//! Why: libtorch's CPU batch-norm backward takes a serial element-wise path unless its input and
+//! its output's gradient are dense in the same layout. `cat`'s backward hands each part a channel
+//! slice of the output's gradient (for channels-last tensors neither NCHW- nor
+//! channels-last-contiguous: 17% of a DARTS evaluation network's training time in a profile);
+//! a global average pool's gradient is a broadcast that suggests NCHW; converting an NCHW stem
+//! output to channels-last sends back a channels-last gradient. Calling this on each part before
+//! `cat`, and before such a conversion, costs one copy of the gradient and no work in the forward
+//! pass.
 use std::ffi::{c_char, c_int, CStr};
 use tch::Tensor;
 
@@ -82,6 +85,41 @@ mod tests {
         assert!(!is_channels_last_dense(&plain_b), "the test no longer sees strided slices: {:?}", plain_b.stride());
         let expected = r.narrow(1, 3, 3);
         assert!(dense_b.equal(&expected));
+    }
+
+    /// An NCHW tensor converted to channels-last: its gradient arrives channels-last-strided
+    /// without the wrapper and NCHW-contiguous with `dense_grad`, same values.
+    #[test]
+    fn a_converted_tensor_gets_its_gradient_in_its_own_layout() {
+        let opts = (Kind::Float, Device::Cpu);
+        let r = channels_last(Tensor::arange(2 * 4 * 3 * 3, opts).reshape([2, 4, 3, 3]));
+        let grad = |wrap: bool| {
+            let x = Tensor::ones([2, 4, 3, 3], opts).set_requires_grad(true);
+            let y = if wrap { dense_grad(&x).unwrap() } else { x.shallow_clone() };
+            let loss = (channels_last(y) * &r).sum(Kind::Float);
+            Tensor::run_backward(&[loss], &[&x], false, false).remove(0)
+        };
+        let (plain, wrapped) = (grad(false), grad(true));
+        assert!(wrapped.equal(&plain) && wrapped.equal(&r));
+        assert!(wrapped.is_contiguous(), "{:?}", wrapped.stride());
+        assert!(!plain.is_contiguous(), "the test no longer sees a channels-last gradient: {:?}", plain.stride());
+    }
+
+    /// After the last cell a global average pool sends back a broadcast gradient, which
+    /// suggests NCHW: a channels-last part still gets a dense channels-last gradient.
+    #[test]
+    fn a_broadcast_gradient_arrives_in_the_parts_layout() {
+        let opts = (Kind::Float, Device::Cpu);
+        let grad = |wrap: bool| {
+            let a = channels_last(Tensor::ones([2, 3, 4, 4], opts)).set_requires_grad(true);
+            let part = if wrap { dense_grad(&a).unwrap() } else { a.shallow_clone() };
+            let loss = Tensor::cat(&[part], 1).mean_dim([2, 3].as_slice(), false, Kind::Float).sum(Kind::Float);
+            Tensor::run_backward(&[loss], &[&a], false, false).remove(0)
+        };
+        let (plain, wrapped) = (grad(false), grad(true));
+        assert!(wrapped.equal(&plain));
+        assert!(is_channels_last_dense(&wrapped), "{:?}", wrapped.stride());
+        assert!(!is_channels_last_dense(&plain), "the test no longer sees a broadcast gradient: {:?}", plain.stride());
     }
 
     #[test]
