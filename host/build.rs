@@ -58,11 +58,9 @@ fn link_tcmalloc() -> bool {
     };
     println!("cargo:rerun-if-changed={}", archive.display());
     println!("cargo:rustc-link-arg-bins=-Wl,--whole-archive,{},--no-whole-archive", archive.display());
-    // Looked up at run time by `allocator::release_free_memory` and `allocator::LivePeak` (no
-    // library references them, so the linker would not export them otherwise).
+    // Looked up at run time by `allocator::LivePeak` (no library references them, so the linker
+    // would not export them otherwise).
     for symbol in [
-        "MallocExtension_MarkThreadIdle",
-        "MallocExtension_ReleaseFreeMemory",
         "MallocExtension_GetAllocatedSize",
         "MallocHook_AddNewHook",
         "MallocHook_RemoveNewHook",

@@ -1,7 +1,7 @@
 //! The `malloc` serving this process: gperftools' tcmalloc when host/build.rs linked it into the
 //! `archai` binary, else glibc's. What depends on which one: the name recorded in
-//! `run/environment`, and how [`release_free_memory`] gives cached memory back before a peak is
-//! measured.
+//! `run/environment`, and how a peak is measured ([`LivePeak`] under tcmalloc,
+//! [`release_free_memory`] before a resident high-water mark under glibc).
 use std::ffi::CStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -51,42 +51,18 @@ pub fn name() -> String {
     }
 }
 
-/// Gives the memory the allocator keeps for reuse back to the system, so that the resident set
-/// grows again when the next allocations touch memory (a peak measured by the resident
-/// high-water mark then sees them; `train_peak_mb`). tcmalloc: this thread's cache of small
-/// blocks, then the page heap's free spans (`MallocExtension_MarkThreadIdle`,
-/// `MallocExtension_ReleaseFreeMemory`, which build.rs exports from the binary). glibc: a fixed
-/// mmap threshold, so that tensor-sized blocks are mappings returned at `free` (glibc otherwise
-/// raises the threshold as large blocks are freed and keeps later ones in its heap), and a trim.
+/// Under glibc, gives the memory its heaps keep for reuse back to the system, so that the
+/// resident set grows again when the next allocations touch memory (a peak measured by the
+/// resident high-water mark then sees them; `train_peak_mb` without [`LivePeak`]): a fixed mmap
+/// threshold, so that tensor-sized blocks are mappings returned at `free` (glibc otherwise raises
+/// the threshold as large blocks are freed and keeps later ones in its heap), and a trim. Under
+/// tcmalloc both do nothing (its `mallopt` is a stub; `malloc_trim` trims glibc's unused heap):
+/// peaks there are counted by [`LivePeak`].
 pub fn release_free_memory() {
-    match (resolved(c"MallocExtension_MarkThreadIdle"), resolved(c"MallocExtension_ReleaseFreeMemory")) {
-        (Some(idle), Some(release)) => {
-            // SAFETY: gperftools' `void MallocExtension_MarkThreadIdle(void)` and
-            // `void MallocExtension_ReleaseFreeMemory(void)`. The thread's cache of small blocks
-            // goes back to the central lists first, so that their free spans can be released.
-            let (idle, release) = unsafe {
-                (
-                    std::mem::transmute::<*mut libc::c_void, extern "C" fn()>(idle),
-                    std::mem::transmute::<*mut libc::c_void, extern "C" fn()>(release),
-                )
-            };
-            idle();
-            release();
-        }
-        _ => {
-            if name().starts_with("tcmalloc") {
-                // glibc's knobs below do nothing under tcmalloc: peaks would miss reused memory.
-                tracing::warn!(
-                    "tcmalloc serves this process but its MallocExtension functions are not exported: cached \
-                     memory cannot be released, so train_peak_mb may read low"
-                );
-            }
-            // SAFETY: mallopt and malloc_trim only change allocator parameters and return memory.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-                libc::malloc_trim(0);
-            }
-        }
+    // SAFETY: mallopt and malloc_trim only change allocator parameters and return memory.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        libc::malloc_trim(0);
     }
 }
 
@@ -186,7 +162,7 @@ mod tests {
     #[test]
     fn the_allocator_is_named_by_the_library_that_defines_malloc() {
         assert!(super::name().starts_with("glibc (libc.so"), "{}", super::name());
-        assert!(super::resolved(c"MallocExtension_ReleaseFreeMemory").is_none());
+        assert!(super::resolved(c"MallocHook_AddNewHook").is_none());
         assert!(super::LivePeak::start().is_none(), "glibc has no allocation hooks");
     }
 }

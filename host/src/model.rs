@@ -272,7 +272,7 @@ impl Network {
             // NCHW shape with NHWC strides (what PyTorch calls channels_last): convolutions,
             // pooling and batch norm keep that layout, and oneDNN's depthwise kernels are much
             // faster in it on CPU.
-            x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+            to_channels_last(x)
         } else {
             x.shallow_clone()
         };
@@ -286,7 +286,7 @@ impl Network {
                 // would otherwise get a channels-last gradient for an NCHW output and take
                 // libtorch's serial backward.
                 let x = archai_dense_grad::dense_grad(&s).map_err(|e| ModelError::Forward(e.to_string()))?;
-                s = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+                s = to_channels_last(&x);
             }
         }
         let (mut s0, mut s1) = (s.shallow_clone(), s);
@@ -430,7 +430,12 @@ fn sum_edges(edges: &[Edge], outs: Vec<Tensor>) -> Result<Tensor, String> {
     Ok(acc)
 }
 
-/// NCHW shape with NHWC strides, dense (what `permute(0, 2, 3, 1).contiguous()` makes).
+/// `t` with NCHW shape and NHWC strides, dense (what PyTorch calls channels_last).
+fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Whether `t` is already what [`to_channels_last`] makes.
 fn is_channels_last(t: &Tensor) -> bool {
     t.dim() == 4 && t.permute([0, 2, 3, 1]).is_contiguous()
 }

@@ -81,8 +81,8 @@ impl Evaluator<'_> {
             let kb: f64 = line.split_whitespace().nth(1).context("bad /proc/self/status")?.parse()?;
             Ok(kb / 1024.0)
         };
-        // Memory the allocator cached from the previous candidate would be reused unseen by a
-        // high-water mark: give it back first, again before a step measured that way.
+        // Under glibc, memory cached from the previous candidate would be reused unseen by the
+        // high-water mark: give it back first (the warm-up step's too, below).
         crate::allocator::release_free_memory();
         // A first step pays one-time costs (kernel caches, libtorch's scratch buffers) that
         // belong to no architecture; the second one is measured.
@@ -102,6 +102,12 @@ impl Evaluator<'_> {
         if let Some(live) = crate::allocator::LivePeak::start() {
             step()?;
             return Ok(live.bytes() as f64 / (1024.0 * 1024.0));
+        }
+        if crate::allocator::name().starts_with("tcmalloc") {
+            tracing::warn!(
+                "tcmalloc serves this process but its allocation hooks are not exported: train_peak_mb falls back \
+                 to the resident high-water mark, which misses memory tcmalloc reuses and may read low"
+            );
         }
         crate::allocator::release_free_memory();
         let before = status("VmRSS:")?;

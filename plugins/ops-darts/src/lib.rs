@@ -6,7 +6,7 @@
 //!
 //! Every op takes its configuration as JSON (from the model description's YAML) and creates its
 //! parameters through the host, so the host names, optimizes and checkpoints them.
-use archai_plugin_api::kit::recompute::recomputed;
+use archai_plugin_api::kit::recompute::{recomputed, Pass};
 use archai_plugin_api::tch::Tensor;
 use archai_plugin_api::{export_plugin, register_op, Init, Op, ParamBuilder, RecomputeSwitch};
 use serde::Deserialize;
@@ -105,14 +105,10 @@ impl Pool {
     /// training, only `x` is kept (which its edge keeps anyway): max pooling's indices (int64,
     /// twice a float activation) and the norm's input are computed again in the backward pass.
     fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
-        let bn = self.bn.as_ref();
         if !(train && self.recompute.is_on()) {
-            let y = self.pooled(x)?;
-            return match bn {
-                Some(bn) => bn.forward_scaled(&y, scale, train),
-                None => Ok(y),
-            };
+            return self.pool_norm(x, scale, train, Pass::First);
         }
+        let bn = self.bn.as_ref();
         let pool = Pool {
             max: self.max,
             stride: self.stride,
@@ -122,13 +118,16 @@ impl Pool {
         let scale = scale.map(Tensor::shallow_clone);
         let mut params: Vec<Tensor> = bn.map(BatchNorm::params).unwrap_or_default();
         params.extend(scale.iter().map(Tensor::shallow_clone));
-        recomputed(&[x], params, move |t, pass| {
-            let y = pool.pooled(&t[0])?;
-            match &pool.bn {
-                Some(bn) => bn.forward_in(&y, scale.as_ref(), train, pass),
-                None => Ok(y),
-            }
-        })
+        recomputed(&[x], params, move |t, pass| pool.pool_norm(&t[0], scale.as_ref(), train, pass))
+    }
+
+    /// Pooling, then the norm (times `scale`) in the given run of a recomputed body.
+    fn pool_norm(&self, x: &Tensor, scale: Option<&Tensor>, train: bool, pass: Pass) -> anyhow::Result<Tensor> {
+        let y = self.pooled(x)?;
+        match &self.bn {
+            Some(bn) => bn.forward_in(&y, scale, train, pass),
+            None => Ok(y),
+        }
     }
 }
 
@@ -207,22 +206,42 @@ impl DilConv {
             recompute: p.recompute_switch(),
         })
     }
-    /// The whole op, its output times `scale` when given. With recomputation on, in training,
-    /// the pointwise convolution and the norm run again in the backward pass from the depthwise
-    /// convolution's output (kept for the pointwise convolution anyway): the norm's input is not
-    /// kept. The depthwise convolution is not recomputed: on a CPU it is most of the op's time.
+    /// The whole op, its output times `scale` when given.
     fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
-        let d = self.dw.relu_forward(x)?;
+        self.tail(&self.dw.relu_forward(x)?, scale, train, false)
+    }
+
+    /// The pointwise convolution and the norm on the depthwise convolution's output `d` (times
+    /// `scale` when given, then a ReLU with `relu`). With recomputation on, in training, they run
+    /// again in the backward pass from `d` (kept for the pointwise convolution anyway): the
+    /// norm's input is not kept. The depthwise convolution is not recomputed: on a CPU it is most
+    /// of the op's time.
+    fn tail(&self, d: &Tensor, scale: Option<&Tensor>, train: bool, relu: bool) -> anyhow::Result<Tensor> {
         if !(train && self.recompute.is_on()) {
-            return self.bn.forward_scaled(&self.pw.forward(&d)?, scale, train);
+            return pointwise_norm(&self.pw, &self.bn, d, scale, train, Pass::First, relu);
         }
         let (pw, bn) = (self.pw.share(), self.bn.share());
         let scale = scale.map(Tensor::shallow_clone);
         let mut params = vec![pw.weight.shallow_clone()];
         params.extend(bn.params());
         params.extend(scale.iter().map(Tensor::shallow_clone));
-        recomputed(&[&d], params, move |t, pass| bn.forward_in(&pw.forward(&t[0])?, scale.as_ref(), train, pass))
+        recomputed(&[d], params, move |t, pass| pointwise_norm(&pw, &bn, &t[0], scale.as_ref(), train, pass, relu))
     }
+}
+
+/// `bn(pw(d))` (times `scale`), then a ReLU with `relu`: the tail of a [`DilConv`], in the given
+/// run of a recomputed body.
+fn pointwise_norm(
+    pw: &Conv,
+    bn: &BatchNorm,
+    d: &Tensor,
+    scale: Option<&Tensor>,
+    train: bool,
+    pass: Pass,
+    relu: bool,
+) -> anyhow::Result<Tensor> {
+    let y = bn.forward_in(&pw.forward(d)?, scale, train, pass)?;
+    Ok(if relu { y.f_relu()? } else { y })
 }
 
 impl Op for DilConv {
@@ -262,25 +281,12 @@ impl SepConv {
     /// the backward pass. Of the six tensors the op would keep, four are kept, and no depthwise
     /// convolution (most of the op's time on a CPU) runs twice.
     fn forward_scaled(&self, x: &Tensor, scale: Option<&Tensor>, train: bool) -> anyhow::Result<Tensor> {
-        if !(train && self.first.recompute.is_on()) {
-            let y = self.first.forward_scaled(x, None, train)?;
-            return self.second.forward_scaled(&y, scale, train);
-        }
-        let d1 = self.first.dw.relu_forward(x)?;
-        let (pw1, bn1) = (self.first.pw.share(), self.first.bn.share());
-        let mut params = vec![pw1.weight.shallow_clone()];
-        params.extend(bn1.params());
-        let r2 = recomputed(&[&d1], params, move |t, pass| {
-            let y = bn1.forward_in(&pw1.forward(&t[0])?, None, train, pass)?;
-            Ok(y.f_relu()?)
-        })?;
-        let d2 = self.second.dw.forward(&r2)?;
-        let (pw2, bn2) = (self.second.pw.share(), self.second.bn.share());
-        let scale = scale.map(Tensor::shallow_clone);
-        let mut params = vec![pw2.weight.shallow_clone()];
-        params.extend(bn2.params());
-        params.extend(scale.iter().map(Tensor::shallow_clone));
-        recomputed(&[&d2], params, move |t, pass| bn2.forward_in(&pw2.forward(&t[0])?, scale.as_ref(), train, pass))
+        // Recomputing, the ReLU between the halves belongs to the first half's recomputed tail,
+        // so that its output (the second depthwise convolution's input) is the only tensor kept.
+        let recompute = train && self.first.recompute.is_on();
+        let y = self.first.tail(&self.first.dw.relu_forward(x)?, None, train, recompute)?;
+        let d2 = if recompute { self.second.dw.forward(&y)? } else { self.second.dw.relu_forward(&y)? };
+        self.second.tail(&d2, scale, train, false)
     }
 }
 
