@@ -94,6 +94,27 @@ fn darts_warmup_steps_hold_the_alphas_back() {
     assert!(entropy(1) < entropy(0), "{} vs {}", entropy(1), entropy(0));
 }
 
+/// Second-order DARTS with `unroll: weight_step`: the architecture step runs after the host's
+/// weight step (its loss is logged under `algorithm_after_step`) and, over three steps of a toy
+/// search, lands where the virtual unrolled step does.
+#[test]
+fn darts_order2_unrolled_through_the_weight_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |unroll: &str| {
+        let sets = ["nas.search.trainer.max_batches=3", &format!("nas.search.algorithm.config.unroll={unroll}")];
+        toy_run(&tmp.path().join(unroll), "darts_order2", &sets.iter().map(|s| s.as_ref()).collect::<Vec<&str>>())
+    };
+    let ((v_dir, virt), (w_dir, taken)) = (run("virtual"), run("weight_step"));
+    let arch_loss = |l: &yaml_serde::Value, section: &str| epoch(l, 0)[section]["arch_loss"].as_f64();
+    assert!(arch_loss(&taken, "algorithm").is_none());
+    let (v, w) = (arch_loss(&virt, "algorithm").unwrap(), arch_loss(&taken, "algorithm_after_step").unwrap());
+    assert!((v - w).abs() < 1e-3 * v, "arch loss {v} (virtual step) vs {w} (weight step)");
+    let entropy = |l: &yaml_serde::Value| epoch(l, 0)["algorithm_end"]["alpha_entropy"].as_f64().unwrap();
+    assert!(entropy(&taken) < 8f64.ln() - 1e-8, "the alphas did not move: {}", entropy(&taken));
+    let read = |d: &PathBuf| std::fs::read_to_string(d.join("search/final_model_desc.yaml")).unwrap();
+    assert_eq!(read(&v_dir), read(&w_dir));
+}
+
 #[test]
 fn pc_darts_toy_run_warms_up_then_steps() {
     let tmp = tempfile::tempdir().unwrap();

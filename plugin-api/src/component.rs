@@ -94,6 +94,20 @@ pub struct StepData {
     pub lr: f64,
 }
 
+impl StepData {
+    /// Another handle to the same tensors (no data copied), e.g. to keep a step's batches until
+    /// `after_step`.
+    pub fn shallow_clone(&self) -> Self {
+        Self {
+            x: self.x.shallow_clone(),
+            y: self.y.shallow_clone(),
+            val_x: self.val_x.shallow_clone(),
+            val_y: self.val_y.shallow_clone(),
+            ..*self
+        }
+    }
+}
+
 /// The host's model as seen by an algorithm, with Rust types.
 pub struct Model<'m, 'a> {
     services: &'m mut ModelServicesMut<'a>,

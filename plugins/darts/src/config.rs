@@ -4,6 +4,19 @@ use serde::{Deserialize, Serialize};
 
 pub use archai_plugin_api::kit::config::{check_candidates, darts_primitives, parse as parse_config};
 
+/// Which weight step w' the second-order hypergradient differentiates L_val(w', α) through.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Unroll {
+    /// DARTS: a virtual step of the weight optimizer, taken and undone before the weight step,
+    /// which then uses the updated alphas (five passes per search step).
+    Virtual,
+    /// The host's weight step itself: the architecture step runs after it, with w' the weights
+    /// that step produced, and the weight step uses the alphas from before the architecture step
+    /// (four passes per search step: the virtual step's pass is saved).
+    WeightStep,
+}
+
 /// Configuration of the `darts` algorithm (see the crate documentation for the meaning of each key).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +36,8 @@ pub struct DartsConfig {
     pub arch_weight_decay: f64,
     /// Finite-difference radius of the second-order step: eps = unrolled_eps / ‖dL_val/dw'‖.
     pub unrolled_eps: f64,
+    /// Order 2: the weight step the hypergradient looks through (see [`Unroll`]).
+    pub unroll: Unroll,
     /// Weight steps before the first architecture step (PC-DARTS' warm-up, counted in steps
     /// so that short searches can use it): the alphas move only once the weights can tell the
     /// candidates apart.
@@ -39,6 +54,7 @@ impl Default for DartsConfig {
             arch_betas: [0.5, 0.999],
             arch_weight_decay: 1e-3,
             unrolled_eps: 0.01,
+            unroll: Unroll::Virtual,
             warmup_steps: 0,
         }
     }
@@ -73,6 +89,10 @@ impl DartsConfig {
             "darts config: `unrolled_eps` must be positive, got {}",
             self.unrolled_eps
         );
+        anyhow::ensure!(
+            self.order == 2 || self.unroll == Unroll::Virtual,
+            "darts config: `unroll: weight_step` applies to the second-order step only; set `order: 2` or remove `unroll`"
+        );
         check_candidates(&self.candidates, "darts")?;
         Ok(())
     }
@@ -94,8 +114,8 @@ mod tests {
         assert_eq!(c.candidates.len(), 8);
         assert_eq!(c.candidates[0], "none");
         assert_eq!(
-            (c.order, c.arch_lr, c.arch_betas, c.arch_weight_decay, c.unrolled_eps),
-            (1, 3e-4, [0.5, 0.999], 1e-3, 0.01)
+            (c.order, c.arch_lr, c.arch_betas, c.arch_weight_decay, c.unrolled_eps, c.unroll),
+            (1, 3e-4, [0.5, 0.999], 1e-3, 0.01, Unroll::Virtual)
         );
         assert_eq!(DartsConfig::from_json(&serde_json::Value::Null).unwrap(), c);
     }
@@ -122,6 +142,12 @@ mod tests {
         let e =
             DartsConfig::from_json(&json!({"candidates": ["skip_connect", "skip_connect"]})).unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
+        let e = DartsConfig::from_json(&json!({"unroll": "weight_step"})).unwrap_err().to_string();
+        assert!(e.contains("order: 2"), "{e}");
+        let e = DartsConfig::from_json(&json!({"order": 2, "unroll": "weights"})).unwrap_err().to_string();
+        assert!(e.contains("weight_step"), "{e}");
+        let c = DartsConfig::from_json(&json!({"order": 2, "unroll": "weight_step"})).unwrap();
+        assert_eq!(c.unroll, Unroll::WeightStep);
         let e = DartsConfig::from_json(&json!({"arch_betas": [0.5, 1.0]})).unwrap_err().to_string();
         assert!(e.contains("arch_betas[1]"), "{e}");
         let e = TopkConfig::from_json(&json!({"k": 2, "kk": 1}), "darts-topk").unwrap_err().to_string();

@@ -1,10 +1,12 @@
 //! The bilevel architecture step of DARTS (first and second order) and the `darts` algorithm.
-use crate::config::DartsConfig;
+use crate::config::{DartsConfig, Unroll};
 use archai_plugin_api::kit::adam::Adam;
 use archai_plugin_api::kit::genotype::alpha_report;
 use archai_plugin_api::model_desc::{CellFill, InputDesc, MixerDesc, ModelDesc};
 use archai_plugin_api::tch::{no_grad_guard, Tensor};
-use archai_plugin_api::{Algorithm, ArchTraining, Model, SearchContext, SearchPlan, StepData, WeightOptimizerInfo};
+use archai_plugin_api::{
+    Algorithm, ArchTraining, Model, SearchContext, SearchPlan, StepData, StepOutcome, WeightOptimizerInfo,
+};
 use serde_json::{json, Value};
 
 /// Adam's epsilon for the architecture parameters (as in DARTS and `torch.optim.Adam`).
@@ -90,12 +92,83 @@ pub struct Hypergradient {
 /// Order 2 keeps one persistent shadow copy of the weights (allocated on the first step,
 /// refreshed in place with `copy_` on every step) and moves the weights themselves in place to
 /// w', w + eps*dw' and w - eps*dw', restoring them from the shadow before returning (also when
-/// an error interrupts the step). No model copy, no flattened parameter vector.
+/// an error interrupts the step). No model copy, no flattened parameter vector. With
+/// [`Unroll::WeightStep`] the shadow holds the weights from before the host's weight step and a
+/// second copy the weights it produced, which the step restores.
 pub struct ArchStep {
     pub order: u8,
     pub unrolled_eps: f64,
+    pub unroll: Unroll,
     pub adam: Adam,
     shadow: Vec<Tensor>,
+    /// [`Unroll::WeightStep`]: the weights after the host's weight step.
+    stepped: Vec<Tensor>,
+    /// [`Unroll::WeightStep`]: the batches of the weight step under way (set before it).
+    pending: Option<StepData>,
+}
+
+/// The trainable weights and, where the optimizer keeps one, each one's momentum buffer.
+fn trainable_weights(model: &dyn SearchModel) -> anyhow::Result<(Vec<Tensor>, Vec<Option<Tensor>>)> {
+    let all = model.weights();
+    let bufs = model.momentum_buffers();
+    anyhow::ensure!(
+        bufs.is_empty() || bufs.len() == all.len(),
+        "darts: the host returned {} momentum buffers for {} weights",
+        bufs.len(),
+        all.len()
+    );
+    let mut weights = Vec::new();
+    let mut momentum = Vec::new();
+    for (i, (name, w)) in all.iter().enumerate() {
+        if !w.requires_grad() {
+            continue;
+        }
+        let buf = match bufs.get(i) {
+            Some((bname, buf)) => {
+                anyhow::ensure!(bname == name, "darts: momentum buffer {i} is `{bname}` but weight {i} is `{name}`");
+                buf.defined().then(|| buf.shallow_clone())
+            }
+            None => None,
+        };
+        weights.push(w.shallow_clone());
+        momentum.push(buf);
+    }
+    anyhow::ensure!(!weights.is_empty(), "darts: the model has no trainable weights");
+    Ok((weights, momentum))
+}
+
+/// Copies `weights` into `copies`, reallocating only when the shapes changed.
+fn copy_weights(copies: &mut Vec<Tensor>, weights: &[Tensor]) -> anyhow::Result<()> {
+    let _guard = no_grad_guard();
+    let same = copies.len() == weights.len()
+        && copies
+            .iter()
+            .zip(weights)
+            .all(|(s, w)| s.size() == w.size() && s.kind() == w.kind() && s.device() == w.device());
+    if !same {
+        *copies = weights.iter().map(|w| w.f_empty_like()).collect::<Result<_, _>>()?;
+    }
+    for (s, w) in copies.iter_mut().zip(weights) {
+        s.f_copy_(w)?;
+    }
+    Ok(())
+}
+
+/// Sets each weight back to its copy.
+fn restore_weights(weights: &[Tensor], copies: &[Tensor]) -> anyhow::Result<()> {
+    let _guard = no_grad_guard();
+    for (w, s) in weights.iter().zip(copies) {
+        w.shallow_clone().f_copy_(s)?;
+    }
+    Ok(())
+}
+
+/// What the validation pass at w' gives the second-order step.
+struct ValPass {
+    dalpha: Vec<Tensor>,
+    /// dL_val/dw' (undefined where a weight did not reach the loss).
+    dw: Vec<Tensor>,
+    loss: f64,
 }
 
 impl ArchStep {
@@ -103,14 +176,31 @@ impl ArchStep {
         Self {
             order: config.order,
             unrolled_eps: config.unrolled_eps,
+            unroll: config.unroll,
             adam: Adam::new(config.arch_lr, config.arch_betas, ARCH_ADAM_EPS, config.arch_weight_decay),
             shadow: Vec::new(),
+            stepped: Vec::new(),
+            pending: None,
         }
+    }
+
+    /// Whether the architecture step runs after the host's weight step
+    /// ([`ArchStep::before_weight_step`], [`ArchStep::after_weight_step`]) instead of before it
+    /// ([`ArchStep::step`]).
+    pub fn after_the_weight_step(&self) -> bool {
+        self.order == 2 && self.unroll == Unroll::WeightStep
     }
 
     /// One architecture step on `batch.val_x, batch.val_y` (order 2 also uses `batch.x, batch.y`
     /// and `batch.lr`) over the trainable architecture parameters; returns the validation loss.
     pub fn step(&mut self, model: &mut dyn SearchModel, batch: &StepData) -> anyhow::Result<f64> {
+        let alphas = Self::alphas(model)?;
+        let h = self.hypergradient(model, &alphas, batch)?;
+        self.adam.step(&alphas, &h.grads)?;
+        Ok(h.val_loss)
+    }
+
+    fn alphas(model: &dyn SearchModel) -> anyhow::Result<Vec<(String, Tensor)>> {
         let alphas = archai_plugin_api::kit::trainable(model.arch_params());
         anyhow::ensure!(
             !alphas.is_empty(),
@@ -120,9 +210,34 @@ impl ArchStep {
             // As DARTS' `arch_optimizer.zero_grad()`; the hypergradient goes to Adam directly.
             a.shallow_clone().zero_grad();
         }
-        let h = self.hypergradient(model, &alphas, batch)?;
+        Ok(alphas)
+    }
+
+    /// [`Unroll::WeightStep`], before the host's weight step: keeps the batches and the weights w.
+    pub fn before_weight_step(&mut self, model: &mut dyn SearchModel, batch: &StepData) -> anyhow::Result<()> {
+        Self::check_val_batch(batch)?;
+        let (weights, _) = trainable_weights(model)?;
+        copy_weights(&mut self.shadow, &weights)?;
+        self.pending = Some(batch.shallow_clone());
+        Ok(())
+    }
+
+    /// [`Unroll::WeightStep`], after the host's weight step with learning rate `lr`: the
+    /// architecture step with w' the weights that step produced; returns the validation loss.
+    pub fn after_weight_step(&mut self, model: &mut dyn SearchModel, lr: f64) -> anyhow::Result<f64> {
+        let alphas = Self::alphas(model)?;
+        let a: Vec<Tensor> = alphas.iter().map(|(_, t)| t.shallow_clone()).collect();
+        let h = self.stepped_hypergradient(model, &a, lr)?;
         self.adam.step(&alphas, &h.grads)?;
         Ok(h.val_loss)
+    }
+
+    fn check_val_batch(batch: &StepData) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            batch.val_x.defined() && batch.val_y.defined(),
+            "darts: the architecture step needs a validation batch, the host passed none (does the search phase have a validation split?)"
+        );
+        Ok(())
     }
 
     /// The hypergradient for `alphas` without updating them.
@@ -132,10 +247,7 @@ impl ArchStep {
         alphas: &[(String, Tensor)],
         batch: &StepData,
     ) -> anyhow::Result<Hypergradient> {
-        anyhow::ensure!(
-            batch.val_x.defined() && batch.val_y.defined(),
-            "darts: the architecture step needs a validation batch, the host passed none (does the search phase have a validation split?)"
-        );
+        Self::check_val_batch(batch)?;
         let a: Vec<Tensor> = alphas.iter().map(|(_, t)| t.shallow_clone()).collect();
         match self.order {
             1 => {
@@ -158,66 +270,51 @@ impl ArchStep {
         alphas: &[Tensor],
         b: &StepData,
     ) -> anyhow::Result<Hypergradient> {
-        let all = model.weights();
-        let bufs = model.momentum_buffers();
-        anyhow::ensure!(
-            bufs.is_empty() || bufs.len() == all.len(),
-            "darts: the host returned {} momentum buffers for {} weights",
-            bufs.len(),
-            all.len()
-        );
-        let mut weights = Vec::new();
-        let mut momentum = Vec::new();
-        for (i, (name, w)) in all.iter().enumerate() {
-            if !w.requires_grad() {
-                continue;
-            }
-            let buf = match bufs.get(i) {
-                Some((bname, buf)) => {
-                    anyhow::ensure!(
-                        bname == name,
-                        "darts: momentum buffer {i} is `{bname}` but weight {i} is `{name}`"
-                    );
-                    buf.defined().then(|| buf.shallow_clone())
-                }
-                None => None,
-            };
-            weights.push(w.shallow_clone());
-            momentum.push(buf);
-        }
-        anyhow::ensure!(!weights.is_empty(), "darts: the model has no trainable weights");
+        let (weights, momentum) = trainable_weights(model)?;
         let opt = model.weight_optimizer()?;
-        self.save_shadow(&weights)?;
+        copy_weights(&mut self.shadow, &weights)?;
         let result = self.unrolled(model, alphas, &weights, &momentum, b.lr, opt, b);
-        let restored = self.restore(&weights);
+        let restored = restore_weights(&weights, &self.shadow);
         let h = result?;
         restored?;
         Ok(h)
     }
 
-    fn save_shadow(&mut self, weights: &[Tensor]) -> anyhow::Result<()> {
-        let _guard = no_grad_guard();
-        let same = self.shadow.len() == weights.len()
-            && self
-                .shadow
-                .iter()
-                .zip(weights)
-                .all(|(s, w)| s.size() == w.size() && s.kind() == w.kind() && s.device() == w.device());
-        if !same {
-            self.shadow = weights.iter().map(|w| w.f_empty_like()).collect::<Result<_, _>>()?;
-        }
-        for (s, w) in self.shadow.iter_mut().zip(weights) {
-            s.f_copy_(w)?;
-        }
-        Ok(())
-    }
-
-    fn restore(&self, weights: &[Tensor]) -> anyhow::Result<()> {
-        let _guard = no_grad_guard();
-        for (w, s) in weights.iter().zip(&self.shadow) {
-            w.shallow_clone().f_copy_(s)?;
-        }
-        Ok(())
+    /// The hypergradient of [`Unroll::WeightStep`]: the weights are w' (the host's step from the
+    /// shadow's w), and end there again.
+    fn stepped_hypergradient(
+        &mut self,
+        model: &mut dyn SearchModel,
+        alphas: &[Tensor],
+        lr: f64,
+    ) -> anyhow::Result<Hypergradient> {
+        let b = self.pending.take().ok_or_else(|| {
+            anyhow::anyhow!(
+                "darts: after_step came without before_step (the host skipped the architecture step's start)"
+            )
+        })?;
+        let (weights, _) = trainable_weights(model)?;
+        anyhow::ensure!(
+            weights.len() == self.shadow.len() && weights.iter().zip(&self.shadow).all(|(w, s)| w.size() == s.size()),
+            "darts: the trainable weights changed between before_step and after_step"
+        );
+        copy_weights(&mut self.stepped, &weights)?;
+        let result = (|| {
+            let val = Self::val_pass(model, alphas, &weights, &b)?;
+            // A step the host skipped (an fp16 overflow) left w' = w: no second-order term.
+            let moved = {
+                let _guard = no_grad_guard();
+                weights.iter().zip(&self.shadow).any(|(w, s)| !w.equal(s))
+            };
+            if !moved {
+                return Ok(Hypergradient { grads: val.dalpha, val_loss: val.loss });
+            }
+            self.with_hessian_term(model, alphas, &weights, val, lr, &b)
+        })();
+        let restored = restore_weights(&weights, &self.stepped);
+        let h = result?;
+        restored?;
+        Ok(h)
     }
 
     /// Sets each weight to `shadow + coef * direction` in place.
@@ -231,6 +328,70 @@ impl ArchStep {
             }
         }
         Ok(())
+    }
+
+    /// dalpha and dw' of L_val(w', a) at the current weights w'.
+    fn val_pass(
+        model: &mut dyn SearchModel,
+        alphas: &[Tensor],
+        weights: &[Tensor],
+        b: &StepData,
+    ) -> anyhow::Result<ValPass> {
+        let loss = model.loss(&b.val_x, &b.val_y)?;
+        let inputs: Vec<Tensor> = alphas.iter().chain(weights).map(|t| t.shallow_clone()).collect();
+        let mut grads = grad_of(&loss, &inputs)?;
+        grads.push(loss.f_detach()?);
+        let mut grads = model.average_over_ranks(grads)?;
+        // Read after the backward pass so that a GPU is not synchronized in between.
+        let loss = grads.pop().expect("the loss came back").f_double_value(&[])?;
+        let dw = grads.split_off(alphas.len());
+        let dalpha = defined_or_zeros(grads, alphas)?;
+        Ok(ValPass { dalpha, dw, loss })
+    }
+
+    /// dalpha - lr * H dw' with H = d2 L_train / (dalpha dw) at the shadow's weights, by central
+    /// finite differences along dw'; leaves the weights at shadow - eps dw'.
+    fn with_hessian_term(
+        &self,
+        model: &mut dyn SearchModel,
+        alphas: &[Tensor],
+        weights: &[Tensor],
+        val: ValPass,
+        lr: f64,
+        b: &StepData,
+    ) -> anyhow::Result<Hypergradient> {
+        let ValPass { dalpha, dw: dw_val, loss: val_loss } = val;
+        // eps = unrolled_eps / ||dw'|| (global norm over all weights), kept on the device.
+        let norms: Vec<Tensor> = dw_val.iter().filter(|g| g.defined()).map(|g| g.f_norm()).collect::<Result<_, _>>()?;
+        if norms.is_empty() {
+            // The validation loss does not depend on the weights: no second-order term.
+            return Ok(Hypergradient { grads: dalpha, val_loss });
+        }
+        let norm = Tensor::f_stack(&norms, 0)?.f_norm()?;
+        let eps = norm.f_clamp_min(1e-12)?.f_reciprocal()?.f_mul_scalar(self.unrolled_eps)?;
+
+        self.move_weights(weights, &dw_val, &Coef(eps.shallow_clone()))?;
+        let loss = model.loss(&b.x, &b.y)?;
+        let g_plus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
+        drop(loss);
+        self.move_weights(weights, &dw_val, &Coef(eps.f_neg()?))?;
+        let loss = model.loss(&b.x, &b.y)?;
+        let g_minus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
+        drop(loss);
+        let mut both = model.average_over_ranks(g_plus.into_iter().chain(g_minus).collect())?;
+        let g_minus = both.split_off(alphas.len());
+        let g_plus = both;
+
+        let two_eps = Coef(eps.f_mul_scalar(2.0)?);
+        let grads = dalpha
+            .iter()
+            .zip(g_plus.iter().zip(&g_minus))
+            .map(|(da, (gp, gm))| {
+                let hvp = gp.f_sub(gm)?.f_div(&two_eps.for_tensor(da)?)?;
+                Ok(da.f_sub(&hvp.f_mul_scalar(lr)?)?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Hypergradient { grads, val_loss })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -269,51 +430,9 @@ impl ArchStep {
         }
         drop(dw);
 
-        // 3) dalpha and dw' of L_val(w', a).
-        let loss = model.loss(&b.val_x, &b.val_y)?;
-        let inputs: Vec<Tensor> = alphas.iter().chain(weights).map(|t| t.shallow_clone()).collect();
-        let mut grads = grad_of(&loss, &inputs)?;
-        grads.push(loss.f_detach()?);
-        let mut grads = model.average_over_ranks(grads)?;
-        // Read after the backward pass so that a GPU is not synchronized in between.
-        let val_loss = grads.pop().expect("the loss came back").f_double_value(&[])?;
-        drop(loss);
-        let dw_val = grads.split_off(alphas.len());
-        let dalpha = defined_or_zeros(grads, alphas)?;
-
-        // 4) eps = unrolled_eps / ||dw'|| (global norm over all weights), kept on the device.
-        let norms: Vec<Tensor> = dw_val.iter().filter(|g| g.defined()).map(|g| g.f_norm()).collect::<Result<_, _>>()?;
-        if norms.is_empty() {
-            // The validation loss does not depend on the weights: no second-order term.
-            return Ok(Hypergradient { grads: dalpha, val_loss });
-        }
-        let norm = Tensor::f_stack(&norms, 0)?.f_norm()?;
-        let eps = norm.f_clamp_min(1e-12)?.f_reciprocal()?.f_mul_scalar(self.unrolled_eps)?;
-
-        // 5) Central finite differences of dL_train/dalpha along dw'.
-        self.move_weights(weights, &dw_val, &Coef(eps.shallow_clone()))?;
-        let loss = model.loss(&b.x, &b.y)?;
-        let g_plus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
-        drop(loss);
-        self.move_weights(weights, &dw_val, &Coef(eps.f_neg()?))?;
-        let loss = model.loss(&b.x, &b.y)?;
-        let g_minus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
-        drop(loss);
-        let mut both = model.average_over_ranks(g_plus.into_iter().chain(g_minus).collect())?;
-        let g_minus = both.split_off(alphas.len());
-        let g_plus = both;
-
-        // 6) dalpha - lr * (g+ - g-) / (2 eps).
-        let two_eps = Coef(eps.f_mul_scalar(2.0)?);
-        let grads = dalpha
-            .iter()
-            .zip(g_plus.iter().zip(&g_minus))
-            .map(|(da, (gp, gm))| {
-                let hvp = gp.f_sub(gm)?.f_div(&two_eps.for_tensor(da)?)?;
-                Ok(da.f_sub(&hvp.f_mul_scalar(lr)?)?)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Hypergradient { grads, val_loss })
+        // 3) dalpha and dw' of L_val(w', a); 4) the Hessian term around w.
+        let val = Self::val_pass(model, alphas, weights, b)?;
+        self.with_hessian_term(model, alphas, weights, val, lr, b)
     }
 }
 
@@ -351,7 +470,20 @@ impl Algorithm for Darts {
         if batch.step < self.config.warmup_steps {
             return Ok(json!({}));
         }
+        if self.arch.after_the_weight_step() {
+            self.arch.before_weight_step(model, batch)?;
+            return Ok(json!({}));
+        }
         let arch_loss = self.arch.step(model, batch)?;
+        Ok(json!({ "arch_loss": arch_loss }))
+    }
+
+    /// [`Unroll::WeightStep`]: the architecture step, once the host's weight step gave w'.
+    fn after_step(&mut self, model: &mut Model<'_, '_>, outcome: &StepOutcome) -> anyhow::Result<Value> {
+        if outcome.step < self.config.warmup_steps || !self.arch.after_the_weight_step() {
+            return Ok(json!({}));
+        }
+        let arch_loss = self.arch.after_weight_step(model, outcome.lr)?;
         Ok(json!({ "arch_loss": arch_loss }))
     }
 
@@ -521,6 +653,68 @@ mod tests {
         let h0 = step.hypergradient(&mut no_mom, &alphas0, &b).unwrap();
         assert!(max_rel_err(&h0.grads, &exact) > 1e-2);
         assert!(max_rel_err(&h0.grads, &exact_unrolled(&no_mom, &b)) < 1e-4);
+    }
+
+    /// The host's weight step as the trainer takes it without clipping:
+    /// w -= lr (mom buf + dL_train/dw + wd w).
+    fn host_step(m: &Tiny, b: &StepData) {
+        let (w, a) = (m.wt(), m.at());
+        let lt = tiny_loss(&w, &a, &b.x, &b.y);
+        let gw = Tensor::run_backward(&[&lt], &w, false, false);
+        let _guard = no_grad_guard();
+        for ((w, g), (_, buf)) in w.iter().zip(&gw).zip(&m.bufs) {
+            let step = g + w * m.opt.weight_decay;
+            let step = if buf.defined() { step + buf * m.opt.momentum } else { step };
+            let _ = w.shallow_clone().f_sub_(&(step * b.lr)).unwrap();
+        }
+    }
+
+    #[test]
+    fn weight_step_unroll_differentiates_through_the_step_the_host_took() {
+        let mut m = Tiny::new(1, 0.9);
+        let b = batch(0.4);
+        // The host's step is the virtual step of `exact_unrolled`, so the hypergradients agree.
+        let exact = exact_unrolled(&m, &b);
+        let cfg = DartsConfig { order: 2, unroll: Unroll::WeightStep, ..DartsConfig::default() };
+        let mut step = ArchStep::new(&cfg);
+        assert!(step.after_the_weight_step());
+        step.before_weight_step(&mut m, &b).unwrap();
+        host_step(&m, &b);
+        let stepped = snapshot(&m.wt());
+        let a = m.at();
+        let h = step.stepped_hypergradient(&mut m, &a, b.lr).unwrap();
+        let err = max_rel_err(&h.grads, &exact);
+        assert!(err < 1e-4, "order-2 hypergradient through the weight step off by {err}");
+        assert_eq!(m.calls, 3, "val at w', train at w+, train at w-: no virtual step");
+        let lv = tiny_loss(&stepped, &m.at(), &b.val_x, &b.val_y).double_value(&[]);
+        assert!((h.val_loss - lv).abs() < 1e-12, "the validation loss is taken at the stepped weights");
+        // The weights end where the host's step left them, without gradients.
+        for (w, w1) in m.wt().iter().zip(&stepped) {
+            assert!(w.equal(w1));
+            assert!(!w.grad().defined());
+        }
+        assert!(m.at().iter().all(|a| !a.grad().defined()));
+
+        // A step the host skipped (fp16 overflow) leaves w' = w: the first-order gradient, which
+        // is far from the unrolled one.
+        step.before_weight_step(&mut m, &b).unwrap();
+        let calls = m.calls;
+        let skipped = step.stepped_hypergradient(&mut m, &a, b.lr).unwrap();
+        assert_eq!(m.calls, calls + 1, "no finite differences without a step");
+        let lv = tiny_loss(&m.wt(), &m.at(), &b.val_x, &b.val_y);
+        let first = Tensor::run_backward(&[&lv], &m.at(), false, false);
+        assert!(max_rel_err(&skipped.grads, &first) < 1e-12);
+        assert!(max_rel_err(&first, &exact) > 1e-2);
+
+        // The full step moves the alphas with Adam; an after_step without its before_step is an error.
+        step.before_weight_step(&mut m, &b).unwrap();
+        host_step(&m, &b);
+        let a0 = snapshot(&m.at());
+        step.after_weight_step(&mut m, b.lr).unwrap();
+        assert!(m.at().iter().zip(&a0).all(|(a, a0)| !a.equal(a0)));
+        assert_eq!(step.adam.steps(), 1);
+        let e = step.after_weight_step(&mut m, b.lr).unwrap_err().to_string();
+        assert!(e.contains("before_step"), "{e}");
     }
 
     #[test]

@@ -10,9 +10,9 @@ use archai_plugin_api::model_desc::{CellFill, DartsMacro, InputDesc, MixerDesc, 
 use archai_plugin_api::tch::{Device, Kind, Tensor};
 use archai_plugin_api::{
     ArchTraining, ModelServices, ModelServices_TO, NamedTensor, PluginModuleRef, SearchContext, StepBatch, StepData,
-    TensorOwned, TensorRef, WeightOptimizerInfo,
+    StepOutcome, TensorOwned, TensorRef, WeightOptimizerInfo,
 };
-use darts::config::{darts_primitives, DartsConfig};
+use darts::config::{darts_primitives, DartsConfig, Unroll};
 use darts::search::{ArchStep, SearchModel};
 
 const OPTS: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -63,6 +63,16 @@ impl Net {
         let e0 = h.relu() * p.get(0).get(0) + h.tanh() * p.get(0).get(1);
         let out = e0.matmul(&self.w[1].1) * p.get(1).get(0) + e0.matmul(&self.w[2].1).sin() * p.get(1).get(1);
         out.cross_entropy_for_logits(y)
+    }
+
+    /// The host's weight step, plain SGD: the weights move in place.
+    fn sgd_step(&self, x: &Tensor, y: &Tensor) {
+        let w: Vec<Tensor> = self.w.iter().map(|(_, t)| t.shallow_clone()).collect();
+        let g = Tensor::run_backward(&[self.forward_loss(x, y)], &w, false, false);
+        let _guard = archai_plugin_api::tch::no_grad_guard();
+        for (w, g) in w.iter().zip(&g) {
+            let _ = w.shallow_clone().f_sub_(&(g * self.lr)).unwrap();
+        }
     }
 
     fn snapshot(&self) -> Vec<Tensor> {
@@ -137,6 +147,19 @@ fn data(step: i64) -> (Tensor, Tensor, Tensor, Tensor) {
     (x, y, vx, vy)
 }
 
+/// The batches of step `step` as the host hands them to `before_step`.
+fn step_batch<'a>([x, y, vx, vy]: [&'a Tensor; 4], step: u64, lr: f64) -> StepBatch<'a> {
+    StepBatch {
+        x: TensorRef::new(x),
+        y: TensorRef::new(y),
+        val_x: TensorRef::new(vx),
+        val_y: TensorRef::new(vy),
+        epoch: 0,
+        step,
+        lr,
+    }
+}
+
 #[test]
 fn second_order_through_the_boundary_equals_in_process() {
     let m = module();
@@ -149,15 +172,7 @@ fn second_order_through_the_boundary_equals_in_process() {
     let w0 = host.snapshot();
     for s in 0..3 {
         let (x, y, vx, vy) = data(s);
-        let batch = StepBatch {
-            x: TensorRef::new(&x),
-            y: TensorRef::new(&y),
-            val_x: TensorRef::new(&vx),
-            val_y: TensorRef::new(&vy),
-            epoch: 0,
-            step: s as u64,
-            lr: host.lr,
-        };
+        let batch = step_batch([&x, &y, &vx, &vy], s as u64, host.lr);
         let out = ok(algo.before_step(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), batch));
         let metrics: serde_json::Value = serde_json::from_str(out.as_str()).unwrap();
         let arch_loss = metrics["arch_loss"].as_f64().unwrap();
@@ -183,6 +198,47 @@ fn second_order_through_the_boundary_equals_in_process() {
     assert!(report["alpha_entropy"].as_f64().unwrap() < 3f64.ln());
 }
 
+/// `unroll: weight_step`: `before_step` only remembers, the host's weight step moves the
+/// weights, and `after_step` takes the architecture step, as the same code in-process does.
+#[test]
+fn weight_step_unroll_through_the_boundary_equals_in_process() {
+    let m = module();
+    let config = serde_json::json!({"order": 2, "arch_lr": 0.05, "unroll": "weight_step"}).to_string();
+    let mut algo = ok((m.create_algorithm())(RStr::from("darts"), RStr::from(config.as_str())));
+    let mut host = Net::new();
+    let mut local = Net::new();
+    let mut step =
+        ArchStep::new(&DartsConfig { order: 2, arch_lr: 0.05, unroll: Unroll::WeightStep, ..DartsConfig::default() });
+    let a0 = host.a[0].1.detach().copy();
+    for s in 0..3 {
+        let (x, y, vx, vy) = data(s);
+        let batch = step_batch([&x, &y, &vx, &vy], s as u64, host.lr);
+        let before = ok(algo.before_step(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), batch));
+        assert_eq!(before.as_str(), "{}");
+        if s == 0 {
+            assert!(host.a[0].1.equal(&a0), "the alphas wait for the weight step");
+        }
+        let data = StepData { x, y, val_x: vx, val_y: vy, epoch: 0, step: s as u64, lr: local.lr };
+        step.before_weight_step(&mut local, &data).unwrap();
+        for net in [&host, &local] {
+            net.sgd_step(&data.x, &data.y);
+        }
+        let outcome = StepOutcome { epoch: 0, step: s as u64, lr: host.lr, loss: 0.0 };
+        let out = ok(algo.after_step(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), outcome));
+        let metrics: serde_json::Value = serde_json::from_str(out.as_str()).unwrap();
+        let lr = local.lr;
+        let local_loss = step.after_weight_step(&mut local, lr).unwrap();
+        // JSON parsing (serde_json without `float_roundtrip`) may be off in the last bit.
+        let arch_loss = metrics["arch_loss"].as_f64().expect("arch_loss logged after the step");
+        assert!((arch_loss - local_loss).abs() <= 1e-15 * local_loss.abs(), "{metrics} vs {local_loss}");
+    }
+    assert!(host.a[0].1.equal(&local.a[0].1));
+    assert!(!host.a[0].1.equal(&a0));
+    for ((_, w), (_, w_local)) in host.w.iter().zip(&local.w) {
+        assert!(w.equal(w_local) && !w.grad().defined());
+    }
+}
+
 #[test]
 fn errors_cross_as_messages() {
     let m = module();
@@ -196,15 +252,7 @@ fn errors_cross_as_messages() {
     let mut host = Net::new();
     let (x, y, _, _) = data(0);
     let undefined = Tensor::new();
-    let batch = StepBatch {
-        x: TensorRef::new(&x),
-        y: TensorRef::new(&y),
-        val_x: TensorRef::new(&undefined),
-        val_y: TensorRef::new(&undefined),
-        epoch: 0,
-        step: 0,
-        lr: 0.1,
-    };
+    let batch = step_batch([&x, &y, &undefined, &undefined], 0, 0.1);
     match algo.before_step(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), batch) {
         RResult::RErr(e) => assert!(e.contains("validation batch"), "{e}"),
         RResult::ROk(_) => panic!("no error"),
