@@ -17,9 +17,12 @@
 //!   libtorch's process-wide generator.
 //! - [`recompute`]: run part of an op's forward pass again in the backward pass instead of
 //!   keeping its activations (gradient checkpointing with explicit parameters).
+//! - [`batch_norm`]: `Tensor::batch_norm` with a faster training path for channels-last float
+//!   tensors on the CPU.
 //! - [`grad_of`]: gradients like `torch.autograd.grad` (nothing accumulated into `.grad`).
 pub mod adam;
 pub mod arch;
+pub mod batch_norm;
 pub mod config;
 pub mod decisive;
 pub mod genotype;

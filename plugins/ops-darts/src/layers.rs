@@ -374,7 +374,7 @@ impl BatchNorm {
         } else {
             (Some(&self.running_mean), Some(&self.running_var))
         };
-        Ok(Tensor::f_batch_norm(x, weight.as_ref(), bias.as_ref(), mean, var, train, 0.1, 1e-5, true)?)
+        archai_plugin_api::kit::batch_norm::batch_norm(x, weight.as_ref(), bias.as_ref(), mean, var, train, 0.1, 1e-5)
     }
 }
 
@@ -565,6 +565,30 @@ mod tests {
             assert!(got[0].allclose(&expected[0], 1e-12, 1e-12, false), "input gradient, size {n}");
             assert!(is_channels_last(&got[0]), "input gradient layout, size {n}");
         }
+    }
+
+    /// The ops' training-mode batch norm of a channels-last float tensor is the fast kernel of
+    /// `kit::batch_norm` (with its mixer scale folded in too), with libtorch's results; NCHW,
+    /// float64 and evaluation mode stay libtorch's.
+    #[test]
+    fn channels_last_training_norms_take_the_fast_kernel() {
+        use archai_plugin_api::kit::batch_norm::made_here;
+        let bn = |kind: Kind| BatchNorm {
+            weight: Some((seeded::normal(&[16], 1) * 0.1 + 1.0).to_kind(kind).set_requires_grad(true)),
+            bias: Some((seeded::normal(&[16], 2) * 0.1).to_kind(kind).set_requires_grad(true)),
+            running_mean: Tensor::zeros([16], (kind, Device::Cpu)),
+            running_var: Tensor::ones([16], (kind, Device::Cpu)),
+        };
+        let x = seeded::normal(&[4, 16, 6, 6], 3).set_requires_grad(true);
+        let norm = bn(Kind::Float);
+        let scale = Tensor::from(0.7f32).set_requires_grad(true);
+        let fast = norm.forward_scaled(&channels_last(&x), Some(&scale), true).unwrap();
+        assert!(made_here(&fast));
+        let reference = bn(Kind::Double).forward_scaled(&x.to_kind(Kind::Double), Some(&scale), true).unwrap();
+        assert!(!made_here(&reference), "float64 NCHW");
+        assert!(fast.to_kind(Kind::Double).allclose(&reference, 1e-5, 1e-5, false));
+        assert!(!made_here(&norm.forward(&x, true).unwrap()), "NCHW");
+        assert!(!made_here(&norm.forward(&channels_last(&x), false).unwrap()), "evaluation mode");
     }
 
     /// A strided 1x1 convolution of an odd-sized channels-last image stays channels-last (the
