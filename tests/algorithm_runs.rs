@@ -115,6 +115,28 @@ fn darts_order2_unrolled_through_the_weight_step() {
     assert_eq!(read(&v_dir), read(&w_dir));
 }
 
+/// Second-order DARTS differentiates through an SGD step with plain momentum: a search whose
+/// weight optimizer is Adam stops at its first architecture step and says what to change (it
+/// computed a silently wrong hypergradient before the host told plugins the optimizer's kind).
+#[test]
+fn darts_order2_refuses_an_adam_weight_optimizer() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adam");
+    let o = archai(&[
+        "run",
+        "confs/algos/darts_order2.yaml",
+        "--toy",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "nas.search.trainer.optimizer.kind=adam",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "order 2 with Adam ran");
+    assert!(err.contains("optimizer.kind: sgd") && err.contains("Adam"), "{err}");
+}
+
 #[test]
 fn pc_darts_toy_run_warms_up_then_steps() {
     let tmp = tempfile::tempdir().unwrap();

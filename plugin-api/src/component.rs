@@ -228,6 +228,22 @@ pub struct WeightOptimizerInfo {
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    /// The update rule (hosts before this field trained with SGD only).
+    #[serde(default)]
+    pub kind: WeightOptimizerKind,
+    /// SGD with Nesterov momentum.
+    #[serde(default)]
+    pub nesterov: bool,
+}
+
+/// The weight optimizer's update rule, as the trainer config names it.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightOptimizerKind {
+    #[default]
+    Sgd,
+    Adam,
+    Adamw,
 }
 
 /// What [`Algorithm::search_space`] returns: the description to compile and how to train it.

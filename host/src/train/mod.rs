@@ -488,9 +488,10 @@ impl ModelServices for Services<'_> {
         match self.opt {
             Some(opt) => {
                 let c = opt.config();
-                serde_json::json!({"lr": self.lr, "momentum": c.momentum, "weight_decay": c.weight_decay})
-                    .to_string()
-                    .into()
+                serde_json::json!({"lr": self.lr, "momentum": c.momentum, "weight_decay": c.weight_decay,
+                                   "kind": c.kind, "nesterov": c.nesterov})
+                .to_string()
+                .into()
             }
             // Not JSON of the expected shape: a finalizer asking for it gets a parse error.
             None => "{\"error\": \"no weight optimizer after training\"}".into(),

@@ -47,7 +47,7 @@ pub fn made_here(t: &Tensor) -> bool {
 
 /// `Tensor::batch_norm(x, weight, bias, running_mean, running_var, true, momentum, eps, _)` for
 /// an `x` that [`fits`]: normalized with the batch statistics (biased variance), the running
-/// statistics (when both are given) moved towards the batch's (unbiased variance) in place.
+/// statistics (both or neither) moved towards the batch's (unbiased variance) in place.
 /// Differentiable in `x`, `weight` and `bias`, twice too (a backward pass that records a graph
 /// uses libtorch's formula).
 pub fn batch_norm_train(
@@ -214,5 +214,26 @@ mod tests {
         assert!(!fits(&Tensor::new()));
         let e = batch_norm_train(&x, None, None, None, None, 0.1, 1e-5).unwrap_err().to_string();
         assert!(e.contains("channels-last"), "{e}");
+    }
+
+    /// Only the gradients asked for are computed (an input without a gradient, a weight with
+    /// one: a mixer's weight folded into a constant input's norm), and misuse is an error.
+    #[test]
+    fn weight_gradient_alone_and_errors() {
+        let x = channels_last(values(&[3, 16, 5, 5], 6, 0.0));
+        let dy = channels_last(values(&[3, 16, 5, 5], 7, 0.0));
+        let w = values(&[16], 8, 1.0).set_requires_grad(true);
+        let none = None::<&Tensor>;
+        let ours = batch_norm_train(&x, Some(&w), None, None, None, 0.1, 1e-5).unwrap();
+        let got = Tensor::run_backward(&[(&ours * &dy).sum(Kind::Float)], &[&w], false, false).remove(0);
+        let theirs = Tensor::batch_norm(&x, Some(&w), none, none, none, true, 0.1, 1e-5, false);
+        let want = Tensor::run_backward(&[(&theirs * &dy).sum(Kind::Float)], &[&w], false, false).remove(0);
+        assert!(max_rel(&got, &want) < 1e-5);
+        let stats = Tensor::zeros([16], (Kind::Float, Device::Cpu));
+        let e = batch_norm_train(&x, None, None, Some(&stats), None, 0.1, 1e-5).unwrap_err().to_string();
+        assert!(e.contains("both running statistics"), "{e}");
+        let short = Tensor::ones([8], (Kind::Float, Device::Cpu));
+        let e = batch_norm_train(&x, Some(&short), None, None, None, 0.1, 1e-5).unwrap_err().to_string();
+        assert!(e.contains("8 values for 16 channels"), "{e}");
     }
 }

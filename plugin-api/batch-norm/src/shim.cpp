@@ -120,13 +120,14 @@ void affine_rows(const float* x, float* y, const Layout& lay, const std::vector<
 }
 
 bool fits(const at::Tensor& x) {
-  return x.defined() && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 &&
+  return x.defined() && x.layout() == at::kStrided && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 &&
          x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.size(1) > 0 && x.numel() / x.size(1) > 1;
 }
 
 std::vector<double> channel_values(const at::Tensor& t, int64_t C, double fill) {
   std::vector<double> v(C, fill);
   if (t.defined()) {
+    TORCH_CHECK(t.numel() == C, "batch norm shim: a weight or bias of ", t.numel(), " values for ", C, " channels");
     auto c = t.detach().to(at::kDouble).contiguous();
     std::memcpy(v.data(), c.data_ptr<double>(), C * sizeof(double));
   }
@@ -173,10 +174,14 @@ struct ChannelsLastBatchNorm : public torch::autograd::Function<ChannelsLastBatc
     for (int64_t c = 0; c < C; ++c) {
       const double m = second[c] / R;
       mean[c] += m;
-      var[c] = std::max(0.0, second[C + c] / R - m * m);
+      // Negative from rounding only; NaN stays NaN (std::max would turn it into 0).
+      var[c] = second[C + c] / R - m * m;
+      if (var[c] < 0.0) var[c] = 0.0;
       invstd[c] = 1.0 / std::sqrt(var[c] + eps);
     }
-    if (running_mean.defined() && running_var.defined()) {
+    TORCH_CHECK(running_mean.defined() == running_var.defined(),
+                "batch norm shim: give both running statistics or neither");
+    if (running_mean.defined()) {
       at::NoGradGuard no_grad;
       auto opts = at::TensorOptions().dtype(at::kDouble);
       auto m = at::from_blob(mean.data(), {C}, opts).to(running_mean.scalar_type());
@@ -213,6 +218,7 @@ struct ChannelsLastBatchNorm : public torch::autograd::Function<ChannelsLastBatc
     const int64_t w_edge = ctx->saved_data["weight_edge"].toInt(), b_edge = ctx->saved_data["bias_edge"].toInt();
     const bool want_w = w_edge >= 0 && ctx->needs_input_grad(w_edge);
     const bool want_b = b_edge >= 0 && ctx->needs_input_grad(b_edge);
+    const bool want_x = ctx->needs_input_grad(0);
     auto mean_t = ctx->saved_data["mean"].toTensor(), invstd_t = ctx->saved_data["invstd"].toTensor();
     if (!dy.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     if (at::GradMode::is_enabled()) {
@@ -247,8 +253,9 @@ struct ChannelsLastBatchNorm : public torch::autograd::Function<ChannelsLastBatc
       k[c] = sums[C + c] / R * invstd[c] * invstd[c];
       wi[c] = w[c] * invstd[c];
     }
-    auto dx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
-    {
+    at::Tensor dx;
+    if (want_x) {
+      dx = at::empty_like(x, at::MemoryFormat::ChannelsLast);
       const auto mdyv = repeat_to(mdy, lay.L), kv = repeat_to(k, lay.L), wiv = repeat_to(wi, lay.L);
       float* dp = dx.data_ptr<float>();
       const int64_t L = lay.L;
@@ -291,7 +298,13 @@ extern "C" int archai_batch_norm_made(const at::Tensor* t) {
 
 // 1: the shim handles `x` (a channels-last float CPU tensor with more than one value per
 // channel); 0: the caller should use libtorch's batch norm.
-extern "C" int archai_batch_norm_fits(const at::Tensor* x) { return fits(*x) ? 1 : 0; }
+extern "C" int archai_batch_norm_fits(const at::Tensor* x) {
+  try {
+    return fits(*x) ? 1 : 0;
+  } catch (...) {
+    return 0;  // a layout whose contiguity libtorch cannot tell (sparse, mkldnn): not ours
+  }
+}
 
 // Training-mode batch norm of `x` (which must fit) with optional `weight`, `bias` (may be
 // undefined) and running statistics updated in place when both are defined.

@@ -73,7 +73,9 @@
 //!
 //! The weight optimizer (SGD with momentum in the paper: lr 0.025 cosine-annealed, momentum 0.9,
 //! weight decay 3e-4, gradient clipping 5) is configured in the trainer, not here; order 2 reads
-//! its hyper-parameters and momentum buffers from the host.
+//! its hyper-parameters and momentum buffers from the host, and refuses a weight optimizer other
+//! than SGD with plain momentum (Adam, AdamW, Nesterov): its second-order term is the derivative
+//! of such a step.
 //!
 //! # Finalizer `darts-topk`
 //!

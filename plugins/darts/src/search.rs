@@ -6,6 +6,7 @@ use archai_plugin_api::model_desc::{CellFill, InputDesc, MixerDesc, ModelDesc};
 use archai_plugin_api::tch::{no_grad_guard, Tensor};
 use archai_plugin_api::{
     Algorithm, ArchTraining, Model, SearchContext, SearchPlan, StepData, StepOutcome, WeightOptimizerInfo,
+    WeightOptimizerKind,
 };
 use serde_json::{json, Value};
 
@@ -137,6 +138,20 @@ fn trainable_weights(model: &dyn SearchModel) -> anyhow::Result<(Vec<Tensor>, Ve
     Ok((weights, momentum))
 }
 
+/// The weight optimizer's hyper-parameters, refused unless the step is SGD with plain momentum:
+/// the second-order term is the derivative of such a step (DARTS'), and with Nesterov momentum
+/// or Adam it would be silently wrong.
+fn sgd_step_info(model: &dyn SearchModel) -> anyhow::Result<WeightOptimizerInfo> {
+    let opt = model.weight_optimizer()?;
+    anyhow::ensure!(
+        opt.kind == WeightOptimizerKind::Sgd && !opt.nesterov,
+        "darts: order 2 differentiates through an SGD step with plain momentum, but the search's weight optimizer is {}; set nas.search.trainer.optimizer.kind: sgd{} or use order: 1",
+        if opt.nesterov { "SGD with Nesterov momentum".to_string() } else { format!("{:?}", opt.kind) },
+        if opt.nesterov { " with nesterov: false" } else { "" }
+    );
+    Ok(opt)
+}
+
 /// Copies `weights` into `copies`, reallocating only when the shapes changed.
 fn copy_weights(copies: &mut Vec<Tensor>, weights: &[Tensor]) -> anyhow::Result<()> {
     let _guard = no_grad_guard();
@@ -216,6 +231,7 @@ impl ArchStep {
     /// [`Unroll::WeightStep`], before the host's weight step: keeps the batches and the weights w.
     pub fn before_weight_step(&mut self, model: &mut dyn SearchModel, batch: &StepData) -> anyhow::Result<()> {
         Self::check_val_batch(batch)?;
+        sgd_step_info(model)?;
         let (weights, _) = trainable_weights(model)?;
         copy_weights(&mut self.shadow, &weights)?;
         self.pending = Some(batch.shallow_clone());
@@ -271,7 +287,7 @@ impl ArchStep {
         b: &StepData,
     ) -> anyhow::Result<Hypergradient> {
         let (weights, momentum) = trainable_weights(model)?;
-        let opt = model.weight_optimizer()?;
+        let opt = sgd_step_info(model)?;
         copy_weights(&mut self.shadow, &weights)?;
         let result = self.unrolled(model, alphas, &weights, &momentum, b.lr, opt, b);
         let restored = restore_weights(&weights, &self.shadow);
@@ -548,7 +564,19 @@ mod tests {
                 .enumerate()
                 .map(|(i, ((n, t), k))| (n.clone(), if i == 1 { Tensor::new() } else { randn(&t.size(), k) * 0.1 }))
                 .collect();
-            Self { w, a, bufs, opt: WeightOptimizerInfo { lr: 99.0, momentum, weight_decay: 3e-3 }, calls: 0 }
+            Self {
+                w,
+                a,
+                bufs,
+                opt: WeightOptimizerInfo {
+                    lr: 99.0,
+                    momentum,
+                    weight_decay: 3e-3,
+                    kind: WeightOptimizerKind::Sgd,
+                    nesterov: false,
+                },
+                calls: 0,
+            }
         }
         fn wt(&self) -> Vec<Tensor> {
             self.w.iter().map(|(_, t)| t.shallow_clone()).collect()
@@ -715,6 +743,33 @@ mod tests {
         assert_eq!(step.adam.steps(), 1);
         let e = step.after_weight_step(&mut m, b.lr).unwrap_err().to_string();
         assert!(e.contains("before_step"), "{e}");
+    }
+
+    /// Order 2 refuses weight optimizers whose step it does not differentiate (both unrolls).
+    #[test]
+    fn second_order_refuses_nesterov_and_adam() {
+        let b = batch(0.1);
+        for (kind, nesterov, says) in
+            [(WeightOptimizerKind::Adam, false, "Adam"), (WeightOptimizerKind::Sgd, true, "nesterov: false")]
+        {
+            for unroll in [Unroll::Virtual, Unroll::WeightStep] {
+                let mut m = Tiny::new(4, 0.9);
+                m.opt.kind = kind;
+                m.opt.nesterov = nesterov;
+                let mut step = ArchStep::new(&DartsConfig { order: 2, unroll, ..DartsConfig::default() });
+                let e = match unroll {
+                    Unroll::Virtual => step.step(&mut m, &b),
+                    Unroll::WeightStep => step.before_weight_step(&mut m, &b).map(|_| 0.0),
+                }
+                .unwrap_err()
+                .to_string();
+                assert!(e.contains(says) && e.contains("order: 1"), "{unroll:?}: {e}");
+            }
+        }
+        // Order 1 never reads the optimizer.
+        let mut m = Tiny::new(4, 0.9);
+        m.opt.kind = WeightOptimizerKind::Adam;
+        ArchStep::new(&DartsConfig::default()).step(&mut m, &b).unwrap();
     }
 
     #[test]

@@ -131,7 +131,13 @@ impl SearchModel for Net {
         Ok(self.forward_loss(x, y))
     }
     fn weight_optimizer(&self) -> anyhow::Result<WeightOptimizerInfo> {
-        Ok(WeightOptimizerInfo { lr: self.lr, momentum: 0.9, weight_decay: 3e-4 })
+        Ok(WeightOptimizerInfo {
+            lr: self.lr,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            kind: archai_plugin_api::WeightOptimizerKind::Sgd,
+            nesterov: false,
+        })
     }
     fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
         self.bufs.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
