@@ -101,8 +101,8 @@ fn darts_warmup_steps_hold_the_alphas_back() {
 fn darts_order2_unrolled_through_the_weight_step() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |unroll: &str| {
-        let sets = ["nas.search.trainer.max_batches=3", &format!("nas.search.algorithm.config.unroll={unroll}")];
-        toy_run(&tmp.path().join(unroll), "darts_order2", &sets.iter().map(|s| s.as_ref()).collect::<Vec<&str>>())
+        let unroll_set = format!("nas.search.algorithm.config.unroll={unroll}");
+        toy_run(&tmp.path().join(unroll), "darts_order2", &["nas.search.trainer.max_batches=3", &unroll_set])
     };
     let ((v_dir, virt), (w_dir, taken)) = (run("virtual"), run("weight_step"));
     let arch_loss = |l: &yaml_serde::Value, section: &str| epoch(l, 0)[section]["arch_loss"].as_f64();
