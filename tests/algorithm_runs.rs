@@ -96,23 +96,42 @@ fn darts_warmup_steps_hold_the_alphas_back() {
 
 /// Second-order DARTS with `unroll: weight_step`: the architecture step runs after the host's
 /// weight step (its loss is logged under `algorithm_after_step`) and, over three steps of a toy
-/// search, lands where the virtual unrolled step does.
+/// search, lands where the virtual unrolled step does; so does the one-sided difference, which
+/// takes the weight step's architecture gradient (the host fills it only when asked).
 #[test]
 fn darts_order2_unrolled_through_the_weight_step() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = |unroll: &str| {
+    let run = |unroll: &str, difference: &str| {
         let unroll_set = format!("nas.search.algorithm.config.unroll={unroll}");
-        toy_run(&tmp.path().join(unroll), "darts_order2", &["nas.search.trainer.max_batches=3", &unroll_set])
+        let difference_set = format!("nas.search.algorithm.config.difference={difference}");
+        toy_run(
+            &tmp.path().join(format!("{unroll}-{difference}")),
+            "darts_order2",
+            &["nas.search.trainer.max_batches=3", &unroll_set, &difference_set],
+        )
     };
-    let ((v_dir, virt), (w_dir, taken)) = (run("virtual"), run("weight_step"));
+    let (v_dir, virt) = run("virtual", "central");
+    let (w_dir, taken) = run("weight_step", "central");
+    let (o_dir, one_sided) = run("weight_step", "one_sided");
+    let training = |l: &yaml_serde::Value| l["search"]["summary"]["arch_training"].as_str().map(str::to_string);
+    assert_eq!(training(&taken).as_deref(), Some("Bilevel"));
+    assert_eq!(training(&one_sided).as_deref(), Some("BilevelWithTrainGrad"));
     let arch_loss = |l: &yaml_serde::Value, section: &str| epoch(l, 0)[section]["arch_loss"].as_f64();
     assert!(arch_loss(&taken, "algorithm").is_none());
-    let (v, w) = (arch_loss(&virt, "algorithm").unwrap(), arch_loss(&taken, "algorithm_after_step").unwrap());
-    assert!((v - w).abs() < 1e-3 * v, "arch loss {v} (virtual step) vs {w} (weight step)");
+    let v = arch_loss(&virt, "algorithm").unwrap();
+    for (name, log) in [("weight step", &taken), ("one-sided", &one_sided)] {
+        let w = arch_loss(log, "algorithm_after_step").unwrap();
+        assert!((v - w).abs() < 1e-3 * v, "arch loss {v} (virtual step) vs {w} ({name})");
+    }
     let entropy = |l: &yaml_serde::Value| epoch(l, 0)["algorithm_end"]["alpha_entropy"].as_f64().unwrap();
     assert!(entropy(&taken) < 8f64.ln() - 1e-8, "the alphas did not move: {}", entropy(&taken));
+    // The two differences move the alphas alike, not identically (O(eps) apart; in f32, and
+    // after Adam's first steps, which follow the gradients' signs, 2% of the entropy's drop here).
+    let (ec, eo) = (entropy(&taken), entropy(&one_sided));
+    assert!(ec != eo && (ec - eo).abs() < 0.1 * (8f64.ln() - ec), "entropy {ec} (central) vs {eo} (one-sided)");
     let read = |d: &PathBuf| std::fs::read_to_string(d.join("search/final_model_desc.yaml")).unwrap();
     assert_eq!(read(&v_dir), read(&w_dir));
+    assert_eq!(read(&v_dir), read(&o_dir));
 }
 
 /// Second-order DARTS differentiates through an SGD step with plain momentum: a search whose

@@ -158,7 +158,7 @@ pub fn search_step(
     use crate::model::Network;
     use crate::train::optim::Optimizer;
     use crate::train::{algorithm_hook, algorithm_step, weight_step_with, Services, StepTensors, TrainerConfig};
-    use archai_plugin_api::{ArchTraining, ComponentKind, SearchContext, StepOutcome};
+    use archai_plugin_api::{ComponentKind, SearchContext, StepOutcome};
 
     let SearchStepOptions { device, batch, steps, warmup, seed, channels_last, precision } = options;
     anyhow::ensure!(
@@ -200,8 +200,7 @@ pub fn search_step(
     let mut forwards = 0u64;
     for step in 0..warmup + steps {
         let ((x, y), (vx, vy)) = (data(step), data(step));
-        let (vx, vy) =
-            if algo.arch_training == ArchTraining::Bilevel { (vx, vy) } else { (Tensor::new(), Tensor::new()) };
+        let (vx, vy) = if algo.arch_training.takes_val_batch() { (vx, vy) } else { (Tensor::new(), Tensor::new()) };
         // CUDA queues kernels: each timing point waits for the queue, so the split is honest.
         crate::cuda::synchronize(device);
         let t0 = Instant::now();

@@ -135,6 +135,14 @@ pub enum ArchTraining {
     /// the algorithm takes its own architecture step; the weight step leaves the architecture
     /// parameters untouched. Needs a validation split.
     Bilevel,
+    /// Bilevel, and the weight step's backward also fills the trainable architecture parameters'
+    /// gradients with those of the training loss at the weights before the step (zeroed before
+    /// it; the loss [`crate::Model::loss`] computes, summed over data-parallel ranks like the
+    /// weights' gradients), for an algorithm that reuses them in `after_step` (second-order
+    /// DARTS' one-sided difference around the weight step). The step leaves the architecture
+    /// parameters untouched. The host refuses it with an auxiliary head or an L1 penalty on
+    /// architecture parameters, terms `Model::loss` does not have.
+    BilevelWithTrainGrad,
     /// Single level (SNAS, DiDARTS): the weight step's backward on the training loss also fills the
     /// gradients of the trainable architecture parameters (zeroed before each step), and the
     /// algorithm applies them with its own optimizer in `after_step`. No validation split needed.
@@ -142,6 +150,18 @@ pub enum ArchTraining {
     /// The host computes no gradient for the architecture parameters; the algorithm changes them
     /// in place, or not at all (random search, XNAS).
     Manual,
+}
+
+impl ArchTraining {
+    /// Whether the algorithm takes its architecture step on a validation batch (bilevel).
+    pub fn takes_val_batch(self) -> bool {
+        matches!(self, Self::Bilevel | Self::BilevelWithTrainGrad)
+    }
+
+    /// Whether the weight step's backward fills the architecture parameters' gradients.
+    pub fn fills_train_grads(self) -> bool {
+        matches!(self, Self::TrainLoss | Self::BilevelWithTrainGrad)
+    }
 }
 
 /// What an algorithm asks the host to build and how to train it.
@@ -159,7 +179,7 @@ pub struct SearchSpace {
 pub struct StepBatch<'a> {
     pub x: TensorRef<'a>,
     pub y: TensorRef<'a>,
-    /// The validation batch drawn for this step ([`ArchTraining::Bilevel`] only; undefined
+    /// The validation batch drawn for this step (bilevel [`ArchTraining`] only; undefined
     /// tensors otherwise).
     pub val_x: TensorRef<'a>,
     pub val_y: TensorRef<'a>,

@@ -384,7 +384,7 @@ pub struct SearchSummary {
     pub epochs: u64,
     /// Wall time of the phase in this attempt.
     pub duration_s: f64,
-    /// How the architecture was trained (`Bilevel`, `TrainLoss`, `Manual`).
+    /// How the architecture was trained (`Bilevel`, `BilevelWithTrainGrad`, `TrainLoss`, `Manual`).
     pub arch_training: String,
     /// Architecture parameters of the supernet.
     pub arch_params: u64,

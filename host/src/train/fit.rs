@@ -148,7 +148,7 @@ impl Trainer<'_> {
         has_val: bool,
     ) -> Result<(), TrainError> {
         c.validate().map_err(|e| self.config_error(e))?;
-        let bilevel = algorithm.is_some_and(|a| a.arch_training == ArchTraining::Bilevel);
+        let bilevel = algorithm.is_some_and(|a| a.arch_training.takes_val_batch());
         if bilevel && !has_val {
             return Err(self.config_error(format!(
                 "algorithm `{}` trains its architecture on a validation split; set nas.search.val_ratio > 0",
@@ -162,8 +162,19 @@ impl Trainer<'_> {
                 c.aux_weight
             )));
         }
-        if algorithm.is_none() {
+        let Some(algo) = algorithm else {
             return Ok(());
+        };
+        if algo.arch_training == ArchTraining::BilevelWithTrainGrad {
+            let l1 = net.desc.arch_params.iter().any(|p| p.l1 > 0.0);
+            if let Some(what) = train_grad_mismatch(c, l1) {
+                return Err(self.config_error(format!(
+                    "algorithm `{}` reuses the weight step's architecture gradient as that of the plain training \
+                     loss, but the step's loss has {what}; change that setting or configure the algorithm not to \
+                     reuse the gradient (darts: difference: central)",
+                    algo.name
+                )));
+            }
         }
         if c.precision.needs_loss_scaling() {
             return Err(self.config_error(
@@ -256,7 +267,7 @@ impl Trainer<'_> {
         // they loaded the same checkpoint; this also covers a rank that did not find it).
         self.strategy.broadcast_model(store)?;
         let mut val_stream = match (val, fit.arch_training()) {
-            (Some(v), Some(ArchTraining::Bilevel)) => Some(ValStream::new(v, fit.c.batch_size, self.seed)?),
+            (Some(v), Some(t)) if t.takes_val_batch() => Some(ValStream::new(v, fit.c.batch_size, self.seed)?),
             _ => None,
         };
         let started = Instant::now();
@@ -480,9 +491,35 @@ impl Trainer<'_> {
     }
 }
 
+/// What makes the weight step's loss differ from `Model::loss` on the same batch and weights, so
+/// that its architecture gradient cannot stand for that loss's
+/// ([`ArchTraining::BilevelWithTrainGrad`]); `None` when nothing does.
+fn train_grad_mismatch(c: &TrainerConfig, arch_l1: bool) -> Option<&'static str> {
+    if c.aux_weight > 0.0 {
+        Some("an auxiliary head's term (trainer.aux_weight > 0)")
+    } else if arch_l1 {
+        Some("an L1 penalty on architecture parameters (the model description's `l1`)")
+    } else if c.drop_path_prob > 0.0 {
+        Some("drop path (trainer.drop_path_prob > 0), whose paths each pass draws anew")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reusing_the_weight_steps_arch_gradient_needs_the_plain_loss() {
+        let plain = TrainerConfig::sgd(8, 0.1, 0.0, Some(5.0));
+        assert_eq!(train_grad_mismatch(&plain, false), None);
+        let aux = TrainerConfig { aux_weight: 0.4, ..plain.clone() };
+        assert!(train_grad_mismatch(&aux, false).unwrap().contains("aux_weight"));
+        assert!(train_grad_mismatch(&plain, true).unwrap().contains("l1"));
+        let drop = TrainerConfig { drop_path_prob: 0.2, ..plain.clone() };
+        assert!(train_grad_mismatch(&drop, false).unwrap().contains("drop_path_prob"));
+    }
 
     #[test]
     fn drop_path_rises_linearly_from_zero_over_the_epochs() {

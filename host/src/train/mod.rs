@@ -683,9 +683,9 @@ pub fn weight_step(
     weight_step_with(net, store, opt, x, y, c, lr, scaler, ArchTraining::Bilevel, Strategy::Single)
 }
 
-/// [`weight_step`] for an algorithm's [`ArchTraining`]: with `TrainLoss` the trainable
-/// architecture parameters' gradients are zeroed and filled by the same backward (the algorithm
-/// applies them); otherwise they are constants of the step. Under data parallelism `x`, `y` are
+/// [`weight_step`] for an algorithm's [`ArchTraining`]: with `TrainLoss` and
+/// `BilevelWithTrainGrad` the trainable architecture parameters' gradients are zeroed and filled
+/// by the same backward (the algorithm uses them); otherwise they are constants of the step. Under data parallelism `x`, `y` are
 /// the global batch: this rank computes its rows, and the gradients, losses and stop requests
 /// are summed over the ranks before the update, so every rank makes the same update.
 #[allow(clippy::too_many_arguments)]
@@ -715,7 +715,7 @@ pub fn weight_step_with(
         .map(|(_, t)| t)
         .filter(|t| t.requires_grad() && !owned.contains(&(t.data_ptr() as usize)))
         .collect();
-    let frozen = arch_training != ArchTraining::TrainLoss;
+    let frozen = !arch_training.fills_train_grads();
     let penalty = arch_l1_penalty(net, store)?;
     for a in &trainable {
         if frozen {

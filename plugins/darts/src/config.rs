@@ -17,6 +17,17 @@ pub enum Unroll {
     WeightStep,
 }
 
+/// How the second-order step takes the Hessian-vector product d²L_train/(dα dw) · dL_val/dw'.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Difference {
+    /// DARTS: (∇α L_train(w + εv) - ∇α L_train(w - εv)) / 2ε, error O(ε²), two passes.
+    Central,
+    /// (∇α L_train(w + εv) - ∇α L_train(w)) / ε with ∇α L_train(w) from the host's weight step
+    /// (`unroll: weight_step` only), error O(ε), one pass.
+    OneSided,
+}
+
 /// Configuration of the `darts` algorithm (see the crate documentation for the meaning of each key).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -38,6 +49,8 @@ pub struct DartsConfig {
     pub unrolled_eps: f64,
     /// Order 2: the weight step the hypergradient looks through (see [`Unroll`]).
     pub unroll: Unroll,
+    /// Order 2: the finite difference of the Hessian term (see [`Difference`]).
+    pub difference: Difference,
     /// Weight steps before the first architecture step (PC-DARTS' warm-up, counted in steps
     /// so that short searches can use it): the alphas move only once the weights can tell the
     /// candidates apart.
@@ -55,6 +68,7 @@ impl Default for DartsConfig {
             arch_weight_decay: 1e-3,
             unrolled_eps: 0.01,
             unroll: Unroll::Virtual,
+            difference: Difference::Central,
             warmup_steps: 0,
         }
     }
@@ -93,6 +107,11 @@ impl DartsConfig {
             self.order == 2 || self.unroll == Unroll::Virtual,
             "darts config: `unroll: weight_step` applies to the second-order step only; set `order: 2` or remove `unroll`"
         );
+        anyhow::ensure!(
+            self.difference == Difference::Central || self.unroll == Unroll::WeightStep,
+            "darts config: `difference: one_sided` reuses the architecture gradient of the host's weight step, \
+             so it needs `order: 2` and `unroll: weight_step`"
+        );
         check_candidates(&self.candidates, "darts")?;
         Ok(())
     }
@@ -114,8 +133,8 @@ mod tests {
         assert_eq!(c.candidates.len(), 8);
         assert_eq!(c.candidates[0], "none");
         assert_eq!(
-            (c.order, c.arch_lr, c.arch_betas, c.arch_weight_decay, c.unrolled_eps, c.unroll),
-            (1, 3e-4, [0.5, 0.999], 1e-3, 0.01, Unroll::Virtual)
+            (c.order, c.arch_lr, c.arch_betas, c.arch_weight_decay, c.unrolled_eps, c.unroll, c.difference),
+            (1, 3e-4, [0.5, 0.999], 1e-3, 0.01, Unroll::Virtual, Difference::Central)
         );
         assert_eq!(DartsConfig::from_json(&serde_json::Value::Null).unwrap(), c);
     }
@@ -148,6 +167,15 @@ mod tests {
         assert!(e.contains("weight_step"), "{e}");
         let c = DartsConfig::from_json(&json!({"order": 2, "unroll": "weight_step"})).unwrap();
         assert_eq!(c.unroll, Unroll::WeightStep);
+        let e = DartsConfig::from_json(&json!({"order": 2, "difference": "one_sided"})).unwrap_err().to_string();
+        assert!(e.contains("unroll: weight_step"), "{e}");
+        let e = DartsConfig::from_json(&json!({"order": 2, "unroll": "weight_step", "difference": "forward"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("one_sided"), "{e}");
+        let c =
+            DartsConfig::from_json(&json!({"order": 2, "unroll": "weight_step", "difference": "one_sided"})).unwrap();
+        assert_eq!(c.difference, Difference::OneSided);
         let e = DartsConfig::from_json(&json!({"arch_betas": [0.5, 1.0]})).unwrap_err().to_string();
         assert!(e.contains("arch_betas[1]"), "{e}");
         let e = TopkConfig::from_json(&json!({"k": 2, "kk": 1}), "darts-topk").unwrap_err().to_string();

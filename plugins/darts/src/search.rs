@@ -1,5 +1,5 @@
 //! The bilevel architecture step of DARTS (first and second order) and the `darts` algorithm.
-use crate::config::{DartsConfig, Unroll};
+use crate::config::{DartsConfig, Difference, Unroll};
 use archai_plugin_api::kit::adam::Adam;
 use archai_plugin_api::kit::genotype::alpha_report;
 use archai_plugin_api::model_desc::{CellFill, InputDesc, MixerDesc, ModelDesc};
@@ -100,6 +100,7 @@ pub struct ArchStep {
     pub order: u8,
     pub unrolled_eps: f64,
     pub unroll: Unroll,
+    pub difference: Difference,
     pub adam: Adam,
     shadow: Vec<Tensor>,
     /// [`Unroll::WeightStep`]: the weights after the host's weight step.
@@ -192,6 +193,7 @@ impl ArchStep {
             order: config.order,
             unrolled_eps: config.unrolled_eps,
             unroll: config.unroll,
+            difference: config.difference,
             adam: Adam::new(config.arch_lr, config.arch_betas, ARCH_ADAM_EPS, config.arch_weight_decay),
             shadow: Vec::new(),
             stepped: Vec::new(),
@@ -204,6 +206,16 @@ impl ArchStep {
     /// ([`ArchStep::step`]).
     pub fn after_the_weight_step(&self) -> bool {
         self.order == 2 && self.unroll == Unroll::WeightStep
+    }
+
+    /// How the host trains the architecture parameters for this step: the one-sided difference
+    /// reads the architecture gradient of the host's weight step.
+    pub fn arch_training(&self) -> ArchTraining {
+        if self.after_the_weight_step() && self.difference == Difference::OneSided {
+            ArchTraining::BilevelWithTrainGrad
+        } else {
+            ArchTraining::Bilevel
+        }
     }
 
     /// One architecture step on `batch.val_x, batch.val_y` (order 2 also uses `batch.x, batch.y`
@@ -241,11 +253,36 @@ impl ArchStep {
     /// [`Unroll::WeightStep`], after the host's weight step with learning rate `lr`: the
     /// architecture step with w' the weights that step produced; returns the validation loss.
     pub fn after_weight_step(&mut self, model: &mut dyn SearchModel, lr: f64) -> anyhow::Result<f64> {
+        // Read before `alphas` clears the gradients.
+        let train_grads = match self.difference {
+            Difference::OneSided => Some(Self::weight_step_alpha_grads(model)?),
+            Difference::Central => None,
+        };
         let alphas = Self::alphas(model)?;
         let a: Vec<Tensor> = alphas.iter().map(|(_, t)| t.shallow_clone()).collect();
-        let h = self.stepped_hypergradient(model, &a, lr)?;
+        let h = self.stepped_hypergradient(model, &a, lr, train_grads)?;
         self.adam.step(&alphas, &h.grads)?;
         Ok(h.val_loss)
+    }
+
+    /// [`Difference::OneSided`]: dL_train(w)/dalpha, which the host's weight step left in the
+    /// trainable alphas' gradients ([`ArchTraining::BilevelWithTrainGrad`]), copied because
+    /// clearing a gradient zeroes it in place.
+    fn weight_step_alpha_grads(model: &dyn SearchModel) -> anyhow::Result<Vec<Tensor>> {
+        let alphas = archai_plugin_api::kit::trainable(model.arch_params());
+        anyhow::ensure!(
+            alphas.iter().any(|(_, a)| a.grad().defined()),
+            "darts: `difference: one_sided` reuses the architecture gradient of the host's weight step, but the \
+             host left none (a host before plugin-api 7.0 does not compute it); use `difference: central`"
+        );
+        let _guard = no_grad_guard();
+        alphas
+            .iter()
+            .map(|(_, a)| {
+                let g = a.grad();
+                Ok(if g.defined() { g.f_detach()?.copy() } else { a.f_zeros_like()? })
+            })
+            .collect()
     }
 
     fn check_val_batch(batch: &StepData) -> anyhow::Result<()> {
@@ -297,12 +334,14 @@ impl ArchStep {
     }
 
     /// The hypergradient of [`Unroll::WeightStep`]: the weights are w' (the host's step from the
-    /// shadow's w), and end there again.
+    /// shadow's w), and end there again. `train_grads`: dL_train(w)/dalpha for a one-sided
+    /// difference.
     fn stepped_hypergradient(
         &mut self,
         model: &mut dyn SearchModel,
         alphas: &[Tensor],
         lr: f64,
+        train_grads: Option<Vec<Tensor>>,
     ) -> anyhow::Result<Hypergradient> {
         let b = self.pending.take().ok_or_else(|| {
             anyhow::anyhow!(
@@ -325,7 +364,7 @@ impl ArchStep {
             if !moved {
                 return Ok(Hypergradient { grads: val.dalpha, val_loss: val.loss });
             }
-            self.with_hessian_term(model, alphas, &weights, val, lr, &b)
+            self.with_hessian_term(model, alphas, &weights, val, lr, &b, train_grads.as_deref())
         })();
         let restored = restore_weights(&weights, &self.stepped);
         let h = result?;
@@ -365,8 +404,10 @@ impl ArchStep {
         Ok(ValPass { dalpha, dw, loss })
     }
 
-    /// dalpha - lr * H dw' with H = d2 L_train / (dalpha dw) at the shadow's weights, by central
-    /// finite differences along dw'; leaves the weights at shadow - eps dw'.
+    /// dalpha - lr * H dw' with H = d2 L_train / (dalpha dw) at the shadow's weights, by finite
+    /// differences along dw': central, or one-sided from `train_grads` = dL_train(w)/dalpha when
+    /// given. Leaves the weights moved off the shadow.
+    #[allow(clippy::too_many_arguments)]
     fn with_hessian_term(
         &self,
         model: &mut dyn SearchModel,
@@ -375,6 +416,7 @@ impl ArchStep {
         val: ValPass,
         lr: f64,
         b: &StepData,
+        train_grads: Option<&[Tensor]>,
     ) -> anyhow::Result<Hypergradient> {
         let ValPass { dalpha, dw: dw_val, loss: val_loss } = val;
         // eps = unrolled_eps / ||dw'|| (global norm over all weights), kept on the device.
@@ -390,6 +432,26 @@ impl ArchStep {
         let loss = model.loss(&b.x, &b.y)?;
         let g_plus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
         drop(loss);
+        if let Some(g_zero) = train_grads {
+            anyhow::ensure!(
+                g_zero.len() == alphas.len(),
+                "darts: {} weight-step architecture gradients for {} alphas",
+                g_zero.len(),
+                alphas.len()
+            );
+            // The host's gradient is already the whole batch's (summed over ranks by the step).
+            let g_plus = model.average_over_ranks(g_plus)?;
+            let eps = Coef(eps);
+            let grads = dalpha
+                .iter()
+                .zip(g_plus.iter().zip(g_zero))
+                .map(|(da, (gp, g0))| {
+                    let hvp = gp.f_sub(g0)?.f_div(&eps.for_tensor(da)?)?;
+                    Ok(da.f_sub(&hvp.f_mul_scalar(lr)?)?)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            return Ok(Hypergradient { grads, val_loss });
+        }
         self.move_weights(weights, &dw_val, &Coef(eps.f_neg()?))?;
         let loss = model.loss(&b.x, &b.y)?;
         let g_minus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
@@ -448,7 +510,7 @@ impl ArchStep {
 
         // 3) dalpha and dw' of L_val(w', a); 4) the Hessian term around w.
         let val = Self::val_pass(model, alphas, weights, b)?;
-        self.with_hessian_term(model, alphas, weights, val, lr, b)
+        self.with_hessian_term(model, alphas, weights, val, lr, b, None)
     }
 }
 
@@ -479,7 +541,7 @@ impl Algorithm for Darts {
     fn search_space(&mut self, context: &SearchContext) -> anyhow::Result<SearchPlan> {
         let desc = Self::build(&self.config, context.input(), context.num_classes)?;
         self.layout = desc.clone();
-        Ok(SearchPlan { desc, arch_training: ArchTraining::Bilevel })
+        Ok(SearchPlan { desc, arch_training: self.arch.arch_training() })
     }
 
     fn before_step(&mut self, model: &mut Model<'_, '_>, batch: &StepData) -> anyhow::Result<Value> {
@@ -542,7 +604,9 @@ mod tests {
         let h = x.matmul(&w[0]);
         let mixed1 = h.tanh() * p.get(0).get(0) + h.sin() * p.get(0).get(1);
         let out = mixed1.matmul(&w[1]).tanh() * q.get(0).get(0) + mixed1.matmul(&w[2]) * q.get(0).get(1);
-        out.cross_entropy_for_logits(y)
+        // Not cross_entropy_for_logits, which computes in f32: the finite differences below
+        // resolve weight moves of 1e-6, where f32 rounding would dominate.
+        out.log_softmax(-1, Kind::Double).nll_loss(y)
     }
 
     impl Tiny {
@@ -710,7 +774,7 @@ mod tests {
         host_step(&m, &b);
         let stepped = snapshot(&m.wt());
         let a = m.at();
-        let h = step.stepped_hypergradient(&mut m, &a, b.lr).unwrap();
+        let h = step.stepped_hypergradient(&mut m, &a, b.lr, None).unwrap();
         let err = max_rel_err(&h.grads, &exact);
         assert!(err < 1e-4, "order-2 hypergradient through the weight step off by {err}");
         assert_eq!(m.calls, 3, "val at w', train at w+, train at w-: no virtual step");
@@ -727,7 +791,7 @@ mod tests {
         // is far from the unrolled one.
         step.before_weight_step(&mut m, &b).unwrap();
         let calls = m.calls;
-        let skipped = step.stepped_hypergradient(&mut m, &a, b.lr).unwrap();
+        let skipped = step.stepped_hypergradient(&mut m, &a, b.lr, None).unwrap();
         assert_eq!(m.calls, calls + 1, "no finite differences without a step");
         let lv = tiny_loss(&m.wt(), &m.at(), &b.val_x, &b.val_y);
         let first = Tensor::run_backward(&[&lv], &m.at(), false, false);
@@ -743,6 +807,80 @@ mod tests {
         assert_eq!(step.adam.steps(), 1);
         let e = step.after_weight_step(&mut m, b.lr).unwrap_err().to_string();
         assert!(e.contains("before_step"), "{e}");
+    }
+
+    /// The host's weight step as the trainer takes it with `ArchTraining::BilevelWithTrainGrad`:
+    /// one backward fills the weights' and the alphas' gradients, the update reads the weights'.
+    fn host_step_filling_alpha_grads(m: &Tiny, b: &StepData) {
+        for t in m.wt().iter().chain(&m.at()) {
+            t.shallow_clone().zero_grad();
+        }
+        tiny_loss(&m.wt(), &m.at(), &b.x, &b.y).backward();
+        let _guard = no_grad_guard();
+        for (w, (_, buf)) in m.wt().iter().zip(&m.bufs) {
+            let step = w.grad() + w * m.opt.weight_decay;
+            let step = if buf.defined() { step + buf * m.opt.momentum } else { step };
+            let _ = w.shallow_clone().f_sub_(&(step * b.lr)).unwrap();
+        }
+    }
+
+    #[test]
+    fn one_sided_difference_reuses_the_weight_steps_alpha_gradient() {
+        let b = batch(0.4);
+        let run = |eps: f64| {
+            let mut m = Tiny::new(1, 0.9);
+            let exact = exact_unrolled(&m, &b);
+            let cfg = DartsConfig {
+                order: 2,
+                unroll: Unroll::WeightStep,
+                difference: Difference::OneSided,
+                unrolled_eps: eps,
+                ..DartsConfig::default()
+            };
+            let mut step = ArchStep::new(&cfg);
+            assert_eq!(step.arch_training(), ArchTraining::BilevelWithTrainGrad);
+            step.before_weight_step(&mut m, &b).unwrap();
+            host_step_filling_alpha_grads(&m, &b);
+            let stepped = snapshot(&m.wt());
+            let g0 = ArchStep::weight_step_alpha_grads(&m).unwrap();
+            let a = m.at();
+            let h = step.stepped_hypergradient(&mut m, &a, b.lr, Some(g0)).unwrap();
+            assert_eq!(m.calls, 2, "val at w', train at w+: the train gradient at w came with the weight step");
+            assert!(m.wt().iter().zip(&stepped).all(|(w, w1)| w.equal(w1)), "the weights end at w'");
+            max_rel_err(&h.grads, &exact)
+        };
+        // A forward difference's error is O(eps): 4e-4 at eps 0.01 here (the central one's is
+        // about 1e-5), shrinking tenfold with eps down to 4e-8 at 1e-6, so the formula is exact
+        // in the limit and only the truncation differs.
+        let (coarse, fine, finest) = (run(0.01), run(1e-3), run(1e-6));
+        assert!(coarse < 1e-2, "one-sided at eps 0.01 off by {coarse}");
+        assert!(coarse > 2e-4, "one-sided at eps 0.01 is suspiciously exact: {coarse}");
+        assert!((5.0..20.0).contains(&(coarse / fine)), "error {coarse} at 0.01 vs {fine} at 1e-3: not O(eps)");
+        assert!(finest < 1e-6, "one-sided at eps 1e-6 off by {finest}");
+
+        // The full step reads the gradients the host left, then clears them; a host that left
+        // none (plugin-api before 7.0) is a clear error, not a silently first-order step.
+        let mut m = Tiny::new(1, 0.9);
+        let cfg = DartsConfig {
+            order: 2,
+            unroll: Unroll::WeightStep,
+            difference: Difference::OneSided,
+            ..DartsConfig::default()
+        };
+        let mut step = ArchStep::new(&cfg);
+        step.before_weight_step(&mut m, &b).unwrap();
+        host_step_filling_alpha_grads(&m, &b);
+        let a0 = snapshot(&m.at());
+        step.after_weight_step(&mut m, b.lr).unwrap();
+        assert!(m.at().iter().zip(&a0).all(|(a, a0)| !a.equal(a0)));
+        assert!(m.at().iter().all(|a| a.grad().abs().max().double_value(&[]) == 0.0));
+        let mut fresh = Tiny::new(1, 0.9);
+        step.before_weight_step(&mut fresh, &b).unwrap();
+        host_step(&fresh, &b);
+        let e = step.after_weight_step(&mut fresh, b.lr).unwrap_err().to_string();
+        assert!(e.contains("difference: central"), "{e}");
+        let central = DartsConfig { difference: Difference::Central, ..cfg };
+        assert_eq!(ArchStep::new(&central).arch_training(), ArchTraining::Bilevel);
     }
 
     /// Order 2 refuses weight optimizers whose step it does not differentiate (both unrolls).

@@ -12,7 +12,7 @@ use archai_plugin_api::{
     ArchTraining, ModelServices, ModelServices_TO, NamedTensor, PluginModuleRef, SearchContext, StepBatch, StepData,
     StepOutcome, TensorOwned, TensorRef, WeightOptimizerInfo,
 };
-use darts::config::{darts_primitives, DartsConfig, Unroll};
+use darts::config::{darts_primitives, DartsConfig, Difference, Unroll};
 use darts::search::{ArchStep, SearchModel};
 
 const OPTS: (Kind, Device) = (Kind::Float, Device::Cpu);
@@ -65,10 +65,20 @@ impl Net {
         out.cross_entropy_for_logits(y)
     }
 
-    /// The host's weight step, plain SGD: the weights move in place.
-    fn sgd_step(&self, x: &Tensor, y: &Tensor) {
-        let w: Vec<Tensor> = self.w.iter().map(|(_, t)| t.shallow_clone()).collect();
-        let g = Tensor::run_backward(&[self.forward_loss(x, y)], &w, false, false);
+    /// The host's weight step, plain SGD: the weights move in place. With `fill_alpha_grads`
+    /// (`ArchTraining::BilevelWithTrainGrad`) the alphas' `.grad` is the same loss's gradient.
+    fn sgd_step(&self, x: &Tensor, y: &Tensor, fill_alpha_grads: bool) {
+        let mut w: Vec<Tensor> = self.w.iter().map(|(_, t)| t.shallow_clone()).collect();
+        if fill_alpha_grads {
+            w.push(self.a[0].1.shallow_clone());
+        }
+        let mut g = Tensor::run_backward(&[self.forward_loss(x, y)], &w, false, false);
+        if fill_alpha_grads {
+            let (a, ga) = (w.pop().unwrap(), g.pop().unwrap());
+            a.shallow_clone().zero_grad();
+            // Backward of <a, ga> leaves exactly ga in a.grad.
+            (&a * ga.detach()).sum(Kind::Float).backward();
+        }
         let _guard = archai_plugin_api::tch::no_grad_guard();
         for (w, g) in w.iter().zip(&g) {
             let _ = w.shallow_clone().f_sub_(&(g * self.lr)).unwrap();
@@ -208,13 +218,46 @@ fn second_order_through_the_boundary_equals_in_process() {
 /// weights, and `after_step` takes the architecture step, as the same code in-process does.
 #[test]
 fn weight_step_unroll_through_the_boundary_equals_in_process() {
+    weight_step_unroll_equals_in_process(Difference::Central);
+}
+
+/// `difference: one_sided`: the plugin asks for the weight step's architecture gradient and
+/// reads the `.grad` the host's step left in the alphas.
+#[test]
+fn one_sided_difference_through_the_boundary_equals_in_process() {
+    weight_step_unroll_equals_in_process(Difference::OneSided);
+}
+
+/// A search context for 28x28 grey images in 10 classes.
+fn fashion_mnist_context() -> SearchContext {
+    SearchContext {
+        channels: 1,
+        image_size: 28,
+        num_classes: 10,
+        seed: 0,
+        epochs: 1,
+        steps_per_epoch: 1,
+        val_batch_size: 0,
+    }
+}
+
+fn weight_step_unroll_equals_in_process(difference: Difference) {
     let m = module();
-    let config = serde_json::json!({"order": 2, "arch_lr": 0.05, "unroll": "weight_step"}).to_string();
+    let config =
+        serde_json::json!({"order": 2, "arch_lr": 0.05, "unroll": "weight_step", "difference": difference}).to_string();
     let mut algo = ok((m.create_algorithm())(RStr::from("darts"), RStr::from(config.as_str())));
+    let one_sided = difference == Difference::OneSided;
+    let wanted = if one_sided { ArchTraining::BilevelWithTrainGrad } else { ArchTraining::Bilevel };
+    assert_eq!(ok(algo.search_space(fashion_mnist_context())).arch_training, wanted);
     let mut host = Net::new();
     let mut local = Net::new();
-    let mut step =
-        ArchStep::new(&DartsConfig { order: 2, arch_lr: 0.05, unroll: Unroll::WeightStep, ..DartsConfig::default() });
+    let mut step = ArchStep::new(&DartsConfig {
+        order: 2,
+        arch_lr: 0.05,
+        unroll: Unroll::WeightStep,
+        difference,
+        ..DartsConfig::default()
+    });
     let a0 = host.a[0].1.detach().copy();
     for s in 0..3 {
         let (x, y, vx, vy) = data(s);
@@ -227,7 +270,7 @@ fn weight_step_unroll_through_the_boundary_equals_in_process() {
         let data = StepData { x, y, val_x: vx, val_y: vy, epoch: 0, step: s as u64, lr: local.lr };
         step.before_weight_step(&mut local, &data).unwrap();
         for net in [&host, &local] {
-            net.sgd_step(&data.x, &data.y);
+            net.sgd_step(&data.x, &data.y, one_sided);
         }
         let outcome = StepOutcome { epoch: 0, step: s as u64, lr: host.lr, loss: 0.0 };
         let out = ok(algo.after_step(ModelServices_TO::from_ptr(RMut::new(&mut host), TD_Opaque), outcome));
@@ -270,16 +313,7 @@ fn model_desc_and_finalizer_through_the_boundary() {
     let m = module();
     let mut algo =
         ok((m.create_algorithm())(RStr::from("darts"), RStr::from(r#"{"macro": {"layers": 5, "channels": 8}}"#)));
-    let ctx = SearchContext {
-        channels: 1,
-        image_size: 28,
-        num_classes: 10,
-        seed: 0,
-        epochs: 1,
-        steps_per_epoch: 1,
-        val_batch_size: 0,
-    };
-    let space = ok(algo.search_space(ctx));
+    let space = ok(algo.search_space(fashion_mnist_context()));
     assert_eq!(space.arch_training, ArchTraining::Bilevel);
     let yaml = space.model_desc_yaml;
     let search = ModelDesc::from_yaml(yaml.as_str(), "plugin output").unwrap();
