@@ -156,6 +156,32 @@ fn darts_order2_refuses_an_adam_weight_optimizer() {
     assert!(err.contains("optimizer.kind: sgd") && err.contains("Adam"), "{err}");
 }
 
+/// The one-sided difference takes the weight step's architecture gradient for that of the plain
+/// training loss: a search whose step loss differs (drop path draws other paths in each pass)
+/// is refused before training, naming what to change.
+#[test]
+fn one_sided_difference_refuses_a_weight_step_with_drop_path() {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("drop");
+    let o = archai(&[
+        "run",
+        "confs/algos/darts_order2.yaml",
+        "--toy",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "nas.search.algorithm.config.unroll=weight_step",
+        "--set",
+        "nas.search.algorithm.config.difference=one_sided",
+        "--set",
+        "nas.search.trainer.drop_path_prob=0.2",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "one-sided with drop path ran");
+    assert!(err.contains("drop_path_prob") && err.contains("difference: central"), "{err}");
+}
+
 #[test]
 fn pc_darts_toy_run_warms_up_then_steps() {
     let tmp = tempfile::tempdir().unwrap();

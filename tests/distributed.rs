@@ -246,26 +246,38 @@ fn searched(run: &Path) -> Vec<(String, tch::Tensor)> {
 fn a_two_rank_darts_search_equals_one_process_for_both_orders() {
     require_fashion_mnist();
     let tmp = tempfile::tempdir().unwrap();
-    for order in ["1", "2"] {
-        let set = format!("nas.search.algorithm.config.order={order}");
-        let one = tmp.path().join(format!("one-{order}"));
-        let args =
-            run_args("confs/algos/darts.yaml", &one, &[&set, "nas.search.trainer.batch_chunks=2", "common.threads=1"]);
+    // The third: the host sums the weight step's architecture gradient over the ranks, the
+    // plugin averages its own; the one-sided difference subtracts one from the other.
+    let one_sided =
+        ["nas.search.algorithm.config.unroll=weight_step", "nas.search.algorithm.config.difference=one_sided"];
+    for (order, extra, section) in
+        [("1", &[][..], "algorithm"), ("2", &[][..], "algorithm"), ("2", &one_sided[..], "algorithm_after_step")]
+    {
+        let mut sets = vec![format!("nas.search.algorithm.config.order={order}")];
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        let name = format!("{order}-{}", extra.len());
+        let one = tmp.path().join(format!("one-{name}"));
+        let mut one_sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        one_sets.extend(["nas.search.trainer.batch_chunks=2", "common.threads=1"]);
+        let args = run_args("confs/algos/darts.yaml", &one, &one_sets);
         let o = archai(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.status.success(), "{}", output_text(&o));
-        let two = tmp.path().join(format!("two-{order}"));
-        let o = launch_run("confs/algos/darts.yaml", &two, &[&set]);
+        let two = tmp.path().join(format!("two-{name}"));
+        let o = launch_run("confs/algos/darts.yaml", &two, &sets.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.status.success(), "{}", output_text(&o));
         let (a, b) = (searched(&one), searched(&two));
         assert!(a.iter().any(|(n, _)| n.starts_with("a.")), "the search has architecture parameters");
         let diff = max_difference(&a, &b);
-        assert!(diff <= 1e-5, "order {order}: 2 ranks vs 1 process, max difference of weights and alphas {diff:e}");
-        let loss = |run: &Path| yaml(&run.join("log.yaml"))["search"]["epochs"][1]["algorithm"]["arch_loss"].as_f64();
+        assert!(
+            diff <= 1e-5,
+            "order {order} {extra:?}: 2 ranks vs 1 process, max difference of weights and alphas {diff:e}"
+        );
+        let loss = |run: &Path| yaml(&run.join("log.yaml"))["search"]["epochs"][1][section]["arch_loss"].as_f64();
         let (l1, l2) = (loss(&one).expect("arch_loss logged"), loss(&two).expect("arch_loss logged"));
-        assert!((l1 - l2).abs() < 1e-5, "order {order}: architecture loss {l1} vs {l2}");
+        assert!((l1 - l2).abs() < 1e-5, "order {order} {extra:?}: architecture loss {l1} vs {l2}");
         // The same searched architecture.
         let desc = |run: &Path| std::fs::read_to_string(run.join("search/final_model_desc.yaml")).unwrap();
-        assert_eq!(desc(&one), desc(&two), "order {order}");
+        assert_eq!(desc(&one), desc(&two), "order {order} {extra:?}");
     }
 }
 

@@ -140,8 +140,11 @@ pub enum ArchTraining {
     /// it; the loss [`crate::Model::loss`] computes, summed over data-parallel ranks like the
     /// weights' gradients), for an algorithm that reuses them in `after_step` (second-order
     /// DARTS' one-sided difference around the weight step). The step leaves the architecture
-    /// parameters untouched. The host refuses it with an auxiliary head or an L1 penalty on
-    /// architecture parameters, terms `Model::loss` does not have.
+    /// parameters untouched. The host refuses it with an auxiliary head, drop path or an L1
+    /// penalty on architecture parameters, which make the step's loss differ from `Model::loss`.
+    /// The algorithm's own forward must be deterministic for a fixed batch and weights (no
+    /// sampling mixer, no dropout in its ops): the host cannot tell, and a fresh draw in
+    /// `Model::loss` would not match the step's.
     BilevelWithTrainGrad,
     /// Single level (SNAS, DiDARTS): the weight step's backward on the training loss also fills the
     /// gradients of the trainable architecture parameters (zeroed before each step), and the

@@ -729,7 +729,7 @@ pub fn weight_step_with(
     let (x, y) = strategy.local_rows(x, y);
     // What the step trains, in the optimizer's order (the same on every rank); the trainable
     // architecture parameters' gradients belong to the step too when the algorithm trains them
-    // on the training loss (SNAS, DiDARTS).
+    // on the training loss (SNAS, DiDARTS) or reads its gradient (BilevelWithTrainGrad).
     let step_params: Vec<Tensor> = match strategy.world() {
         1 => Vec::new(),
         _ => opt
