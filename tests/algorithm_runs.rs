@@ -134,25 +134,26 @@ fn darts_order2_unrolled_through_the_weight_step() {
     assert_eq!(read(&v_dir), read(&o_dir));
 }
 
+/// The stderr of a toy `darts_order2` run with `sets` that must fail.
+fn refused_order2_run(sets: &[&str]) -> String {
+    require_fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("refused");
+    let mut args = vec!["run", "confs/algos/darts_order2.yaml", "--toy", "--out", out.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let o = archai(&args);
+    assert!(!o.status.success(), "ran with {sets:?}");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// Second-order DARTS differentiates through an SGD step with plain momentum: a search whose
 /// weight optimizer is Adam stops at its first architecture step and says what to change (it
 /// computed a silently wrong hypergradient before the host told plugins the optimizer's kind).
 #[test]
 fn darts_order2_refuses_an_adam_weight_optimizer() {
-    require_fashion_mnist();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("adam");
-    let o = archai(&[
-        "run",
-        "confs/algos/darts_order2.yaml",
-        "--toy",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "nas.search.trainer.optimizer.kind=adam",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "order 2 with Adam ran");
+    let err = refused_order2_run(&["nas.search.trainer.optimizer.kind=adam"]);
     assert!(err.contains("optimizer.kind: sgd") && err.contains("Adam"), "{err}");
 }
 
@@ -161,24 +162,11 @@ fn darts_order2_refuses_an_adam_weight_optimizer() {
 /// is refused before training, naming what to change.
 #[test]
 fn one_sided_difference_refuses_a_weight_step_with_drop_path() {
-    require_fashion_mnist();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("drop");
-    let o = archai(&[
-        "run",
-        "confs/algos/darts_order2.yaml",
-        "--toy",
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
+    let err = refused_order2_run(&[
         "nas.search.algorithm.config.unroll=weight_step",
-        "--set",
         "nas.search.algorithm.config.difference=one_sided",
-        "--set",
         "nas.search.trainer.drop_path_prob=0.2",
     ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "one-sided with drop path ran");
     assert!(err.contains("drop_path_prob") && err.contains("difference: central"), "{err}");
 }
 
