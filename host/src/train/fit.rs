@@ -171,7 +171,7 @@ impl Trainer<'_> {
                 return Err(self.config_error(format!(
                     "algorithm `{}` reuses the weight step's architecture gradient as that of the plain training \
                      loss, but the step's loss has {what}; change that setting or configure the algorithm not to \
-                     reuse the gradient (darts: difference: central)",
+                     reuse the gradient (see its documentation)",
                     algo.name
                 )));
             }

@@ -432,40 +432,36 @@ impl ArchStep {
         let loss = model.loss(&b.x, &b.y)?;
         let g_plus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
         drop(loss);
-        if let Some(g_zero) = train_grads {
-            anyhow::ensure!(
-                g_zero.len() == alphas.len(),
-                "darts: {} weight-step architecture gradients for {} alphas",
-                g_zero.len(),
-                alphas.len()
-            );
-            // The host's gradient is already the whole batch's (summed over ranks by the step).
-            let g_plus = model.average_over_ranks(g_plus)?;
-            let eps = Coef(eps);
-            let grads = dalpha
-                .iter()
-                .zip(g_plus.iter().zip(g_zero))
-                .map(|(da, (gp, g0))| {
-                    let hvp = gp.f_sub(g0)?.f_div(&eps.for_tensor(da)?)?;
-                    Ok(da.f_sub(&hvp.f_mul_scalar(lr)?)?)
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            return Ok(Hypergradient { grads, val_loss });
-        }
-        self.move_weights(weights, &dw_val, &Coef(eps.f_neg()?))?;
-        let loss = model.loss(&b.x, &b.y)?;
-        let g_minus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
-        drop(loss);
-        let mut both = model.average_over_ranks(g_plus.into_iter().chain(g_minus).collect())?;
-        let g_minus = both.split_off(alphas.len());
-        let g_plus = both;
+        // The gradient the difference subtracts, and the distance between the two points.
+        let (g_plus, g_base, span) = match train_grads {
+            Some(g_zero) => {
+                anyhow::ensure!(
+                    g_zero.len() == alphas.len(),
+                    "darts: {} weight-step architecture gradients for {} alphas",
+                    g_zero.len(),
+                    alphas.len()
+                );
+                // The host's gradient is already the whole batch's (summed over ranks by the step).
+                let g_zero: Vec<Tensor> = g_zero.iter().map(Tensor::shallow_clone).collect();
+                (model.average_over_ranks(g_plus)?, g_zero, eps)
+            }
+            None => {
+                self.move_weights(weights, &dw_val, &Coef(eps.f_neg()?))?;
+                let loss = model.loss(&b.x, &b.y)?;
+                let g_minus = defined_or_zeros(grad_of(&loss, alphas)?, alphas)?;
+                drop(loss);
+                let mut both = model.average_over_ranks(g_plus.into_iter().chain(g_minus).collect())?;
+                let g_minus = both.split_off(alphas.len());
+                (both, g_minus, eps.f_mul_scalar(2.0)?)
+            }
+        };
 
-        let two_eps = Coef(eps.f_mul_scalar(2.0)?);
+        let span = Coef(span);
         let grads = dalpha
             .iter()
-            .zip(g_plus.iter().zip(&g_minus))
-            .map(|(da, (gp, gm))| {
-                let hvp = gp.f_sub(gm)?.f_div(&two_eps.for_tensor(da)?)?;
+            .zip(g_plus.iter().zip(&g_base))
+            .map(|(da, (gp, g0))| {
+                let hvp = gp.f_sub(g0)?.f_div(&span.for_tensor(da)?)?;
                 Ok(da.f_sub(&hvp.f_mul_scalar(lr)?)?)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -810,18 +806,15 @@ mod tests {
     }
 
     /// The host's weight step as the trainer takes it with `ArchTraining::BilevelWithTrainGrad`:
-    /// one backward fills the weights' and the alphas' gradients, the update reads the weights'.
+    /// the alphas' `.grad` holds the training loss's gradient at the weights before the update.
     fn host_step_filling_alpha_grads(m: &Tiny, b: &StepData) {
-        for t in m.wt().iter().chain(&m.at()) {
-            t.shallow_clone().zero_grad();
+        let ga = Tensor::run_backward(&[tiny_loss(&m.wt(), &m.at(), &b.x, &b.y)], &m.at(), false, false);
+        for (a, g) in m.at().iter().zip(&ga) {
+            a.shallow_clone().zero_grad();
+            // Backward of <a, g> leaves exactly g in a.grad.
+            (a * g.detach()).sum(Kind::Double).backward();
         }
-        tiny_loss(&m.wt(), &m.at(), &b.x, &b.y).backward();
-        let _guard = no_grad_guard();
-        for (w, (_, buf)) in m.wt().iter().zip(&m.bufs) {
-            let step = w.grad() + w * m.opt.weight_decay;
-            let step = if buf.defined() { step + buf * m.opt.momentum } else { step };
-            let _ = w.shallow_clone().f_sub_(&(step * b.lr)).unwrap();
-        }
+        host_step(m, b);
     }
 
     #[test]
